@@ -1,0 +1,57 @@
+// swift-tools-version:6.0
+// fundus-screen: screening fundus photograph archives for diabetic-retinopathy lesions with M2MRF-HRNetV2.
+import PackageDescription
+
+let package = Package(
+    name: "fundus-screen",
+    products: [
+        .executable(name: "fundus-screen", targets: ["fundus-screen"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // C libraries of the system (Debian packages; scripts/setup.sh installs them).
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas"),
+        .systemLibrary(name: "CDNNL"),
+        .systemLibrary(name: "CPostgres", pkgConfig: "libpq"),
+        .target(
+            name: "CImageCodecs",
+            linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16"), .linkedLibrary("tiff")]
+        ),
+
+        // Our modules; see ../shared/design/ARCHITECTURE.md for who may import whom.
+        .target(name: "Tensor", dependencies: ["CDNNL", "CBLAS"]),
+        .target(name: "Checkpoints", dependencies: ["Tensor"]),
+        .target(name: "Network", dependencies: ["Tensor", "Checkpoints"]),
+        .target(name: "Imaging", dependencies: ["CImageCodecs"]),
+        .target(name: "Lesions"),
+        .target(name: "Store", dependencies: ["CPostgres", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Pipeline", dependencies: [
+            "Network", "Checkpoints", "Imaging", "Lesions", "Store",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "Training", dependencies: [
+            "Network", "Checkpoints", "Imaging", "Lesions", "Store",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "Reports", dependencies: [
+            "Store", "Imaging", "Lesions", .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "fundus-screen", dependencies: [
+            "Tensor", "Network", "Checkpoints", "Imaging", "Lesions", "Store", "Pipeline", "Training", "Reports",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        // Test support: where ../shared is, and a private PostgreSQL server per test.
+        .target(name: "TestSupport", dependencies: ["Store", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "TensorTests", dependencies: ["Tensor", "TestSupport"]),
+        .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "TestSupport"]),
+        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TestSupport"]),
+        .testTarget(name: "LesionsTests", dependencies: ["Lesions", "TestSupport"]),
+        .testTarget(name: "StoreTests", dependencies: ["Store", "TestSupport"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

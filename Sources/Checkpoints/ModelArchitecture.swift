@@ -1,0 +1,115 @@
+/// What a weight file describes: an HRNetV2 backbone (plain, or with M2MRF fuse layers of variant A–D) and the
+/// FCN head of the official M2MRF code. Shared by the network builder, the checkpoint readers (which infer it from
+/// keys and shapes) and the model card.
+public struct ModelArchitecture: Codable, Sendable, Equatable, Hashable {
+    /// How the fuse layers of stages 2–4 and the new-branch transitions are built.
+    /// `plain` is mmseg's HRNet (3×3 stride-2 convs down, 1×1 conv + BN + bilinear up).
+    /// A–D replace them by M2MRF: down one-step (A, B) or cascade (C, D); up one-step (A, C) or cascade (B, D).
+    public enum Variant: String, Codable, Sendable, CaseIterable {
+        case plain, A, B, C, D
+
+        public var usesM2MRF: Bool { self != .plain }
+        /// Downsampling fuse paths are chains of ×0.5 steps (C, D) rather than one step (A, B).
+        public var cascadeDown: Bool { self == .C || self == .D }
+        /// Upsampling fuse paths are chains of ×2 steps (B, D) rather than one step (A, C).
+        public var cascadeUp: Bool { self == .B || self == .D }
+    }
+
+    public enum Block: String, Codable, Sendable {
+        case basic = "BASIC"
+        case bottleneck = "BOTTLENECK"
+    }
+
+    /// One HRNet stage, as mmseg's `extra.stageN` dict.
+    public struct Stage: Codable, Sendable, Equatable, Hashable {
+        public var modules: Int
+        public var block: Block
+        /// Blocks per branch.
+        public var blocks: [Int]
+        /// Channels per branch (before the block expansion; a bottleneck stage outputs 4× these).
+        public var channels: [Int]
+
+        public init(modules: Int, block: Block, blocks: [Int], channels: [Int]) {
+            self.modules = modules
+            self.block = block
+            self.blocks = blocks
+            self.channels = channels
+        }
+
+        public var branches: Int { channels.count }
+    }
+
+    /// M2MRF hyper-parameters (the official configs use 8, 4, 64 everywhere).
+    public struct M2MRFSettings: Codable, Sendable, Equatable, Hashable {
+        public var patchSize: Int
+        public var encodeChannelsRate: Int
+        public var fcChannelsRate: Int
+
+        public init(patchSize: Int = 8, encodeChannelsRate: Int = 4, fcChannelsRate: Int = 64) {
+            self.patchSize = patchSize
+            self.encodeChannelsRate = encodeChannelsRate
+            self.fcChannelsRate = fcChannelsRate
+        }
+    }
+
+    public var variant: Variant
+    /// stage1 … stage4.
+    public var stages: [Stage]
+    public var m2mrf: M2MRFSettings
+    /// FCN head: `convs.0` width (the official config uses the concatenated width, e.g. 720 for W48).
+    public var headChannels: Int
+    public var numClasses: Int
+
+    public init(variant: Variant, stages: [Stage], m2mrf: M2MRFSettings = .init(), headChannels: Int? = nil,
+                numClasses: Int = 4) {
+        self.variant = variant
+        self.stages = stages
+        self.m2mrf = m2mrf
+        self.headChannels = headChannels ?? stages.last.map { $0.channels.reduce(0, +) } ?? 0
+        self.numClasses = numClasses
+    }
+
+    /// Channels the head receives after resize-concat of the four branches.
+    public var concatChannels: Int { stages.last.map { $0.channels.reduce(0, +) } ?? 0 }
+
+    /// HRNetV2 families as mmseg configures them, with the given fuse variant.
+    public static func hrnet(width: Int, variant: Variant) -> ModelArchitecture {
+        let c = [width, width * 2, width * 4, width * 8]
+        return ModelArchitecture(variant: variant, stages: [
+            Stage(modules: 1, block: .bottleneck, blocks: [4], channels: [64]),
+            Stage(modules: 1, block: .basic, blocks: [4, 4], channels: Array(c[0..<2])),
+            Stage(modules: 4, block: .basic, blocks: [4, 4, 4], channels: Array(c[0..<3])),
+            Stage(modules: 3, block: .basic, blocks: [4, 4, 4, 4], channels: c),
+        ])
+    }
+
+    public static func w18Small(variant: Variant) -> ModelArchitecture {
+        ModelArchitecture(variant: variant, stages: [
+            Stage(modules: 1, block: .bottleneck, blocks: [2], channels: [64]),
+            Stage(modules: 1, block: .basic, blocks: [2, 2], channels: [18, 36]),
+            Stage(modules: 3, block: .basic, blocks: [2, 2, 2], channels: [18, 36, 72]),
+            Stage(modules: 2, block: .basic, blocks: [2, 2, 2, 2], channels: [18, 36, 72, 144]),
+        ])
+    }
+
+    public static func w18(variant: Variant) -> ModelArchitecture { hrnet(width: 18, variant: variant) }
+    public static func w32(variant: Variant) -> ModelArchitecture { hrnet(width: 32, variant: variant) }
+    public static func w48(variant: Variant) -> ModelArchitecture { hrnet(width: 48, variant: variant) }
+
+    /// The configuration of the parity fixtures in ../shared/fixtures/parity (README there).
+    public static func tinyFixture(variant: Variant) -> ModelArchitecture {
+        ModelArchitecture(variant: variant, stages: [
+            Stage(modules: 1, block: .bottleneck, blocks: [1], channels: [8]),
+            Stage(modules: 1, block: .basic, blocks: [1, 1], channels: [8, 16]),
+            Stage(modules: 1, block: .basic, blocks: [1, 1, 1], channels: [8, 16, 32]),
+            Stage(modules: 1, block: .basic, blocks: [1, 1, 1, 1], channels: [8, 16, 32, 64]),
+        ])
+    }
+
+    /// A short human name: "HRNetV2-W48 M2MRF-C" style.
+    public var displayName: String {
+        let w = stages.count > 1 ? stages[1].channels.first ?? 0 : 0
+        let base = "HRNetV2-W\(w)"
+        return variant == .plain ? base : "\(base) M2MRF-\(variant.rawValue)"
+    }
+}

@@ -1,0 +1,1 @@
+// Reports: per-patient HTML reports with overlay images, CSV/JSON exports.

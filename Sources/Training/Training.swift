@@ -1,0 +1,1 @@
+// Training: datasets, augmentation, loss, optimiser, the training loop, evaluation runs, model promotion.
