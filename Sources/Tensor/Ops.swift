@@ -449,8 +449,9 @@ public struct Ops {
 
     /// x [M, K] · weightᵀ + bias: weight [O, K], bias [O] → [M, O] (a Linear layer on OpenBLAS).
     public func linear(_ x: Tensor, _ weight: Tensor, bias: Tensor?) -> Tensor {
+        // weight may carry trailing 1s (a Conv1d kernel [O, K, 1] acting as a Linear layer).
         let M = x.shape[0], K = x.shape[1], O = weight.shape[0]
-        precondition(weight.shape == [O, K], "linear of \(x.shape) with \(weight.shape)")
+        precondition(weight.count == O * K, "linear of \(x.shape) with \(weight.shape)")
         let y = Tensor(shape: [M, O], layout: .plain, zeroed: false)
         engine.timed("m2mrf fc") {
             if let bias { for m in 0..<M { (y.data + m * O).update(from: bias.data, count: O) } }
@@ -462,7 +463,7 @@ public struct Ops {
         tape.record {
             guard let dy = tape.gradient(y) else { return }
             if weight.requiresGrad {
-                let dw = Tensor(shape: [O, K], layout: .plain, zeroed: false)
+                let dw = Tensor(shape: weight.shape, layout: .plain, zeroed: false)
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(O), Int32(K), Int32(M), 1,
                             dy.data, Int32(O), x.data, Int32(K), 0, dw.data, Int32(K))
                 tape.accumulate(weight, dw)
