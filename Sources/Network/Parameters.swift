@@ -38,11 +38,15 @@ final class ParameterStore {
     /// num_batches_tracked of each BatchNorm, by its prefix.
     var batchesTracked: [String: Int] = [:]
     private var random = SplitMix(seed: 0x5EED)
+    /// False: parameters stay zero (shape-only stores, e.g. counting parameters, or before loading).
+    let initialize: Bool
+
+    init(initialize: Bool = true) { self.initialize = initialize }
 
     func make(_ name: String, _ shape: [Int], _ initial: Initial, trainable isTrainable: Bool = true) -> Tensor {
         precondition(tensors[name] == nil, "parameter \(name) made twice")
         let t = Tensor(shape: shape)
-        switch initial {
+        switch initialize ? initial : .zeros {
         case .zeros: break
         case .ones: t.fill(1)
         case .kaimingFanOut:
