@@ -3,8 +3,9 @@ import Tensor
 
 /// How one fuse term of an HRModule brings branch j to branch i's resolution and width.
 enum FusePath {
-    /// Plain HRNet, j > i: 1×1 conv + BN, nearest ×2^(j−i).
-    case nearestUp(ConvBN, factor: Int)
+    /// Plain HRNet, j > i: 1×1 conv + BN, then mmseg's `Upsample(scale_factor=2^(j−i), mode='bilinear',
+    /// align_corners=False)`, which resizes to (h·f, w·f).
+    case bilinearUp(ConvBN, factor: Int)
     /// M2MRF, j > i: 1×1 conv + BN, then one M2MRF ×2^(j−i) (A, C) or a chain of ×2 (B, D).
     case m2mrfUp(ConvBN, [M2MRF])
     /// j < i: a chain of steps, each a 3×3 stride-2 conv + BN (plain) or an M2MRF ÷2^m + BN; ReLU after all but the
@@ -53,7 +54,7 @@ final class HRModule {
                     let unit = ConvBN(conv: p + ".0", bn: p + ".1", in: c[j], out: c[i], kernel: 1, relu: false, store)
                     let factor = 1 << (j - i)
                     if !variant.usesM2MRF {
-                        row.append(.nearestUp(unit, factor: factor))
+                        row.append(.bilinearUp(unit, factor: factor))
                     } else if variant.cascadeUp {
                         row.append(.m2mrfUp(unit, (0..<(j - i)).map { t in
                             M2MRF("\(p).sample_\(t)", scaleUp: 2, in: c[i], out: c[i], settings: settings, store)
@@ -96,8 +97,9 @@ final class HRModule {
                 switch fuse[i][j] {
                 case nil:
                     terms.append(ys[j])
-                case let .nearestUp(unit, factor)?:
-                    let up = ops.upsampleNearest(unit(ys[j], ops), factor: factor)
+                case let .bilinearUp(unit, factor)?:
+                    let reduced = unit(ys[j], ops)
+                    let up = ops.resizeBilinear(reduced, height: reduced.h * factor, width: reduced.w * factor)
                     terms.append(ops.resizeBilinear(up, height: ys[i].h, width: ys[i].w))
                 case let .m2mrfUp(unit, chain)?:
                     // The official forward still resizes every upsampled term to branch i's size (odd sizes).

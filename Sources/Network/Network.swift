@@ -141,7 +141,7 @@ public final class SegmentationModel: @unchecked Sendable {
                 for row in m.fuse {
                     for path in row {
                         switch path {
-                        case let .nearestUp(u, _)?: visit(u)
+                        case let .bilinearUp(u, _)?: visit(u)
                         case let .m2mrfUp(u, _)?: visit(u)
                         case let .down(steps)?: for case let .conv(u) in steps { visit(u) }
                         case nil: break

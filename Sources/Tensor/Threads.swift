@@ -35,11 +35,12 @@ public final class EngineThread: @unchecked Sendable {
                 box.condition.lock()
                 while box.job == nil && !box.stop { box.condition.wait() }
                 if box.stop { box.condition.unlock(); return }
-                let job = box.job!
-                box.condition.unlock()
-                job()
-                box.condition.lock()
+                var job = box.job
                 box.job = nil
+                box.condition.unlock()
+                job?()
+                job = nil  // release the caller's closure before it returns (withoutActuallyEscaping checks)
+                box.condition.lock()
                 box.done = true
                 box.condition.broadcast()
                 box.condition.unlock()
