@@ -54,7 +54,13 @@ public final class SegmentationModel: @unchecked Sendable {
     }
 
     /// The weights as a state dict (mmseg names, BN buffers included).
-    public func exportWeights() -> TensorFile { store.export() }
+    public func exportWeights() -> TensorFile {
+        var file = store.export()
+        if let json = try? JSONEncoder().encode(architecture) {
+            file.metadata[ModelWeights.architectureKey] = String(decoding: json, as: UTF8.self)
+        }
+        return file
+    }
 
     /// Eval-mode logits [N, classes, ⌈H/4⌉, ⌈W/4⌉] (plain NCHW) for a normalised input [N, 3, H, W] (plain NCHW).
     public func predict(_ input: Tensor) throws(NetworkError) -> Tensor {

@@ -45,7 +45,8 @@ final class ParameterStore {
 
     func make(_ name: String, _ shape: [Int], _ initial: Initial, trainable isTrainable: Bool = true) -> Tensor {
         precondition(tensors[name] == nil, "parameter \(name) made twice")
-        let t = Tensor(shape: shape)
+        // Without initialisation the buffer is left untouched (cheap for large shape-only stores; loading fills it).
+        let t = Tensor(shape: shape, zeroed: initialize)
         switch initialize ? initial : .zeros {
         case .zeros: break
         case .ones: t.fill(1)

@@ -101,6 +101,8 @@ extension ComputeEngine {
                      "convolution of \(x.shape) with weights \(weight.shape)")
         let s = ConvShape(inShape: x.shape, inLayout: x.layout, weightShape: weight.shape, hasBias: bias != nil, stride: stride, padding: padding)
         let p = forwardPrimitive(s, training: training, relu: relu, sum: sumInto != nil)
+        let o = s.outShape
+        flops += 2 * Double(o[0] * o[1] * o[2] * o[3]) * Double(weight.count / weight.shape[0])
         let out: Tensor
         if let acc = sumInto {
             precondition(acc.shape == s.outShape && acc.layout == .blocked16, "sum post-op into \(acc.shape), want \(s.outShape)")

@@ -453,6 +453,7 @@ public struct Ops {
         let M = x.shape[0], K = x.shape[1], O = weight.shape[0]
         precondition(weight.count == O * K, "linear of \(x.shape) with \(weight.shape)")
         let y = Tensor(shape: [M, O], layout: .plain, zeroed: false)
+        engine.flops += 2 * Double(M) * Double(O) * Double(K)
         engine.timed("m2mrf fc") {
             if let bias { for m in 0..<M { (y.data + m * O).update(from: bias.data, count: O) } }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(M), Int32(O), Int32(K), 1,
