@@ -222,7 +222,7 @@ final class FCNHead {
     /// Branch maps → logits [N, classes, H/4, W/4].
     func callAsFunction(_ xs: [Tensor], _ ops: Ops) -> Tensor {
         let h = xs[0].h, w = xs[0].w
-        let joined = ops.concat(xs.map { ops.resizeBilinear($0, height: h, width: w) })
+        let joined = ops.resizeConcat(xs, height: h, width: w)
         return ops.conv(conv(joined, ops), classifierWeight, bias: classifierBias)
     }
 }
