@@ -250,31 +250,44 @@ public struct Ops {
     /// the FCN head's resize_concat. Inference writes each map straight into its channel range when the ranges
     /// start on channel blocks (all HRNet widths are multiples of 16); otherwise, and when training, it is
     /// resize then concat.
-    public func resizeConcat(_ xs: [Tensor], height: Int, width: Int) -> Tensor {
+    /// `rows` (inference only) computes just that band of output rows: [N, ΣC, rows.count, width].
+    public func resizeConcat(_ xs: [Tensor], height: Int, width: Int, rows band: Range<Int>? = nil) -> Tensor {
         var bases: [Int] = []
         var total = 0
         for x in xs { bases.append(total); total += x.c }
         guard tape == nil, bases.allSatisfy({ $0 % 16 == 0 }) else {
+            precondition(band == nil, "banded resize-concat is for inference with block-aligned widths")
             return concat(xs.map { resizeBilinear($0, height: height, width: width) })
         }
-        let y = Tensor(shape: [xs[0].n, total, height, width], layout: .blocked16)
-        let outPlane = height * width * 16
+        let band = band ?? 0..<height
+        let y = Tensor(shape: [xs[0].n, total, band.count, width], layout: .blocked16)
+        let outPlane = band.count * width * 16
         engine.timed("resize") {
             for (x, base) in zip(xs, bases) {
-                let rows = Self.bilinearTaps(input: x.h, output: height)
+                let rows = Array(Self.bilinearTaps(input: x.h, output: height)[band])
                 let cols = Self.bilinearTaps(input: x.w, output: width)
                 let inPlane = x.h * x.w * 16
                 for b in 0..<x.n {
                     for k in 0..<x.channelBlocks {
                         let src = x.data + (b * x.channelBlocks + k) * inPlane
                         let dst = y.data + (b * y.channelBlocks + base / 16 + k) * outPlane
-                        if x.h == height && x.w == width { dst.update(from: src, count: outPlane) }
+                        if x.h == height && x.w == width { dst.update(from: src + band.lowerBound * width * 16, count: outPlane) }
                         else { Self.resizePlane(src, inW: x.w, rows: rows, cols: cols, into: dst) }
                     }
                 }
             }
         }
         return y
+    }
+
+    /// Copies a band of rows [N, C, r, W] into `whole` [N, C, H, W] starting at row `at` (inference).
+    public func placeRows(_ band: Tensor, into whole: Tensor, at row: Int) {
+        precondition(band.n == whole.n && band.c == whole.c && band.w == whole.w && row + band.h <= whole.h)
+        let planes = band.n * band.channelBlocks
+        for pi in 0..<planes {
+            (whole.data + (pi * whole.h + row) * whole.w * 16).update(from: band.data + pi * band.h * band.w * 16,
+                                                                      count: band.h * band.w * 16)
+        }
     }
 
     /// (near index, far index, near weight, far weight) per output position, PyTorch's align_corners=False rule.
