@@ -56,3 +56,15 @@ final class LockedBox<T: Sendable>: @unchecked Sendable {
     var value: T { lock.lock(); defer { lock.unlock() }; return v }
     func update(_ f: (inout T) -> Void) { lock.lock(); f(&v); lock.unlock() }
 }
+
+@Test("Progress counts outcomes and formats durations")
+func progressCounts() {
+    let p = RunProgress(total: 4, logger: .init(label: "test"), interactive: false, logInterval: 1e9)
+    p.advance(.screened)
+    p.advance(.ungradable)
+    p.advance(.released)
+    #expect(p.done == 2)
+    #expect(p.count(.released) == 1)
+    #expect(RunProgress.duration(67) == "1m07s")
+    #expect(RunProgress.duration(3725) == "1h02m")
+}
