@@ -73,7 +73,7 @@ public struct WeightSummary: Codable, Sendable, Equatable {
         func millions(_ n: Int) -> String { String(format: "%.2f M", Double(n) / 1e6) }
         var lines: [String] = []
         func row(_ k: String, _ v: String) {
-            let line = k.padding(toLength: 14, withPad: " ", startingAt: 0) + v
+            let line = k.padding(toLength: max(14, k.count + 1), withPad: " ", startingAt: 0) + v
             lines.append(String(line.reversed().drop(while: { $0 == " " }).reversed()))
         }
         row("file", file)

@@ -17,7 +17,17 @@ func stridedTensorAndMeta() throws {
     p.tensor(key: "0", numel: 8, offset: 5, size: [3], stride: [1])
     p.string("module.n")
     p.tensor(storageType: "LongStorage", key: "1", numel: 1, offset: 0, size: [], stride: [])
+    // nn.Parameter: _rebuild_parameter(tensor, requires_grad, hooks).
+    p.string("module.p")
+    p.global("torch._utils", "_rebuild_parameter"); p.mark()
+    p.tensor(key: "0", numel: 8, offset: 0, size: [2], stride: [1]); p.op(0x88)
+    p.global("collections", "OrderedDict"); p.op(0x29, 0x52); p.endTuple(); p.op(0x52)
     p.op(0x75)                                          // SETITEMS
+    // state_dict()'s `_metadata` instance state: BUILD with {'_metadata': {…}}.
+    p.op(0x7D); p.string("_metadata"); p.op(0x7D); p.string("version"); p.int(1); p.op(0x73); p.op(0x73); p.op(0x62)
+    // An optimizer whose momentum buffer lives in a storage that is never read (and is not even in the archive).
+    p.string("optimizer"); p.op(0x7D); p.string("state"); p.op(0x7D); p.int(0)
+    p.tensor(key: "99", numel: 4, offset: 0, size: [4], stride: [1]); p.op(0x73); p.op(0x73)
     p.string("meta"); p.op(0x7D); p.mark()
     p.string("CLASSES"); p.mark(); p.string("bg"); p.string("EX"); p.endTuple()
     p.string("iter"); p.int(40000)
@@ -34,7 +44,8 @@ func stridedTensorAndMeta() throws {
                        ("ckpt/data/0", floatBytes([0, 1, 2, 3, 4, 5, 6, 7])), ("ckpt/data/1", n),
                        ("ckpt/version", Data("3\n".utf8))])
     let f = try TorchCheckpoint.decode(zip, file: "hand.pth")
-    #expect(f.names == ["w", "tail", "n"])
+    #expect(f.names == ["w", "tail", "n", "p"])
+    #expect(f["p"]?.floats() == [0, 1])
     #expect(f["w"]?.shape == [2, 3])
     #expect(f["w"]?.floats() == [1, 3, 5, 2, 4, 6])
     #expect(f["tail"]?.floats() == [5, 6, 7])
