@@ -103,7 +103,9 @@ public enum TorchCheckpoint {
             if st != expect { contiguous = false; break }
             expect *= s
         }
-        if contiguous {
+        if contiguous && ref.offset == 0 && count * e == raw.count {
+            bytes = raw                                 // the whole storage: share it, no copy
+        } else if contiguous {
             let start = raw.startIndex + ref.offset * e
             bytes = raw.subdata(in: start ..< start + count * e)
         } else {
