@@ -20,6 +20,7 @@ extension ModelArchitecture {
     /// Checks that `shapes` holds exactly this architecture's backbone and head tensors (other top-level groups,
     /// such as an auxiliary head, are left alone). The error names what is missing, extra or misshapen.
     public func check(shapes: [String: [Int]], file: String = "weights") throws(CheckpointError) {
+        if let problem { throw .unsupported(file: file, reason: "the architecture \(displayName) cannot be built: \(problem)") }
         let layout = stateDictLayout()
         var missing: [String] = []
         var wrong: [String] = []

@@ -120,12 +120,12 @@ public struct ModelCard: Codable, Sendable, Equatable {
         try c.encodeIfPresent(weightsFile, forKey: .weightsFile)
     }
 
-    // Whole seconds, UTC: ISO8601DateFormatter is thread-safe for formatting and parsing.
-    nonisolated(unsafe) private static let dateFormat: ISO8601DateFormatter = {
+    /// Whole seconds, UTC. A new formatter per use: cards are read rarely, and this avoids sharing one across threads.
+    private static var dateFormat: ISO8601DateFormatter {
         let f = ISO8601DateFormatter()
         f.formatOptions = [.withInternetDateTime]
         return f
-    }()
+    }
 
     public func encoded() -> Data {
         let e = JSONEncoder()

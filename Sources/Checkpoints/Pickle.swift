@@ -39,20 +39,44 @@ enum PickleValue {
 
     /// Python-like text, for meta values a user reads (`('bg', 'EX')`, `{'lr': 0.01}`).
     var repr: String {
+        var budget = 4000
+        return repr(depth: 0, budget: &budget)
+    }
+
+    /// Nesting depth and the number of values printed are bounded: a list may contain itself (legal pickle), and
+    /// a crafted file must not make us print forever.
+    private func repr(depth: Int, budget: inout Int) -> String {
+        budget -= 1
+        guard depth < 16, budget > 0 else { return "…" }
+        let d = depth + 1
+        func all(_ items: [PickleValue], _ budget: inout Int) -> String {
+            var parts: [String] = []
+            for v in items {
+                guard budget > 0 else { parts.append("…"); break }
+                parts.append(v.repr(depth: d, budget: &budget))
+            }
+            return parts.joined(separator: ", ")
+        }
         switch self {
-        case .none: "None"
-        case let .bool(b): b ? "True" : "False"
-        case let .int(i): "\(i)"
-        case let .float(f): "\(f)"
-        case let .string(s): "'\(s)'"
-        case let .bytes(d): "b<\(d.count) bytes>"
-        case let .tuple(t): t.count == 1 ? "(\(t[0].repr),)" : "(" + t.map(\.repr).joined(separator: ", ") + ")"
-        case let .list(l): "[" + l.items.map(\.repr).joined(separator: ", ") + "]"
-        case let .dict(d): "{" + d.pairs.map { "\($0.0.repr): \($0.1.repr)" }.joined(separator: ", ") + "}"
-        case let .global(g): g.rawValue
-        case let .storageType(_, name): name
-        case let .storage(s): "<storage \(s.key) \(s.dtype.rawValue)×\(s.count)>"
-        case let .tensor(t): "<tensor \(t.storage.dtype.rawValue) \(t.size)>"
+        case .none: return "None"
+        case let .bool(b): return b ? "True" : "False"
+        case let .int(i): return "\(i)"
+        case let .float(f): return "\(f)"
+        case let .string(s): return "'\(s)'"
+        case let .bytes(data): return "b<\(data.count) bytes>"
+        case let .tuple(t): return t.count == 1 ? "(\(t[0].repr(depth: d, budget: &budget)),)" : "(" + all(t, &budget) + ")"
+        case let .list(l): return "[" + all(l.items, &budget) + "]"
+        case let .dict(x):
+            var parts: [String] = []
+            for (k, v) in x.pairs {
+                guard budget > 0 else { parts.append("…"); break }
+                parts.append(k.repr(depth: d, budget: &budget) + ": " + v.repr(depth: d, budget: &budget))
+            }
+            return "{" + parts.joined(separator: ", ") + "}"
+        case let .global(g): return g.rawValue
+        case let .storageType(_, name): return name
+        case let .storage(s): return "<storage \(s.key) \(s.dtype.rawValue)×\(s.count)>"
+        case let .tensor(t): return "<tensor \(t.storage.dtype.rawValue) \(t.size)>"
         }
     }
 
@@ -130,7 +154,7 @@ struct PickleReader {
     }
 
     private mutating func take(_ n: Int) throws(CheckpointError) -> ArraySlice<UInt8> {
-        guard n >= 0, pos + n <= bytes.count else { throw fail("ends early (needs \(n) more bytes); truncated?") }
+        guard n >= 0, n <= bytes.count - pos else { throw fail("ends early (needs \(n) more bytes); truncated?") }
         defer { pos += n }
         return bytes[pos ..< pos + n]
     }

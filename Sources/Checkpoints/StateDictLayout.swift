@@ -17,7 +17,9 @@ public struct StateDictEntry: Sendable, Equatable, Hashable {
 
 extension ModelArchitecture {
     /// All state-dict entries in module order.
+    /// Empty when the architecture has a `problem`.
     public func stateDictLayout() -> [StateDictEntry] {
+        guard problem == nil else { return [] }
         var out: [StateDictEntry] = []
         func param(_ name: String, _ shape: [Int]) { out.append(StateDictEntry(name: name, shape: shape, kind: .parameter)) }
         func bn(_ p: String, _ c: Int) {

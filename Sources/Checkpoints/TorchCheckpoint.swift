@@ -82,16 +82,22 @@ public enum TorchCheckpoint {
                             file: String) throws(CheckpointError) -> StoredTensor {
         let dtype = ref.storage.dtype
         let e = dtype.byteSize
-        guard raw.count >= ref.storage.count * e else {
+        // Every size here comes from the file: check the arithmetic before trusting it.
+        guard let need = checkedProduct([ref.storage.count, e]), raw.count >= need else {
             throw .malformed(file: file, reason: "storage \(ref.storage.key) of '\(name)' holds \(raw.count) bytes, not the \(ref.storage.count) × \(e) it declares (truncated?)")
         }
-        let count = ref.size.reduce(1, *)
-        guard ref.size.allSatisfy({ $0 >= 0 }), ref.stride.allSatisfy({ $0 >= 0 }), ref.offset >= 0 else {
-            throw .malformed(file: file, reason: "tensor '\(name)' has size \(ref.size), stride \(ref.stride), offset \(ref.offset)")
+        guard ref.size.allSatisfy({ $0 >= 0 }), ref.stride.allSatisfy({ $0 >= 0 }), ref.offset >= 0,
+              let count = checkedProduct(ref.size), count <= max(ref.storage.count, 1) * 64 else {
+            throw .malformed(file: file, reason: "tensor '\(name)' has size \(ref.size), stride \(ref.stride), offset \(ref.offset), which do not fit its storage of \(ref.storage.count) elements")
         }
         if count > 0 {
-            let last = ref.offset + zip(ref.size, ref.stride).reduce(0) { $0 + ($1.0 - 1) * $1.1 }
-            guard last < ref.storage.count, (last + 1) * e <= raw.count else {
+            var last: Int? = ref.offset
+            for (s, st) in zip(ref.size, ref.stride) {
+                guard let l = last, let step = checkedProduct([s - 1, st]) else { last = nil; break }
+                let (sum, overflow) = l.addingReportingOverflow(step)
+                last = overflow ? nil : sum
+            }
+            guard let last, last < ref.storage.count else {
                 throw .malformed(file: file, reason: "tensor '\(name)' (size \(ref.size), stride \(ref.stride), offset \(ref.offset)) reaches past its storage of \(ref.storage.count) elements")
             }
         }
@@ -138,6 +144,16 @@ public enum TorchCheckpoint {
             }
         }
         return StoredTensor(dtype: dtype, shape: ref.size, bytes: bytes)
+    }
+
+    static func checkedProduct(_ xs: [Int]) -> Int? {
+        var p = 1
+        for x in xs {
+            let (r, overflow) = p.multipliedReportingOverflow(by: x)
+            if overflow { return nil }
+            p = r
+        }
+        return p
     }
 
     /// Formats torch.save wrote before the zip archive became the default (PyTorch 1.6).

@@ -39,11 +39,11 @@ struct ZipArchive {
             throw .unsupported(file: file, reason: "zip entry '\(entry.name)' is \(how); torch.save writes stored entries, re-save the checkpoint with torch.save")
         }
         let h = entry.localHeaderOffset
-        guard h >= 0, h + 30 <= data.count, u32(h) == 0x0403_4B50 else {
+        guard h >= 0, h <= data.count - 30, u32(h) == 0x0403_4B50 else {
             throw .malformed(file: file, reason: "zip entry '\(entry.name)' has no local header at offset \(h) (truncated file?)")
         }
         let start = h + 30 + Int(u16(h + 26)) + Int(u16(h + 28))
-        guard start + entry.size <= data.count else {
+        guard entry.size >= 0, entry.size <= data.count - start else {
             throw .malformed(file: file, reason: "zip entry '\(entry.name)' needs \(entry.size) bytes at offset \(start) but the file has \(data.count) (truncated file?)")
         }
         return data.subdata(in: data.startIndex + start ..< data.startIndex + start + entry.size)
@@ -54,12 +54,14 @@ struct ZipArchive {
     private mutating func readCentralDirectory() throws(CheckpointError) {
         // The end-of-central-directory record is 22 bytes plus a comment of at most 65535 bytes, at the very end.
         let n = data.count
-        var eocd = -1
-        var p = n - 22
         let lowest = max(0, n - 22 - 65535)
-        while p >= lowest {
-            if u32(p) == 0x0605_4B50 { eocd = p; break }
-            p -= 1
+        let eocd: Int = n < 22 ? -1 : data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) -> Int in
+            var p = n - 22
+            while p >= lowest {
+                if raw[p] == 0x50, raw[p + 1] == 0x4B, raw[p + 2] == 0x05, raw[p + 3] == 0x06 { return p }
+                p -= 1
+            }
+            return -1
         }
         guard eocd >= 0 else {
             throw .malformed(file: file, reason: "no zip end-of-central-directory record; the file is truncated or not a zip archive")
@@ -70,18 +72,18 @@ struct ZipArchive {
         // zip64: a locator sits right before the classic record and points at the zip64 record.
         if eocd >= 20, u32(eocd - 20) == 0x0706_4B50 {
             let z = Int(clamping: u64(eocd - 12))
-            guard z >= 0, z + 56 <= n, u32(z) == 0x0606_4B50 else {
+            guard z >= 0, z <= n - 56, u32(z) == 0x0606_4B50 else {
                 throw .malformed(file: file, reason: "zip64 end-of-central-directory record missing at offset \(z)")
             }
             count = Int(clamping: u64(z + 32))
             cdSize = Int(clamping: u64(z + 40))
             cdOffset = Int(clamping: u64(z + 48))
         }
-        guard cdOffset >= 0, cdSize >= 0, cdOffset + cdSize <= n else {
+        guard cdOffset >= 0, cdSize >= 0, cdOffset <= n, cdSize <= n - cdOffset else {
             throw .malformed(file: file, reason: "zip central directory (offset \(cdOffset), \(cdSize) bytes) lies outside the file of \(n) bytes; truncated?")
         }
         var q = cdOffset
-        entries.reserveCapacity(count)
+        entries.reserveCapacity(min(count, cdSize / 46))
         for i in 0..<count {
             guard q + 46 <= cdOffset + cdSize, u32(q) == 0x0201_4B50 else {
                 throw .malformed(file: file, reason: "zip central directory entry \(i) of \(count) is damaged")
@@ -117,15 +119,15 @@ struct ZipArchive {
 
     // Little-endian reads at absolute offsets; callers check the bounds.
     private func u16(_ o: Int) -> UInt16 {
-        guard o >= 0, o + 2 <= data.count else { return 0 }
+        guard o >= 0, o <= data.count - 2 else { return 0 }
         return data.withUnsafeBytes { UInt16(littleEndian: $0.loadUnaligned(fromByteOffset: o, as: UInt16.self)) }
     }
     private func u32(_ o: Int) -> UInt32 {
-        guard o >= 0, o + 4 <= data.count else { return 0 }
+        guard o >= 0, o <= data.count - 4 else { return 0 }
         return data.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: o, as: UInt32.self)) }
     }
     private func u64(_ o: Int) -> UInt64 {
-        guard o >= 0, o + 8 <= data.count else { return 0 }
+        guard o >= 0, o <= data.count - 8 else { return 0 }
         return data.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: o, as: UInt64.self)) }
     }
 }

@@ -138,3 +138,50 @@ func fixtureValues() throws {
     #expect(abs(try #require(f["backbone.bn1.running_var"]).floats().reduce(0, +) - 65.20468962192535) < 1e-4)
     #expect(f["backbone.bn1.num_batches_tracked"]?.ints() == [1000])
 }
+
+@Test("Damaged bytes anywhere in a .pth give an error or a result, never a crash",
+      .enabled(if: SharedFixtures.available, Comment(rawValue: SharedFixtures.skipReason)))
+func damagedBytesNeverCrash() throws {
+    let good = try Data(contentsOf: SharedFixtures.parity.appendingPathComponent("tiny_hrnet.pth"))
+    // Where the pickle and the central directory lie: damage there is what a reader must survive.
+    let pickleEnd = 70_000, directory = good.count - 40_000
+    var seed: UInt64 = 0x5EED
+    func next() -> Int {
+        seed = seed &* 6364136223846793005 &+ 1442695040888963407
+        return Int(truncatingIfNeeded: seed >> 33)
+    }
+    var refused = 0, read = 0
+    for round in 0..<80 {
+        var bad = good
+        for _ in 0..<(1 + round % 4) {
+            let at = round % 2 == 0 ? next() % pickleEnd : directory + next() % (good.count - directory)
+            bad[at] = UInt8(truncatingIfNeeded: next())
+        }
+        do { _ = try TorchCheckpoint.decode(bad, file: "damaged.pth"); read += 1 } catch { refused += 1 }
+    }
+    #expect(refused + read == 80)
+    #expect(refused > 0)
+}
+
+@Test("A self-referencing list in the meta prints with bounded depth")
+func selfReferencingMeta() throws {
+    var p = PickleBytes()
+    p.op(0x5D); p.put(0); p.get(0); p.op(0x61); p.stop()          // l = []; l.append(l)
+    let v = try PickleReader.load(p.data, file: "x")
+    #expect(v.repr.contains("…"))
+    #expect(v.repr.count < 200)
+}
+
+@Test("An architecture that cannot be built (from a hand-edited metadata.json) is refused, not crashed on")
+func impossibleArchitecture() throws {
+    var a = ModelArchitecture.tinyFixture(variant: .C)
+    #expect(a.problem == nil)
+    a.stages[2].blocks = [1, 1]
+    #expect(a.problem?.contains("stage3") == true)
+    #expect(a.stateDictLayout().isEmpty)
+    #expect(throws: CheckpointError.self) { try a.check(shapes: [:]) }
+    var b = ModelArchitecture.tinyFixture(variant: .A)
+    b.m2mrf.encodeChannelsRate = 0
+    #expect(b.problem != nil)
+    #expect(b.parameterCount == 0)
+}
