@@ -185,3 +185,17 @@ func impossibleArchitecture() throws {
     #expect(b.problem != nil)
     #expect(b.parameterCount == 0)
 }
+
+@Test("A big-endian checkpoint (byteorder 'big') is read with its bytes swapped")
+func bigEndian() throws {
+    var p = PickleBytes()
+    p.op(0x7D); p.string("w"); p.tensor(key: "0", numel: 2, offset: 0, size: [2], stride: [1]); p.op(0x73)
+    p.string("n"); p.tensor(storageType: "LongStorage", key: "1", numel: 1, offset: 0, size: [], stride: []); p.op(0x73); p.stop()
+    let floats = [Float(1.5), -2].flatMap { f in withUnsafeBytes(of: f.bitPattern.bigEndian) { Array($0) } }
+    let long = withUnsafeBytes(of: Int64(7).bigEndian) { Array($0) }
+    let zip = makeZip([("b/data.pkl", p.data), ("b/byteorder", Data("big".utf8)),
+                       ("b/data/0", Data(floats)), ("b/data/1", Data(long))])
+    let f = try TorchCheckpoint.decode(zip)
+    #expect(f["w"]?.floats() == [1.5, -2])
+    #expect(f["n"]?.ints() == [7])
+}

@@ -82,7 +82,12 @@ func infersW48C() throws {
     ]
     for (k, s) in samples { #expect(shapes[k] == s, "\(k)") }
     #expect(try ModelArchitecture.infer(shapes: shapes) == .w48(variant: .C))
-    // With a DataParallel-free bare list of another variant too.
+    // Other M2MRF settings are read off the shapes too.
+    var odd = ModelArchitecture.w18(variant: .B)
+    odd.m2mrf = .init(patchSize: 16, encodeChannelsRate: 2, fcChannelsRate: 32)
+    let oddShapes = Dictionary(uniqueKeysWithValues: odd.stateDictLayout().map { ($0.name, $0.shape) })
+    #expect(try ModelArchitecture.infer(shapes: oddShapes) == odd)
+    // Every variant of the small W18.
     for v in ModelArchitecture.Variant.allCases {
         let l = ModelArchitecture.w18Small(variant: v).stateDictLayout()
         #expect(try ModelArchitecture.infer(shapes: Dictionary(uniqueKeysWithValues: l.map { ($0.name, $0.shape) })) == .w18Small(variant: v))
