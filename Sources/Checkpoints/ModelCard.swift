@@ -133,12 +133,11 @@ public struct ModelCard: Codable, Sendable, Equatable {
         return (try? e.encode(self)) ?? Data()
     }
 
-    public static func decode(_ data: Data, file: String = metadataDefaultName) throws(CheckpointError) -> ModelCard {
+    public static func decode(_ data: Data, file: String = fileName) throws(CheckpointError) -> ModelCard {
         do { return try JSONDecoder().decode(ModelCard.self, from: data) } catch {
             throw .malformed(file: file, reason: "not a model card: \(Self.describe(error))")
         }
     }
-    public static let metadataDefaultName = "metadata.json"
 
     public static func read(_ url: URL) throws(CheckpointError) -> ModelCard {
         let data: Data
