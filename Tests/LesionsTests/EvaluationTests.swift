@@ -175,3 +175,42 @@ func badEvaluationInput() throws {
     }
     #expect(e.imageIDs.isEmpty && e.report().classes[1].images == 0)
 }
+
+@Test("Three random 8-bit images agree with a numpy restatement of the reference's evaluation")
+func agreesWithNumpyReference() throws {
+    // The same data as a numpy script built with this generator: labels 1…4 on half the pixels, lesion
+    // pixels scoring 128…255, others 0…159; SE predicts nothing in the last image. Expected values printed by
+    // that script (float32 comparison, np.trapezoid, nanmean(nan_to_num)).
+    var rng = SplitMix(seed: 2024)
+    let w = 23, h = 17
+    var e = SegmentationEvaluation()
+    for image in 0..<3 {
+        let label = (0..<(w * h)).map { _ -> Int in let r = Int(rng.next() % 10); return r < 5 ? r : 0 }
+        var planes: [LesionClass: ScorePlane] = [:], truth: [LesionClass: [UInt8]] = [:]
+        for c in LesionClass.allCases {
+            var bytes = label.map { l -> UInt8 in
+                l == c.labelIndex ? UInt8(128 + rng.next() % 128) : UInt8(rng.next() % 160)
+            }
+            if image == 2 && c == .softExudate { bytes = [UInt8](repeating: 0, count: w * h) }
+            planes[c] = try ScorePlane(width: w, height: h, probabilityBytes: bytes)
+            truth[c] = label.map { $0 == c.labelIndex ? 1 : 0 }
+        }
+        try e.add(imageID: "\(image)", scores: planes, truth: truth)
+    }
+    let r = e.report()
+    #expect(r.classes.map { $0.official.curve[5].predicted } == [327, 336, 225, 341])
+    #expect(r.classes.map { $0.official.curve[5].truePositives } == [124, 113, 74, 118])
+    let iou = [0.37920489296636084, 0.33630952380952384, 0.26811594202898553, 0.3460410557184751]
+    let aupr = [0.8410225851776606, 0.8653262666537004, 0.4944687719298245, 0.9038910645836378]
+    let ap = [0.8188374637552933, 0.8747181304020296, 0.5269934001659966, 0.9070727569635364]
+    for c in 0..<4 {
+        #expect(near(r.classes[c].official.iou, iou[c], 1e-15))
+        #expect(near(r.classes[c].official.aupr, aupr[c], 1e-15))
+        #expect(near(r.classes[c].averagePrecision, ap[c], 1e-12))
+    }
+    #expect(near(r.official.mIoU, 0.3324178536308363, 1e-15))
+    #expect(near(r.official.mF1, 0.49756206384850304, 1e-15))
+    #expect(near(r.official.mPPV, 0.34761109034581217, 1e-15))
+    #expect(near(r.official.mS, 0.898, 1e-15))
+    #expect(near(r.official.mAUPR, 0.7761771720862058, 1e-15))
+}
