@@ -1,0 +1,84 @@
+import Foundation
+
+/// Which patients a report covers (`--patient ID | --run ID | --all`).
+public enum PatientSelection: Sendable, Equatable {
+    case patient(String)
+    /// Patients with at least one image screened in this run; only that run's images are shown.
+    case run(String)
+    case all
+}
+
+/// Where the findings come from: a JSON file now, Store's findings queries once they exist.
+public protocol ReportSource {
+    func patients(_ selection: PatientSelection) throws -> [PatientReport]
+}
+
+/// Reads patients from a JSON file: either an array of `PatientReport` or `{"patients": [...]}`.
+/// Dates are ISO 8601 (`2026-11-23T06:49:12Z`), lesion classes by code (`"EX"`), eyes as `"R"`/`"L"`.
+public struct JSONReportSource: ReportSource {
+    public let file: URL
+
+    public init(file: URL) { self.file = file }
+
+    struct Wrapped: Decodable { var patients: [PatientReport] }
+
+    public func load() throws -> [PatientReport] {
+        let data: Data
+        do { data = try Data(contentsOf: file) } catch {
+            throw ReportError(.unreadableInput, "cannot read findings file \(file.path): \(error.localizedDescription)")
+        }
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        do {
+            return try decoder.decode([PatientReport].self, from: data)
+        } catch let arrayError {
+            if let wrapped = try? decoder.decode(Wrapped.self, from: data) { return wrapped.patients }
+            throw ReportError(.invalidInput, "findings file \(file.path) is not a list of patient reports: \(Self.explain(arrayError))")
+        }
+    }
+
+    public func patients(_ selection: PatientSelection) throws -> [PatientReport] {
+        let all = Self.merged(try load())
+        switch selection {
+        case .all:
+            return all
+        case .patient(let id):
+            let found = all.filter { $0.patientID == id }
+            guard !found.isEmpty else { throw ReportError(.notFound, "patient \"\(id)\" is not in \(file.path)") }
+            return found
+        case .run(let run):
+            let found = all.compactMap { p -> PatientReport? in
+                let eyes = p.eyes.filter { $0.screeningRun == run }
+                return eyes.isEmpty ? nil : PatientReport(patientID: p.patientID, eyes: eyes)
+            }
+            guard !found.isEmpty else { throw ReportError(.notFound, "no image of run \"\(run)\" in \(file.path)") }
+            return found
+        }
+    }
+
+    /// One page per patient: the same id listed twice becomes one patient with all the eyes, in first-seen order.
+    static func merged(_ patients: [PatientReport]) -> [PatientReport] {
+        var order: [String] = []
+        var eyes: [String: [EyeReport]] = [:]
+        for p in patients {
+            if eyes[p.patientID] == nil { order.append(p.patientID) }
+            eyes[p.patientID, default: []] += p.eyes
+        }
+        return order.map { PatientReport(patientID: $0, eyes: eyes[$0] ?? []) }
+    }
+
+    /// DecodingError's description is long; say where and what, as a person would.
+    static func explain(_ error: any Error) -> String {
+        guard let e = error as? DecodingError else { return "\(error)" }
+        func path(_ c: DecodingError.Context) -> String {
+            let p = c.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+            return p.isEmpty ? "top level" : p
+        }
+        switch e {
+        case .keyNotFound(let key, let c): return "\(path(c)): missing \"\(key.stringValue)\""
+        case .typeMismatch(_, let c), .valueNotFound(_, let c), .dataCorrupted(let c):
+            return "\(path(c)): \(c.debugDescription)"
+        @unknown default: return "\(e)"
+        }
+    }
+}
