@@ -39,6 +39,9 @@ public struct IndexEntry: Sendable, Equatable {
     public static func ordered(_ entries: [IndexEntry]) -> [IndexEntry] {
         entries.sorted { a, b in
             if a.outcome != b.outcome { return a.outcome < b.outcome }
+            // Case-insensitive first, as people sort; then by bytes so the order is total and stable.
+            let (la, lb) = (a.patientID.lowercased(), b.patientID.lowercased())
+            if la != lb { return la.utf8.lexicographicallyPrecedes(lb.utf8) }
             if a.patientID != b.patientID { return a.patientID.utf8.lexicographicallyPrecedes(b.patientID.utf8) }
             return a.link < b.link
         }
@@ -56,7 +59,7 @@ public enum IndexPage {
             """
             <tr><th scope="row"><a href="\(e.link)"><code>\(e.patientID)</code></a></th>\
             <td><span class="badge \(e.outcome.cssClass)">\(e.outcome.words)</span></td>\
-            <td>\(e.detail)</td><td>\(e.rules.isEmpty ? "–" : e.rules.joined(separator: ", "))</td>\
+            <td>\(e.detail)</td><td class="rule-cell">\(e.rules.isEmpty ? "–" : e.rules.joined(separator: ", "))</td>\
             <td class="num">\(e.images)</td><td class="num">\(e.lastScreened.map(Format.day) ?? "–")</td></tr>
 
             """

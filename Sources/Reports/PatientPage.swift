@@ -153,7 +153,8 @@ public enum PatientPage {
             let why = eye.gradability.gradable ? "No overlay was written for this image." : "No overlay: the image is ungradable."
             overlay = "<figure><div class=\"missing\"><span>\(why)</span></div><figcaption>Lesion overlay</figcaption></figure>"
         }
-        let legend: Markup = """
+        // The legend explains the overlay's colours; without an overlay there is nothing to explain.
+        let legend: Markup = images.overlay == nil ? "" : """
             <ul class="legend" aria-label="Overlay colours">\(LesionClass.allCases.map { c -> Markup in
                 "<li><span class=\"swatch c-\(c.code)\"></span>\(c.code) \(c.name)</li>"
             })</ul>
@@ -181,7 +182,7 @@ public enum PatientPage {
     static func findingsTable(_ eye: EyeReport) -> Markup {
         let byClass = Dictionary(eye.findings.map { ($0.lesionClass, $0) }, uniquingKeysWith: { a, _ in a })
         let rows = LesionClass.allCases.map { c -> Markup in
-            let head: Markup = "<th scope=\"row\"><span class=\"swatch c-\(c.code)\"></span>\(c.code) <span class=\"name\">\(c.name)</span></th>"
+            let head: Markup = "<th scope=\"row\"><span class=\"swatch c-\(c.code)\"></span>\(c.code)<span class=\"name\">\(c.name)</span></th>"
             guard let f = byClass[c] else {
                 return "<tr class=\"absent\">\(head)<td class=\"num\" colspan=\"5\">not measured</td></tr>\n"
             }
@@ -194,14 +195,14 @@ public enum PatientPage {
                 """
         }
         return """
-            <table class="findings">
+            <div class="table-wrap"><table class="findings">
             <caption>Findings by lesion class</caption>
             <thead><tr><th scope="col">Class</th><th scope="col" class="num">Lesions</th><th scope="col" class="num">Area px</th>\
             <th scope="col" class="num">Share of FOV</th><th scope="col" class="num">Area mm²</th>\
             <th scope="col" class="num">Largest px</th></tr></thead>
             <tbody>
             \(rows)</tbody>
-            </table>
+            </table></div>
             """
     }
 }

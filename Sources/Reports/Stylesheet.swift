@@ -64,7 +64,7 @@ enum Stylesheet {
         .eye .verdict { margin: .6rem 0; }
         .eye .verdict strong { font-size: 1rem; }
         .rule { color: var(--muted); font-size: .88em; }
-        .figures { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(100%, 14rem), 1fr)); gap: .6rem;
+        .figures { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(100%, 24rem), 1fr)); gap: .6rem;
           margin: .6rem 0; }
         figure { margin: 0; }
         figure img { display: block; width: 100%; height: auto; border-radius: 6px; background: #000; }
@@ -79,13 +79,16 @@ enum Stylesheet {
           -webkit-print-color-adjust: exact; print-color-adjust: exact; }
         table { border-collapse: collapse; width: 100%; font-size: .9rem; font-variant-numeric: tabular-nums; }
         caption { text-align: left; font-weight: 600; padding-bottom: .3rem; }
-        th, td { padding: .32rem .45rem; border-bottom: 1px solid var(--rule); text-align: left; vertical-align: top; }
+        th, td { padding: .3rem .4rem; border-bottom: 1px solid var(--rule); text-align: left; vertical-align: top; }
         thead th { font-size: .75rem; text-transform: uppercase; letter-spacing: .04em; color: var(--muted);
           border-bottom: 2px solid var(--rule); }
         td.num, th.num { text-align: right; white-space: nowrap; }
+        thead th.num { white-space: normal; }
+        td.rule-cell { white-space: nowrap; }
         tr.absent td { color: var(--muted); }
         tbody th { font-weight: 500; white-space: nowrap; }
-        tbody th .name { color: var(--muted); font-weight: 400; }
+        tbody th .name { display: block; color: var(--muted); font-weight: 400; font-size: .82em; margin-left: 1.25rem; }
+        .table-wrap { overflow-x: auto; }
         .provenance { margin: .7rem 0 0; font-size: .82rem; color: var(--muted); overflow-wrap: anywhere; }
         .note { font-size: .82rem; color: var(--muted); max-width: 60rem; margin-top: 1.2rem; }
         .summary { display: flex; flex-wrap: wrap; gap: .6rem; margin: .6rem 0 0; padding: 0; list-style: none; }
@@ -105,14 +108,32 @@ enum Stylesheet {
         .exports { font-size: .9rem; }
         @page { size: A4; margin: 12mm; }
         @media print {
+          /* rem-sized text follows the root: 9.5 pt type throughout. */
+          html { font-size: 9.5pt; }
           body { background: #fff; font-size: 9.5pt; }
-          .page { max-width: none; padding: 0; }
+          .page { max-width: none; padding: 0 1px; }
           .crumb, .exports { display: none; }
           .head, .eye, .patients { border-radius: 0; }
-          .eyes { grid-template-columns: 1fr 1fr; gap: 4mm; }
+          .eyes { grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); gap: 4mm; margin-top: 3mm; }
           .eyes > .eye:only-child { grid-column: 1 / -1; }
-          .figures { grid-template-columns: 1fr; }
+          .figures { grid-template-columns: 1fr; gap: 2mm; margin: 2mm 0; }
+          /* Both eyes with pictures and tables on one A4 page: pictures 42 mm high, class names in the legend only. */
+          figure img { max-height: 42mm; width: auto; max-width: 100%; margin: 0 auto; }
+          figcaption { margin-top: .5mm; }
+          tbody th .name { display: none; }
+          table { font-size: 8pt; }
+          th, td { padding: .7mm 1mm; }
+          .head { padding: 3mm 4mm; }
+          .facts { gap: 1mm 8mm; }
+          .facts div { min-width: 0; }
+          h1 { font-size: 15pt; margin: 0 0 1.5mm; }
+          .verdict { padding: 1.5mm 3mm; margin: 1mm 0 2mm; }
+          .eye .verdict { margin: 1.5mm 0; }
+          .legend { margin: 0 0 1.5mm; font-size: 8pt; }
+          .provenance { margin-top: 1.5mm; font-size: 7.5pt; }
+          .note { font-size: 7.5pt; margin-top: 3mm; }
           .eye { break-inside: avoid; padding: 3mm; }
+          .table-wrap { overflow: visible; }
           .verdict, .eye, .head { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
           thead { display: table-header-group; }
           tr { break-inside: avoid; }
