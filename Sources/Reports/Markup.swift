@@ -68,7 +68,7 @@ extension Array where Element == Markup {
 
 /// File and folder names made from patient and image identifiers, which are not ours to trust.
 enum SafeName {
-    /// Keeps `[A-Za-z0-9._-]`, replaces the rest with `_`, never starts with a dot (no `..`, no hidden files),
+    /// Keeps `[A-Za-z0-9._-]`, replaces the rest with `_`, never starts with a dot or holds `..` (no hidden files),
     /// at most 80 characters. When that changed anything, a hash of the original id is appended so that
     /// `a/b` and `a_b` cannot overwrite each other's pages.
     static func make(_ id: String) -> String {
@@ -76,7 +76,9 @@ enum SafeName {
         for scalar in id.unicodeScalars {
             let ok = (scalar >= "a" && scalar <= "z") || (scalar >= "A" && scalar <= "Z")
                 || (scalar >= "0" && scalar <= "9") || scalar == "-" || scalar == "_" || scalar == "."
-            kept.unicodeScalars.append(ok ? scalar : "_")
+            // No ".." anywhere, even where it could not climb: names should not even look like paths.
+            let doubleDot = scalar == "." && kept.unicodeScalars.last == "."
+            kept.unicodeScalars.append(ok && !doubleDot ? scalar : "_")
         }
         while kept.hasPrefix(".") { kept.removeFirst() }
         if kept.count > 80 { kept = String(kept.prefix(80)) }
