@@ -29,11 +29,13 @@ public struct JSONReportSource: ReportSource {
         }
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
+        // Decode the shape the file has, so the error names the real problem.
+        let skipped: Set<UInt8> = [0x20, 0x09, 0x0D, 0x0A, 0xEF, 0xBB, 0xBF]  // whitespace, UTF-8 byte-order mark
+        let isObject = data.first { !skipped.contains($0) } == UInt8(ascii: "{")
         do {
-            return try decoder.decode([PatientReport].self, from: data)
-        } catch let arrayError {
-            if let wrapped = try? decoder.decode(Wrapped.self, from: data) { return wrapped.patients }
-            throw ReportError(.invalidInput, "findings file \(file.path) is not a list of patient reports: \(Self.explain(arrayError))")
+            return isObject ? try decoder.decode(Wrapped.self, from: data).patients : try decoder.decode([PatientReport].self, from: data)
+        } catch {
+            throw ReportError(.invalidInput, "findings file \(file.path) is not a list of patient reports: \(Self.explain(error))")
         }
     }
 
