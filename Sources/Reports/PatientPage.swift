@@ -102,7 +102,7 @@ public enum PatientPage {
         a severity grade, which needs signs (venous beading, IRMA, new vessels) that lesion masks cannot show.</p>
         """
 
-    static func ruleMarkup(_ flag: ScreeningFlag) -> Markup {
+    static func ruleMarkup(_ flag: EyeReport.Flag) -> Markup {
         guard !flag.rule.isEmpty else { return "" }
         let version = flag.ruleVersion.isEmpty ? "" : " v" + flag.ruleVersion
         return "<span class=\"rule\">(rule <code>\(flag.rule + version)</code>)</span>"

@@ -4,138 +4,6 @@ import Lesions
 // The report's own input model: plain values, so pages can be rendered from a JSON export, from Store's findings
 // queries, or straight from the pipeline, without the renderer knowing where they came from.
 
-/// Which eye a photograph shows, written R/L as in DICOM Image Laterality. Anything else is `unknown`.
-public enum Laterality: String, Codable, Sendable, CaseIterable {
-    case right = "R"
-    case left = "L"
-    case unknown = ""
-
-    public init(from decoder: any Decoder) throws {
-        let text = try decoder.singleValueContainer().decode(String.self)
-        self = Laterality(code: text)
-    }
-
-    /// Accepts R/L and right/left/OD/OS (any case); everything else is `unknown`, never an error.
-    public init(code: String) {
-        switch code.trimmingCharacters(in: .whitespaces).uppercased() {
-        case "R", "RIGHT", "OD": self = .right
-        case "L", "LEFT", "OS": self = .left
-        default: self = .unknown
-        }
-    }
-
-    public var words: String {
-        switch self {
-        case .right: "Right eye"
-        case .left: "Left eye"
-        case .unknown: "Eye not recorded"
-        }
-    }
-
-    /// Right eye first, as a grader reads a chart facing the patient.
-    var order: Int {
-        switch self {
-        case .right: 0
-        case .left: 1
-        case .unknown: 2
-        }
-    }
-}
-
-/// Whether the image could be screened. Ungradable is a normal outcome (no field of view, too dark, too small).
-public struct Gradability: Codable, Sendable, Equatable {
-    public var gradable: Bool
-    /// Why not, in words a grader understands; empty when gradable.
-    public var reasons: [String]
-
-    public init(gradable: Bool, reasons: [String] = []) {
-        self.gradable = gradable
-        self.reasons = reasons
-    }
-
-    public static let gradable = Gradability(gradable: true)
-    public static func ungradable(_ reasons: String...) -> Gradability { Gradability(gradable: false, reasons: reasons) }
-}
-
-/// Lesion statistics of one class on one image.
-public struct ClassFindings: Codable, Sendable, Equatable {
-    public var lesionClass: LesionClass
-    /// Connected components (lesions).
-    public var count: Int
-    /// Total lesion area, pixels of the original photograph.
-    public var areaPixels: Int
-    /// Lesion area / field-of-view area, a fraction in 0…1.
-    public var fieldOfViewShare: Double
-    /// Area in mm² on the retina, when the pixel spacing is known.
-    public var areaMM2: Double?
-    /// Area of the largest lesion, pixels.
-    public var largestPixels: Int
-
-    public init(
-        lesionClass: LesionClass, count: Int, areaPixels: Int, fieldOfViewShare: Double, areaMM2: Double? = nil,
-        largestPixels: Int
-    ) {
-        self.lesionClass = lesionClass
-        self.count = count
-        self.areaPixels = areaPixels
-        self.fieldOfViewShare = fieldOfViewShare
-        self.areaMM2 = areaMM2
-        self.largestPixels = largestPixels
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case lesionClass = "class", count, areaPixels, fieldOfViewShare, areaMM2, largestPixels
-    }
-
-    // The class travels as its IDRiD code ("EX"), which people and FHIR mappers read, not as an index.
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        let code = try c.decode(String.self, forKey: .lesionClass)
-        guard let lesionClass = LesionClass(code: code) else {
-            throw DecodingError.dataCorruptedError(
-                forKey: .lesionClass, in: c, debugDescription: "unknown lesion class \"\(code)\"; expected EX, HE, SE or MA")
-        }
-        self.lesionClass = lesionClass
-        count = try c.decode(Int.self, forKey: .count)
-        areaPixels = try c.decode(Int.self, forKey: .areaPixels)
-        fieldOfViewShare = try c.decode(Double.self, forKey: .fieldOfViewShare)
-        areaMM2 = try c.decodeIfPresent(Double.self, forKey: .areaMM2)
-        largestPixels = try c.decodeIfPresent(Int.self, forKey: .largestPixels) ?? 0
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(lesionClass.code, forKey: .lesionClass)
-        try c.encode(count, forKey: .count)
-        try c.encode(areaPixels, forKey: .areaPixels)
-        try c.encode(fieldOfViewShare, forKey: .fieldOfViewShare)
-        try c.encodeIfPresent(areaMM2, forKey: .areaMM2)
-        try c.encode(largestPixels, forKey: .largestPixels)
-    }
-}
-
-/// The screening flag of one image and the rule that raised (or did not raise) it.
-/// The flag means "suspected more-than-mild DR, for a grader to review"; it is never a DR grade.
-public struct ScreeningFlag: Codable, Sendable, Equatable {
-    public var raised: Bool
-    /// Rule name and version, e.g. "more-than-mild" / "1".
-    public var rule: String
-    public var ruleVersion: String
-    /// What the rule saw, e.g. "3 haemorrhages, 12 hard exudates beyond microaneurysms".
-    public var reason: String
-
-    public init(raised: Bool, rule: String, ruleVersion: String, reason: String) {
-        self.raised = raised
-        self.rule = rule
-        self.ruleVersion = ruleVersion
-        self.reason = reason
-    }
-
-    public static func notEvaluated(_ reason: String) -> ScreeningFlag {
-        ScreeningFlag(raised: false, rule: "", ruleVersion: "", reason: reason)
-    }
-}
-
 /// One screened photograph of one eye.
 public struct EyeReport: Codable, Sendable, Equatable {
     public var laterality: Laterality
@@ -147,7 +15,7 @@ public struct EyeReport: Codable, Sendable, Equatable {
     public var gradability: Gradability
     /// One entry per class the model looked for; classes missing here are shown as "not measured".
     public var findings: [ClassFindings]
-    public var flag: ScreeningFlag
+    public var flag: Flag
     /// The model version's name as registered (e.g. "m2mrf-hrnetv2-idrid-2026-11-01").
     public var modelVersion: String
     public var screenedAt: Date
@@ -156,7 +24,7 @@ public struct EyeReport: Codable, Sendable, Equatable {
 
     public init(
         laterality: Laterality, imageID: String, photograph: String, overlay: String? = nil,
-        gradability: Gradability, findings: [ClassFindings], flag: ScreeningFlag, modelVersion: String,
+        gradability: Gradability, findings: [ClassFindings], flag: Flag, modelVersion: String,
         screenedAt: Date, screeningRun: String? = nil
     ) {
         self.laterality = laterality
@@ -173,6 +41,142 @@ public struct EyeReport: Codable, Sendable, Equatable {
 
     /// Findings in the official class order (EX, HE, SE, MA), whatever order they arrived in.
     public var findingsInClassOrder: [ClassFindings] { findings.sorted { $0.lesionClass < $1.lesionClass } }
+}
+
+// The pieces of an eye's report are nested in `EyeReport`, so they never clash with Lesions' and Store's own
+// `Laterality`, `ClassFindings`, `ScreeningFlag` and `Gradability` in code that imports several modules.
+extension EyeReport {
+    /// Which eye a photograph shows, written R/L as in DICOM Image Laterality. Anything else is `unknown`.
+    public enum Laterality: String, Codable, Sendable, CaseIterable {
+        case right = "R"
+        case left = "L"
+        case unknown = ""
+
+        public init(from decoder: any Decoder) throws {
+            let text = try decoder.singleValueContainer().decode(String.self)
+            self = Laterality(code: text)
+        }
+
+        /// Accepts R/L and right/left/OD/OS (any case); everything else is `unknown`, never an error.
+        public init(code: String) {
+            switch code.trimmingCharacters(in: .whitespaces).uppercased() {
+            case "R", "RIGHT", "OD": self = .right
+            case "L", "LEFT", "OS": self = .left
+            default: self = .unknown
+            }
+        }
+
+        public var words: String {
+            switch self {
+            case .right: "Right eye"
+            case .left: "Left eye"
+            case .unknown: "Eye not recorded"
+            }
+        }
+
+        /// Right eye first, as a grader reads a chart facing the patient.
+        var order: Int {
+            switch self {
+            case .right: 0
+            case .left: 1
+            case .unknown: 2
+            }
+        }
+    }
+
+    /// Whether the image could be screened. Ungradable is a normal outcome (no field of view, too dark, too small).
+    public struct Gradability: Codable, Sendable, Equatable {
+        public var gradable: Bool
+        /// Why not, in words a grader understands; empty when gradable.
+        public var reasons: [String]
+
+        public init(gradable: Bool, reasons: [String] = []) {
+            self.gradable = gradable
+            self.reasons = reasons
+        }
+
+        public static let gradable = Gradability(gradable: true)
+        public static func ungradable(_ reasons: String...) -> Gradability { Gradability(gradable: false, reasons: reasons) }
+    }
+
+    /// Lesion statistics of one class on one image.
+    public struct ClassFindings: Codable, Sendable, Equatable {
+        public var lesionClass: LesionClass
+        /// Connected components (lesions).
+        public var count: Int
+        /// Total lesion area, pixels of the original photograph.
+        public var areaPixels: Int
+        /// Lesion area / field-of-view area, a fraction in 0…1.
+        public var fieldOfViewShare: Double
+        /// Area in mm² on the retina, when the pixel spacing is known.
+        public var areaMM2: Double?
+        /// Area of the largest lesion, pixels.
+        public var largestPixels: Int
+
+        public init(
+            lesionClass: LesionClass, count: Int, areaPixels: Int, fieldOfViewShare: Double, areaMM2: Double? = nil,
+            largestPixels: Int
+        ) {
+            self.lesionClass = lesionClass
+            self.count = count
+            self.areaPixels = areaPixels
+            self.fieldOfViewShare = fieldOfViewShare
+            self.areaMM2 = areaMM2
+            self.largestPixels = largestPixels
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case lesionClass = "class", count, areaPixels, fieldOfViewShare, areaMM2, largestPixels
+        }
+
+        // The class travels as its IDRiD code ("EX"), which people and FHIR mappers read, not as an index.
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            let code = try c.decode(String.self, forKey: .lesionClass)
+            guard let lesionClass = LesionClass(code: code) else {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .lesionClass, in: c, debugDescription: "unknown lesion class \"\(code)\"; expected EX, HE, SE or MA")
+            }
+            self.lesionClass = lesionClass
+            count = try c.decode(Int.self, forKey: .count)
+            areaPixels = try c.decode(Int.self, forKey: .areaPixels)
+            fieldOfViewShare = try c.decode(Double.self, forKey: .fieldOfViewShare)
+            areaMM2 = try c.decodeIfPresent(Double.self, forKey: .areaMM2)
+            largestPixels = try c.decodeIfPresent(Int.self, forKey: .largestPixels) ?? 0
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(lesionClass.code, forKey: .lesionClass)
+            try c.encode(count, forKey: .count)
+            try c.encode(areaPixels, forKey: .areaPixels)
+            try c.encode(fieldOfViewShare, forKey: .fieldOfViewShare)
+            try c.encodeIfPresent(areaMM2, forKey: .areaMM2)
+            try c.encode(largestPixels, forKey: .largestPixels)
+        }
+    }
+
+    /// The screening flag of one image and the rule that raised (or did not raise) it.
+    /// The flag means "suspected more-than-mild DR, for a grader to review"; it is never a DR grade.
+    public struct Flag: Codable, Sendable, Equatable {
+        public var raised: Bool
+        /// Rule name and version, e.g. "more-than-mild" / "1".
+        public var rule: String
+        public var ruleVersion: String
+        /// What the rule saw, e.g. "3 haemorrhages, 12 hard exudates beyond microaneurysms".
+        public var reason: String
+
+        public init(raised: Bool, rule: String, ruleVersion: String, reason: String) {
+            self.raised = raised
+            self.rule = rule
+            self.ruleVersion = ruleVersion
+            self.reason = reason
+        }
+
+        public static func notEvaluated(_ reason: String) -> Flag {
+            Flag(raised: false, rule: "", ruleVersion: "", reason: reason)
+        }
+    }
 }
 
 /// Everything one patient's page shows.

@@ -1,11 +1,23 @@
 import Foundation
 
-/// Which patients a report covers (`--patient ID | --run ID | --all`).
+/// Which patients a report covers (`--patient ID | --run ID | --since DATE | --all`). A selected patient's page
+/// shows all of that patient's images, so both eyes stay side by side even when only one was screened this time.
 public enum PatientSelection: Sendable, Equatable {
     case patient(String)
-    /// Patients with at least one image screened in this run; only that run's images are shown.
+    /// Patients with at least one image screened in this screening run.
     case run(String)
+    /// Patients with at least one image screened at or after this time (the nightly run's start).
+    case since(Date)
     case all
+
+    func includes(_ patient: PatientReport) -> Bool {
+        switch self {
+        case .all: true
+        case .patient(let id): patient.patientID == id
+        case .run(let run): patient.eyes.contains { $0.screeningRun == run }
+        case .since(let start): patient.eyes.contains { $0.screenedAt >= start }
+        }
+    }
 }
 
 /// Where the findings come from: a JSON file now, Store's findings queries once they exist.
@@ -40,20 +52,14 @@ public struct JSONReportSource: ReportSource {
     }
 
     public func patients(_ selection: PatientSelection) throws -> [PatientReport] {
-        let all = Self.merged(try load())
+        let found = Self.merged(try load()).filter(selection.includes)
         switch selection {
-        case .all:
-            return all
-        case .patient(let id):
-            let found = all.filter { $0.patientID == id }
-            guard !found.isEmpty else { throw ReportError(.notFound, "patient \"\(id)\" is not in \(file.path)") }
-            return found
-        case .run(let run):
-            let found = all.compactMap { p -> PatientReport? in
-                let eyes = p.eyes.filter { $0.screeningRun == run }
-                return eyes.isEmpty ? nil : PatientReport(patientID: p.patientID, eyes: eyes)
-            }
-            guard !found.isEmpty else { throw ReportError(.notFound, "no image of run \"\(run)\" in \(file.path)") }
+        case .patient(let id) where found.isEmpty:
+            throw ReportError(.notFound, "patient \"\(id)\" is not in \(file.path)")
+        case .run(let run) where found.isEmpty:
+            throw ReportError(.notFound, "no image of screening run \"\(run)\" in \(file.path)")
+        default:
+            // Nothing screened since a time is a normal night, not an error.
             return found
         }
     }

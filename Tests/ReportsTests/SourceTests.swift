@@ -43,8 +43,14 @@ struct SourceTests {
         #expect(all[0].eyes[0].findings[1].lesionClass == .hardExudate && all[0].eyes[0].findings[1].areaMM2 == 0)
         #expect(all[0].eyes[1].laterality == .unknown && all[1].eyes[0].laterality == .left)
         #expect(try src.patients(.patient("P2")).map(\.patientID) == ["P2"])
+        // A selected patient's page keeps all of the patient's images.
         let run2 = try src.patients(.run("r2"))
-        #expect(run2.map(\.patientID) == ["P1", "P2"] && run2[0].eyes.map(\.imageID) == ["I3"])
+        #expect(run2.map(\.patientID) == ["P1", "P2"] && run2[0].eyes.map(\.imageID) == ["I1", "I3"])
+        #expect(try src.patients(.run("r1")).map(\.patientID) == ["P1"])
+        let sevenEleven = try #require(ISO8601DateFormatter().date(from: "2026-11-23T07:11:00Z"))
+        #expect(try src.patients(.since(sevenEleven)).map(\.patientID) == ["P1", "P2"])
+        #expect(try src.patients(.since(sevenEleven.addingTimeInterval(61))).isEmpty)
+        #expect(throws: ReportError.self) { try src.patients(.run("r9")) }
         #expect(throws: ReportError.self) { try src.patients(.patient("nobody")) }
     }
 
