@@ -11,7 +11,8 @@ import Lesions
 ///   `image_id`/`image_path`. Ungradable images: a DiagnosticReport whose conclusion is `ungradable_reasons`.
 /// - one `Observation` per row with a class: `code` ← `class_code` (display `class_name`), `bodySite` ← `eye`
 ///   (R/L), `valueQuantity` ← `lesion_count`, `component`s ← `area_px` (pixels), `fov_share` (fraction 0–1),
-///   `area_mm2` (mm², empty when the pixel spacing is unknown), `largest_px`; `effectiveDateTime` ← `screened_at`.
+///   `area_mm2` (mm², empty when the pixel spacing is unknown), `largest_px`; `effectiveDateTime` ← `screened_at`;
+///   `derivedFrom`/media ← `mask_path`.
 public struct FindingsRow: Codable, Sendable, Equatable {
     public var patientID: String
     public var eye: String
@@ -28,6 +29,8 @@ public struct FindingsRow: Codable, Sendable, Equatable {
     public var fovShare: Double?
     public var areaMM2: Double?
     public var largestPx: Int?
+    /// The class's mask file, when one was written (a FHIR mapper can link it as derived media).
+    public var maskPath: String
     public var flagRaised: Bool
     public var flagRule: String
     public var flagRuleVersion: String
@@ -39,7 +42,7 @@ public struct FindingsRow: Codable, Sendable, Equatable {
     /// Column names, in order; the CSV header and the JSON keys.
     public static let columns = [
         "patient_id", "eye", "image_id", "image_path", "screening_run", "gradable", "ungradable_reasons", "class_code",
-        "class_name", "lesion_count", "area_px", "fov_share", "area_mm2", "largest_px", "flag_raised", "flag_rule",
+        "class_name", "lesion_count", "area_px", "fov_share", "area_mm2", "largest_px", "mask_path", "flag_raised", "flag_rule",
         "flag_rule_version", "flag_reason", "model_version", "screened_at",
     ]
 
@@ -47,7 +50,7 @@ public struct FindingsRow: Codable, Sendable, Equatable {
         case patientID = "patient_id", eye, imageID = "image_id", imagePath = "image_path",
             screeningRun = "screening_run", gradable, ungradableReasons = "ungradable_reasons", classCode = "class_code",
             className = "class_name", lesionCount = "lesion_count", areaPx = "area_px", fovShare = "fov_share",
-            areaMM2 = "area_mm2", largestPx = "largest_px", flagRaised = "flag_raised", flagRule = "flag_rule",
+            areaMM2 = "area_mm2", largestPx = "largest_px", maskPath = "mask_path", flagRaised = "flag_raised", flagRule = "flag_rule",
             flagRuleVersion = "flag_rule_version", flagReason = "flag_reason", modelVersion = "model_version",
             screenedAt = "screened_at"
     }
@@ -69,6 +72,7 @@ public struct FindingsRow: Codable, Sendable, Equatable {
         try c.encode(fovShare, forKey: .fovShare)
         try c.encode(areaMM2, forKey: .areaMM2)
         try c.encode(largestPx, forKey: .largestPx)
+        try c.encode(maskPath, forKey: .maskPath)
         try c.encode(flagRaised, forKey: .flagRaised)
         try c.encode(flagRule, forKey: .flagRule)
         try c.encode(flagRuleVersion, forKey: .flagRuleVersion)
@@ -83,13 +87,15 @@ public struct FindingsRow: Codable, Sendable, Equatable {
         return [
             patientID, eye, imageID, imagePath, screeningRun, gradable ? "true" : "false", ungradableReasons, classCode,
             className, num(lesionCount), num(areaPx), fovShare.map { Format.fixed($0, digits: 8) } ?? "",
-            areaMM2.map { Format.fixed($0, digits: 4) } ?? "", num(largestPx), flagRaised ? "true" : "false", flagRule,
+            areaMM2.map { Format.fixed($0, digits: 4) } ?? "", num(largestPx), maskPath, flagRaised ? "true" : "false", flagRule,
             flagRuleVersion, flagReason, modelVersion, screenedAt,
         ]
     }
 
     /// Columns that carry text from outside (ids, paths, reasons): guarded against spreadsheet formulas.
-    static let textColumns: Set<Int> = [0, 2, 3, 4, 6, 15, 16, 17, 18]
+    static let textColumns: Set<Int> = Set(
+        ["patient_id", "image_id", "image_path", "screening_run", "ungradable_reasons", "mask_path", "flag_rule",
+         "flag_rule_version", "flag_reason", "model_version"].compactMap { columns.firstIndex(of: $0) })
 }
 
 public enum FindingsExport {
@@ -102,9 +108,9 @@ public enum FindingsExport {
                     patientID: patient.patientID, eye: eye.laterality.rawValue, imageID: eye.imageID,
                     imagePath: eye.photograph, screeningRun: eye.screeningRun ?? "", gradable: eye.gradability.gradable,
                     ungradableReasons: eye.gradability.reasons.joined(separator: "; "), classCode: "", className: "",
-                    lesionCount: nil, areaPx: nil, fovShare: nil, areaMM2: nil, largestPx: nil,
+                    lesionCount: nil, areaPx: nil, fovShare: nil, areaMM2: nil, largestPx: nil, maskPath: "",
                     flagRaised: eye.flag.raised, flagRule: eye.flag.rule, flagRuleVersion: eye.flag.ruleVersion,
-                    flagReason: eye.flag.reason, modelVersion: eye.modelVersion, screenedAt: Format.iso8601(eye.screenedAt))
+                    flagReason: eye.flagReason, modelVersion: eye.modelVersion, screenedAt: Format.iso8601(eye.screenedAt))
                 let findings = eye.findingsInClassOrder
                 if findings.isEmpty || !eye.gradability.gradable {
                     rows.append(base)
@@ -118,6 +124,7 @@ public enum FindingsExport {
                     base.fovShare = f.fieldOfViewShare
                     base.areaMM2 = f.areaMM2
                     base.largestPx = f.largestPixels
+                    base.maskPath = f.maskPath ?? ""
                     rows.append(base)
                 }
             }

@@ -19,7 +19,7 @@ public struct IndexEntry: Sendable, Equatable {
         let eyes = patient.eyesInReadingOrder
         switch outcome {
         case .flagged:
-            detail = eyes.filter(\.flag.raised).map { "\($0.laterality.words): \($0.flag.reason)" }.joined(separator: "; ")
+            detail = eyes.filter(\.flag.raised).map { "\($0.laterality.words): \($0.flagReason)" }.joined(separator: "; ")
         case .incomplete:
             detail = eyes.isEmpty
                 ? "no image screened"

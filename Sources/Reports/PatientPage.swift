@@ -51,7 +51,7 @@ public enum PatientPage {
         switch outcome {
         case .flagged:
             verdictDetail = flagged.map { eye -> Markup in
-                "<span>\(eye.laterality.words): \(eye.flag.reason) \(ruleMarkup(eye.flag))</span>"
+                "<span>\(eye.laterality.words): \(eye.flagReason) \(ruleMarkup(eye.flag))</span>"
             }.joined()
         case .incomplete:
             verdictDetail = patient.eyes.isEmpty
@@ -117,12 +117,12 @@ public enum PatientPage {
         let outcome = eyeOutcome(eye)
         let verdict: Markup
         if eye.flag.raised {
-            verdict = "<div class=\"verdict\"><strong>Flag raised</strong><span>\(eye.flag.reason) \(ruleMarkup(eye.flag))</span></div>"
+            verdict = "<div class=\"verdict\"><strong>Flag raised</strong><span>\(eye.flagReason) \(ruleMarkup(eye.flag))</span></div>"
         } else if !eye.gradability.gradable {
             let reasons = eye.gradability.reasons.isEmpty ? "no reason recorded" : eye.gradability.reasons.joined(separator: "; ")
             verdict = "<div class=\"verdict\"><strong>Ungradable</strong><span>\(reasons)</span></div>"
         } else {
-            let reason = eye.flag.reason.isEmpty ? "below the screening rule’s threshold" : eye.flag.reason
+            let reason = eye.flagReason
             verdict = "<div class=\"verdict\"><strong>No flag</strong><span>\(reason) \(ruleMarkup(eye.flag))</span></div>"
         }
         let side = eye.laterality.words

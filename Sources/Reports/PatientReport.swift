@@ -39,6 +39,25 @@ public struct EyeReport: Codable, Sendable, Equatable {
         self.screeningRun = screeningRun
     }
 
+    /// The flag's reason, or when the source gave none (Store keeps only the rule), what the findings show:
+    /// "15 haemorrhages, 1 soft exudate beyond microaneurysms", "microaneurysms only (18)", "no lesions found".
+    public var flagReason: String {
+        if !flag.reason.isEmpty { return flag.reason }
+        guard gradability.gradable else { return "not evaluated: ungradable" }
+        guard !findings.isEmpty else { return "no findings recorded" }
+        func counted(_ f: ClassFindings) -> String {
+            let name = f.lesionClass.name
+            return "\(Format.grouped(f.count)) \(f.count == 1 ? String(name.dropLast()) : name)"
+        }
+        let ordered = findingsInClassOrder
+        let beyond = ordered.filter { $0.lesionClass != .microaneurysm && $0.count > 0 }
+        if !beyond.isEmpty { return beyond.map(counted).joined(separator: ", ") + " beyond microaneurysms" }
+        if let ma = ordered.first(where: { $0.lesionClass == .microaneurysm }), ma.count > 0 {
+            return "microaneurysms only (\(Format.grouped(ma.count)))"
+        }
+        return "no lesions found"
+    }
+
     /// Findings in the official class order (EX, HE, SE, MA), whatever order they arrived in.
     public var findingsInClassOrder: [ClassFindings] { findings.sorted { $0.lesionClass < $1.lesionClass } }
 }
@@ -112,10 +131,12 @@ extension EyeReport {
         public var areaMM2: Double?
         /// Area of the largest lesion, pixels.
         public var largestPixels: Int
+        /// The class's binary mask (PNG, photograph geometry), when one was written: overlays are drawn from it.
+        public var maskPath: String?
 
         public init(
             lesionClass: LesionClass, count: Int, areaPixels: Int, fieldOfViewShare: Double, areaMM2: Double? = nil,
-            largestPixels: Int
+            largestPixels: Int, maskPath: String? = nil
         ) {
             self.lesionClass = lesionClass
             self.count = count
@@ -123,10 +144,11 @@ extension EyeReport {
             self.fieldOfViewShare = fieldOfViewShare
             self.areaMM2 = areaMM2
             self.largestPixels = largestPixels
+            self.maskPath = maskPath
         }
 
         enum CodingKeys: String, CodingKey {
-            case lesionClass = "class", count, areaPixels, fieldOfViewShare, areaMM2, largestPixels
+            case lesionClass = "class", count, areaPixels, fieldOfViewShare, areaMM2, largestPixels, maskPath
         }
 
         // The class travels as its IDRiD code ("EX"), which people and FHIR mappers read, not as an index.
@@ -143,6 +165,7 @@ extension EyeReport {
             fieldOfViewShare = try c.decode(Double.self, forKey: .fieldOfViewShare)
             areaMM2 = try c.decodeIfPresent(Double.self, forKey: .areaMM2)
             largestPixels = try c.decodeIfPresent(Int.self, forKey: .largestPixels) ?? 0
+            maskPath = try c.decodeIfPresent(String.self, forKey: .maskPath)
         }
 
         public func encode(to encoder: any Encoder) throws {
@@ -153,6 +176,7 @@ extension EyeReport {
             try c.encode(fieldOfViewShare, forKey: .fieldOfViewShare)
             try c.encodeIfPresent(areaMM2, forKey: .areaMM2)
             try c.encode(largestPixels, forKey: .largestPixels)
+            try c.encodeIfPresent(maskPath, forKey: .maskPath)
         }
     }
 

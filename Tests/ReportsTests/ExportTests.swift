@@ -34,7 +34,7 @@ struct ExportTests {
         #expect(lines[0] == "\u{FEFF}" + FindingsRow.columns.joined(separator: ","))
         #expect(lines[1].hasPrefix("\"'=HYPERLINK(\"\"http://x\"\")\",R,\"a,b\","))
         #expect(text.contains("\"line one\nline \"\"two\"\"\""))
-        #expect(lines[1].contains(",EX,hard exudates,0,0,0.00000000,,0,true,more-than-mild,1,"))
+        #expect(lines[1].contains(",EX,hard exudates,0,0,0.00000000,,0,,true,more-than-mild,1,"))
         #expect(text.hasSuffix("\r\n"))
     }
 
@@ -65,5 +65,24 @@ struct ExportTests {
         #expect(Format.fixed(0.5, digits: 3) == "0.500")
         #expect(Format.fixed(-2.25, digits: 1) == "-2.3" || Format.fixed(-2.25, digits: 1) == "-2.2")
         #expect(Format.day(Fixture.date) == "2026-11-18 11:06 UTC")
+    }
+}
+
+@Suite("Flag reasons")
+struct FlagReasonTests {
+    @Test("Without a stored reason, the page says what the findings show")
+    func derivedReason() {
+        var eye = Fixture.eye(.right, image: "a", he: 1, ma: 4)
+        #expect(eye.flagReason == "1 haemorrhages beyond microaneurysms")  // the fixture's own reason
+        eye.flag.reason = ""
+        #expect(eye.flagReason == "1 haemorrhage beyond microaneurysms")
+        eye.findings = Fixture.findings(ex: 2, he: 1500, se: 1, ma: 3)
+        #expect(eye.flagReason == "2 hard exudates, 1,500 haemorrhages, 1 soft exudate beyond microaneurysms")
+        eye.findings = Fixture.findings(ma: 3)
+        #expect(eye.flagReason == "microaneurysms only (3)")
+        eye.findings = Fixture.findings()
+        #expect(eye.flagReason == "no lesions found")
+        eye.gradability = .ungradable("too dark")
+        #expect(eye.flagReason == "not evaluated: ungradable")
     }
 }
