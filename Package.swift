@@ -49,6 +49,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Store", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "TestSupport"]),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "TestSupport"]),
+        .testTarget(name: "NetworkTests", dependencies: ["Network", "Checkpoints", "Tensor", "TestSupport"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TestSupport"]),
         .testTarget(name: "LesionsTests", dependencies: ["Lesions", "TestSupport"]),
         .testTarget(name: "StoreTests", dependencies: ["Store", "TestSupport"]),
