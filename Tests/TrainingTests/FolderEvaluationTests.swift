@@ -150,3 +150,22 @@ func idridComponentCounts() throws {
         #expect(ConnectedComponents(try ScorePlane(width: img.width, height: img.height, mask: img.bytes)).count == count)
     }
 }
+
+@Test("IDRiD's original TIFF truth (palette 0/1) evaluates as its PNG: IoU 1 and AUPR 1",
+      .enabled(if: SharedFixtures.available, Comment(rawValue: SharedFixtures.skipReason)))
+func tiffTruth() throws {
+    let truth = try temporaryFolder(), pred = try temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: truth); try? FileManager.default.removeItem(at: pred) }
+    // Links, not copies: the shared data stays where it is.
+    try FileManager.default.createSymbolicLink(
+        at: truth.appendingPathComponent("IDRiD_01_HE.tif"),
+        withDestinationURL: SharedFixtures.idridMasks.appendingPathComponent("HE_tif/IDRiD_01_HE.tif"))
+    try FileManager.default.createSymbolicLink(
+        at: pred.appendingPathComponent("IDRiD_01_HE.png"),
+        withDestinationURL: SharedFixtures.idridMasks.appendingPathComponent("HE/IDRiD_01_HE.png"))
+    let result = try FolderEvaluation.run(FolderEvaluation.Options(predictions: pred, truth: truth), logger: logger)
+    let he = result.report.classes[LesionClass.haemorrhage.rawValue]
+    #expect(he.official.iou == 1 && he.official.aupr == 1)
+    #expect(he.truthPixels == 35430, "pixels counted by numpy on the PNG")
+    #expect(result.images[0].truthLesions == [0, 15, 0, 0])
+}
