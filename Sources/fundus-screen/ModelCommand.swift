@@ -4,12 +4,12 @@ import Foundation
 import Network
 import Tensor
 
-/// `fundus-screen model …`: run the network on tensors from a safetensors file (parity checks, debugging).
+/// `fundus-screen model …`: weight files (inspect), the network on stored tensors (parity checks), model versions.
 struct ModelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "model",
-        abstract: "Run the segmentation network on tensors stored in safetensors files.",
-        subcommands: [Forward.self, Gradients.self]
+        abstract: "Inspect weight files, run the network on stored tensors, and manage model versions.",
+        subcommands: [ModelInspect.self, Forward.self, Gradients.self]
     )
 
     struct Forward: ParsableCommand {
