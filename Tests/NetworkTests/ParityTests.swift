@@ -5,23 +5,19 @@ import TestSupport
 @testable import Network
 @testable import Tensor
 
-/// Until the .pth reader lands on main, the model parity tests read safetensors conversions of the fixture
-/// checkpoints from the folder named by FUNDUS_PARITY_WEIGHTS, and are skipped without it.
-let conversions = ProcessInfo.processInfo.environment["FUNDUS_PARITY_WEIGHTS"] ?? ""
-let weightsAvailable = SharedFixtures.available && !conversions.isEmpty
-
-/// The fixture's weights, from its .pth checkpoint.
-func referenceWeights(_ name: String) throws -> TensorFile {
-    try Safetensors.read(URL(fileURLWithPath: conversions).appendingPathComponent(name + ".safetensors"))
+/// The fixture's weights and architecture, from its .pth checkpoint (architecture inferred from the keys).
+func referenceModel(_ name: String, expecting variant: ModelArchitecture.Variant) throws -> SegmentationModel {
+    let (architecture, tensors) = try ModelWeights.read(SharedFixtures.parity.appendingPathComponent(name + ".pth"))
+    #expect(architecture == .tinyFixture(variant: variant), "\(name): inferred \(architecture)")
+    return try SegmentationModel(architecture: architecture, weights: tensors, weightsFile: name + ".pth")
 }
 
 @Test("Eval-mode logits and probabilities match the official code on the five tiny models",
-      .enabled(if: weightsAvailable, "needs ../shared and the fixture weights"), arguments: modelCases.indices)
+      .enabled(if: SharedFixtures.available, Comment(rawValue: SharedFixtures.skipReason)), arguments: modelCases.indices)
 func evalParity(_ k: Int) throws {
     let (name, variant) = modelCases[k]
     let file = try fixture(name)
-    let model = try SegmentationModel(architecture: .tinyFixture(variant: variant), weights: try referenceWeights(name),
-                                      weightsFile: name + ".pth")
+    let model = try referenceModel(name, expecting: variant)
     let input = file["input"]!
     let (logits, probs) = try model.logitsAndProbabilities(Tensor(input.floats(), shape: input.shape))
     #expect(logits.shape == file["logits"]!.shape)
@@ -33,12 +29,11 @@ func evalParity(_ k: Int) throws {
 }
 
 @Test("Training-mode loss and every parameter's gradient match the official code on the five tiny models",
-      .enabled(if: weightsAvailable, "needs ../shared and the fixture weights"), arguments: modelCases.indices)
+      .enabled(if: SharedFixtures.available, Comment(rawValue: SharedFixtures.skipReason)), arguments: modelCases.indices)
 func gradientParity(_ k: Int) throws {
     let (name, variant) = modelCases[k]
     let file = try fixture(name)
-    let model = try SegmentationModel(architecture: .tinyFixture(variant: variant), weights: try referenceWeights(name),
-                                      weightsFile: name + ".pth")
+    let model = try referenceModel(name, expecting: variant)
     let input = file["train.input"]!
     let labels = file["train.labels"]!.ints().map { Int32($0) }
     let (loss, grads) = try model.trainingStep(input: Tensor(input.floats(), shape: input.shape), labels: labels)
