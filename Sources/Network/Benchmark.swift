@@ -46,6 +46,36 @@ public struct BenchmarkReport: Sendable {
 }
 
 public enum NetworkBenchmark {
+    /// Times training steps (forward in training mode, bdice, backward) on random data: seconds per step of each
+    /// run after a warm-up step, and the peak RSS.
+    public static func training(architecture: ModelArchitecture = .w48(variant: .C), batch: Int = 2, height: Int = 512,
+                                width: Int = 512, runs: Int = 2, progress: (String) -> Void = { _ in })
+        throws(NetworkError) -> (seconds: [Double], peakRSSBytes: Int) {
+        EngineThreads.configureBLASForEngine()
+        EngineThreads.configureMemoryForEngine()
+        let model = try SegmentationModel(architecture: architecture)
+        var random = SplitMix(seed: 7)
+        let input = Tensor((0..<(batch * 3 * height * width)).map { _ in random.uniform() * 4 - 2 },
+                           shape: [batch, 3, height, width])
+        let labels = (0..<(batch * height * width)).map { _ in Int32(random.next() % 5) }
+        var seconds: [Double] = []
+        model.withEngine { $0.profiling = true }
+        for k in 0...runs {
+            if k == 1 { model.withEngine { $0.profile = [:] } }
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let (loss, _) = try model.trainingStep(input: input, labels: labels)
+            let s = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
+            progress(String(format: "%@ step: %.3f s, loss %.4f", k == 0 ? "warm-up" : "timed", s, loss))
+            if k > 0 { seconds.append(s) }
+        }
+        for (kind, t) in model.withEngine({ $0.profile }).sorted(by: { $0.value > $1.value }) {
+            progress(String(format: "  %-40@ %8.3f s (over %d steps)", kind, t, runs))
+        }
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return (seconds, usage.ru_maxrss * 1024)
+    }
+
     /// Runs the network with random weights on a random input: one warm-up, then `runs` timed probability passes,
     /// one profiled pass, and the heaviest convolution shapes alone.
     public static func run(architecture: ModelArchitecture = .w48(variant: .C), height: Int = 960, width: Int = 1440,

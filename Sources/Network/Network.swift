@@ -138,7 +138,9 @@ public final class SegmentationModel: @unchecked Sendable {
             let logits = forward(input, ops)
             let resized = ops.resizeBilinear(logits, height: input.h, width: input.w)
             let loss = lossOf(ops, resized)
+            if engine.profiling { tape.profile = [:] }
             tape.backward(from: loss)
+            for (kind, seconds) in tape.profile ?? [:] { engine.profile["backward " + kind, default: 0] += seconds }
             var grads: [String: Tensor] = [:]
             for name in store.trainable {
                 let p = store.tensors[name]!

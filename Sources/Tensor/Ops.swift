@@ -30,11 +30,11 @@ public struct Ops {
         }
         guard let tape, tracks(x, weight, bias) else { return y }
         y.requiresGrad = true
-        tape.record {
-            guard let dy = tape.gradient(y) else { return }
+        tape.record("conv") {
+            guard let dy = tape.takeGradient(y) else { return }
             if weight.requiresGrad || bias?.requiresGrad == true {
-                let (dw, db) = engine.convolutionBackwardWeights(x, dy, weightShape: weight.shape, hasBias: bias != nil,
-                                                                 stride: stride, padding: padding)
+                let (dw, db) = engine.timed("backward conv weights (within conv)") { engine.convolutionBackwardWeights(x, dy, weightShape: weight.shape, hasBias: bias != nil,
+                                                                 stride: stride, padding: padding) }
                 tape.accumulate(weight, dw)
                 if let bias, let db { tape.accumulate(bias, db) }
             }
@@ -100,8 +100,8 @@ public struct Ops {
         guard let tape, tracks(x, weight, bias) else { return y }
         y.requiresGrad = true
         let training = self.training
-        tape.record {
-            guard let dy = tape.gradient(y) else { return }
+        tape.record("batchnorm") {
+            guard let dy = tape.takeGradient(y) else { return }
             // Per channel: Σdy and Σdy·x̂, with x̂ = (x − mean)·invstd.
             var sdy = [Double](repeating: 0, count: lanes), sdyx = [Double](repeating: 0, count: lanes)
             blockedPlanes(x) { plane, b in
@@ -150,8 +150,8 @@ public struct Ops {
         engine.timed("relu") { for i in 0..<x.storageCount { y.data[i] = max(x.data[i], 0) } }
         guard let tape, tracks(x) else { return y }
         y.requiresGrad = true
-        tape.record {
-            guard let dy = tape.gradient(y) else { return }
+        tape.record("relu") {
+            guard let dy = tape.takeGradient(y) else { return }
             let dx = Tensor(shape: x.shape, layout: x.layout, zeroed: false)
             for i in 0..<x.storageCount { dx.data[i] = y.data[i] > 0 ? dy.data[i] : 0 }
             tape.accumulate(x, dx)
@@ -166,8 +166,8 @@ public struct Ops {
         engine.timed("add") { for t in terms.dropFirst() { y.add(t) } }
         guard let tape, terms.contains(where: { $0.requiresGrad }) else { return y }
         y.requiresGrad = true
-        tape.record {
-            guard let dy = tape.gradient(y) else { return }
+        tape.record("add") {
+            guard let dy = tape.takeGradient(y) else { return }
             for t in terms where t.requiresGrad { tape.accumulate(t, dy.copy()) }
         }
         return y
@@ -202,8 +202,8 @@ public struct Ops {
         }
         guard let tape, tracks(x) else { return y }
         y.requiresGrad = true
-        tape.record {
-            guard let dy = tape.gradient(y) else { return }
+        tape.record("resize") {
+            guard let dy = tape.takeGradient(y) else { return }
             let dx = Tensor(shape: x.shape, layout: .blocked16)
             let planes = x.n * x.channelBlocks, inPlane = x.h * x.w * 16, outPlane = outH * outW * 16
             for pi in 0..<planes {
@@ -317,8 +317,8 @@ public struct Ops {
         }
         guard let tape, tracks(x) else { return y }
         y.requiresGrad = true
-        tape.record {
-            guard let dy = tape.gradient(y) else { return }
+        tape.record("resize") {
+            guard let dy = tape.takeGradient(y) else { return }
             let dx = Tensor(shape: x.shape, layout: .blocked16)
             for pi in 0..<planes {
                 for oy in 0..<outH {
@@ -341,8 +341,8 @@ public struct Ops {
         Self.copyWindow(from: x, to: y, rows: x.h, cols: x.w)
         guard let tape, tracks(x) else { return y }
         y.requiresGrad = true
-        tape.record {
-            guard let dy = tape.gradient(y) else { return }
+        tape.record("pad/crop") {
+            guard let dy = tape.takeGradient(y) else { return }
             let dx = Tensor(shape: x.shape, layout: .blocked16, zeroed: false)
             Self.copyWindow(from: dy, to: dx, rows: x.h, cols: x.w)
             tape.accumulate(x, dx)
@@ -357,8 +357,8 @@ public struct Ops {
         Self.copyWindow(from: x, to: y, rows: height, cols: width)
         guard let tape, tracks(x) else { return y }
         y.requiresGrad = true
-        tape.record {
-            guard let dy = tape.gradient(y) else { return }
+        tape.record("pad/crop") {
+            guard let dy = tape.takeGradient(y) else { return }
             let dx = Tensor(shape: x.shape, layout: .blocked16)
             Self.copyWindow(from: dy, to: dx, rows: height, cols: width)
             tape.accumulate(x, dx)
@@ -385,8 +385,8 @@ public struct Ops {
         engine.timed("concat") { Self.moveChannels(xs, y, toConcat: true) }
         guard let tape, xs.contains(where: { $0.requiresGrad }) else { return y }
         y.requiresGrad = true
-        tape.record {
-            guard let dy = tape.gradient(y) else { return }
+        tape.record("concat") {
+            guard let dy = tape.takeGradient(y) else { return }
             let parts = xs.map { Tensor(shape: $0.shape, layout: .blocked16) }
             Self.moveChannels(parts, dy, toConcat: false)
             for (x, g) in zip(xs, parts) { tape.accumulate(x, g) }
@@ -445,8 +445,8 @@ public struct Ops {
         }
         guard let tape, tracks(x) else { return y }
         y.requiresGrad = true
-        tape.record {
-            guard let dy = tape.gradient(y) else { return }
+        tape.record("m2mrf unfold/fold") {
+            guard let dy = tape.takeGradient(y) else { return }
             let dx = Tensor(shape: x.shape, layout: .blocked16)
             Self.patchCopy(patchRows: dy.data, blocked: dx.data, n: x.n, C: C, cb: cb, H: H, W: W, k: k, toRows: false)
             tape.accumulate(x, dx)
@@ -465,8 +465,8 @@ public struct Ops {
         }
         guard let tape, tracks(rows) else { return y }
         y.requiresGrad = true
-        tape.record {
-            guard let dy = tape.gradient(y) else { return }
+        tape.record("m2mrf unfold/fold") {
+            guard let dy = tape.takeGradient(y) else { return }
             let dr = Tensor(shape: rows.shape, layout: .plain, zeroed: false)
             Self.patchCopy(patchRows: dr.data, blocked: dy.data, n: n, C: C, cb: cb, H: gh * k, W: gw * k, k: k, toRows: true)
             tape.accumulate(rows, dr)
@@ -511,8 +511,8 @@ public struct Ops {
         }
         guard let tape, tracks(x, weight, bias) else { return y }
         y.requiresGrad = true
-        tape.record {
-            guard let dy = tape.gradient(y) else { return }
+        tape.record("m2mrf fc") {
+            guard let dy = tape.takeGradient(y) else { return }
             if weight.requiresGrad {
                 let dw = Tensor(shape: weight.shape, layout: .plain, zeroed: false)
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(O), Int32(K), Int32(M), 1,
@@ -563,8 +563,8 @@ public struct Ops {
         let out = Tensor([Float(loss / Double(N * C))], shape: [1])
         guard let tape, tracks(z) else { return out }
         out.requiresGrad = true
-        tape.record {
-            guard let dl = tape.gradient(out) else { return }
+        tape.record("loss") {
+            guard let dl = tape.takeGradient(out) else { return }
             let seed = Double(dl.data[0]) / Double(N * C)
             let dz = Tensor(shape: z.shape, layout: .plain, zeroed: false)
             for b in 0..<N {
