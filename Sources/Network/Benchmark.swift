@@ -68,6 +68,7 @@ public enum NetworkBenchmark {
             progress(String(format: "%@ step: %.3f s, loss %.4f", k == 0 ? "warm-up" : "timed", s, loss))
             if k > 0 { seconds.append(s) }
         }
+        for (k, n) in model.withEngine({ $0.implementations }).sorted(by: { $0.key < $1.key }) { progress("  \(k): \(n)") }
         for (kind, t) in model.withEngine({ $0.profile }).sorted(by: { $0.value > $1.value }) {
             progress(String(format: "  %-40@ %8.3f s (over %d steps)", kind, t, runs))
         }

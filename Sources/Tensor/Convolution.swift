@@ -68,7 +68,7 @@ extension ComputeEngine {
         dnnl_primitive_attr_destroy(attr)
         let p = Primitive(pd: pd!, what: "conv fwd")
         primitives[key] = p
-        implementations["\(s.weightShape[2])x\(s.weightShape[3]) s\(s.stride) \(s.inLayout == .plain ? "nchw" : "nChw16c") \(p.implementation)", default: 0] += 1
+        implementations["\(training ? "training" : "inference") \(s.weightShape[2])x\(s.weightShape[3]) s\(s.stride) \(s.inLayout == .plain ? "nchw" : "nChw16c") \(p.implementation)", default: 0] += 1
         return p
     }
 
@@ -144,6 +144,7 @@ extension ComputeEngine {
             dnnl_primitive_attr_destroy(attr)
             p = Primitive(pd: pd!, what: "conv bwd data")
             primitives[key] = p
+            implementations["bwd data \(s.weightShape[2])x\(s.weightShape[3]) s\(s.stride) \(p.implementation)", default: 0] += 1
         }
         let dx = Tensor(shape: inputShape, layout: .blocked16, zeroed: false)
         withWeights(weight, user: s.userWeightsMD, wanted: p.md(dnnl_query_weights_md), constant: false) { wp in
@@ -180,6 +181,7 @@ extension ComputeEngine {
             dnnl_primitive_attr_destroy(attr)
             p = Primitive(pd: pd!, what: "conv bwd weights")
             primitives[key] = p
+            implementations["bwd weights \(s.weightShape[2])x\(s.weightShape[3]) s\(s.stride) \(s.inLayout == .plain ? "nchw" : "nChw16c") \(p.implementation)", default: 0] += 1
         }
         let dw = Tensor(shape: weightShape, layout: .plain, zeroed: false)
         let db = hasBias ? Tensor(shape: [weightShape[0]], layout: .plain, zeroed: false) : nil

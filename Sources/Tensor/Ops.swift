@@ -53,94 +53,119 @@ public struct Ops {
     public func batchNorm(_ x: Tensor, weight: Tensor, bias: Tensor, runningMean: Tensor, runningVar: Tensor,
                           momentum: Float = 0.1, eps: Float = 1e-5) -> Tensor {
         precondition(x.layout == .blocked16, "batchNorm wants a blocked activation")
-        let C = x.c, cb = x.channelBlocks, HW = x.h * x.w, N = x.n
-        let lanes = cb * 16
-        var scale = [Float](repeating: 0, count: lanes), shift = [Float](repeating: 0, count: lanes)
-        var mean = [Double](repeating: 0, count: lanes), invstd = [Float](repeating: 0, count: lanes)
+        let C = x.c, HW = x.h * x.w
+        let lanes = x.channelBlocks * 16
+        // Per-lane (channel) vectors; padding lanes stay 0 so padding stays 0.
+        let mean = Tensor(shape: [lanes]), invstd = Tensor(shape: [lanes])
+        let scale = Tensor(shape: [lanes]), shift = Tensor(shape: [lanes])
+        let M = Double(x.n * HW)
         if training {
-            let M = Double(N * HW)
-            var sum = [Double](repeating: 0, count: lanes), sq = [Double](repeating: 0, count: lanes)
-            blockedPlanes(x) { plane, b in
-                var s = [Float](repeating: 0, count: 16), q = [Float](repeating: 0, count: 16)
-                var sd = [Double](repeating: 0, count: 16), qd = [Double](repeating: 0, count: 16)
-                for i in 0..<HW {
-                    for l in 0..<16 { let v = plane[i * 16 + l]; s[l] += v; q[l] += v * v }
-                    if i & 255 == 255 { for l in 0..<16 { sd[l] += Double(s[l]); qd[l] += Double(q[l]); s[l] = 0; q[l] = 0 } }
-                }
-                for l in 0..<16 { sum[b * 16 + l] += sd[l] + Double(s[l]); sq[b * 16 + l] += qd[l] + Double(q[l]) }
-            }
+            let sum = Self.laneSums(x, nil, center: nil)
+            for ch in 0..<C { mean.data[ch] = Float(sum[ch] / M) }
+            // Variance from centred values (no cancellation).
+            let sq = Self.laneSums(x, x, center: mean)
             for ch in 0..<C {
-                let m = sum[ch] / M
-                let v = max(sq[ch] / M - m * m, 0)
-                mean[ch] = m
-                invstd[ch] = Float(1 / (v + Double(eps)).squareRoot())
-                scale[ch] = weight.data[ch] * invstd[ch]
-                shift[ch] = bias.data[ch] - Float(m) * scale[ch]
-                runningMean.data[ch] = (1 - momentum) * runningMean.data[ch] + momentum * Float(m)
+                let v = sq[ch] / M
+                invstd.data[ch] = Float(1 / (v + Double(eps)).squareRoot())
+                runningMean.data[ch] = (1 - momentum) * runningMean.data[ch] + momentum * mean.data[ch]
                 let unbiased = M > 1 ? v * M / (M - 1) : v
                 runningVar.data[ch] = (1 - momentum) * runningVar.data[ch] + momentum * Float(unbiased)
             }
         } else {
             for ch in 0..<C {
-                invstd[ch] = 1 / (runningVar.data[ch] + eps).squareRoot()
-                mean[ch] = Double(runningMean.data[ch])
-                scale[ch] = weight.data[ch] * invstd[ch]
-                shift[ch] = bias.data[ch] - runningMean.data[ch] * scale[ch]
+                mean.data[ch] = runningMean.data[ch]
+                invstd.data[ch] = 1 / (runningVar.data[ch] + eps).squareRoot()
             }
+        }
+        for ch in 0..<C {
+            scale.data[ch] = weight.data[ch] * invstd.data[ch]
+            shift.data[ch] = bias.data[ch] - mean.data[ch] * scale.data[ch]
         }
         let y = Tensor(shape: x.shape, layout: .blocked16, zeroed: false)
-        engine.timed("batchnorm") {
-            blockedPlanes(x) { plane, b in
-                let out = y.data + (plane - x.data)
-                for i in 0..<HW {
-                    for l in 0..<16 { out[i * 16 + l] = plane[i * 16 + l] * scale[b * 16 + l] + shift[b * 16 + l] }
-                }
-            }
-        }
+        engine.timed("batchnorm") { Self.laneAffine(x, scale: scale, shift: shift, into: y) }
         guard let tape, tracks(x, weight, bias) else { return y }
         y.requiresGrad = true
         let training = self.training
         tape.record("batchnorm") {
             guard let dy = tape.takeGradient(y) else { return }
-            // Per channel: Σdy and Σdy·x̂, with x̂ = (x − mean)·invstd.
-            var sdy = [Double](repeating: 0, count: lanes), sdyx = [Double](repeating: 0, count: lanes)
-            blockedPlanes(x) { plane, b in
-                let g = dy.data + (plane - x.data)
-                for i in 0..<HW {
-                    for l in 0..<16 {
-                        let ch = b * 16 + l
-                        let xhat = (Double(plane[i * 16 + l]) - mean[ch]) * Double(invstd[ch])
-                        sdy[ch] += Double(g[i * 16 + l])
-                        sdyx[ch] += Double(g[i * 16 + l]) * xhat
-                    }
-                }
-            }
+            // Σdy and Σdy·x̂ per channel, x̂ = (x − mean)·invstd.
+            let sdy = Self.laneSums(dy, nil, center: nil)
+            let sdyxc = Self.laneSums(dy, x, center: mean)  // Σ dy·(x − mean)
             let dw = Tensor(shape: [C]), db = Tensor(shape: [C])
-            for ch in 0..<C { dw.data[ch] = Float(sdyx[ch]); db.data[ch] = Float(sdy[ch]) }
+            for ch in 0..<C {
+                dw.data[ch] = Float(sdyxc[ch] * Double(invstd.data[ch]))
+                db.data[ch] = Float(sdy[ch])
+            }
             tape.accumulate(weight, dw)
             tape.accumulate(bias, db)
             guard x.requiresGrad else { return }
+            // Training: dx = scale·dy − scale/M·Σdy − scale/M·invstd²·Σdy(x−mean)·(x − mean) = a·dy + c·(x − mean) + b.
+            // Inference statistics are constants: dx = scale·dy.
+            let a = Tensor(shape: [lanes]), b = Tensor(shape: [lanes]), c = Tensor(shape: [lanes])
+            for ch in 0..<C {
+                let s = Double(scale.data[ch]), i = Double(invstd.data[ch])
+                a.data[ch] = scale.data[ch]
+                if training {
+                    let k = s / M * i * i * sdyxc[ch]
+                    c.data[ch] = Float(-k)
+                    b.data[ch] = Float(-s / M * sdy[ch])
+                }
+            }
             let dx = Tensor(shape: x.shape, layout: .blocked16, zeroed: false)
-            let M = Double(N * HW)
-            blockedPlanes(x) { plane, b in
-                let off = plane - x.data
-                let g = dy.data + off, o = dx.data + off
+            let plane = HW * 16
+            for pi in 0..<(x.n * x.channelBlocks) {
+                let lane = (pi % x.channelBlocks) * 16
+                let g = dy.data + pi * plane, xv = x.data + pi * plane, o = dx.data + pi * plane
+                let pa = a.data + lane, pb = b.data + lane, pc = c.data + lane, pm = mean.data + lane
                 for i in 0..<HW {
-                    for l in 0..<16 {
-                        let ch = b * 16 + l
-                        if training {
-                            let xhat = (Double(plane[i * 16 + l]) - mean[ch]) * Double(invstd[ch])
-                            o[i * 16 + l] = Float(Double(scale[ch]) / M
-                                * (M * Double(g[i * 16 + l]) - sdy[ch] - xhat * sdyx[ch]))
-                        } else {
-                            o[i * 16 + l] = g[i * 16 + l] * scale[ch]
-                        }
-                    }
+                    for l in 0..<16 { o[i * 16 + l] = pa[l] * g[i * 16 + l] + pc[l] * (xv[i * 16 + l] - pm[l]) + pb[l] }
                 }
             }
             tape.accumulate(x, dx)
         }
         return y
+    }
+
+    /// Per channel lane: Σ u (v == nil) or Σ u·(v − center), over N, H, W of blocked tensors. Float partial sums
+    /// over runs of 64 pixels, accumulated in Double.
+    static func laneSums(_ u: Tensor, _ v: Tensor?, center: Tensor?) -> [Double] {
+        let cb = u.channelBlocks, HW = u.h * u.w, plane = HW * 16
+        var out = [Double](repeating: 0, count: cb * 16)
+        var part = [Float](repeating: 0, count: 16)
+        for pi in 0..<(u.n * cb) {
+            let k = pi % cb
+            let up = u.data + pi * plane
+            let vp = v.map { $0.data + pi * plane }
+            let cp = center.map { $0.data + k * 16 }
+            var i = 0
+            while i < HW {
+                let end = min(i + 64, HW)
+                part.withUnsafeMutableBufferPointer { acc in
+                    for l in 0..<16 { acc[l] = 0 }
+                    if let vp, let cp {
+                        for j in i..<end { for l in 0..<16 { acc[l] += up[j * 16 + l] * (vp[j * 16 + l] - cp[l]) } }
+                    } else if let vp {
+                        for j in i..<end { for l in 0..<16 { acc[l] += up[j * 16 + l] * vp[j * 16 + l] } }
+                    } else {
+                        for j in i..<end { for l in 0..<16 { acc[l] += up[j * 16 + l] } }
+                    }
+                }
+                for l in 0..<16 { out[k * 16 + l] += Double(part[l]) }
+                i = end
+            }
+        }
+        return out
+    }
+
+    /// y = scale·x + shift per channel lane.
+    static func laneAffine(_ x: Tensor, scale: Tensor, shift: Tensor, into y: Tensor) {
+        let cb = x.channelBlocks, HW = x.h * x.w, plane = HW * 16
+        for pi in 0..<(x.n * cb) {
+            let k = pi % cb
+            let xp = x.data + pi * plane, yp = y.data + pi * plane
+            let s = scale.data + k * 16, t = shift.data + k * 16
+            for i in 0..<HW { for l in 0..<16 { yp[i * 16 + l] = xp[i * 16 + l] * s[l] + t[l] } }
+        }
     }
 
     // MARK: Elementwise
