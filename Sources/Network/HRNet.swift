@@ -109,7 +109,7 @@ final class HRModule {
                     terms.append(steps.reduce(ys[j]) { h, step in step(h, ops) })
                 }
             }
-            return ops.relu(ops.sum(terms))
+            return ops.sumRelu(terms)
         }
     }
 }

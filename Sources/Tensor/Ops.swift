@@ -200,6 +200,17 @@ public struct Ops {
 
     public func add(_ a: Tensor, _ b: Tensor) -> Tensor { sum([a, b]) }
 
+    /// relu(Σ terms): HRNet's fuse. Inference does it in one buffer, without the intermediate sum.
+    public func sumRelu(_ terms: [Tensor]) -> Tensor {
+        if tape != nil { return relu(sum(terms)) }
+        let y = terms[0].copy()
+        engine.timed("add") {
+            for t in terms.dropFirst() { y.add(t) }
+            for i in 0..<y.storageCount { y.data[i] = max(y.data[i], 0) }
+        }
+        return y
+    }
+
     /// Elementwise sigmoid, returned as plain NCHW (the network's output edge).
     public func sigmoid(_ x: Tensor) -> Tensor {
         let p = x.toPlain()
