@@ -50,8 +50,10 @@ public struct Ops {
 
     /// BatchNorm2d as PyTorch: training normalises with the batch mean and biased variance and moves the running
     /// statistics by `momentum` (running_var gets the unbiased variance); inference uses the running statistics.
+    /// Optionally followed by `+ residual` and ReLU in the same pass: y = relu(bn(x) + residual). Training then
+    /// keeps only x and y for backward (not the intermediate sums), a third of the activation memory of a block.
     public func batchNorm(_ x: Tensor, weight: Tensor, bias: Tensor, runningMean: Tensor, runningVar: Tensor,
-                          momentum: Float = 0.1, eps: Float = 1e-5) -> Tensor {
+                          momentum: Float = 0.1, eps: Float = 1e-5, residual: Tensor? = nil, relu: Bool = false) -> Tensor {
         precondition(x.layout == .blocked16, "batchNorm wants a blocked activation")
         let C = x.c, HW = x.h * x.w
         let lanes = x.channelBlocks * 16
@@ -82,12 +84,21 @@ public struct Ops {
             shift.data[ch] = bias.data[ch] - mean.data[ch] * scale.data[ch]
         }
         let y = Tensor(shape: x.shape, layout: .blocked16, zeroed: false)
-        engine.timed("batchnorm") { Self.laneAffine(x, scale: scale, shift: shift, into: y) }
-        guard let tape, tracks(x, weight, bias) else { return y }
+        engine.timed("batchnorm") {
+            Self.laneAffine(x, scale: scale, shift: shift, into: y)
+            if let residual {
+                precondition(residual.shape == x.shape && residual.layout == .blocked16, "residual \(residual.shape) for \(x.shape)")
+                y.add(residual)
+            }
+            if relu { for i in 0..<y.storageCount { y.data[i] = max(y.data[i], 0) } }
+        }
+        guard let tape, tracks(x, weight, bias, residual) else { return y }
         y.requiresGrad = true
         let training = self.training
         tape.record("batchnorm") {
             guard let dy = tape.takeGradient(y) else { return }
+            if relu { for i in 0..<dy.storageCount where y.data[i] <= 0 { dy.data[i] = 0 } }  // dy is ours now
+            defer { if let residual { tape.accumulate(residual, dy) } }  // after the reads below
             // Σdy and Σdy·x̂ per channel, x̂ = (x − mean)·invstd.
             let sdy = Self.laneSums(dy, nil, center: nil)
             let sdyxc = Self.laneSums(dy, x, center: mean)  // Σ dy·(x − mean)
