@@ -80,10 +80,12 @@ public enum NetworkBenchmark {
     /// Runs the network with random weights on a random input: one warm-up, then `runs` timed probability passes,
     /// one profiled pass, and the heaviest convolution shapes alone.
     public static func run(architecture: ModelArchitecture = .w48(variant: .C), height: Int = 960, width: Int = 1440,
-                           runs: Int = 3, progress: (String) -> Void = { _ in }) throws(NetworkError) -> BenchmarkReport {
+                           runs: Int = 3, bf16: Bool = false,
+                           progress: (String) -> Void = { _ in }) throws(NetworkError) -> BenchmarkReport {
         EngineThreads.configureBLASForEngine()
         EngineThreads.configureMemoryForEngine()
         let model = try SegmentationModel(architecture: architecture)
+        model.bf16Inference = bf16
         var random = SplitMix(seed: 42)
         let input = Tensor((0..<(3 * height * width)).map { _ in random.uniform() * 4 - 2 }, shape: [1, 3, height, width])
         func timed(_ body: () throws(NetworkError) -> Void) throws(NetworkError) -> Double {
@@ -125,18 +127,18 @@ public enum NetworkBenchmark {
                 let x = Tensor(shape: xs, layout: .blocked16)
                 let w = Tensor(shape: ws)
                 for i in 0..<w.count { w.data[i] = random.uniform() - 0.5 }
-                _ = e.convolution(x, weight: w, bias: nil, padding: ws[2] / 2, constantWeights: true)
+                _ = e.convolution(x, weight: w, bias: nil, padding: ws[2] / 2, constantWeights: true, bf16: bf16)
                 var best = Double.infinity
                 for _ in 0..<5 {
                     let t0 = DispatchTime.now().uptimeNanoseconds
-                    _ = e.convolution(x, weight: w, bias: nil, padding: ws[2] / 2, constantWeights: true)
+                    _ = e.convolution(x, weight: w, bias: nil, padding: ws[2] / 2, constantWeights: true, bf16: bf16)
                     best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
                 }
                 let f = 2 * Double(ws[0] * ws[1] * ws[2] * ws[3]) * Double(xs[2] * xs[3])
                 return (name, f / best * 1e-9, e.convolutionImplementation(inputShape: xs, weightShape: ws, padding: ws[2] / 2))
             }
         }
-        return BenchmarkReport(model: architecture.displayName, inputShape: input.shape, runs: times,
+        return BenchmarkReport(model: architecture.displayName + (bf16 ? " (bf16 convolutions)" : ""), inputShape: input.shape, runs: times,
                                cpuSeconds: cpu, implementations: implementations, warmUpSeconds: warm, gflopPerImage: flops * 1e-9, peakRSSBytes: usage.ru_maxrss * 1024, split: split,
                                convolutions: convolutions)
     }

@@ -8,11 +8,14 @@ public struct Ops {
     public let tape: Tape?
     /// BatchNorm uses batch statistics (and updates the running ones) when training.
     public let training: Bool
+    /// Inference convolutions in bf16 (f32 accumulation and results); opt-in, not parity-exact.
+    public let bf16: Bool
 
-    public init(engine: ComputeEngine, tape: Tape? = nil, training: Bool = false) {
+    public init(engine: ComputeEngine, tape: Tape? = nil, training: Bool = false, bf16: Bool = false) {
         self.engine = engine
         self.tape = tape
         self.training = training
+        self.bf16 = bf16 && tape == nil && !training
     }
 
     private func tracks(_ ts: Tensor?...) -> Bool { tape != nil && ts.contains { $0?.requiresGrad == true } }
@@ -26,7 +29,8 @@ public struct Ops {
         let engine = self.engine
         let y = engine.timed(weight.shape[2] == 1 ? "conv 1x1" : "conv \(weight.shape[2])x\(weight.shape[3])") {
             engine.convolution(x, weight: weight, bias: bias, stride: stride, padding: padding,
-                               training: tape != nil, constantWeights: tape == nil, sumInto: sumInto, relu: relu)
+                               training: tape != nil, constantWeights: tape == nil, sumInto: sumInto, relu: relu,
+                               bf16: bf16)
         }
         guard let tape, tracks(x, weight, bias) else { return y }
         y.requiresGrad = true

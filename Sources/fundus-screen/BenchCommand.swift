@@ -15,6 +15,7 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Fuse variant: plain, A, B, C, D.") var variant = "C"
     @Flag(help: "Time training steps (bdice forward + backward) instead of inference.") var training = false
     @Option(help: "Batch size of the training steps.") var batch = 2
+    @Flag(help: "Inference convolutions in bf16 (f32 accumulation).") var bf16 = false
 
     func run() throws {
         guard let v = ModelArchitecture.Variant(rawValue: variant) else {
@@ -28,9 +29,8 @@ struct BenchCommand: ParsableCommand {
                          median, Double(rss) / Double(1 << 30)))
             return
         }
-        let report = try NetworkBenchmark.run(architecture: .w48(variant: v), height: height, width: width, runs: runs) {
-            print($0)
-        }
+        let report = try NetworkBenchmark.run(architecture: .w48(variant: v), height: height, width: width, runs: runs,
+                                               bf16: bf16) { print($0) }
         print(report.text)
     }
 }
