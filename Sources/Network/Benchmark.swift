@@ -94,7 +94,14 @@ public enum NetworkBenchmark {
             return Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
         }
         progress("warm-up run")
+        model.withEngine { $0.profiling = true }
         let warm = try timed { () throws(NetworkError) in _ = try model.probabilities(input) }
+        let warmSplit = model.withEngine { e -> [(String, Double)] in
+            e.profiling = false
+            defer { e.profile = [:] }
+            return e.profile.sorted { $0.value > $1.value }.map { ($0.key, $0.value) }
+        }
+        for (kind, t) in warmSplit.prefix(6) { progress(String(format: "  warm-up %@: %.3f s", kind, t)) }
         var times: [Double] = []
         var cpu: [Double] = []
         var flops = 0.0

@@ -61,7 +61,7 @@ final class ConvBN {
     /// y = [relu](bn(conv(x)) [+ residual]).
     func callAsFunction(_ x: Tensor, _ ops: Ops, residual: Tensor? = nil) -> Tensor {
         if ops.tape == nil && !ops.training {
-            let f = foldedWeights()
+            let f = folded ?? ops.engine.timed("setup: fold BatchNorm") { foldedWeights() }
             return ops.conv(x, f.weight, bias: f.bias, stride: stride, padding: padding, relu: relu,
                             sumInto: residual?.copy())
         }

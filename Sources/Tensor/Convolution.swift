@@ -75,14 +75,14 @@ extension ComputeEngine {
         check(status, "conv fwd desc \(s.key)")
         let attr = attributes(relu: relu, sum: sum)
         var pd: dnnl_primitive_desc_t?
-        let created = dnnl_primitive_desc_create(&pd, &desc, attr, engine, nil)
+        let created = timed("setup: create primitives") { dnnl_primitive_desc_create(&pd, &desc, attr, engine, nil) }
         dnnl_primitive_attr_destroy(attr)
         if s.bf16 && created != dnnl_success {
             bf16Available = false  // no bf16 kernel here: stay in f32
             return nil
         }
         check(created, "conv fwd pd \(s.key)")
-        let p = Primitive(pd: pd!, what: "conv fwd")
+        let p = timed("setup: create primitives") { Primitive(pd: pd!, what: "conv fwd") }
         primitives[key] = p
         implementations["\(training ? "training" : "inference")\(s.bf16 ? " bf16" : "") \(s.weightShape[2])x\(s.weightShape[3]) s\(s.stride) \(s.inLayout == .plain ? "nchw" : "nChw16c") \(p.implementation)", default: 0] += 1
         return p
@@ -98,7 +98,9 @@ extension ComputeEngine {
             return body(c.reordered)
         }
         let buf = UnsafeMutableRawPointer.allocate(byteCount: ComputeEngine.size(wanted), alignment: 64)
-        reorder(from: user, UnsafeMutableRawPointer(weight.data), to: wanted, buf)
+        timed(constant ? "setup: reorder weights" : "reorder weights") {
+            reorder(from: user, UnsafeMutableRawPointer(weight.data), to: wanted, buf)
+        }
         if constant {
             if let old = constantWeights[ObjectIdentifier(weight)] { old.reordered.deallocate() }
             constantWeights[ObjectIdentifier(weight)] = (weight, layout, buf)
