@@ -36,7 +36,12 @@ public final class SegmentationModel: @unchecked Sendable {
 
     /// Replaces every parameter and buffer with the file's (names and shapes must match).
     public func load(_ weights: TensorFile, file: String = "") throws(NetworkError) {
-        try store.load(weights, fileName: file)
+        // On the engine thread, so that no pass runs while the parameters change.
+        let result: Result<Void, NetworkError> = thread.run {
+            do throws(NetworkError) { try store.load(weights, fileName: file) } catch { return .failure(error) }
+            return .success(())
+        }
+        try result.get()
         invalidateInferenceWeights()
     }
 
@@ -51,9 +56,10 @@ public final class SegmentationModel: @unchecked Sendable {
 
     /// Forget folded and reordered inference weights after the parameters changed in place.
     public func invalidateInferenceWeights() {
-        func visit(_ u: ConvBN) { u.invalidate() }
-        forEachConvBN(visit)
-        thread.run { engine.forgetConstantWeights() }
+        thread.run {
+            forEachConvBN { $0.invalidate() }
+            engine.forgetConstantWeights()
+        }
     }
 
     /// The weights as a state dict (mmseg names, BN buffers included).
