@@ -83,3 +83,15 @@ func inferencePathMatchesGraph() throws {
     let e = Tensor.relativeError(fast.values(), graph.values())
     #expect(e < 1e-5, "relative error \(e)")
 }
+
+@Test("Exported weights read back (safetensors, architecture inferred) give the same predictions")
+func exportRoundTrip() throws {
+    let model = try SegmentationModel(architecture: .tinyFixture(variant: .B))
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("engine-roundtrip-\(UUID().uuidString).safetensors")
+    defer { try? FileManager.default.removeItem(at: url) }
+    try Safetensors.write(model.exportWeights(), to: url)
+    let back = try ModelWeights.model(from: url)
+    #expect(back.architecture == model.architecture)
+    let input = Tensor((0..<(3 * 40 * 56)).map { Float(($0 * 31) % 97) / 50 - 1 }, shape: [1, 3, 40, 56])
+    #expect(try back.predict(input).values() == model.predict(input).values())
+}
