@@ -220,7 +220,8 @@ public struct ScreeningStages: Sendable {
         var planes: [LesionClass: ScorePlane] = [:]
         for c in LesionClass.allCases {
             let values = Array(r.probabilities[(c.rawValue * plane)..<((c.rawValue + 1) * plane)])
-            let p = transform.probabilityToOriginal(values, width: w, height: h)
+            // Lesions exist only inside the field of view: the padded square's corners are not retina.
+            let p = Self.insideFieldOfView(transform.probabilityToOriginal(values, width: w, height: h), fov)
             probability[c] = p
             planes[c] = try ScorePlane(width: p.width, height: p.height, probabilityBytes: p.bytes)
         }
@@ -264,16 +265,39 @@ public struct ScreeningStages: Sendable {
             findings: findings)
     }
 
+    /// The image with every pixel outside the field-of-view circle set to 0.
+    static func insideFieldOfView(_ image: Image, _ fov: FieldOfView) -> Image {
+        var pixels = image.bytes
+        let w = image.width
+        for y in 0..<image.height {
+            let (x0, x1) = chord(fov, row: y, width: w)
+            let row = y * w
+            if x1 < x0 {
+                for x in 0..<w { pixels[row + x] = 0 }
+                continue
+            }
+            for x in 0..<x0 { pixels[row + x] = 0 }
+            for x in (x1 + 1)..<max(x1 + 1, w) { pixels[row + x] = 0 }
+        }
+        return Image(width: w, height: image.height, channels: 1, pixels: pixels)
+    }
+
+    /// First and last column of `row` whose pixel centre lies inside the circle (x1 < x0 when none).
+    static func chord(_ fov: FieldOfView, row y: Int, width: Int) -> (Int, Int) {
+        let dy = Double(y) + 0.5 - fov.centreY
+        let half2 = fov.radius * fov.radius - dy * dy
+        guard half2 > 0 else { return (1, 0) }
+        let half = half2.squareRoot()
+        let x0 = max(0, Int((fov.centreX - half - 0.5).rounded(.up)))
+        let x1 = min(width - 1, Int((fov.centreX + half - 0.5).rounded(.down)))
+        return (x0, x1)
+    }
+
     /// Pixels of the original image inside the field-of-view circle (the circle may be clipped by the frame).
     static func fieldOfViewArea(_ fov: FieldOfView) -> Int {
         var area = 0
         for y in 0..<fov.imageHeight {
-            let dy = Double(y) + 0.5 - fov.centreY
-            let half2 = fov.radius * fov.radius - dy * dy
-            guard half2 > 0 else { continue }
-            let half = half2.squareRoot()
-            let x0 = max(0, Int((fov.centreX - half - 0.5).rounded(.up)))
-            let x1 = min(fov.imageWidth - 1, Int((fov.centreX + half - 0.5).rounded(.down)))
+            let (x0, x1) = chord(fov, row: y, width: fov.imageWidth)
             if x1 >= x0 { area += x1 - x0 + 1 }
         }
         return max(area, 1)
