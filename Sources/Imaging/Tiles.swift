@@ -6,6 +6,13 @@ public struct Tile: Sendable, Equatable, Codable {
     public var y: Int
     public var width: Int
     public var height: Int
+
+    public init(x: Int, y: Int, width: Int, height: Int) {
+        self.x = x
+        self.y = y
+        self.width = width
+        self.height = height
+    }
 }
 
 /// Overlapping tiles over an image of any size, as nnU-Net and MONAI's sliding window place them: along each
