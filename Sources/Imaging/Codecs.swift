@@ -62,6 +62,8 @@ public struct DecodedImage: Sendable {
     public let originalWidth: Int
     public let originalHeight: Int
     /// `image` pixel i covers original pixels [i·scale, (i+1)·scale) on both axes; 1 unless JPEG DCT scaling was used.
+    /// (With an EXIF mirror or rotation and a size not divisible by `scale`, a flipped axis is off by less than
+    /// `scale` original pixels; camera sizes such as 4288×2848 divide by 8.)
     public let scale: Int
     /// EXIF orientation applied (1 = none).
     public let orientation: Int

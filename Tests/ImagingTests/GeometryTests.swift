@@ -87,6 +87,16 @@ struct CropTransformTests {
         #expect(mask.bytes.filter { $0 == 255 }.count == 320 * 260)
     }
 
+    @Test("Probability maps come back as round(p·255); logits can be thresholded at 0")
+    func probabilities() {
+        let t = CropTransform(fieldOfView: fov)
+        let plane: [Float] = [0, 0.5, 1, 0.25]  // a 2×2 map: bilinear between these at original pixel centres
+        let p = t.probabilityToOriginal(plane, width: 2, height: 2)
+        #expect(p[30, 0] == 0 && p[349, 0] == 128 && p[30, 259] == 255 && p[349, 259] == 64)
+        let logits = t.maskToOriginal([-3, 2, -1, 4], width: 2, height: 2, threshold: 0)
+        #expect(logits[30, 0] == 0 && logits[349, 259] == 255)
+    }
+
     @Test("A full-size map maps back identically; a half-size binary map becomes its nearest-neighbour upsampling")
     func exactness() {
         let original = Image(width: 400, height: 260, channels: 1) { p in
