@@ -1,0 +1,190 @@
+import Foundation
+
+/// Whether an image could be read for lesions. Ungradable is a normal outcome, with the reasons.
+public enum Gradability: Sendable, Equatable {
+    case gradable
+    case ungradable(reasons: [String])
+}
+
+/// The screening rule's verdict: "suspected more-than-mild DR, refer to a grader", named and versioned.
+public struct ScreeningFlag: Sendable, Equatable {
+    public var suspected: Bool
+    public var rule: String
+    public var ruleVersion: String
+    public init(suspected: Bool, rule: String, ruleVersion: String) {
+        self.suspected = suspected
+        self.rule = rule
+        self.ruleVersion = ruleVersion
+    }
+}
+
+/// One connected lesion: bounding box (pixels of the original image; left, top, width, height), area in pixels,
+/// centroid, and the network's mean and highest probability over it (0…1).
+public struct LesionRecord: Sendable, Equatable {
+    public var x: Int, y: Int, width: Int, height: Int
+    public var areaPixels: Int64
+    public var centroidX: Double, centroidY: Double
+    public var meanProbability: Double, maxProbability: Double
+
+    public init(x: Int, y: Int, width: Int, height: Int, areaPixels: Int64, centroidX: Double, centroidY: Double,
+                meanProbability: Double, maxProbability: Double) {
+        self.x = x; self.y = y; self.width = width; self.height = height
+        self.areaPixels = areaPixels
+        self.centroidX = centroidX; self.centroidY = centroidY
+        self.meanProbability = meanProbability; self.maxProbability = maxProbability
+    }
+}
+
+/// What one lesion class shows on one image.
+public struct Finding: Sendable, Equatable {
+    /// "EX", "HE", "SE" or "MA".
+    public var lesionClass: String
+    public var lesionCount: Int
+    public var areaPixels: Int64
+    /// Lesion area over field-of-view area, 0…1.
+    public var fieldOfViewShare: Double
+    /// Area in mm² when the image's pixel spacing is known.
+    public var areaMM2: Double?
+    public var largestLesionPixels: Int64
+    public var maskPath: String?
+    public var probabilityMapPath: String?
+    public var lesions: [LesionRecord]
+
+    public init(lesionClass: String, lesionCount: Int, areaPixels: Int64, fieldOfViewShare: Double, areaMM2: Double? = nil,
+                largestLesionPixels: Int64, maskPath: String? = nil, probabilityMapPath: String? = nil,
+                lesions: [LesionRecord] = []) {
+        self.lesionClass = lesionClass
+        self.lesionCount = lesionCount
+        self.areaPixels = areaPixels
+        self.fieldOfViewShare = fieldOfViewShare
+        self.areaMM2 = areaMM2
+        self.largestLesionPixels = largestLesionPixels
+        self.maskPath = maskPath
+        self.probabilityMapPath = probabilityMapPath
+        self.lesions = lesions
+    }
+}
+
+/// Everything one model version found on one image.
+public struct ScreeningResult: Sendable, Equatable {
+    public static let lesionClasses = ["EX", "HE", "SE", "MA"]
+
+    public var imageID: Int64
+    public var modelVersionID: Int64
+    public var screeningRunID: Int64?
+    public var gradability: Gradability
+    /// Only for gradable images.
+    public var flag: ScreeningFlag?
+    /// One per lesion class, for gradable images; none for ungradable ones.
+    public var findings: [Finding]
+
+    public init(imageID: Int64, modelVersionID: Int64, screeningRunID: Int64? = nil, gradability: Gradability,
+                flag: ScreeningFlag?, findings: [Finding]) {
+        self.imageID = imageID
+        self.modelVersionID = modelVersionID
+        self.screeningRunID = screeningRunID
+        self.gradability = gradability
+        self.flag = flag
+        self.findings = findings
+    }
+
+    /// Checks what the schema would reject, with a message naming the image.
+    public func validate() throws {
+        func bad(_ text: String) -> DatabaseError {
+            DatabaseError(.invalidInput, "screening result for image \(imageID), model version \(modelVersionID): \(text)")
+        }
+        var seen = Set<String>()
+        for finding in findings {
+            guard Self.lesionClasses.contains(finding.lesionClass) else { throw bad("unknown lesion class \(finding.lesionClass)") }
+            guard seen.insert(finding.lesionClass).inserted else { throw bad("lesion class \(finding.lesionClass) given twice") }
+            guard finding.lesionCount >= 0, finding.areaPixels >= 0, (0...1).contains(finding.fieldOfViewShare) else {
+                throw bad("\(finding.lesionClass): negative count or area, or field-of-view share outside 0…1")
+            }
+            guard (finding.lesionCount == 0) == (finding.areaPixels == 0), finding.largestLesionPixels <= finding.areaPixels else {
+                throw bad("\(finding.lesionClass): count \(finding.lesionCount), area \(finding.areaPixels) px and largest lesion \(finding.largestLesionPixels) px disagree")
+            }
+        }
+        switch gradability {
+        case .gradable:
+            if flag == nil { throw bad("a gradable image needs a screening flag") }
+        case .ungradable(let reasons):
+            if reasons.isEmpty { throw bad("an ungradable image needs a reason") }
+            if flag != nil { throw bad("an ungradable image cannot carry a screening flag") }
+        }
+    }
+}
+
+/// Stores and reads screening results (see FindingsSQL).
+public struct ScreeningResults {
+    let connection: Connection
+
+    public init(connection: Connection) { self.connection = connection }
+
+    /// Replaces the result for (image, model version): delete and insert in one transaction (the caller's, when
+    /// it has one: job completion does).
+    public func write(_ result: ScreeningResult, jobID: Int64? = nil) throws {
+        try result.validate()
+        try connection.transaction { conn in
+            try conn.query(FindingsSQL.resultDelete, [result.imageID, result.modelVersionID], name: "ScreeningResultDelete")
+            var reasons: [String] = []
+            if case .ungradable(let r) = result.gradability { reasons = r }
+            let inserted = try conn.query(FindingsSQL.resultInsert, [
+                result.imageID, result.modelVersionID, result.screeningRunID, jobID, reasons.isEmpty, reasons,
+                result.flag?.suspected, result.flag?.rule, result.flag?.ruleVersion,
+            ], name: "ScreeningResultInsert")
+            let resultID: Int64 = try inserted.rows[0].decode("id")
+            guard !result.findings.isEmpty else { return }
+            let f = result.findings
+            try conn.query(FindingsSQL.findingInsertMany, [
+                resultID, f.map(\.lesionClass), f.map(\.lesionCount), f.map(\.areaPixels), f.map(\.fieldOfViewShare),
+                f.map(\.areaMM2), f.map(\.largestLesionPixels), f.map(\.maskPath), f.map(\.probabilityMapPath),
+            ], name: "FindingInsertMany")
+            var classes: [String] = [], index: [Int] = [], xs: [Int] = [], ys: [Int] = [], ws: [Int] = [], hs: [Int] = []
+            var areas: [Int64] = [], cx: [Double] = [], cy: [Double] = [], mean: [Double] = [], peak: [Double] = []
+            for finding in f {
+                for (i, lesion) in finding.lesions.enumerated() {
+                    classes.append(finding.lesionClass); index.append(i)
+                    xs.append(lesion.x); ys.append(lesion.y); ws.append(lesion.width); hs.append(lesion.height)
+                    areas.append(lesion.areaPixels); cx.append(lesion.centroidX); cy.append(lesion.centroidY)
+                    mean.append(lesion.meanProbability); peak.append(lesion.maxProbability)
+                }
+            }
+            if !classes.isEmpty {
+                try conn.query(FindingsSQL.lesionInsertMany, [resultID, classes, index, xs, ys, ws, hs, areas, cx, cy, mean, peak],
+                               name: "LesionInsertMany")
+            }
+        }
+    }
+
+    /// The stored result for (image, model version), nil when there is none.
+    public func fetch(imageID: Int64, modelVersionID: Int64) throws -> ScreeningResult? {
+        let head = try connection.query(FindingsSQL.resultGet, [imageID, modelVersionID], name: "ScreeningResultGet")
+        guard let row = head.rows.first else { return nil }
+        let resultID: Int64 = try row.decode("id")
+        let reasons = try row.decodeArray("ungradable_reasons").compactMap { $0 }
+        let gradable: Bool = try row.decode("gradable")
+        var flag: ScreeningFlag?
+        if let suspected: Bool = try row.decodeIfPresent("flagged") {
+            flag = ScreeningFlag(suspected: suspected, rule: try row.decode("flag_rule"), ruleVersion: try row.decode("flag_rule_version"))
+        }
+        let lesionRows = try connection.query(FindingsSQL.lesionList, [resultID], name: "LesionList").rows
+        var lesions: [String: [LesionRecord]] = [:]
+        for l in lesionRows {
+            lesions[try l.decode("lesion_class"), default: []].append(LesionRecord(
+                x: try l.decode("bbox_x"), y: try l.decode("bbox_y"), width: try l.decode("bbox_width"),
+                height: try l.decode("bbox_height"), areaPixels: try l.decode("area_px"),
+                centroidX: try l.decode("centroid_x"), centroidY: try l.decode("centroid_y"),
+                meanProbability: try l.decode("mean_probability"), maxProbability: try l.decode("max_probability")))
+        }
+        let findings = try connection.query(FindingsSQL.findingList, [resultID], name: "FindingList").rows.map { f in
+            let cls: String = try f.decode("lesion_class")
+            return Finding(lesionClass: cls, lesionCount: try f.decode("lesion_count"), areaPixels: try f.decode("area_px"),
+                           fieldOfViewShare: try f.decode("fov_share"), areaMM2: try f.decodeIfPresent("area_mm2"),
+                           largestLesionPixels: try f.decode("largest_lesion_px"), maskPath: try f.decodeIfPresent("mask_path"),
+                           probabilityMapPath: try f.decodeIfPresent("probability_path"), lesions: lesions[cls] ?? [])
+        }
+        return ScreeningResult(imageID: imageID, modelVersionID: modelVersionID,
+                               screeningRunID: try row.decodeIfPresent("screening_run_id"),
+                               gradability: gradable ? .gradable : .ungradable(reasons: reasons), flag: flag, findings: findings)
+    }
+}

@@ -1,0 +1,137 @@
+import Foundation
+
+public enum ModelStatus: String, Sendable, CaseIterable {
+    case candidate, active, retired
+}
+
+/// A trained set of weights the screening can run with.
+public struct ModelVersion: Sendable, Equatable {
+    public let id: Int64
+    public let name: String
+    public let architecture: String
+    public let weightsPath: String
+    public let checksum: String
+    /// Evaluation metrics as a JSON object.
+    public let metricsJSON: String
+    public let status: ModelStatus
+    public let trainingRunID: Int64?
+    public let createdAt: Date
+    public let promotedAt: Date?
+    public let retiredAt: Date?
+}
+
+/// The model registry: candidates are registered, one is promoted to active (retiring the previous one).
+public struct ModelRegistry {
+    let connection: Connection
+
+    public init(connection: Connection) { self.connection = connection }
+
+    static let columns = """
+        id, name, architecture, weights_path, checksum_sha256, metrics::text AS metrics, status::text AS status,
+        training_run_id, created_at, promoted_at, retired_at
+        """
+
+    public func register(name: String, architecture: String, weightsPath: String, checksum: String,
+                         metricsJSON: String = "{}", trainingRunID: Int64? = nil) throws -> ModelVersion {
+        let result = try connection.query("""
+            INSERT INTO model_versions (name, architecture, weights_path, checksum_sha256, metrics, training_run_id)
+            VALUES ($1, $2, $3, $4, $5::jsonb, $6)
+            RETURNING \(Self.columns)
+            """, [name, architecture, weightsPath, checksum, metricsJSON, trainingRunID], name: "ModelVersionInsert")
+        return try Self.decode(result.rows[0])
+    }
+
+    /// Makes a model version the active one, retiring the one active before, in one transaction.
+    @discardableResult
+    public func promote(id: Int64) throws -> ModelVersion {
+        try connection.transaction { conn in
+            try conn.query("""
+                UPDATE model_versions SET status = 'retired', retired_at = now()
+                WHERE status = 'active' AND id <> $1
+                """, [id], name: "ModelVersionRetireActive")
+            let result = try conn.query("""
+                UPDATE model_versions SET status = 'active', promoted_at = now(), retired_at = NULL
+                WHERE id = $1
+                RETURNING \(Self.columns)
+                """, [id], name: "ModelVersionPromote")
+            guard let row = result.rows.first else { throw DatabaseError(.notFound, "no model version with id \(id)") }
+            return try Self.decode(row)
+        }
+    }
+
+    public func retire(id: Int64) throws {
+        try connection.query("""
+            UPDATE model_versions SET status = 'retired', retired_at = now() WHERE id = $1 AND status <> 'retired'
+            """, [id], name: "ModelVersionRetire")
+    }
+
+    public func active() throws -> ModelVersion? {
+        try connection.query("SELECT \(Self.columns) FROM model_versions WHERE status = 'active'",
+                             name: "ModelVersionActive").rows.first.map(Self.decode)
+    }
+
+    public func find(name: String) throws -> ModelVersion? {
+        try connection.query("SELECT \(Self.columns) FROM model_versions WHERE name = $1", [name],
+                             name: "ModelVersionByName").rows.first.map(Self.decode)
+    }
+
+    public func list() throws -> [ModelVersion] {
+        try connection.query("SELECT \(Self.columns) FROM model_versions ORDER BY id", name: "ModelVersionList").rows.map(Self.decode)
+    }
+
+    static func decode(_ row: Row) throws -> ModelVersion {
+        guard let status = ModelStatus(rawValue: try row.decode("status")) else {
+            throw DatabaseError(.decoding, "unknown model status \(row["status"] ?? "NULL")")
+        }
+        return ModelVersion(id: try row.decode("id"), name: try row.decode("name"), architecture: try row.decode("architecture"),
+                            weightsPath: try row.decode("weights_path"), checksum: try row.decode("checksum_sha256"),
+                            metricsJSON: try row.decode("metrics"), status: status,
+                            trainingRunID: try row.decodeIfPresent("training_run_id"), createdAt: try row.decode("created_at"),
+                            promotedAt: try row.decodeIfPresent("promoted_at"), retiredAt: try row.decodeIfPresent("retired_at"))
+    }
+}
+
+/// Training runs: started, then finished as succeeded, failed (with the error) or cancelled.
+public struct TrainingRuns {
+    public enum Outcome: String, Sendable { case succeeded, failed, cancelled }
+    let connection: Connection
+
+    public init(connection: Connection) { self.connection = connection }
+
+    public func start(architecture: String, configJSON: String = "{}", host: String? = nil) throws -> Int64 {
+        try connection.query("""
+            INSERT INTO training_runs (architecture, config, host) VALUES ($1, $2::jsonb, $3) RETURNING id
+            """, [architecture, configJSON, host ?? ProcessInfo.processInfo.hostName], name: "TrainingRunStart").rows[0].decode("id")
+    }
+
+    public func finish(id: Int64, outcome: Outcome, metricsJSON: String = "{}", error: String? = nil) throws {
+        let result = try connection.query("""
+            UPDATE training_runs SET state = $2::training_state, finished_at = now(), metrics = $3::jsonb, error = $4
+            WHERE id = $1 AND state = 'running'
+            """, [id, outcome.rawValue, metricsJSON, error], name: "TrainingRunFinish")
+        if result.affectedRows == 0 { throw DatabaseError(.notFound, "no running training run with id \(id)") }
+    }
+}
+
+/// Screening runs: one worker's pass over the queue with one model version.
+public struct ScreeningRuns {
+    let connection: Connection
+
+    public init(connection: Connection) { self.connection = connection }
+
+    public func start(modelVersionID: Int64, worker: String, settingsJSON: String = "{}") throws -> Int64 {
+        try connection.query("""
+            INSERT INTO screening_runs (model_version_id, worker, settings) VALUES ($1, $2, $3::jsonb) RETURNING id
+            """, [modelVersionID, worker, settingsJSON], name: "ScreeningRunStart").rows[0].decode("id")
+    }
+
+    public func finish(id: Int64, imagesScreened: Int, error: String? = nil) throws {
+        let result = try connection.query("""
+            UPDATE screening_runs
+            SET state = CASE WHEN $3::text IS NULL THEN 'finished' ELSE 'failed' END::screening_run_state,
+                finished_at = now(), images_screened = $2, error = $3::text
+            WHERE id = $1 AND state = 'running'
+            """, [id, imagesScreened, error], name: "ScreeningRunFinish")
+        if result.affectedRows == 0 { throw DatabaseError(.notFound, "no running screening run with id \(id)") }
+    }
+}
