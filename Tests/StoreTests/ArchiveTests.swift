@@ -108,3 +108,29 @@ struct ArchiveTests {
         }
     }
 }
+
+@Suite("Operator inputs")
+struct OperatorInputTests {
+    @Test("Ages read as 90s, 30m, 12h, 7d, 2w; anything else is refused")
+    func ages() throws {
+        #expect(try Age.seconds("90s") == 90)
+        #expect(try Age.seconds("30m") == 1800)
+        #expect(try Age.seconds("12h") == 43_200)
+        #expect(try Age.seconds("7d") == 604_800)
+        #expect(try Age.seconds("2w") == 1_209_600)
+        #expect(try Age.seconds("15") == 15)
+        #expect(throws: DatabaseError.self) { try Age.seconds("soon") }
+        #expect(throws: DatabaseError.self) { try Age.seconds("-1d") }
+    }
+
+    @Test("Paths from manifests are normalised without touching the disk")
+    func paths() {
+        #expect(ArchiveImporter.normalisedPath("/a/./b/../c.jpg") == "/a/c.jpg")
+        #expect(ArchiveImporter.normalisedPath("/a//b.jpg") == "/a/b.jpg")
+        #expect(ArchiveImporter.normalisedPath("/plain/x.jpg") == "/plain/x.jpg")
+        #expect(ArchiveImporter.fileStem("/x/P1_R.tiff") == "P1_R")
+        #expect(ArchiveImporter.fileStem("/x/.hidden") == ".hidden")
+        #expect(Laterality(parsing: " os ") == .left)
+        #expect(Laterality(parsing: "B") == nil)
+    }
+}
