@@ -87,7 +87,7 @@ public final class StagedWorker<Source: JobSource, Prepared: Sendable, Inferred:
     private var held: [Int: Job] = [:]
     private var nextTicket = 0
     private var claimedTotal = 0
-    private let slotSemaphore: DispatchSemaphore
+    private let slots: SlotCounter
 
     public init(source: Source, stages: Stages<Job, Prepared, Inferred>, settings: WorkerSettings, logger: Logger,
                 progress: RunProgress, clock: StageClock = StageClock(), shutdown: ShutdownSignal = ShutdownSignal()) {
@@ -98,7 +98,7 @@ public final class StagedWorker<Source: JobSource, Prepared: Sendable, Inferred:
         self.progress = progress
         self.clock = clock
         self.shutdown = shutdown
-        self.slotSemaphore = DispatchSemaphore(value: max(1, settings.slots))
+        self.slots = SlotCounter(max(1, settings.slots))
     }
 
     private struct Ticket<T: Sendable>: Sendable {
@@ -194,20 +194,21 @@ public final class StagedWorker<Source: JobSource, Prepared: Sendable, Inferred:
     private func feed(into buffer: BoundedBuffer<Ticket<Void>>) {
         while !shutdown.isRequested {
             if let limit = settings.limit, claimedCount() >= limit { break }
-            slotSemaphore.wait()  // at least one slot free
-            var free = 1
-            while slotSemaphore.wait(timeout: .now()) == .success { free += 1 }
-            if let limit = settings.limit { free = min(free, limit - claimedCount()) }
+            var free = slots.takeAll()  // blocks until at least one slot is free
+            if let limit = settings.limit, free > limit - claimedCount() {
+                slots.give(free - (limit - claimedCount()))
+                free = limit - claimedCount()
+            }
             let jobs: [Job]
             do {
                 jobs = try clock.measure("claim") { try source.claim(max: free) }
             } catch {
                 logger.warning("claiming jobs failed (will retry): \(error)")
-                for _ in 0..<free { slotSemaphore.signal() }
+                slots.give(free)
                 source.waitForWork(timeout: settings.pollInterval)
                 continue
             }
-            for _ in jobs.count..<free { slotSemaphore.signal() }
+            slots.give(free - jobs.count)
             if jobs.isEmpty {
                 if settings.exitWhenEmpty && heldJobs().isEmpty { break }
                 source.waitForWork(timeout: settings.pollInterval)
@@ -246,7 +247,7 @@ public final class StagedWorker<Source: JobSource, Prepared: Sendable, Inferred:
         heldLock.lock()
         let was = held.removeValue(forKey: id) != nil
         heldLock.unlock()
-        if was { slotSemaphore.signal() }
+        if was { slots.give(1) }
     }
 
     private func releaseJob(_ id: Int, _ job: Job) {
@@ -265,5 +266,32 @@ public final class StagedWorker<Source: JobSource, Prepared: Sendable, Inferred:
         }
         drop(id)
         progress.advance(.failed)
+    }
+}
+
+/// Free places in the worker's pipeline. (A DispatchSemaphore would do, but libdispatch traps when one is released
+/// with fewer permits than it started with, which is the normal state when a run stops with jobs in flight.)
+final class SlotCounter: @unchecked Sendable {
+    private var free: Int
+    private let condition = NSCondition()
+
+    init(_ n: Int) { free = n }
+
+    /// Waits for at least one free slot and takes all that are free.
+    func takeAll() -> Int {
+        condition.lock()
+        defer { condition.unlock() }
+        while free == 0 { condition.wait() }
+        let n = free
+        free = 0
+        return n
+    }
+
+    func give(_ n: Int) {
+        guard n > 0 else { return }
+        condition.lock()
+        free += n
+        condition.broadcast()
+        condition.unlock()
     }
 }

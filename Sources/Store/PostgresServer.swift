@@ -245,6 +245,21 @@ public struct PostgresServer: Sendable {
         }
     }
 
+    /// Makes this server's cluster a copy of a stopped one (`cp -a`, ownership kept): much faster than initdb
+    /// when many throw-away servers are needed.
+    public func cloneCluster(from template: PostgresServer) throws {
+        let fm = FileManager.default
+        try fm.createDirectory(at: root, withIntermediateDirectories: true)
+        try handToServerUser(root)
+        if fm.fileExists(atPath: dataDirectory.path) { try fm.removeItem(at: dataDirectory) }
+        let status = try ChildProcess.run("/bin/cp", ["-a", template.dataDirectory.path, dataDirectory.path],
+                                          environment: [:], directory: "/", output: "/dev/null")
+        guard status == 0 else {
+            throw DatabaseError(.embeddedServer, "cannot copy the cluster \(template.dataDirectory.path) to \(dataDirectory.path)")
+        }
+        try? fm.removeItem(at: dataDirectory.appendingPathComponent("postmaster.pid"))
+    }
+
     // MARK: internals
 
     private func launch() throws -> ServerAddress {
@@ -323,37 +338,23 @@ public struct PostgresServer: Sendable {
     /// Runs a PostgreSQL program, as the server user when we are root. Output goes through a file, never a pipe
     /// that a daemonised postmaster could keep open.
     func runTool(_ name: String, _ arguments: [String]) throws -> (Int32, String) {
-        let process = Process()
+        var executable = installation.tool(name)
+        var argv = arguments
         if let serverUser {
-            process.executableURL = URL(fileURLWithPath: FileManager.default.isExecutableFile(atPath: "/usr/sbin/runuser")
-                                        ? "/usr/sbin/runuser" : "/sbin/runuser")
-            process.arguments = ["-u", serverUser, "--", installation.tool(name)] + arguments
-        } else {
-            process.executableURL = URL(fileURLWithPath: installation.tool(name))
-            process.arguments = arguments
+            argv = ["-u", serverUser, "--", executable] + arguments
+            executable = Self.runuser
         }
-        process.currentDirectoryURL = root
         var environment = ProcessInfo.processInfo.environment
         environment["LC_ALL"] = "C"
         for key in DatabaseLocation.libpqVariables { environment.removeValue(forKey: key) }
-        process.environment = environment
-        let outputURL = FileManager.default.temporaryDirectory.appendingPathComponent("fundus-pgtool-\(UUID().uuidString).log")
-        FileManager.default.createFile(atPath: outputURL.path, contents: nil)
-        defer { try? FileManager.default.removeItem(at: outputURL) }
-        let handle = try FileHandle(forWritingTo: outputURL)
-        process.standardOutput = handle
-        process.standardError = handle
-        process.standardInput = FileHandle.nullDevice
-        do {
-            try process.run()
-        } catch {
-            try? handle.close()
-            throw DatabaseError(.embeddedServer, "cannot run \(installation.tool(name)): \(error)")
-        }
-        process.waitUntilExit()
-        try? handle.close()
-        let output = (try? String(contentsOf: outputURL, encoding: .utf8)) ?? ""
-        return (process.terminationStatus, output)
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("fundus-pgtool-\(UUID().uuidString).log")
+        defer { try? FileManager.default.removeItem(at: output) }
+        let status = try ChildProcess.run(executable, argv, environment: environment, directory: root.path, output: output.path)
+        return (status, (try? String(contentsOf: output, encoding: .utf8)) ?? "")
+    }
+
+    static var runuser: String {
+        FileManager.default.isExecutableFile(atPath: "/usr/sbin/runuser") ? "/usr/sbin/runuser" : "/sbin/runuser"
     }
 
     private func handToServerUser(_ url: URL) throws {
@@ -377,13 +378,9 @@ public struct PostgresServer: Sendable {
 
     private func checkServerUserCanWrite(_ url: URL) throws {
         guard let serverUser else { return }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
-        process.arguments = ["-u", serverUser, "--", "/usr/bin/test", "-w", url.path]
-        process.currentDirectoryURL = URL(fileURLWithPath: "/")
-        try process.run()
-        process.waitUntilExit()
-        if process.terminationStatus != 0 {
+        let status = try ChildProcess.run(Self.runuser, ["-u", serverUser, "--", "/usr/bin/test", "-w", url.path],
+                                          environment: ["PATH": "/usr/bin:/bin"], directory: "/", output: "/dev/null")
+        if status != 0 {
             throw DatabaseError(.embeddedServer,
                 "PostgreSQL runs as the system user \(serverUser) (this process is root) and cannot write \(url.path)",
                 hint: "make every parent folder traversable (chmod o+x) or choose a --state-dir such as /var/lib/fundus-screen")

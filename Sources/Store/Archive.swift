@@ -1,0 +1,129 @@
+import Foundation
+
+/// The eye, as DICOM Image Laterality writes it.
+public enum Laterality: String, Sendable, Equatable, CaseIterable {
+    case right = "R"
+    case left = "L"
+
+    /// Reads R/L, right/left, OD/OS (oculus dexter/sinister), any case.
+    public init?(parsing text: String) {
+        switch text.trimmingCharacters(in: .whitespaces).uppercased() {
+        case "R", "RIGHT", "OD", "RE": self = .right
+        case "L", "LEFT", "OS", "LE": self = .left
+        default: return nil
+        }
+    }
+}
+
+/// An image of the archive as stored.
+public struct ArchiveImage: Sendable, Equatable {
+    public let id: Int64
+    public let path: String
+    public let patientID: String
+    public let laterality: Laterality?
+    /// `YYYY-MM-DD`.
+    public let acquiredOn: String?
+    public let checksum: String
+    public let sizeBytes: Int64
+    public let pixelSpacingMM: Double?
+}
+
+/// An image to add to the archive.
+public struct NewImage: Sendable, Equatable {
+    /// Absolute path.
+    public var path: String
+    public var patientID: String
+    public var laterality: Laterality?
+    /// `YYYY-MM-DD`.
+    public var acquiredOn: String?
+    public var studyUID: String?
+    public var instanceUID: String?
+    /// SHA-256, lower-case hex.
+    public var checksum: String
+    public var sizeBytes: Int64
+    public var pixelSpacingMM: Double?
+
+    public init(path: String, patientID: String, laterality: Laterality?, acquiredOn: String? = nil, studyUID: String? = nil,
+                instanceUID: String? = nil, checksum: String, sizeBytes: Int64, pixelSpacingMM: Double? = nil) {
+        self.path = path
+        self.patientID = patientID
+        self.laterality = laterality
+        self.acquiredOn = acquiredOn
+        self.studyUID = studyUID
+        self.instanceUID = instanceUID
+        self.checksum = checksum
+        self.sizeBytes = sizeBytes
+        self.pixelSpacingMM = pixelSpacingMM
+    }
+}
+
+/// The archive table: bulk insert that skips paths already there, look-ups by path and id.
+public struct Archive {
+    let connection: Connection
+
+    public init(connection: Connection) { self.connection = connection }
+
+    /// Ids of the paths already in the archive, in chunks of `batchSize` per statement.
+    public func ids(forPaths paths: [String], batchSize: Int = 10_000) throws -> [String: Int64] {
+        var found: [String: Int64] = [:]
+        for start in stride(from: 0, to: paths.count, by: batchSize) {
+            let batch = Array(paths[start..<min(paths.count, start + batchSize)])
+            for row in try connection.query(ArchiveSQL.imageIDsByPath, [batch], name: "ImageIDsByPath").rows {
+                found[try row.decode("path")] = try row.decode("id")
+            }
+        }
+        return found
+    }
+
+    /// Adds images, `batchSize` rows per statement; a path already present is skipped. Returns path → id of
+    /// the images added.
+    @discardableResult
+    public func add(_ images: [NewImage], batchSize: Int = 5000) throws -> [String: Int64] {
+        var added: [String: Int64] = [:]
+        for start in stride(from: 0, to: images.count, by: batchSize) {
+            let b = images[start..<min(images.count, start + batchSize)]
+            let result = try connection.query(ArchiveSQL.imageInsertMany, [
+                b.map(\.path), b.map(\.patientID), b.map { $0.laterality?.rawValue }, b.map(\.acquiredOn),
+                b.map(\.studyUID), b.map(\.instanceUID), b.map(\.checksum), b.map(\.sizeBytes), b.map(\.pixelSpacingMM),
+            ], name: "ImageInsertMany")
+            for row in result.rows { added[try row.decode("path")] = try row.decode("id") }
+        }
+        return added
+    }
+
+    public func image(id: Int64) throws -> ArchiveImage? {
+        try connection.query(ArchiveSQL.imageGet, [id], name: "ImageGet").rows.first.map(Self.decode)
+    }
+
+    public func count() throws -> Int {
+        try connection.query("SELECT count(*) AS n FROM images", name: "ImageCount").rows[0].decode("n")
+    }
+
+    static func decode(_ row: Row) throws -> ArchiveImage {
+        ArchiveImage(id: try row.decode("id"), path: try row.decode("path"), patientID: try row.decode("patient_id"),
+                     laterality: try row.decodeIfPresent("laterality", as: String.self).flatMap(Laterality.init(rawValue:)),
+                     acquiredOn: try row.decodeIfPresent("acquired_on"), checksum: try row.decode("checksum_sha256"),
+                     sizeBytes: try row.decode("size_bytes"), pixelSpacingMM: try row.decodeIfPresent("pixel_spacing_mm"))
+    }
+}
+
+enum ArchiveSQL {
+    static let imageIDsByPath = """
+        SELECT id, path FROM images WHERE path = ANY($1::text[])
+        """
+
+    /// Adds images from parallel arrays; a path already in the archive is skipped. Returns what was added.
+    static let imageInsertMany = """
+        INSERT INTO images (path, patient_id, laterality, acquired_on, study_uid, instance_uid, checksum_sha256, size_bytes,
+                            pixel_spacing_mm)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::date[], $5::text[], $6::text[], $7::text[],
+                             $8::bigint[], $9::double precision[])
+        ON CONFLICT (path) DO NOTHING
+        RETURNING id, path
+        """
+
+    static let imageGet = """
+        SELECT id, path, patient_id, laterality, acquired_on::text AS acquired_on, checksum_sha256, size_bytes, pixel_spacing_mm
+        FROM images WHERE id = $1
+        """
+}

@@ -1,0 +1,239 @@
+import Foundation
+import Logging
+
+/// What an import did.
+public struct ImportReport: Sendable {
+    /// Image files (or manifest rows) looked at.
+    public var considered = 0
+    public var added = 0
+    public var alreadyPresent = 0
+    /// One line per file that was not imported: which file and why.
+    public var skipped: [String] = []
+    /// Screening jobs enqueued for the active model.
+    public var enqueued = 0
+    /// The active model the images were enqueued for; nil when there is none.
+    public var modelVersion: String?
+    public var seconds = 0.0
+}
+
+/// Imports image files into the archive, from a folder or a CSV manifest, and enqueues their screening with
+/// the active model. Paths already in the archive are skipped without reading the files again.
+public struct ArchiveImporter {
+    /// Extensions of the photographs we read.
+    public static let imageExtensions: Set<String> = ["jpg", "jpeg", "png", "tif", "tiff"]
+
+    let connection: Connection
+    let logger: Logger
+    public var pattern: FileNamePattern
+    /// Priority of the screening jobs (1 on-demand … 3 nightly).
+    public var priority: Int
+    public var enqueue: Bool
+
+    public init(connection: Connection, pattern: FileNamePattern, priority: Int = 3, enqueue: Bool = true, logger: Logger) {
+        self.connection = connection
+        self.pattern = pattern
+        self.priority = priority
+        self.enqueue = enqueue
+        self.logger = logger
+    }
+
+    struct Candidate {
+        var path: String
+        var patient: String?
+        var eye: Laterality?
+        var acquiredOn: String?
+        var studyUID: String?
+        var instanceUID: String?
+        var checksum: String?
+        var size: Int64?
+        var spacing: Double?
+        /// Where it came from, for messages: a path or `manifest.csv line 12`.
+        var origin: String
+    }
+
+    /// Every image file under `directory` (recursively); patient and eye from the file name.
+    public func importDirectory(_ directory: URL) throws -> ImportReport {
+        let start = Date()
+        let root = directory.standardizedFileURL
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: root.path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw DatabaseError(.invalidInput, "\(root.path) is not a folder")
+        }
+        guard let walker = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isRegularFileKey]) else {
+            throw DatabaseError(.invalidInput, "cannot list \(root.path)")
+        }
+        var candidates: [Candidate] = []
+        for case let url as URL in walker where Self.imageExtensions.contains(url.pathExtension.lowercased()) {
+            let path = url.standardizedFileURL.path
+            candidates.append(Candidate(path: path, origin: path))
+        }
+        candidates.sort { $0.path < $1.path }
+        var report = ImportReport()
+        try finish(candidates, report: &report)
+        report.seconds = Date().timeIntervalSince(start)
+        return report
+    }
+
+    /// Rows of a CSV manifest with a header. Columns (any order, case-insensitive): `path` (required; relative
+    /// to the manifest's folder), `patient`, `eye`/`laterality`, `acquired_on`/`date`, `pixel_spacing_mm`,
+    /// `sha256`/`checksum`, `size_bytes`, `study_uid`, `instance_uid`. Without a patient or eye column they
+    /// come from the file name.
+    public func importManifest(_ manifest: URL) throws -> ImportReport {
+        let start = Date()
+        let table = try CSVTable(contentsOf: manifest)
+        let name = manifest.lastPathComponent
+        guard let pathColumn = table.column(["path", "file", "image", "filename", "image_path"]) else {
+            throw DatabaseError(.invalidInput, "\(manifest.path): no path column in the header (\(table.header.joined(separator: ",")))")
+        }
+        let patientColumn = table.column(["patient", "patient_id"])
+        let eyeColumn = table.column(["eye", "laterality"])
+        let dateColumn = table.column(["acquired_on", "acquisition_date", "date", "acquired"])
+        let spacingColumn = table.column(["pixel_spacing_mm", "pixel_spacing"])
+        let checksumColumn = table.column(["sha256", "checksum", "checksum_sha256"])
+        let sizeColumn = table.column(["size_bytes", "size"])
+        let studyColumn = table.column(["study_uid"])
+        let instanceColumn = table.column(["instance_uid"])
+        let base = manifest.standardizedFileURL.deletingLastPathComponent()
+
+        var report = ImportReport()
+        var candidates: [Candidate] = []
+        candidates.reserveCapacity(table.records.count)
+        for (line, fields) in table.records {
+            let origin = "\(name) line \(line)"
+            func value(_ column: Int?) -> String? {
+                guard let column, column < fields.count else { return nil }
+                let v = fields[column].trimmingCharacters(in: .whitespaces)
+                return v.isEmpty ? nil : v
+            }
+            guard let rawPath = value(pathColumn) else { report.skipped.append("\(origin): no path"); continue }
+            let path = rawPath.hasPrefix("/") ? URL(fileURLWithPath: rawPath).standardizedFileURL.path
+                : base.appendingPathComponent(rawPath).standardizedFileURL.path
+            var c = Candidate(path: path, origin: "\(origin) (\(rawPath))")
+            c.patient = value(patientColumn)
+            if let eye = value(eyeColumn) {
+                guard let l = Laterality(parsing: eye) else {
+                    report.skipped.append("\(c.origin): eye \(eye.debugDescription) is not R, L, right, left, OD or OS"); continue
+                }
+                c.eye = l
+            }
+            if let date = value(dateColumn) {
+                guard let d = CalendarDate.normalise(date) else {
+                    report.skipped.append("\(c.origin): acquisition date \(date.debugDescription) is not YYYY-MM-DD"); continue
+                }
+                c.acquiredOn = d
+            }
+            if let s = value(spacingColumn) {
+                guard let v = Double(s), v > 0, v.isFinite else {
+                    report.skipped.append("\(c.origin): pixel spacing \(s.debugDescription) is not a positive number of mm"); continue
+                }
+                c.spacing = v
+            }
+            if let sum = value(checksumColumn) {
+                let lower = sum.lowercased()
+                guard lower.count == 64, lower.allSatisfy({ $0.isHexDigit }) else {
+                    report.skipped.append("\(c.origin): checksum \(sum.debugDescription) is not a SHA-256 in hex"); continue
+                }
+                c.checksum = lower
+            }
+            if let s = value(sizeColumn) {
+                guard let v = Int64(s), v >= 0 else {
+                    report.skipped.append("\(c.origin): size \(s.debugDescription) is not a byte count"); continue
+                }
+                c.size = v
+            }
+            c.studyUID = value(studyColumn)
+            c.instanceUID = value(instanceColumn)
+            candidates.append(c)
+        }
+        let skippedBefore = report.skipped.count
+        try finish(candidates, report: &report)
+        report.considered += skippedBefore
+        report.seconds = Date().timeIntervalSince(start)
+        return report
+    }
+
+    private func finish(_ input: [Candidate], report: inout ImportReport) throws {
+        report.considered += input.count
+        var seen = Set<String>()
+        var candidates: [Candidate] = []
+        for c in input {
+            if seen.insert(c.path).inserted { candidates.append(c) } else { report.skipped.append("\(c.origin): listed twice") }
+        }
+        let archive = Archive(connection: connection)
+        let existing = try archive.ids(forPaths: candidates.map(\.path))
+        report.alreadyPresent = existing.count
+        var fresh = candidates.filter { existing[$0.path] == nil }
+        logger.info("importing images", metadata: ["new": "\(fresh.count)", "alreadyPresent": "\(existing.count)"])
+
+        // Patient and eye from the file name where no column gave them.
+        for i in fresh.indices where fresh[i].patient == nil || fresh[i].eye == nil {
+            let stem = URL(fileURLWithPath: fresh[i].path).deletingPathExtension().lastPathComponent
+            let match = pattern.match(stem)
+            if fresh[i].patient == nil { fresh[i].patient = match?.patient ?? stem }
+            if fresh[i].eye == nil { fresh[i].eye = match?.eye }
+        }
+
+        // Size and checksum of each new file, on all cores; files already in the archive are not read.
+        let measured = Self.measure(fresh)
+        var images: [NewImage] = []
+        images.reserveCapacity(fresh.count)
+        for (c, m) in zip(fresh, measured) {
+            switch m {
+            case .failure(let reason): report.skipped.append("\(c.origin): \(reason)")
+            case .success(let (size, checksum)):
+                if let expected = c.size, expected != size {
+                    report.skipped.append("\(c.origin): file has \(size) bytes, the manifest says \(expected)")
+                    continue
+                }
+                images.append(NewImage(path: c.path, patientID: c.patient ?? "", laterality: c.eye, acquiredOn: c.acquiredOn,
+                                       studyUID: c.studyUID, instanceUID: c.instanceUID, checksum: c.checksum ?? checksum,
+                                       sizeBytes: size, pixelSpacingMM: c.spacing))
+            }
+        }
+        let added = try archive.add(images)
+        report.added = added.count
+        report.alreadyPresent += images.count - added.count  // added meanwhile by another import
+
+        guard enqueue else { return }
+        guard let model = try ModelRegistry(connection: connection).active() else {
+            logger.warning("no active model version: images imported, nothing enqueued for screening")
+            return
+        }
+        report.modelVersion = model.name
+        let ids = Array(existing.values) + Array(added.values)
+        report.enqueued = try JobQueue(connection: connection, logger: logger)
+            .enqueueScreening(imageIDs: ids.sorted(), modelVersionID: model.id, priority: priority)
+    }
+
+    enum Measured { case success((Int64, String)), failure(String) }
+
+    /// Stat every file, and checksum those without a given checksum, in parallel.
+    static func measure(_ candidates: [Candidate]) -> [Measured] {
+        var slots = [Measured](repeating: .failure("not measured"), count: candidates.count)
+        let chunk = 256
+        let chunks = (candidates.count + chunk - 1) / chunk
+        slots.withUnsafeMutableBufferPointer { buffer in
+            // Disjoint writers: chunk k writes only its own slots; read after concurrentPerform returns.
+            nonisolated(unsafe) let out = buffer
+            DispatchQueue.concurrentPerform(iterations: chunks) { k in
+                for i in (k * chunk)..<min(candidates.count, (k + 1) * chunk) {
+                    let c = candidates[i]
+                    var info = stat()
+                    guard stat(c.path, &info) == 0 else {
+                        out[i] = .failure("cannot read the file: \(String(cString: strerror(errno)))")
+                        continue
+                    }
+                    guard (info.st_mode & S_IFMT) == S_IFREG else { out[i] = .failure("not a regular file"); continue }
+                    if let sum = c.checksum {
+                        out[i] = .success((Int64(info.st_size), sum))
+                    } else if let sum = try? SHA256.hex(fileAt: URL(fileURLWithPath: c.path)) {
+                        out[i] = .success((Int64(info.st_size), sum))
+                    } else {
+                        out[i] = .failure("cannot read the file to compute its checksum")
+                    }
+                }
+            }
+        }
+        return slots
+    }
+}
