@@ -27,6 +27,8 @@ public struct TrainingRequest: Sendable {
     public var name: String
     /// Also validate the active model on the same images, so promotion compares like with like.
     public var validateActive = true
+    /// Log a progress line every this many iterations.
+    public var logInterval = 10
 
     public init(data: URL, validation: URL?, initialWeights: URL?, architecture: ModelArchitecture?,
                 configuration: TrainingConfiguration, workDirectory: URL, modelDirectory: URL, name: String) {
@@ -87,6 +89,7 @@ public enum TrainingSession {
             // 4. Train, continuing from the last checkpoint of this work folder.
             var trainer = try Trainer(model: NetworkModel(network), data: DatasetSamples(trainingSet, fieldOfViewCrop: request.fieldOfViewCrop, logger: logger),
                                       configuration: configuration, checkpointFolder: request.workDirectory, logger: logger)
+            trainer.logInterval = max(1, request.logInterval)
             try trainer.resume()
             let losses = try trainer.run()
 
