@@ -73,7 +73,9 @@ struct ReportCommand: ParsableCommand {
                 "wrote \(summary.pagesWritten) patient page(s) and \(summary.imagesCopied) picture(s) to \(output); "
                     + "index lists \(summary.patientsIndexed) patient(s); findings.csv/json have \(summary.exportRows) row(s)")
             if !summary.missingImages.isEmpty {
-                print("missing pictures (pages show a placeholder): \(summary.missingImages.joined(separator: ", "))")
+                let shown = summary.missingImages.prefix(5).joined(separator: "\n  ")
+                let more = summary.missingImages.count > 5 ? "\n  … and \(summary.missingImages.count - 5) more (see the log)" : ""
+                print("\(summary.missingImages.count) picture(s) missing, their pages show a placeholder:\n  \(shown)\(more)")
             }
         } catch let error as ReportError {
             FileHandle.standardError.write(Data("error: \(error.message)\n".utf8))
