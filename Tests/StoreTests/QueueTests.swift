@@ -267,3 +267,64 @@ struct QueueTests {
         }
     }
 }
+
+@Suite("Keeping leases and waiting for work")
+struct LeaseKeeperTests {
+    let logger = TestPostgres.defaultLogger
+
+    @Test("A lease keeper's heartbeats outlast the lease; a rescued job is reported lost")
+    func keeperHoldsAndReportsLoss() async throws {
+        try await withTestDatabase { db in
+            let worker = JobQueue(connection: try db.connect(), worker: "busy", logger: logger)
+            try worker.enqueue((0..<2).map { NewJob(kind: "noop", queue: "bulk", uniqueKey: "k\($0)") })
+            let jobs = try worker.claim(queue: "bulk", limit: 2)
+            let lost = LostLeases()
+            let keeper = try LeaseKeeper(conninfo: db.conninfo, worker: "busy", interval: 0.2, logger: logger) { lost.add($0) }
+            defer { keeper.stop() }
+            keeper.hold(jobs.map(\.lease))
+
+            let other = JobQueue(connection: try db.connect(), worker: "other", logger: logger)
+            try await Task.sleep(nanoseconds: 1_500_000_000)
+            #expect(try other.rescueExpired(lease: 1.0) == 0, "beats keep both jobs")
+
+            // The operator discards one job: the keeper notices and reports it.
+            #expect(try other.discard(ids: [jobs[0].id], by: "operator") == [jobs[0].id])
+            try await Task.sleep(nanoseconds: 800_000_000)
+            #expect(lost.all == [jobs[0].lease])
+            #expect(keeper.heldLeases == [jobs[1].lease])
+            #expect(try worker.complete(jobs[1].lease) == .completed)
+        }
+    }
+
+    @Test("claimWaiting sleeps until work arrives and rescues expired jobs on the way")
+    func claimWaitingWakes() async throws {
+        try await withTestDatabase { db in
+            let worker = JobQueue(connection: try db.connect(), worker: "w", logger: logger)
+            try worker.listen()
+            let producer = try db.connect()
+            let started = Date()
+            let got = try await onThreads(2) { i -> [Int64] in
+                if i == 1 {
+                    Thread.sleep(forTimeInterval: 0.5)
+                    try JobQueue(connection: producer, logger: logger).enqueue([NewJob(kind: "noop", queue: "bulk")])
+                    return []
+                }
+                return try worker.claimWaiting(queue: "bulk", limit: 4, lease: 60, pollInterval: 30).map(\.id)
+            }
+            #expect(got[0].count == 1)
+            #expect(Date().timeIntervalSince(started) < 10, "woken by NOTIFY, not by the 30 s poll")
+            var polls = 0
+            #expect(try worker.claimWaiting(queue: "bulk", limit: 1, lease: 60, pollInterval: 0.1, shouldStop: {
+                polls += 1
+                return polls > 3
+            }).isEmpty)
+        }
+    }
+}
+
+final class LostLeases: @unchecked Sendable {
+    private let lock = NSLock()
+    private var leases: [JobLease] = []
+    func add(_ lease: JobLease) { lock.lock(); leases.append(lease); lock.unlock() }
+    var all: [JobLease] { lock.lock(); defer { lock.unlock() }; return leases }
+}
