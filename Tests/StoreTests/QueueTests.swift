@@ -311,8 +311,14 @@ struct LeaseKeeperTests {
                 }
                 return try worker.claimWaiting(queue: "bulk", limit: 4, lease: 60, pollInterval: 30).map(\.id)
             }
+            let waited = Date().timeIntervalSince(started)
+            let jobs = try producer.query("""
+                SELECT id, attempt, attempted_by, created_at::text AS created, attempted_at::text AS attempted, now()::text AS now
+                FROM jobs ORDER BY id
+                """).rows.map { $0.values.map { $0 ?? "NULL" }.joined(separator: " ") }
             #expect(got[0].count == 1)
-            #expect(Date().timeIntervalSince(started) < 10, "woken by NOTIFY, not by the 30 s poll")
+            #expect(jobs.count == 1, "jobs: \(jobs); producer reconnects \(producer.reconnects)")
+            #expect(waited < 15, "woken by NOTIFY, not by the 30 s poll; jobs: \(jobs); reconnects \(producer.reconnects)/\(worker.connection.reconnects)")
             var polls = 0
             #expect(try worker.claimWaiting(queue: "bulk", limit: 1, lease: 60, pollInterval: 0.1, shouldStop: {
                 polls += 1
