@@ -106,6 +106,29 @@ public struct ModelArchitecture: Codable, Sendable, Equatable, Hashable {
         ])
     }
 
+    /// Why this description cannot be built (it may come from a user's metadata.json), or nil when it can:
+    /// four stages of 1, 2, 3, 4 branches, one block count and width per branch, sizes in sane ranges.
+    public var problem: String? {
+        guard stages.count == 4 else { return "\(stages.count) stages; HRNetV2 has 4" }
+        for (i, s) in stages.enumerated() {
+            let name = "stage\(i + 1)"
+            guard s.channels.count == i + 1 else { return "\(name) has \(s.channels.count) branches, expected \(i + 1)" }
+            guard s.blocks.count == s.channels.count else { return "\(name) lists \(s.blocks.count) block counts for \(s.channels.count) branches" }
+            guard (1...64).contains(s.modules), i > 0 || s.modules == 1 else { return "\(name) has \(s.modules) modules" }
+            guard s.blocks.allSatisfy({ (1...64).contains($0) }) else { return "\(name) has block counts \(s.blocks)" }
+            guard s.channels.allSatisfy({ (1...4096).contains($0) }) else { return "\(name) has widths \(s.channels)" }
+        }
+        let k = m2mrf.patchSize
+        guard k > 0, k <= 64, k & (k - 1) == 0 else { return "M2MRF patch size \(k) is not a power of two up to 64" }
+        guard (1...4096).contains(m2mrf.encodeChannelsRate), (1...4096).contains(m2mrf.fcChannelsRate) else {
+            return "M2MRF rates \(m2mrf.encodeChannelsRate), \(m2mrf.fcChannelsRate) out of range"
+        }
+        guard (1...8192).contains(headChannels), (1...1024).contains(numClasses) else {
+            return "head of \(headChannels) channels and \(numClasses) classes"
+        }
+        return nil
+    }
+
     /// A short human name: "HRNetV2-W48 M2MRF-C" style.
     public var displayName: String {
         let w = stages.count > 1 ? stages[1].channels.first ?? 0 : 0

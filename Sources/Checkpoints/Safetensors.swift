@@ -43,8 +43,9 @@ public enum Safetensors {
                 throw .unsupported(file: file, reason: "tensor '\(key)' has element type \(dtypeName)")
             }
             guard shape.allSatisfy({ $0 >= 0 }), offsets[0] >= 0, offsets[1] >= offsets[0],
-                  headerEnd + offsets[1] <= data.count,
-                  offsets[1] - offsets[0] == shape.reduce(1, *) * dtype.byteSize else {
+                  offsets[1] <= data.count - headerEnd,
+                  let bytes = TorchCheckpoint.checkedProduct(shape + [dtype.byteSize]),
+                  offsets[1] - offsets[0] == bytes else {
                 throw .malformed(file: file, reason: "tensor '\(key)' has shape \(shape) and offsets \(offsets) that do not fit")
             }
             entries.append((key, dtype, shape, offsets[0], offsets[1]))

@@ -1,2 +1,194 @@
 // Network: layers and models — HRNetV2, the M2MRF operator (variants A–D), the FCN head — built from a
-// `ModelArchitecture`, parameters addressed by their mmsegmentation names; inference (whole and tiled) and training.
+// `ModelArchitecture`, parameters addressed by their mmsegmentation names; inference and training steps.
+import Checkpoints
+import Foundation
+import Tensor
+
+/// The segmentation network of the official M2MRF code (HRNetV2 backbone, plain or M2MRF fuse layers, FCN head),
+/// with its parameters and a oneDNN engine.
+///
+/// Not thread-safe: one caller at a time. All oneDNN work runs on the model's own long-lived thread (libgomp keeps
+/// one OpenMP team per OS thread), whichever thread calls.
+public final class SegmentationModel: @unchecked Sendable {
+    public let architecture: ModelArchitecture
+    let store = ParameterStore()
+    let backbone: HRNetBackbone
+    let head: FCNHead
+    let thread = EngineThread(name: "fundus-screen.network")
+    let engine: ComputeEngine
+
+    /// A model with fresh weights (the reference's initialisation schemes), or the given ones.
+    /// `weightsFile` names the source in error messages.
+    public init(architecture: ModelArchitecture, weights: TensorFile? = nil, weightsFile: String = "")
+        throws(NetworkError) {
+        guard architecture.stages.count == 4 else {
+            throw .badInput("an HRNetV2 architecture has 4 stages, this one has \(architecture.stages.count)")
+        }
+        self.architecture = architecture
+        backbone = HRNetBackbone(architecture, store)
+        head = FCNHead(architecture, store)
+        engine = thread.run { ComputeEngine() }
+        if let weights { try load(weights, file: weightsFile) }
+    }
+
+    /// Replaces every parameter and buffer with the file's (names and shapes must match).
+    public func load(_ weights: TensorFile, file: String = "") throws(NetworkError) {
+        try store.load(weights, fileName: file)
+        invalidateInferenceWeights()
+    }
+
+    /// Parameter and buffer names (mmseg state_dict keys, without num_batches_tracked), in construction order.
+    public var parameterNames: [String] { store.names }
+    /// Names of the trainable parameters (those `trainingStep` returns gradients for).
+    public var trainableNames: [String] { store.trainable }
+
+    /// A parameter or buffer by mmseg name (shared storage: writing into it changes the model; call
+    /// `invalidateInferenceWeights()` afterwards).
+    public func parameter(_ name: String) -> Tensor? { store.tensors[name] }
+
+    /// Forget folded and reordered inference weights after the parameters changed in place.
+    public func invalidateInferenceWeights() {
+        func visit(_ u: ConvBN) { u.invalidate() }
+        forEachConvBN(visit)
+        thread.run { engine.forgetConstantWeights() }
+    }
+
+    /// The weights as a state dict (mmseg names, BN buffers included).
+    public func exportWeights() -> TensorFile {
+        var file = store.export()
+        if let json = try? JSONEncoder().encode(architecture) {
+            file.metadata[ModelWeights.architectureKey] = String(decoding: json, as: UTF8.self)
+        }
+        return file
+    }
+
+    /// Eval-mode logits [N, classes, ⌈H/4⌉, ⌈W/4⌉] (plain NCHW) for a normalised input [N, 3, H, W] (plain NCHW).
+    public func predict(_ input: Tensor) throws(NetworkError) -> Tensor {
+        try validate(input)
+        return thread.run { forward(input, Ops(engine: engine)).toPlain() }
+    }
+
+    /// Eval-mode probabilities [N, classes, H, W]: sigmoid of the logits resized bilinearly to the input size.
+    public func probabilities(_ input: Tensor) throws(NetworkError) -> Tensor {
+        try validate(input)
+        return thread.run {
+            let ops = Ops(engine: engine)
+            let logits = forward(input, ops)
+            return ops.sigmoid(ops.resizeBilinear(logits, height: input.h, width: input.w))
+        }
+    }
+
+    /// Logits and probabilities of one eval pass.
+    public func logitsAndProbabilities(_ input: Tensor) throws(NetworkError) -> (logits: Tensor, probabilities: Tensor) {
+        try validate(input)
+        return thread.run {
+            let ops = Ops(engine: engine)
+            let logits = forward(input, ops)
+            return (logits.toPlain(), ops.sigmoid(ops.resizeBilinear(logits, height: input.h, width: input.w)))
+        }
+    }
+
+    /// One training-mode pass (BatchNorm on batch statistics, running statistics updated) with the bdice loss on
+    /// labels [N·H·W] (0 background, c+1 for class c), and dL/dparameter for every trainable parameter.
+    public func trainingStep(input: Tensor, labels: [Int32]) throws(NetworkError)
+        -> (loss: Float, gradients: [String: Tensor]) {
+        try validate(input)
+        guard labels.count == input.n * input.h * input.w else {
+            throw .badInput("\(labels.count) labels for an input of \(input.shape): want one per pixel")
+        }
+        if let bad = labels.first(where: { $0 < 0 || Int($0) > architecture.numClasses }) {
+            throw .badInput("label value \(bad) outside 0…\(architecture.numClasses)")
+        }
+        return step(input) { ops, resized in ops.binaryDiceLoss(resized, labels: labels) }
+    }
+
+    /// One training-mode pass with a loss of the caller's: `loss` receives the logits resized (bilinear,
+    /// align_corners False) to the input size, plain [N, classes, H, W], and returns the loss and dL/dlogits of the
+    /// same shape. Returns the loss and dL/dparameter for every trainable parameter.
+    public func trainingStep(input: Tensor, loss: (Tensor) throws -> (Float, Tensor)) throws
+        -> (loss: Float, gradients: [String: Tensor]) {
+        try validate(input)
+        var failure: Error?
+        let result = step(input) { ops, resized in
+            do {
+                let (value, gradient) = try loss(resized.toPlain())
+                guard gradient.shape == resized.shape else {
+                    throw NetworkError.badInput("loss gradient \(gradient.shape) for logits \(resized.shape)")
+                }
+                // A one-element stand-in for the loss whose backward hands the caller's gradient to the logits.
+                let out = Tensor([value], shape: [1])
+                out.requiresGrad = true
+                ops.tape?.record { ops.tape?.accumulate(resized, gradient) }
+                return out
+            } catch {
+                failure = error
+                return Tensor([Float.nan], shape: [1])
+            }
+        }
+        if let failure { throw failure }
+        return result
+    }
+
+    /// Forward in training mode, resize of the logits to the input size, `lossOf` (which records its own backward),
+    /// backward, gradients by parameter name.
+    private func step(_ input: Tensor, _ lossOf: (Ops, Tensor) -> Tensor) -> (loss: Float, gradients: [String: Tensor]) {
+        let result: (Float, [String: Tensor]) = thread.run {
+            let tape = Tape()
+            let ops = Ops(engine: engine, tape: tape, training: true)
+            let logits = forward(input, ops)
+            let resized = ops.resizeBilinear(logits, height: input.h, width: input.w)
+            let loss = lossOf(ops, resized)
+            tape.backward(from: loss)
+            var grads: [String: Tensor] = [:]
+            for name in store.trainable {
+                let p = store.tensors[name]!
+                grads[name] = tape.gradient(p) ?? p.zerosLike()
+            }
+            return (loss.data[0], grads)
+        }
+        invalidateInferenceWeights()  // running statistics moved
+        return result
+    }
+
+    /// Runs `body` on the model's engine thread with its engine (the bench's timing and profiling).
+    public func withEngine<T>(_ body: (ComputeEngine) -> T) -> T { thread.run { body(engine) } }
+
+    /// Stem, stages, head.
+    func forward(_ input: Tensor, _ ops: Ops) -> Tensor {
+        head(backbone(input, ops), ops)
+    }
+
+    private func validate(_ input: Tensor) throws(NetworkError) {
+        guard input.shape.count == 4, input.c == 3, input.n >= 1, input.h >= 4, input.w >= 4 else {
+            throw .badInput("the network takes [N, 3, H, W] with H, W ≥ 4, got \(input.shape)")
+        }
+    }
+
+    private func forEachConvBN(_ visit: (ConvBN) -> Void) {
+        visit(backbone.stem1)
+        visit(backbone.stem2)
+        for b in backbone.layer1 { visit(b.reduce); visit(b.spatial); visit(b.expand); b.downsample.map(visit) }
+        for row in backbone.transitions {
+            for t in row {
+                if case let .conv(u) = t { visit(u) }
+                if case let .newBranch(steps) = t { for case let .conv(u) in steps { visit(u) } }
+            }
+        }
+        for modules in backbone.stages {
+            for m in modules {
+                for blocks in m.branches { for b in blocks { visit(b.first); visit(b.second); b.downsample.map(visit) } }
+                for row in m.fuse {
+                    for path in row {
+                        switch path {
+                        case let .bilinearUp(u, _)?: visit(u)
+                        case let .m2mrfUp(u, _)?: visit(u)
+                        case let .down(steps)?: for case let .conv(u) in steps { visit(u) }
+                        case nil: break
+                        }
+                    }
+                }
+            }
+        }
+        visit(head.conv)
+    }
+}

@@ -1,0 +1,175 @@
+import Foundation
+
+/// `metadata.json`, written beside each of our weight files (in the spirit of a MONAI bundle's metadata): what the
+/// model is, what it expects as input, what its outputs mean, how it was trained and how well it did.
+public struct ModelCard: Codable, Sendable, Equatable {
+    public static let fileName = "metadata.json"
+
+    /// Input normalisation, per channel in `channelOrder`: (value − mean) / std on 0…255 pixel values.
+    public struct Normalisation: Codable, Sendable, Equatable {
+        public var mean: [Double]
+        public var std: [Double]
+        public var channelOrder: String
+
+        public init(mean: [Double], std: [Double], channelOrder: String = "RGB") {
+            self.mean = mean
+            self.std = std
+            self.channelOrder = channelOrder
+        }
+
+        /// IDRiD statistics of the official configs (RGB).
+        public static let idrid = Normalisation(mean: [116.513, 56.437, 16.309], std: [80.206, 41.232, 13.293])
+        /// DDR statistics of the official configs (RGB).
+        public static let ddr = Normalisation(mean: [81.205, 50.636, 21.216], std: [76.252, 48.798, 21.625])
+    }
+
+    /// How an image is resized before the network: keep-ratio fits the long edge into `longEdge` and the short
+    /// edge into `shortEdge` (mmseg `img_scale=(1440, 960)`, `keep_ratio=True`: IDRiD 4288×2848 → 1440×956).
+    public struct InputScale: Codable, Sendable, Equatable {
+        public var longEdge: Int
+        public var shortEdge: Int
+        public var keepRatio: Bool
+
+        public init(longEdge: Int, shortEdge: Int, keepRatio: Bool = true) {
+            self.longEdge = longEdge
+            self.shortEdge = shortEdge
+            self.keepRatio = keepRatio
+        }
+
+        public static let idrid = InputScale(longEdge: 1440, shortEdge: 960)
+        public static let ddr = InputScale(longEdge: 1024, shortEdge: 1024)
+    }
+
+    public var name: String
+    public var version: String
+    public var architecture: ModelArchitecture
+    /// Output channels in order (sigmoid per channel, no background channel).
+    public var classes: [String]
+    public var normalisation: Normalisation
+    public var inputScale: InputScale
+    /// Probability above which a pixel counts as the lesion.
+    public var threshold: Double
+    public var trainingData: String
+    /// e.g. "mIoU", "mAUPR", "IoU.EX", … on the named evaluation set.
+    public var metrics: [String: Double]
+    public var created: Date
+    /// Version → what changed.
+    public var changelog: [String: String]
+    /// The weight file this card describes (set by `WeightLoader.save`).
+    public var weightsFile: String?
+
+    public init(name: String, version: String, architecture: ModelArchitecture,
+                classes: [String] = ["EX", "HE", "SE", "MA"], normalisation: Normalisation = .idrid,
+                inputScale: InputScale = .idrid, threshold: Double = 0.5, trainingData: String = "",
+                metrics: [String: Double] = [:], created: Date = Date(), changelog: [String: String] = [:],
+                weightsFile: String? = nil) {
+        self.name = name
+        self.version = version
+        self.architecture = architecture
+        self.classes = classes
+        self.normalisation = normalisation
+        self.inputScale = inputScale
+        self.threshold = threshold
+        self.trainingData = trainingData
+        self.metrics = metrics
+        self.created = created
+        self.changelog = changelog
+        self.weightsFile = weightsFile
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, version, architecture, classes, normalisation, threshold, metrics, created, changelog
+        case inputScale = "input_scale", trainingData = "training_data", weightsFile = "weights_file"
+    }
+
+    // `created` is always an ISO-8601 string, whatever date strategy the coder uses, so the JSON reads the same
+    // in the database, in a report, and here.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        version = try c.decode(String.self, forKey: .version)
+        architecture = try c.decode(ModelArchitecture.self, forKey: .architecture)
+        classes = try c.decodeIfPresent([String].self, forKey: .classes) ?? ["EX", "HE", "SE", "MA"]
+        normalisation = try c.decode(Normalisation.self, forKey: .normalisation)
+        inputScale = try c.decode(InputScale.self, forKey: .inputScale)
+        threshold = try c.decodeIfPresent(Double.self, forKey: .threshold) ?? 0.5
+        trainingData = try c.decodeIfPresent(String.self, forKey: .trainingData) ?? ""
+        metrics = try c.decodeIfPresent([String: Double].self, forKey: .metrics) ?? [:]
+        let text = try c.decode(String.self, forKey: .created)
+        guard let date = Self.dateFormat.date(from: text) else {
+            throw DecodingError.dataCorruptedError(forKey: .created, in: c, debugDescription: "'\(text)' is not an ISO-8601 date")
+        }
+        created = date
+        changelog = try c.decodeIfPresent([String: String].self, forKey: .changelog) ?? [:]
+        weightsFile = try c.decodeIfPresent(String.self, forKey: .weightsFile)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(version, forKey: .version)
+        try c.encode(architecture, forKey: .architecture)
+        try c.encode(classes, forKey: .classes)
+        try c.encode(normalisation, forKey: .normalisation)
+        try c.encode(inputScale, forKey: .inputScale)
+        try c.encode(threshold, forKey: .threshold)
+        try c.encode(trainingData, forKey: .trainingData)
+        try c.encode(metrics, forKey: .metrics)
+        try c.encode(Self.dateFormat.string(from: created), forKey: .created)
+        try c.encode(changelog, forKey: .changelog)
+        try c.encodeIfPresent(weightsFile, forKey: .weightsFile)
+    }
+
+    /// Whole seconds, UTC. A new formatter per use: cards are read rarely, and this avoids sharing one across threads.
+    private static var dateFormat: ISO8601DateFormatter {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime]
+        return f
+    }
+
+    public func encoded() -> Data {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return (try? e.encode(self)) ?? Data()
+    }
+
+    public static func decode(_ data: Data, file: String = fileName) throws(CheckpointError) -> ModelCard {
+        do { return try JSONDecoder().decode(ModelCard.self, from: data) } catch {
+            throw .malformed(file: file, reason: "not a model card: \(Self.describe(error))")
+        }
+    }
+
+    public static func read(_ url: URL) throws(CheckpointError) -> ModelCard {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw .unreadable(file: url.path, reason: error.localizedDescription)
+        }
+        return try decode(data, file: url.path)
+    }
+
+    /// Writes atomically (temporary file, then rename).
+    public func write(to url: URL) throws(CheckpointError) {
+        do { try encoded().write(to: url, options: .atomic) } catch {
+            throw .unreadable(file: url.path, reason: "cannot write: \(error.localizedDescription)")
+        }
+    }
+
+    /// The card in `metadata.json` beside `weights`, if there is one and it describes that file.
+    public static func beside(_ weights: URL) throws(CheckpointError) -> ModelCard? {
+        let url = weights.deletingLastPathComponent().appendingPathComponent(fileName)
+        guard FileManager.default.fileExists(atPath: url.path) else { return nil }
+        let card = try read(url)
+        if let w = card.weightsFile, w != weights.lastPathComponent { return nil }
+        return card
+    }
+
+    private static func describe(_ error: any Error) -> String {
+        switch error {
+        case let DecodingError.keyNotFound(key, ctx):
+            "missing '\((ctx.codingPath + [key]).map(\.stringValue).joined(separator: "."))'"
+        case let DecodingError.typeMismatch(_, ctx), let DecodingError.valueNotFound(_, ctx), let DecodingError.dataCorrupted(ctx):
+            "\(ctx.codingPath.map(\.stringValue).joined(separator: ".")): \(ctx.debugDescription)"
+        default: "\(error)"
+        }
+    }
+}

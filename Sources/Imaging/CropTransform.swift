@@ -1,0 +1,110 @@
+import Foundation
+
+/// The exact geometry from original pixels to the square the network sees, and back.
+///
+/// The square is cut from the decoded image (which may be a JPEG decoded at 1/`scale` size): `region`, in decoded
+/// pixels, may reach past the image; those parts are zero padding. Decoded pixel i covers original pixels
+/// [i·scale, (i+1)·scale). The network input is the square resized (bilinearly) to any `width × height`
+/// (`ModelScale.resizedSize`), so a network-space map of that size maps back by two exact affine steps.
+/// Continuous coordinates throughout: pixel (i, j) covers [i, i+1) × [j, j+1).
+public struct CropTransform: Sendable, Codable, Equatable {
+    public var originalWidth: Int
+    public var originalHeight: Int
+    /// Original pixels per decoded pixel (JPEG DCT scaling), 1 for a full-size decode.
+    public var scale: Int
+    /// The square in decoded pixels; width == height.
+    public var region: PixelRegion
+
+    public init(originalWidth: Int, originalHeight: Int, scale: Int, region: PixelRegion) {
+        self.originalWidth = originalWidth
+        self.originalHeight = originalHeight
+        self.scale = scale
+        self.region = region
+    }
+
+    /// The square of side ≈ the field's diameter, centred on it, in decoded pixels of a 1/`scale` decode.
+    public init(fieldOfView fov: FieldOfView, scale: Int = 1) {
+        let side = max(1, Int((fov.diameter / Double(scale)).rounded()))
+        let x = Int((fov.centreX / Double(scale) - Double(side) / 2).rounded())
+        let y = Int((fov.centreY / Double(scale) - Double(side) / 2).rounded())
+        self.init(originalWidth: fov.imageWidth, originalHeight: fov.imageHeight, scale: scale,
+                  region: PixelRegion(x: x, y: y, width: side, height: side))
+    }
+
+    /// Side of the square in decoded pixels.
+    public var side: Int { region.width }
+
+    /// The square in original pixels (may reach past the image).
+    public var squareInOriginal: PixelRegion {
+        PixelRegion(x: region.x * scale, y: region.y * scale, width: region.width * scale, height: region.height * scale)
+    }
+
+    /// The cropped, zero-padded square of a decoded image (`decoded.scale` must equal `scale`).
+    public func crop(_ image: Image) -> Image { Resize.crop(image, region: region) }
+
+    /// The square resized (bilinear, OpenCV rule) to the network input size, without the intermediate crop.
+    public func networkInput(_ image: Image, width: Int, height: Int) -> Image {
+        Resize.bilinear(image, to: width, height, region: region)
+    }
+
+    /// A point of a network-space map of size `width × height` in original pixel coordinates.
+    public func originalPoint(x: Double, y: Double, mapWidth: Int, mapHeight: Int) -> (x: Double, y: Double) {
+        let sx = Double(region.width) / Double(mapWidth), sy = Double(region.height) / Double(mapHeight)
+        return ((x * sx + Double(region.x)) * Double(scale), (y * sy + Double(region.y)) * Double(scale))
+    }
+
+    /// A point in original pixel coordinates in a network-space map of size `width × height`.
+    public func mapPoint(x: Double, y: Double, mapWidth: Int, mapHeight: Int) -> (x: Double, y: Double) {
+        let sx = Double(mapWidth) / Double(region.width), sy = Double(mapHeight) / Double(region.height)
+        return ((x / Double(scale) - Double(region.x)) * sx, (y / Double(scale) - Double(region.y)) * sy)
+    }
+
+    /// Samples a network-space plane (row-major, `width × height`, e.g. probabilities or logits of one class)
+    /// at the centre of every original pixel, bilinearly (align_corners = false, clamped at the map's edges),
+    /// and returns an original-size 8-bit image with `encode(value)` inside the square and 0 outside it.
+    /// One pass, no full-size float copy.
+    public func mapToOriginal(_ plane: UnsafeBufferPointer<Float>, width: Int, height: Int,
+                              encode: (Float) -> UInt8) -> Image {
+        precondition(plane.count == width * height)
+        let square = squareInOriginal
+        let x0 = max(0, square.x), x1 = min(originalWidth, square.x + square.width)
+        let y0 = max(0, square.y), y1 = min(originalHeight, square.y + square.height)
+        // Map coordinate of original pixel centre c: ((c + 0.5)/scale − origin)·(map/side) − 0.5.
+        func taps(_ from: Int, _ to: Int, origin: Int, side: Int, size: Int) -> [(Int, Int, Float)] {
+            let s = Double(size) / Double(side)
+            return (from..<max(from, to)).map { c in
+                let u = ((Double(c) + 0.5) / Double(scale) - Double(origin)) * s - 0.5
+                var i = Int(u.rounded(.down)), f = u - Double(i)
+                if i < 0 { i = 0; f = 0 }
+                if i >= size - 1 { i = size - 1; f = 0 }
+                return (i, min(i + 1, size - 1), Float(f))
+            }
+        }
+        let xs = taps(x0, x1, origin: region.x, side: region.width, size: width)
+        let ys = taps(y0, y1, origin: region.y, side: region.height, size: height)
+        return Image(width: originalWidth, height: originalHeight, channels: 1) { out in
+            guard x1 > x0, y1 > y0 else { return }
+            for (row, t) in ys.enumerated() {
+                let a = t.0 * width, b = t.1 * width
+                let o = (y0 + row) * originalWidth + x0
+                for (col, s) in xs.enumerated() {
+                    let top = plane[a + s.0] + (plane[a + s.1] - plane[a + s.0]) * s.2
+                    let bottom = plane[b + s.0] + (plane[b + s.1] - plane[b + s.0]) * s.2
+                    out[o + col] = encode(top + (bottom - top) * t.2)
+                }
+            }
+        }
+    }
+
+    /// Binary mask (0/255) in original geometry: value > `threshold` (probabilities: 0.5; logits: 0).
+    public func maskToOriginal(_ plane: [Float], width: Int, height: Int, threshold: Float = 0.5) -> Image {
+        plane.withUnsafeBufferPointer { mapToOriginal($0, width: width, height: height) { $0 > threshold ? 255 : 0 } }
+    }
+
+    /// 8-bit probability map (round(p·255)) in original geometry.
+    public func probabilityToOriginal(_ plane: [Float], width: Int, height: Int) -> Image {
+        plane.withUnsafeBufferPointer {
+            mapToOriginal($0, width: width, height: height) { UInt8(max(0, min(255, ($0 * 255).rounded()))) }
+        }
+    }
+}

@@ -1,2 +1,0 @@
-// Imaging: image buffers, codecs (Swift side of CImageCodecs), resize, field-of-view detection and crop,
-// normalisation, masks and overlays.

@@ -1,0 +1,137 @@
+import Foundation
+
+/// An 8-bit RGB colour.
+public struct RGBColour: Sendable, Codable, Equatable {
+    public var red: UInt8
+    public var green: UInt8
+    public var blue: UInt8
+
+    public init(red: UInt8, green: UInt8, blue: UInt8) {
+        self.red = red
+        self.green = green
+        self.blue = blue
+    }
+
+    /// `#rrggbb`, for HTML legends.
+    public var hex: String { String(format: "#%02x%02x%02x", red, green, blue) }
+}
+
+/// One class drawn on an overlay: its code (EX, HE, SE, MA), the colour the legend gives it, and its mask in
+/// the same geometry as the photograph (value > 0 is the class).
+public struct OverlayLayer: Sendable {
+    public var code: String
+    public var colour: RGBColour
+    public var mask: Image
+
+    public init(code: String, colour: RGBColour, mask: Image) {
+        self.code = code
+        self.colour = colour
+        self.mask = mask
+    }
+}
+
+public enum Overlay {
+    /// The photograph with each layer's pixels tinted in its colour (`opacity` 0…1), layers in the given order
+    /// (later ones on top). With `maxLongSide`, the result is box-averaged down to at most that long side; masks are
+    /// reduced by "any pixel set" so that microaneurysms a few pixels wide stay visible.
+    public static func draw(on photo: Image, layers: [OverlayLayer], opacity: Double = 0.6, maxLongSide: Int? = nil) -> Image {
+        let rgb = photo.rgb()
+        for layer in layers {
+            precondition(layer.mask.width == rgb.width && layer.mask.height == rgb.height,
+                         "mask \(layer.code) is \(layer.mask.width)x\(layer.mask.height), photo \(rgb.width)x\(rgb.height)")
+        }
+        let k = maxLongSide.map { max(1, (max(rgb.width, rgb.height) + $0 - 1) / $0) } ?? 1
+        let base: Image
+        if k == 1 {
+            base = rgb
+        } else {
+            let (w, h, planes) = Resize.boxPlanes(rgb, factor: k)
+            base = Image(width: w, height: h, channels: 3) { out in
+                for i in 0..<(w * h) {
+                    for c in 0..<3 { out[3 * i + c] = UInt8(min(255, planes[c][i].rounded())) }
+                }
+            }
+        }
+        let a = Float(max(0, min(1, opacity)))
+        let masks = layers.map { k == 1 ? $0.mask.grey() : anyPool($0.mask.grey(), factor: k) }
+        return Image(width: base.width, height: base.height, channels: 3) { out in
+            base.withPixels { src in _ = out.update(fromContentsOf: src) }
+            for (index, layer) in layers.enumerated() {
+                let colour = [Float(layer.colour.red), Float(layer.colour.green), Float(layer.colour.blue)]
+                masks[index].withPixels { m in
+                    for i in 0..<m.count where m[i] > 0 {
+                        for c in 0..<3 {
+                            let v = Float(out[3 * i + c])
+                            out[3 * i + c] = UInt8((v + (colour[c] - v) * a).rounded())
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Max-pooling of a one-channel image by `factor` (output pixel j covers input [j·f, (j+1)·f)).
+    static func anyPool(_ mask: Image, factor f: Int) -> Image {
+        let w = mask.width, h = mask.height, ow = (w + f - 1) / f, oh = (h + f - 1) / f
+        return Image(width: ow, height: oh, channels: 1) { out in
+            mask.withPixels { src in
+                for y in 0..<h {
+                    let o = (y / f) * ow
+                    for x in 0..<w where src[y * w + x] > out[o + x / f] { out[o + x / f] = src[y * w + x] }
+                }
+            }
+        }
+    }
+
+    /// The image with a circle (centre, radius in this image's continuous pixel coordinates) drawn `thickness`
+    /// pixels wide, for checking fields of view by eye.
+    public static func drawCircle(on image: Image, centreX: Double, centreY: Double, radius: Double,
+                                  colour: RGBColour, thickness: Double = 2) -> Image {
+        let rgb = image.rgb()
+        let w = rgb.width, h = rgb.height
+        return Image(width: w, height: h, channels: 3) { out in
+            rgb.withPixels { src in _ = out.update(fromContentsOf: src) }
+            let y0 = max(0, Int(centreY - radius - thickness)), y1 = min(h - 1, Int(centreY + radius + thickness))
+            let x0 = max(0, Int(centreX - radius - thickness)), x1 = min(w - 1, Int(centreX + radius + thickness))
+            guard y1 >= y0, x1 >= x0 else { return }
+            for y in y0...y1 {
+                for x in x0...x1 {
+                    let dx = Double(x) + 0.5 - centreX, dy = Double(y) + 0.5 - centreY
+                    if abs((dx * dx + dy * dy).squareRoot() - radius) <= thickness / 2 {
+                        out[3 * (y * w + x)] = colour.red
+                        out[3 * (y * w + x) + 1] = colour.green
+                        out[3 * (y * w + x) + 2] = colour.blue
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Per-class masks and probability maps on disk, named as IDRiD does: `<image>_<CLS>.png`.
+public enum MaskFiles {
+    /// `<directory>/<stem>_<code>.png` (with `suffix`, e.g. "_prob": `<stem>_<code>_prob.png`).
+    public static func url(directory: URL, imageStem: String, code: String, suffix: String = "") -> URL {
+        directory.appendingPathComponent("\(imageStem)_\(code)\(suffix).png")
+    }
+
+    /// Writes one 8-bit grey PNG per class atomically (temporary file, then rename); returns the files.
+    /// Binary masks should hold 0/255, probability maps round(p·255) (see `CropTransform`).
+    @discardableResult
+    public static func write(_ masks: [(code: String, image: Image)], directory: URL, imageStem: String,
+                             suffix: String = "") throws -> [URL] {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        return try masks.map { entry in
+            let url = url(directory: directory, imageStem: imageStem, code: entry.code, suffix: suffix)
+            try AtomicFile.write(ImageCodec.encodePNG(entry.image.grey(), compressionLevel: 3), to: url)
+            return url
+        }
+    }
+
+    /// Writes an image as PNG or JPEG (by the file's extension: .jpg/.jpeg → JPEG quality 90, else PNG), atomically.
+    public static func writeImage(_ image: Image, to url: URL) throws {
+        let ext = url.pathExtension.lowercased()
+        let data = ext == "jpg" || ext == "jpeg" ? try ImageCodec.encodeJPEG(image, quality: 90) : try ImageCodec.encodePNG(image)
+        try AtomicFile.write(data, to: url)
+    }
+}

@@ -1,0 +1,119 @@
+import Checkpoints
+import Foundation
+import Tensor
+
+/// What `fundus-screen bench` measures: whole-network inference speed and memory, and where the time goes.
+public struct BenchmarkReport: Sendable {
+    public var model: String
+    public var inputShape: [Int]
+    /// Seconds of each timed run (after one warm-up run).
+    public var runs: [Double]
+    /// Process CPU seconds (user + system) of each timed run: under contention, CPU/threads estimates the
+    /// uncontended wall time.
+    public var cpuSeconds: [Double]
+    public var implementations: [String: Int]
+    public var warmUpSeconds: Double
+    public var gflopPerImage: Double
+    public var peakRSSBytes: Int
+    /// Seconds by layer kind during one profiled run (profiling adds a little overhead).
+    public var split: [(kind: String, seconds: Double)]
+    /// GFLOP/s of single convolution shapes run alone: (description, GFLOP/s, oneDNN implementation).
+    public var convolutions: [(shape: String, gflops: Double, implementation: String)]
+
+    public var medianSeconds: Double { runs.sorted()[runs.count / 2] }
+    public var gflops: Double { gflopPerImage / medianSeconds }
+
+    public var text: String {
+        var lines = [
+            "model: \(model), input \(inputShape), random weights",
+            String(format: "seconds per image: median %.3f of %d runs (%@); warm-up %.3f", medianSeconds, runs.count,
+                   runs.map { String(format: "%.3f", $0) }.joined(separator: ", "), warmUpSeconds),
+            String(format: "CPU seconds per image (user+sys): %@", cpuSeconds.map { String(format: "%.2f", $0) }.joined(separator: ", ")),
+            String(format: "work: %.1f GFLOP per image, %.1f GFLOP/s", gflopPerImage, gflops),
+            String(format: "peak RSS: %.2f GiB", Double(peakRSSBytes) / Double(1 << 30)),
+            "time by layer kind (profiled run):",
+        ]
+        let total = split.reduce(0) { $0 + $1.seconds }
+        for (kind, s) in split {
+            lines.append(String(format: "  %-20@ %7.3f s  %5.1f %%", kind, s, 100 * s / max(total, 1e-9)))
+        }
+        lines.append("oneDNN convolution implementations (kernel, stride, source layout: shapes):")
+        for (k, n) in implementations.sorted(by: { $0.key < $1.key }) { lines.append("  \(k): \(n)") }
+        lines.append("single convolution shapes:")
+        for c in convolutions { lines.append(String(format: "  %@: %.1f GFLOP/s (%@)", c.shape, c.gflops, c.implementation)) }
+        return lines.joined(separator: "\n")
+    }
+}
+
+public enum NetworkBenchmark {
+    /// Runs the network with random weights on a random input: one warm-up, then `runs` timed probability passes,
+    /// one profiled pass, and the heaviest convolution shapes alone.
+    public static func run(architecture: ModelArchitecture = .w48(variant: .C), height: Int = 960, width: Int = 1440,
+                           runs: Int = 3, progress: (String) -> Void = { _ in }) throws(NetworkError) -> BenchmarkReport {
+        EngineThreads.configureBLASForEngine()
+        EngineThreads.configureMemoryForEngine()
+        let model = try SegmentationModel(architecture: architecture)
+        var random = SplitMix(seed: 42)
+        let input = Tensor((0..<(3 * height * width)).map { _ in random.uniform() * 4 - 2 }, shape: [1, 3, height, width])
+        func timed(_ body: () throws(NetworkError) -> Void) throws(NetworkError) -> Double {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            try body()
+            return Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
+        }
+        progress("warm-up run")
+        let warm = try timed { () throws(NetworkError) in _ = try model.probabilities(input) }
+        var times: [Double] = []
+        var cpu: [Double] = []
+        var flops = 0.0
+        for k in 0..<runs {
+            let before = model.withEngine { $0.flops }
+            let c0 = cpuTime()
+            times.append(try timed { () throws(NetworkError) in _ = try model.probabilities(input) })
+            cpu.append(cpuTime() - c0)
+            flops = model.withEngine { $0.flops } - before
+            progress(String(format: "run %d: %.3f s", k + 1, times.last!))
+        }
+        model.withEngine { $0.profile = [:]; $0.profiling = true }
+        _ = try model.probabilities(input)
+        let split = model.withEngine { e -> [(String, Double)] in
+            e.profiling = false
+            return e.profile.sorted { $0.value > $1.value }.map { ($0.key, $0.value) }
+        }
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)  // before the single-shape runs below allocate their own buffers
+        let implementations = model.withEngine { $0.implementations }
+        let c = architecture.stages[3].channels
+        let q = (height + 3) / 4, r = (width + 3) / 4
+        let shapes: [(String, [Int], [Int])] = [
+            ("3x3 \(c[0])->\(c[0]) at \(q)x\(r)", [1, c[0], q, r], [c[0], c[0], 3, 3]),
+            ("1x1 \(architecture.concatChannels)->\(architecture.headChannels) at \(q)x\(r) (head)",
+             [1, architecture.concatChannels, q, r], [architecture.headChannels, architecture.concatChannels, 1, 1]),
+        ]
+        let convolutions = model.withEngine { e in
+            shapes.map { name, xs, ws -> (String, Double, String) in
+                let x = Tensor(shape: xs, layout: .blocked16)
+                let w = Tensor(shape: ws)
+                for i in 0..<w.count { w.data[i] = random.uniform() - 0.5 }
+                _ = e.convolution(x, weight: w, bias: nil, padding: ws[2] / 2, constantWeights: true)
+                var best = Double.infinity
+                for _ in 0..<5 {
+                    let t0 = DispatchTime.now().uptimeNanoseconds
+                    _ = e.convolution(x, weight: w, bias: nil, padding: ws[2] / 2, constantWeights: true)
+                    best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
+                }
+                let f = 2 * Double(ws[0] * ws[1] * ws[2] * ws[3]) * Double(xs[2] * xs[3])
+                return (name, f / best * 1e-9, e.convolutionImplementation(inputShape: xs, weightShape: ws, padding: ws[2] / 2))
+            }
+        }
+        return BenchmarkReport(model: architecture.displayName, inputShape: input.shape, runs: times,
+                               cpuSeconds: cpu, implementations: implementations, warmUpSeconds: warm, gflopPerImage: flops * 1e-9, peakRSSBytes: usage.ru_maxrss * 1024, split: split,
+                               convolutions: convolutions)
+    }
+}
+
+/// User + system CPU seconds of this process so far.
+func cpuTime() -> Double {
+    var u = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &u)
+    return Double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + Double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6
+}

@@ -1,0 +1,122 @@
+import Tensor
+
+/// BatchNorm2d (mmseg `SyncBN` behaves the same on one process): weight, bias, running_mean, running_var.
+final class BatchNorm {
+    let prefix: String
+    let weight, bias, runningMean, runningVar: Tensor
+    let store: ParameterStore
+
+    init(_ prefix: String, _ channels: Int, _ store: ParameterStore) {
+        self.prefix = prefix
+        self.store = store
+        weight = store.make(prefix + ".weight", [channels], .ones)
+        bias = store.make(prefix + ".bias", [channels], .zeros)
+        runningMean = store.make(prefix + ".running_mean", [channels], .zeros, trainable: false)
+        runningVar = store.make(prefix + ".running_var", [channels], .ones, trainable: false)
+        store.batchesTracked[prefix] = 0
+    }
+
+    func callAsFunction(_ x: Tensor, _ ops: Ops) -> Tensor {
+        if ops.training { store.batchesTracked[prefix, default: 0] += 1 }
+        return ops.batchNorm(x, weight: weight, bias: bias, runningMean: runningMean, runningVar: runningVar)
+    }
+
+    /// Per-channel (scale, shift) of the inference transform y = scale·x + shift.
+    func inferenceAffine() -> ([Float], [Float]) {
+        let c = weight.count
+        var scale = [Float](repeating: 0, count: c), shift = [Float](repeating: 0, count: c)
+        for i in 0..<c {
+            scale[i] = weight.data[i] / (runningVar.data[i] + 1e-5).squareRoot()
+            shift[i] = bias.data[i] - runningMean.data[i] * scale[i]
+        }
+        return (scale, shift)
+    }
+}
+
+/// A convolution followed by BatchNorm and optionally ReLU: the unit HRNet is made of.
+/// For inference the BatchNorm is folded into the convolution's weights and bias, and ReLU (and a residual sum)
+/// run as oneDNN post-ops.
+final class ConvBN {
+    let weight: Tensor
+    let bn: BatchNorm
+    let stride, padding: Int
+    let relu: Bool
+    private var folded: (weight: Tensor, bias: Tensor)?
+
+    /// conv: `<convName>.weight` [out, in, k, k] without bias; bn: `<bnName>.*`.
+    init(conv convName: String, bn bnName: String, in inC: Int, out outC: Int, kernel: Int, stride: Int = 1,
+         relu: Bool, _ store: ParameterStore) {
+        weight = store.make(convName + ".weight", [outC, inC, kernel, kernel], .kaimingFanOut)
+        bn = BatchNorm(bnName, outC, store)
+        self.stride = stride
+        padding = kernel / 2
+        self.relu = relu
+    }
+
+    /// Drops the folded weights (after loading new ones).
+    func invalidate() { folded = nil }
+
+    /// y = [relu](bn(conv(x)) [+ residual]).
+    func callAsFunction(_ x: Tensor, _ ops: Ops, residual: Tensor? = nil) -> Tensor {
+        if ops.tape == nil && !ops.training {
+            let f = foldedWeights()
+            return ops.conv(x, f.weight, bias: f.bias, stride: stride, padding: padding, relu: relu,
+                            sumInto: residual?.copy())
+        }
+        var y = bn(ops.conv(x, weight, stride: stride, padding: padding), ops)
+        if let residual { y = ops.add(y, residual) }
+        return relu ? ops.relu(y) : y
+    }
+
+    private func foldedWeights() -> (weight: Tensor, bias: Tensor) {
+        if let folded { return folded }
+        let (scale, shift) = bn.inferenceAffine()
+        let w = weight.copy()
+        let per = weight.count / weight.shape[0]
+        for o in 0..<weight.shape[0] { for i in 0..<per { w.data[o * per + i] *= scale[o] } }
+        let f = (w, Tensor(shift, shape: [shift.count]))
+        folded = f
+        return f
+    }
+}
+
+/// mmseg's BasicBlock: conv3×3-BN-ReLU, conv3×3-BN, + input, ReLU (no downsample in HRNet's BASIC stages).
+final class BasicBlock {
+    let first, second: ConvBN
+    let downsample: ConvBN?
+
+    init(_ prefix: String, in inC: Int, planes: Int, _ store: ParameterStore) {
+        first = ConvBN(conv: prefix + ".conv1", bn: prefix + ".bn1", in: inC, out: planes, kernel: 3, relu: true, store)
+        second = ConvBN(conv: prefix + ".conv2", bn: prefix + ".bn2", in: planes, out: planes, kernel: 3, relu: true, store)
+        downsample = inC == planes ? nil
+            : ConvBN(conv: prefix + ".downsample.0", bn: prefix + ".downsample.1", in: inC, out: planes, kernel: 1,
+                     relu: false, store)
+    }
+
+    func callAsFunction(_ x: Tensor, _ ops: Ops) -> Tensor {
+        let identity = downsample.map { $0(x, ops) } ?? x
+        return second(first(x, ops), ops, residual: identity)
+    }
+}
+
+/// mmseg's Bottleneck (expansion 4): 1×1 reduce, 3×3, 1×1 expand, + (downsampled) input, ReLU.
+final class Bottleneck {
+    static let expansion = 4
+    let reduce, spatial, expand: ConvBN
+    let downsample: ConvBN?
+
+    init(_ prefix: String, in inC: Int, planes: Int, _ store: ParameterStore) {
+        let out = planes * Self.expansion
+        reduce = ConvBN(conv: prefix + ".conv1", bn: prefix + ".bn1", in: inC, out: planes, kernel: 1, relu: true, store)
+        spatial = ConvBN(conv: prefix + ".conv2", bn: prefix + ".bn2", in: planes, out: planes, kernel: 3, relu: true, store)
+        expand = ConvBN(conv: prefix + ".conv3", bn: prefix + ".bn3", in: planes, out: out, kernel: 1, relu: true, store)
+        downsample = inC == out ? nil
+            : ConvBN(conv: prefix + ".downsample.0", bn: prefix + ".downsample.1", in: inC, out: out, kernel: 1,
+                     relu: false, store)
+    }
+
+    func callAsFunction(_ x: Tensor, _ ops: Ops) -> Tensor {
+        let identity = downsample.map { $0(x, ops) } ?? x
+        return expand(spatial(reduce(x, ops), ops), ops, residual: identity)
+    }
+}

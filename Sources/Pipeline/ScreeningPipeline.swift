@@ -1,0 +1,313 @@
+import Foundation
+import Imaging
+import Lesions
+import Logging
+import Network
+import Store
+import Tensor
+
+// What happens to one image, top to bottom:
+//   claim (Store) → decode, field of view, crop, resize (Imaging) → M2MRF-HRNetV2 (Network)
+//   → per class: probabilities back to original pixels, lesions and statistics (Lesions), masks written atomically
+//   → findings and job completion in one transaction (Store).
+
+/// How a screening run works on each image.
+public struct ScreeningOptions: Sendable {
+    /// Masks go to `<masksDirectory>/<patient>/<image stem>_<CLS>.png`, overlays beside them.
+    public var masksDirectory: URL
+    /// Also write 8-bit probability maps `<stem>_<CLS>_prob.png`.
+    public var saveProbabilities = false
+    /// Write `<stem>_overlay.jpg` (lesions in their class colours over the photograph, long side ≤ 1600 px).
+    public var writeOverlays = true
+    public var threshold: Float = 0.5
+    /// Lesions smaller than this (pixels of the original image) are dropped as specks.
+    public var minimumLesionArea = 1
+    public var preparation = PreparationOptions()
+    public var normalisation = Normalisation.idrid
+    public var rule = ScreeningRule.lesionPresenceV1
+
+    public init(masksDirectory: URL) { self.masksDirectory = masksDirectory }
+}
+
+/// A claimed job and the archive row of its image.
+public struct ScreeningJob: Sendable, CustomStringConvertible {
+    public let job: Job
+    public let image: ArchiveImage
+    public var description: String { "job \(job.id) (image \(image.id) \(image.path))" }
+}
+
+/// A photograph after the prepare stage.
+public struct PreparedImage: Sendable {
+    public let photograph: PreparedPhotograph?
+    /// Normalised network input [1, 3, H, W]; nil when the image is ungradable.
+    public let input: [Float]?
+    public let inputSize: (width: Int, height: Int)
+    public let ungradableReasons: [String]
+}
+
+/// Probabilities [4, H, W] at the network input size, with the photograph they belong to.
+public struct InferredImage: Sendable {
+    public let prepared: PreparedImage
+    public let probabilities: [Float]
+}
+
+/// The queue as the worker sees it: one connection per role, each used by one thread at a time.
+public final class QueueJobSource: JobSource, @unchecked Sendable {
+    public typealias Job = ScreeningJob
+
+    private let claimQueue: JobQueue
+    private let beatQueue: JobQueue
+    private let failQueue: JobQueue
+    private let failLock = NSLock()
+    private let queueName: String
+    private let logger: Logger
+
+    public init(makeConnection: () throws -> Connection, queue: String = JobQueue.screeningQueue, worker: String,
+                logger: Logger) throws {
+        claimQueue = JobQueue(connection: try makeConnection(), worker: worker, logger: logger)
+        beatQueue = JobQueue(connection: try makeConnection(), worker: worker, logger: logger)
+        failQueue = JobQueue(connection: try makeConnection(), worker: worker, logger: logger)
+        queueName = queue
+        self.logger = logger
+        try claimQueue.listen()
+    }
+
+    public func claim(max: Int) throws -> [ScreeningJob] {
+        // Leases of workers that died are handed back first, so their images are not left waiting for an operator.
+        try claimQueue.rescueExpired(lease: 60)
+        let jobs = try claimQueue.claim(queue: queueName, limit: max)
+        let archive = Archive(connection: claimQueue.connection)
+        var out: [ScreeningJob] = []
+        for job in jobs {
+            guard let imageID = job.imageID, let image = try archive.image(id: imageID) else {
+                _ = try claimQueue.fail(job.lease, message: "job \(job.id) names no image of the archive", kind: .permanent)
+                continue
+            }
+            out.append(ScreeningJob(job: job, image: image))
+        }
+        return out
+    }
+
+    public func heartbeat(_ jobs: [ScreeningJob]) throws {
+        let held = try beatQueue.heartbeat(jobs.map(\.job.lease))
+        for j in jobs where !held.contains(j.job.lease) {
+            logger.warning("lease lost (another worker rescued the job); its result will be refused", metadata: ["job": "\(j.job.id)"])
+        }
+    }
+
+    public func release(_ job: ScreeningJob) throws {
+        failLock.lock()
+        defer { failLock.unlock() }
+        _ = try failQueue.release(job.job.lease)
+    }
+
+    public func fail(_ job: ScreeningJob, error: StageError) throws {
+        failLock.lock()
+        defer { failLock.unlock() }
+        let message = "\(job.image.path): \(error.stage): \(error.message)"
+        let outcome = try failQueue.fail(job.job.lease, message: message, kind: error.permanent ? .permanent : .transient)
+        logger.info("recorded failure", metadata: ["job": "\(job.job.id)", "outcome": "\(outcome)"])
+    }
+
+    public func waitForWork(timeout: Double) {
+        _ = try? claimQueue.waitForJobs(queue: queueName, timeout: timeout)
+    }
+}
+
+/// The screening stages for one model.
+public struct ScreeningStages: Sendable {
+    public let model: SegmentationModel
+    public let modelVersionID: Int64
+    public let options: ScreeningOptions
+    public let logger: Logger
+    /// The finish stage's connection (the finish stage is serial).
+    let finishQueue: JobQueue
+    let clock: StageClock
+
+    public init(model: SegmentationModel, modelVersionID: Int64, options: ScreeningOptions, finishConnection: Connection,
+                worker: String, clock: StageClock, logger: Logger) {
+        self.model = model
+        self.modelVersionID = modelVersionID
+        self.options = options
+        self.logger = logger
+        self.finishQueue = JobQueue(connection: finishConnection, worker: worker, logger: logger)
+        self.clock = clock
+    }
+
+    public var stages: Stages<ScreeningJob, PreparedImage, InferredImage> {
+        Stages(prepare: { job throws(StageError) in try prepare(job) },
+               infer: { p throws(StageError) in try infer(p) },
+               finish: { job, r throws(StageError) in try finish(job, r) })
+    }
+
+    /// Decode, field of view, gradability, crop and resize, normalise. A file that cannot be read is a permanent
+    /// failure (retrying cannot fix it); an ungradable photograph is a result, not a failure.
+    func prepare(_ job: ScreeningJob) throws(StageError) -> PreparedImage {
+        let url = URL(fileURLWithPath: job.image.path)
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            throw StageError(stage: "decode", message: "the file is missing", permanent: true)
+        }
+        let photo: PreparedPhotograph
+        do { photo = try Preparation.prepare(contentsOf: url, options: options.preparation) } catch {
+            throw StageError(stage: "decode", message: "\(error)", permanent: true)
+        }
+        guard photo.analysis.isGradable, let input = photo.input else {
+            let reasons = photo.analysis.reasons.map(\.explanation)
+            return PreparedImage(photograph: photo, input: nil, inputSize: (0, 0),
+                                 ungradableReasons: reasons.isEmpty ? ["no field of view found"] : reasons)
+        }
+        return PreparedImage(photograph: photo, input: options.normalisation.tensor(input),
+                             inputSize: (input.width, input.height), ungradableReasons: [])
+    }
+
+    /// The network, on the one thread the model owns.
+    func infer(_ p: PreparedImage) throws(StageError) -> InferredImage {
+        guard let input = p.input else { return InferredImage(prepared: p, probabilities: []) }
+        do {
+            let probs = try model.probabilities(Tensor(input, shape: [1, 3, p.inputSize.height, p.inputSize.width]))
+            return InferredImage(prepared: p, probabilities: probs.values())
+        } catch {
+            throw StageError(stage: "infer", message: "\(error)", permanent: false)
+        }
+    }
+
+    /// Masks, statistics, overlay; then findings and completion in one transaction.
+    func finish(_ job: ScreeningJob, _ r: InferredImage) throws(StageError) -> RunProgress.Outcome {
+        let result: ScreeningResult
+        let outcome: RunProgress.Outcome
+        if r.prepared.input == nil {
+            result = ScreeningResult(imageID: job.image.id, modelVersionID: modelVersionID,
+                                     gradability: .ungradable(reasons: r.prepared.ungradableReasons), flag: nil, findings: [])
+            outcome = .ungradable
+        } else {
+            do {
+                result = try clock.measure("masks+lesions") { try measureAndWrite(job, r) }
+            } catch let e as StageError {
+                throw e
+            } catch {
+                throw StageError(stage: "masks", message: "\(error)", permanent: false)
+            }
+            outcome = .screened
+        }
+        do {
+            switch try clock.measure("store", { try finishQueue.completeScreening(job.job.lease, result: result) }) {
+            case .completed: return outcome
+            case .leaseLost:
+                logger.warning("job was taken over by another worker before this one finished; result not stored",
+                               metadata: ["job": "\(job.job.id)"])
+                return .released
+            }
+        } catch {
+            throw StageError(stage: "store", message: "\(error)", permanent: false)
+        }
+    }
+
+    func measureAndWrite(_ job: ScreeningJob, _ r: InferredImage) throws -> ScreeningResult {
+        guard let photo = r.prepared.photograph, let transform = photo.transform, let fov = photo.analysis.fieldOfView else {
+            throw StageError(stage: "masks", message: "no crop transform for a gradable image", permanent: false)
+        }
+        let (w, h) = r.prepared.inputSize
+        let plane = w * h
+        let stem = URL(fileURLWithPath: job.image.path).deletingPathExtension().lastPathComponent
+        let directory = options.masksDirectory.appendingPathComponent(Self.safeName(job.image.patientID))
+        let fovArea = Self.fieldOfViewArea(fov)
+        let spacing = job.image.pixelSpacingMM.map { PixelSpacing(millimetres: $0) }
+        let measurement = LesionMeasurement(threshold: options.threshold, minimumLesionArea: options.minimumLesionArea,
+                                            pixelSpacing: spacing)
+        // Probabilities in original pixels as round(p·255): a byte above the threshold byte is p > threshold, so
+        // the mask, the lesions and the probability map all agree.
+        var probability: [LesionClass: Image] = [:]
+        var planes: [LesionClass: ScorePlane] = [:]
+        for c in LesionClass.allCases {
+            let values = Array(r.probabilities[(c.rawValue * plane)..<((c.rawValue + 1) * plane)])
+            // Lesions exist only inside the field of view: the padded square's corners are not retina.
+            let p = Self.insideFieldOfView(transform.probabilityToOriginal(values, width: w, height: h), fov)
+            probability[c] = p
+            planes[c] = try ScorePlane(width: p.width, height: p.height, probabilityBytes: p.bytes)
+        }
+        let imageFindings = try measurement.measure(planes, fieldOfViewArea: fovArea)
+        planes = [:]
+        let thresholdByte = UInt8(max(0, min(255, Int((options.threshold * 255).rounded(.down)))))
+        var findings: [Finding] = []
+        var layers: [OverlayLayer] = []
+        for c in LesionClass.allCases {
+            guard let p = probability[c], let cf = imageFindings.findings(for: c) else { continue }
+            let mask = Image(width: p.width, height: p.height, channels: 1, pixels: p.bytes.map { $0 > thresholdByte ? 255 : 0 })
+            let maskURL = try MaskFiles.write([(c.code, mask)], directory: directory, imageStem: stem)[0]
+            var probURL: URL? = nil
+            if options.saveProbabilities {
+                probURL = try MaskFiles.write([(c.code, p)], directory: directory, imageStem: stem, suffix: "_prob")[0]
+            }
+            probability[c] = nil
+            if options.writeOverlays {
+                let col = c.colour
+                layers.append(OverlayLayer(code: c.code, colour: RGBColour(red: col.red, green: col.green, blue: col.blue), mask: mask))
+            }
+            findings.append(Finding(
+                lesionClass: c.code, lesionCount: cf.count, areaPixels: Int64(cf.totalArea),
+                fieldOfViewShare: min(1, cf.fieldOfViewShare ?? 0), areaMM2: cf.totalAreaSquareMillimetres,
+                largestLesionPixels: Int64(cf.largestLesion?.area ?? 0), maskPath: maskURL.path, probabilityMapPath: probURL?.path,
+                lesions: cf.lesions.map { l in
+                    LesionRecord(x: l.boundingBox.x, y: l.boundingBox.y, width: l.boundingBox.width, height: l.boundingBox.height,
+                                 areaPixels: Int64(l.area), centroidX: l.centroidX, centroidY: l.centroidY,
+                                 meanProbability: l.meanProbability ?? 1, maxProbability: l.maxProbability ?? 1)
+                }))
+        }
+        if options.writeOverlays {
+            let overlay = Overlay.draw(on: photo.decoded.image, layers: layers, maxLongSide: 1600)
+            try MaskFiles.writeImage(overlay, to: directory.appendingPathComponent("\(stem)_overlay.jpg"))
+        }
+        let flag = try options.rule.flag(for: imageFindings)
+        return ScreeningResult(
+            imageID: job.image.id, modelVersionID: modelVersionID, gradability: .gradable,
+            flag: Store.ScreeningFlag(suspected: flag == .suspectedMoreThanMildDR, rule: options.rule.name,
+                                      ruleVersion: "\(options.rule.version)"),
+            findings: findings)
+    }
+
+    /// The image with every pixel outside the field-of-view circle set to 0.
+    static func insideFieldOfView(_ image: Image, _ fov: FieldOfView) -> Image {
+        var pixels = image.bytes
+        let w = image.width
+        for y in 0..<image.height {
+            let (x0, x1) = chord(fov, row: y, width: w)
+            let row = y * w
+            if x1 < x0 {
+                for x in 0..<w { pixels[row + x] = 0 }
+                continue
+            }
+            for x in 0..<x0 { pixels[row + x] = 0 }
+            for x in (x1 + 1)..<max(x1 + 1, w) { pixels[row + x] = 0 }
+        }
+        return Image(width: w, height: image.height, channels: 1, pixels: pixels)
+    }
+
+    /// First and last column of `row` whose pixel centre lies inside the circle (x1 < x0 when none).
+    static func chord(_ fov: FieldOfView, row y: Int, width: Int) -> (Int, Int) {
+        let dy = Double(y) + 0.5 - fov.centreY
+        let half2 = fov.radius * fov.radius - dy * dy
+        guard half2 > 0 else { return (1, 0) }
+        let half = half2.squareRoot()
+        let x0 = max(0, Int((fov.centreX - half - 0.5).rounded(.up)))
+        let x1 = min(width - 1, Int((fov.centreX + half - 0.5).rounded(.down)))
+        return (x0, x1)
+    }
+
+    /// Pixels of the original image inside the field-of-view circle (the circle may be clipped by the frame).
+    static func fieldOfViewArea(_ fov: FieldOfView) -> Int {
+        var area = 0
+        for y in 0..<fov.imageHeight {
+            let (x0, x1) = chord(fov, row: y, width: fov.imageWidth)
+            if x1 >= x0 { area += x1 - x0 + 1 }
+        }
+        return max(area, 1)
+    }
+
+    /// A folder name from a patient identifier: letters, digits, '-', '_' and '.', never '..' or empty.
+    static func safeName(_ s: String) -> String {
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+        var out = String(s.map { allowed.contains($0) ? $0 : "_" })
+        while out.hasPrefix(".") { out = "_" + out.dropFirst() }
+        return out.isEmpty ? "_" : String(out.prefix(120))
+    }
+}

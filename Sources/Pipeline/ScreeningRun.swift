@@ -1,0 +1,171 @@
+import Checkpoints
+import Foundation
+import Imaging
+import Logging
+import Network
+import Store
+
+/// Which model a run uses: the registry's active version unless told otherwise; on a database with no model at all,
+/// the model that ships with the project is registered and made active.
+public enum ModelSelection: Sendable {
+    case active
+    /// A registered version's name, or a weight file / model folder on disk.
+    case named(String)
+}
+
+/// The model that ships with fundus-screen: `$FUNDUS_MODEL`, else `models/default` beside the binary's checkout.
+public enum ShippedModel {
+    public static func locate(environment: [String: String] = ProcessInfo.processInfo.environment) -> URL? {
+        if let path = environment["FUNDUS_MODEL"], !path.isEmpty { return URL(fileURLWithPath: path) }
+        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        let cwd = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+        for base in [cwd] + (0..<5).map({ _ in dir = dir.deletingLastPathComponent(); return dir }) {
+            let candidate = base.appendingPathComponent("models/default")
+            if FileManager.default.fileExists(atPath: candidate.appendingPathComponent(ModelCard.fileName).path) {
+                return candidate
+            }
+        }
+        return nil
+    }
+}
+
+/// A model version ready to run: its registry row, the network with its weights, and how to feed it.
+public struct LoadedModel: Sendable {
+    public let version: ModelVersion
+    public let model: SegmentationModel
+    public let normalisation: Normalisation
+    public let scale: ModelScale
+    public let threshold: Float
+}
+
+public enum ModelResolver {
+    /// Finds (or registers) the model version and loads its weights.
+    public static func resolve(_ selection: ModelSelection, connection: Connection, logger: Logger) throws -> LoadedModel {
+        let registry = ModelRegistry(connection: connection)
+        let version: ModelVersion
+        switch selection {
+        case .active:
+            if let active = try registry.active() {
+                version = active
+            } else {
+                guard let shipped = ShippedModel.locate() else {
+                    throw ScreeningRunError("no active model in the registry and no shipped model found (models/default); " +
+                                            "register one with `fundus-screen train` or point FUNDUS_MODEL at a model folder")
+                }
+                version = try registerFile(shipped, registry: registry, logger: logger)
+                try registry.promote(id: version.id)
+                logger.notice("no active model: registered and activated the shipped model", metadata: ["model": "\(version.name)"])
+            }
+        case .named(let name):
+            if let found = try registry.find(name: name) {
+                version = found
+            } else if FileManager.default.fileExists(atPath: name) {
+                version = try registerFile(URL(fileURLWithPath: name), registry: registry, logger: logger)
+            } else {
+                throw ScreeningRunError("no model version named '\(name)' in the registry, and no such file")
+            }
+        }
+        return try load(version)
+    }
+
+    /// Registers a weight file or model folder as a candidate (or returns the version already registered for it).
+    static func registerFile(_ url: URL, registry: ModelRegistry, logger: Logger) throws -> ModelVersion {
+        let loaded = try WeightLoader.load(url)
+        let path = loaded.source.standardizedFileURL.path
+        let checksum = try SHA256.hex(fileAt: URL(fileURLWithPath: path))
+        let name = loaded.card.map { "\($0.name)-\($0.version)" } ?? url.deletingPathExtension().lastPathComponent
+        if let existing = try registry.find(name: name), existing.checksum == checksum { return existing }
+        let metrics = loaded.card.map { card in
+            String(decoding: (try? JSONEncoder().encode(card.metrics)) ?? Data("{}".utf8), as: UTF8.self)
+        } ?? "{}"
+        logger.info("registering model", metadata: ["name": "\(name)", "weights": "\(path)"])
+        return try registry.register(name: name, architecture: loaded.architecture.displayName, weightsPath: path,
+                                     checksum: checksum, metricsJSON: metrics)
+    }
+
+    static func load(_ version: ModelVersion) throws -> LoadedModel {
+        let loaded = try WeightLoader.load(URL(fileURLWithPath: version.weightsPath))
+        let model = try SegmentationModel(architecture: loaded.architecture, weights: loaded.tensors,
+                                          weightsFile: version.weightsPath)
+        let card = loaded.card
+        let norm = card.map { Normalisation(mean: $0.normalisation.mean.map(Float.init), std: $0.normalisation.std.map(Float.init)) }
+        let scale = card.map { ModelScale(longEdge: $0.inputScale.longEdge, shortEdge: $0.inputScale.shortEdge) }
+        return LoadedModel(version: version, model: model, normalisation: norm ?? .idrid, scale: scale ?? .idrid,
+                           threshold: Float(card?.threshold ?? 0.5))
+    }
+}
+
+public struct ScreeningRunError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ message: String) { description = message }
+}
+
+/// What a run did, for the summary printed at its end.
+public struct RunSummary: Sendable {
+    public var screened = 0
+    public var ungradable = 0
+    public var failed = 0
+    public var released = 0
+    public var seconds = 0.0
+    public var stages: [(stage: String, wall: Double, cpu: Double, count: Int)] = []
+    public var processCPUSeconds = 0.0
+    public var modelVersion = ""
+
+    public var text: String {
+        var lines = ["screened \(screened), ungradable \(ungradable), failed \(failed)" +
+                     (released > 0 ? ", handed back \(released)" : "") +
+                     String(format: " in %.1f s (%.2f images/s) with model %@", seconds,
+                            seconds > 0 ? Double(screened + ungradable) / seconds : 0, modelVersion)]
+        for s in stages {
+            lines.append(String(format: "  %-14@ %8.2f s wall  %8.2f s cpu  (%d, %.2f s each)", s.stage as NSString,
+                                s.wall, s.cpu, s.count, s.count > 0 ? s.wall / Double(s.count) : 0))
+        }
+        lines.append(String(format: "  process CPU %.1f s over %.1f s wall (%.0f%% of one core)", processCPUSeconds, seconds,
+                            seconds > 0 ? 100 * processCPUSeconds / seconds : 0))
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// One worker process screening what the queue holds.
+public enum ScreeningRun {
+    public static func run(conninfo: String, model: LoadedModel, options: ScreeningOptions, settings: WorkerSettings,
+                           queue: String = JobQueue.screeningQueue, shutdown: ShutdownSignal, logger: Logger) throws -> RunSummary {
+        let worker = JobQueue.defaultWorkerName()
+        let connect = { try Connection(conninfo: conninfo, logger: logger) }
+        let bookkeeping = try connect()
+        let runs = ScreeningRuns(connection: bookkeeping)
+        let runID = try runs.start(modelVersionID: model.version.id, worker: worker)
+        var options = options
+        options.normalisation = model.normalisation
+        options.preparation.modelScale = model.scale
+        options.threshold = model.threshold
+        let pending = try JobQueue(connection: bookkeeping, worker: worker, logger: logger).counts()
+            .filter { $0.queue == queue && ($0.state == .available || $0.state == .retryable) }.map(\.jobs).reduce(0, +)
+        let total = settings.limit.map { min($0, pending) } ?? pending
+        logger.info("screening", metadata: [
+            "model": "\(model.version.name)", "queue": "\(queue)", "pending": "\(pending)", "worker": "\(worker)",
+            "images in flight": "\(settings.slots)",
+            "memory budget": "≈\(settings.slots * 160) MB (\(settings.slots) × a 4288×2848 photograph's working set)",
+        ])
+        let clock = StageClock()
+        let progress = RunProgress(total: total, logger: logger)
+        let stages = ScreeningStages(model: model.model, modelVersionID: model.version.id, options: options,
+                                     finishConnection: try connect(), worker: worker, clock: clock, logger: logger)
+        let source = try QueueJobSource(makeConnection: connect, queue: queue, worker: worker, logger: logger)
+        let cpu0 = StageClock.processCPUSeconds()
+        let workerRun = StagedWorker(source: source, stages: stages.stages, settings: settings, logger: logger,
+                                     progress: progress, clock: clock, shutdown: shutdown)
+        workerRun.run()
+        var summary = RunSummary()
+        summary.screened = progress.count(.screened)
+        summary.ungradable = progress.count(.ungradable)
+        summary.failed = progress.count(.failed)
+        summary.released = progress.count(.released)
+        summary.seconds = progress.elapsed
+        summary.processCPUSeconds = StageClock.processCPUSeconds() - cpu0
+        summary.stages = clock.snapshot().map { ($0.stage, $0.totals.wallSeconds, $0.totals.cpuSeconds, $0.totals.count) }
+        summary.modelVersion = model.version.name
+        try runs.finish(id: runID, imagesScreened: summary.screened + summary.ungradable)
+        return summary
+    }
+}

@@ -1,0 +1,297 @@
+import Dispatch
+import Foundation
+import Logging
+
+/// Where a worker gets its jobs and reports on them: the PostgreSQL queue in production.
+/// Each method is called from one thread at a time per method (claims from the feeder, beats from the heartbeat
+/// thread, finishing from the finishing stage), so an implementation can hold one connection per method.
+public protocol JobSource: Sendable {
+    associatedtype Job: Sendable
+    /// Up to `max` jobs, now. An empty array means nothing is available.
+    func claim(max: Int) throws -> [Job]
+    /// Extends the lease of every job still held.
+    func heartbeat(_ jobs: [Job]) throws
+    /// Hands a job back untouched (shutdown before work on it started).
+    func release(_ job: Job) throws
+    /// Records a failure: permanent ones end the job, transient ones are retried later.
+    func fail(_ job: Job, error: StageError) throws
+    /// Blocks until work may be available (LISTEN/NOTIFY) or `timeout` seconds passed.
+    func waitForWork(timeout: Double)
+}
+
+/// A failure of one image in one stage, with what a user needs to act on it.
+public struct StageError: Error, CustomStringConvertible, Sendable {
+    public var stage: String
+    public var message: String
+    /// Permanent: the input itself is bad (retrying cannot help). Transient: the database, the disk, memory.
+    public var permanent: Bool
+
+    public init(stage: String, message: String, permanent: Bool) {
+        self.stage = stage
+        self.message = message
+        self.permanent = permanent
+    }
+
+    public var description: String { "\(stage): \(message)" }
+}
+
+/// The stages of one image, as closures. `prepare` runs on a concurrent Dispatch queue (decode, FOV, resize),
+/// `infer` on one long-lived thread (oneDNN's OpenMP team belongs to one OS thread), `finish` on a serial
+/// Dispatch queue (statistics, masks, findings and job completion in one transaction).
+public struct Stages<Job: Sendable, Prepared: Sendable, Inferred: Sendable>: Sendable {
+    public var prepare: @Sendable (Job) throws(StageError) -> Prepared
+    public var infer: @Sendable (Prepared) throws(StageError) -> Inferred
+    public var finish: @Sendable (Job, Inferred) throws(StageError) -> RunProgress.Outcome
+
+    public init(prepare: @escaping @Sendable (Job) throws(StageError) -> Prepared,
+                infer: @escaping @Sendable (Prepared) throws(StageError) -> Inferred,
+                finish: @escaping @Sendable (Job, Inferred) throws(StageError) -> RunProgress.Outcome) {
+        self.prepare = prepare
+        self.infer = infer
+        self.finish = finish
+    }
+}
+
+/// Settings of one worker process.
+public struct WorkerSettings: Sendable {
+    /// Images held at once (claimed and not yet finished): the memory budget is this × one image's working set.
+    public var slots: Int = 3
+    /// Threads decoding in parallel.
+    public var prepareConcurrency: Int = 1
+    /// Stop after this many images (nil: until the queue is empty and `drain` is set, or forever).
+    public var limit: Int? = nil
+    /// Exit when the queue has nothing left (a nightly run) instead of waiting for more (a daemon).
+    public var exitWhenEmpty: Bool = true
+    public var heartbeatInterval: Double = 5
+    public var pollInterval: Double = 2
+
+    public init() {}
+}
+
+/// Drives jobs through prepare → infer → finish with bounded buffers between the stages, so decoding the next image
+/// overlaps inference on this one and no more than `slots` images are held. Heartbeats every held job; on shutdown
+/// stops claiming, releases jobs not yet started and finishes the rest.
+public final class StagedWorker<Source: JobSource, Prepared: Sendable, Inferred: Sendable>: @unchecked Sendable {
+    public typealias Job = Source.Job
+
+    let source: Source
+    let stages: Stages<Job, Prepared, Inferred>
+    let settings: WorkerSettings
+    let logger: Logger
+    public let progress: RunProgress
+    public let clock: StageClock
+    public let shutdown: ShutdownSignal
+
+    // Jobs held by this worker, keyed by an arrival number (Job need not be Hashable).
+    private let heldLock = NSLock()
+    private var held: [Int: Job] = [:]
+    private var nextTicket = 0
+    private var claimedTotal = 0
+    private let slots: SlotCounter
+
+    public init(source: Source, stages: Stages<Job, Prepared, Inferred>, settings: WorkerSettings, logger: Logger,
+                progress: RunProgress, clock: StageClock = StageClock(), shutdown: ShutdownSignal = ShutdownSignal()) {
+        self.source = source
+        self.stages = stages
+        self.settings = settings
+        self.logger = logger
+        self.progress = progress
+        self.clock = clock
+        self.shutdown = shutdown
+        self.slots = SlotCounter(max(1, settings.slots))
+    }
+
+    private struct Ticket<T: Sendable>: Sendable {
+        var id: Int
+        var job: Job
+        var value: T
+    }
+
+    /// Runs until the queue is empty (with `exitWhenEmpty`), the limit is reached, or shutdown is requested.
+    public func run() {
+        let toPrepare = BoundedBuffer<Ticket<Void>>(capacity: max(1, settings.slots))
+        let toInfer = BoundedBuffer<Ticket<Prepared>>(capacity: 1)
+        let toFinish = BoundedBuffer<Ticket<Inferred>>(capacity: 1)
+        let group = DispatchGroup()
+        shutdown.onRequest { [logger] sig in
+            logger.notice("stopping: no new jobs; finishing the images in flight", metadata: sig == 0 ? [:] : ["signal": "\(sig)"])
+            toPrepare.close()
+        }
+
+        // Heartbeats for everything held, on their own thread so a long inference never lets a lease lapse.
+        let beating = DispatchSemaphore(value: 0)
+        let heartbeat = Thread { [self] in
+            while beating.wait(timeout: .now() + settings.heartbeatInterval) == .timedOut {
+                let jobs = heldJobs()
+                guard !jobs.isEmpty else { continue }
+                do { try source.heartbeat(jobs) } catch {
+                    logger.warning("heartbeat failed (will retry): \(error)")
+                }
+            }
+        }
+        heartbeat.start()
+
+        // Prepare: a concurrent queue of `prepareConcurrency` takers.
+        let prepareQueue = DispatchQueue(label: "fundus-screen.prepare", attributes: .concurrent)
+        let preparers = DispatchGroup()
+        for _ in 0..<max(1, settings.prepareConcurrency) {
+            prepareQueue.async(group: preparers) { [self] in
+                while let t = toPrepare.take() {
+                    if shutdown.isRequested {
+                        releaseJob(t.id, t.job)
+                        continue
+                    }
+                    do {
+                        let prepared = try clock.measure("prepare") { () throws(StageError) -> Prepared in try stages.prepare(t.job) }
+                        toInfer.put(Ticket(id: t.id, job: t.job, value: prepared))
+                    } catch {
+                        failJob(t.id, t.job, error, stage: "prepare")
+                    }
+                }
+            }
+        }
+        preparers.notify(queue: .global()) { toInfer.close() }
+
+        // Infer: one long-lived thread.
+        group.enter()
+        let inferThread = Thread { [self] in
+            while let t = toInfer.take() {
+                do {
+                    let out = try clock.measure("infer") { () throws(StageError) -> Inferred in try stages.infer(t.value) }
+                    toFinish.put(Ticket(id: t.id, job: t.job, value: out))
+                } catch {
+                    failJob(t.id, t.job, error, stage: "infer")
+                }
+            }
+            toFinish.close()
+            group.leave()
+        }
+        inferThread.stackSize = 16 << 20
+        inferThread.start()
+
+        // Finish: serial.
+        let finishQueue = DispatchQueue(label: "fundus-screen.finish")
+        finishQueue.async(group: group) { [self] in
+            while let t = toFinish.take() {
+                do {
+                    let outcome = try clock.measure("finish") { () throws(StageError) -> RunProgress.Outcome in try stages.finish(t.job, t.value) }
+                    drop(t.id)
+                    progress.advance(outcome)
+                } catch {
+                    failJob(t.id, t.job, error, stage: "finish")
+                }
+            }
+        }
+
+        feed(into: toPrepare)
+        toPrepare.close()
+        group.wait()
+        beating.signal()
+        progress.finish()
+    }
+
+    /// Claims as many jobs as there are free slots, until told to stop.
+    private func feed(into buffer: BoundedBuffer<Ticket<Void>>) {
+        while !shutdown.isRequested {
+            if let limit = settings.limit, claimedCount() >= limit { break }
+            var free = slots.takeAll()  // blocks until at least one slot is free
+            if let limit = settings.limit, free > limit - claimedCount() {
+                slots.give(free - (limit - claimedCount()))
+                free = limit - claimedCount()
+            }
+            let jobs: [Job]
+            do {
+                jobs = try clock.measure("claim") { try source.claim(max: free) }
+            } catch {
+                logger.warning("claiming jobs failed (will retry): \(error)")
+                slots.give(free)
+                source.waitForWork(timeout: settings.pollInterval)
+                continue
+            }
+            slots.give(free - jobs.count)
+            if jobs.isEmpty {
+                if settings.exitWhenEmpty && heldJobs().isEmpty { break }
+                source.waitForWork(timeout: settings.pollInterval)
+                continue
+            }
+            for job in jobs {
+                let id = hold(job)
+                if !buffer.put(Ticket(id: id, job: job, value: ())) { releaseJob(id, job) }
+            }
+        }
+    }
+
+    private func hold(_ job: Job) -> Int {
+        heldLock.lock()
+        defer { heldLock.unlock() }
+        nextTicket += 1
+        claimedTotal += 1
+        held[nextTicket] = job
+        return nextTicket
+    }
+
+    private func claimedCount() -> Int {
+        heldLock.lock()
+        defer { heldLock.unlock() }
+        return claimedTotal
+    }
+
+    private func heldJobs() -> [Job] {
+        heldLock.lock()
+        defer { heldLock.unlock() }
+        return held.keys.sorted().map { held[$0]! }
+    }
+
+    /// The job is no longer held: give its slot back.
+    private func drop(_ id: Int) {
+        heldLock.lock()
+        let was = held.removeValue(forKey: id) != nil
+        heldLock.unlock()
+        if was { slots.give(1) }
+    }
+
+    private func releaseJob(_ id: Int, _ job: Job) {
+        do { try source.release(job) } catch { logger.warning("could not release a job (its lease will expire): \(error)") }
+        drop(id)
+        progress.advance(.released)
+    }
+
+    private func failJob(_ id: Int, _ job: Job, _ thrown: any Error, stage: String) {
+        // Stages throw StageError; anything else is unexpected and treated as transient (retried, then discarded).
+        let error = thrown as? StageError ?? StageError(stage: stage, message: "\(thrown)", permanent: false)
+        logger.error("job failed", metadata: ["job": "\(job)", "stage": "\(error.stage)", "error": "\(error.message)",
+                                               "permanent": "\(error.permanent)"])
+        do { try source.fail(job, error: error) } catch {
+            logger.warning("could not record the failure (the lease will expire and the job be retried): \(error)")
+        }
+        drop(id)
+        progress.advance(.failed)
+    }
+}
+
+/// Free places in the worker's pipeline. (A DispatchSemaphore would do, but libdispatch traps when one is released
+/// with fewer permits than it started with, which is the normal state when a run stops with jobs in flight.)
+final class SlotCounter: @unchecked Sendable {
+    private var free: Int
+    private let condition = NSCondition()
+
+    init(_ n: Int) { free = n }
+
+    /// Waits for at least one free slot and takes all that are free.
+    func takeAll() -> Int {
+        condition.lock()
+        defer { condition.unlock() }
+        while free == 0 { condition.wait() }
+        let n = free
+        free = 0
+        return n
+    }
+
+    func give(_ n: Int) {
+        guard n > 0 else { return }
+        condition.lock()
+        free += n
+        condition.broadcast()
+        condition.unlock()
+    }
+}

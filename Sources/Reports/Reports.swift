@@ -1,1 +1,0 @@
-// Reports: per-patient HTML reports with overlay images, CSV/JSON exports.

@@ -1,0 +1,207 @@
+import CDNNL
+import Foundation
+
+/// A oneDNN call that failed: which primitive and the status code.
+public struct EngineError: Error, CustomStringConvertible {
+    public var operation: String
+    public var status: Int
+    public var description: String { "oneDNN \(operation) failed with status \(status)" }
+}
+
+@inline(__always)
+func check(_ status: dnnl_status_t, _ what: @autoclosure () -> String) {
+    // A failing oneDNN call here means a shape or descriptor bug of ours, not bad user input: inputs are validated
+    // before they reach the engine.
+    precondition(status == dnnl_success, "oneDNN \(what()) failed with status \(status.rawValue)")
+}
+
+/// A primitive with its descriptor and the memory descriptors it was created for.
+final class Primitive {
+    let pd: dnnl_primitive_desc_t
+    let primitive: dnnl_primitive_t
+    let scratchpadBytes: Int
+
+    init(pd: dnnl_primitive_desc_t, what: String) {
+        self.pd = pd
+        var p: dnnl_primitive_t?
+        check(dnnl_primitive_create(&p, pd), "primitive_create(\(what))")
+        primitive = p!
+        if let md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0) {
+            var m = md.pointee
+            scratchpadBytes = dnnl_memory_desc_get_size(&m)
+        } else {
+            scratchpadBytes = 0
+        }
+    }
+
+    func md(_ what: dnnl_query_t) -> dnnl_memory_desc_t {
+        dnnl_primitive_desc_query_md(pd, what, 0)!.pointee
+    }
+
+    var implementation: String {
+        var s: UnsafePointer<CChar>?
+        _ = dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &s)
+        return s.map { String(cString: $0) } ?? "?"
+    }
+
+    deinit {
+        dnnl_primitive_destroy(primitive)
+        dnnl_primitive_desc_destroy(pd)
+    }
+}
+
+/// The oneDNN CPU engine and stream, the primitives created so far (by shape), weights reordered into the layouts
+/// those primitives want, and one user scratchpad.
+///
+/// oneDNN handles are not thread-safe and libgomp keeps one OpenMP team per OS thread (ENGINE.md): one
+/// `ComputeEngine` is used by one long-lived thread at a time. That is the invariant behind `@unchecked Sendable`.
+public final class ComputeEngine: @unchecked Sendable {
+    let engine: dnnl_engine_t
+    let stream: dnnl_stream_t
+    var primitives: [String: Primitive] = [:]
+    /// Weights already reordered for a primitive, for weights that do not change (inference).
+    var constantWeights: [ObjectIdentifier: (weight: Tensor, layout: String, reordered: UnsafeMutableRawPointer)] = [:]
+    var scratchpad: UnsafeMutableRawPointer?
+    var scratchpadBytes = 0
+    /// Seconds spent per kind of layer when `profiling` is on (the bench's split).
+    public var profile: [String: Double] = [:]
+    public var profiling = false
+    /// Floating-point operations of convolutions and matrix products run so far (2 per multiply-add).
+    public var flops: Double = 0
+    /// oneDNN implementations chosen for the convolution primitives created so far, with how many shapes use each.
+    public var implementations: [String: Int] = [:]
+
+    public init() {
+        var e: dnnl_engine_t?
+        check(dnnl_engine_create(&e, dnnl_cpu, 0), "engine_create")
+        engine = e!
+        var s: dnnl_stream_t?
+        check(dnnl_stream_create(&s, engine, dnnl_stream_default_flags.rawValue), "stream_create")
+        stream = s!
+    }
+
+    deinit {
+        for (_, v) in constantWeights { v.reordered.deallocate() }
+        scratchpad?.deallocate()
+        primitives.removeAll()
+        dnnl_stream_destroy(stream)
+        dnnl_engine_destroy(engine)
+    }
+
+    /// Forgets the reordered copies of constant weights (call after changing weights in place).
+    public func forgetConstantWeights() {
+        for (_, v) in constantWeights { v.reordered.deallocate() }
+        constantWeights.removeAll()
+    }
+
+    /// Times `body` under `kind` when profiling.
+    @inline(__always)
+    public func timed<T>(_ kind: String, _ body: () -> T) -> T {
+        guard profiling else { return body() }
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let r = body()
+        profile[kind, default: 0] += Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
+        return r
+    }
+
+    func scratch(_ bytes: Int) -> UnsafeMutableRawPointer? {
+        guard bytes > 0 else { return nil }
+        if bytes > scratchpadBytes {
+            scratchpad?.deallocate()
+            scratchpad = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+            scratchpadBytes = bytes
+        }
+        return scratchpad
+    }
+
+    /// Runs a primitive on (argument, memory descriptor, buffer) triples, plus the scratchpad.
+    func execute(_ p: Primitive, _ args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)]) {
+        var mems: [dnnl_memory_t?] = []
+        var execArgs: [dnnl_exec_arg_t] = []
+        var all = args
+        if p.scratchpadBytes > 0, let s = scratch(p.scratchpadBytes) {
+            all.append((DNNL_ARG_SCRATCHPAD, p.md(dnnl_query_scratchpad_md), s))
+        }
+        for (arg, md, ptr) in all {
+            var m: dnnl_memory_t?
+            var d = md
+            check(dnnl_memory_create(&m, &d, engine, ptr), "memory_create")
+            mems.append(m)
+            execArgs.append(dnnl_exec_arg_t(arg: arg, memory: m))
+        }
+        check(dnnl_primitive_execute(p.primitive, stream, Int32(execArgs.count), execArgs), "execute")
+        check(dnnl_stream_wait(stream), "stream_wait")
+        for m in mems { dnnl_memory_destroy(m) }
+    }
+
+    /// Copies between two layouts of the same logical tensor.
+    func reorder(from src: dnnl_memory_desc_t, _ srcPtr: UnsafeMutableRawPointer,
+                 to dst: dnnl_memory_desc_t, _ dstPtr: UnsafeMutableRawPointer) {
+        var s = src, d = dst
+        let key = "reorder \(layoutKey(s)) -> \(layoutKey(d))"
+        let p: Primitive
+        if let cached = primitives[key] {
+            p = cached
+        } else {
+            var attr: dnnl_primitive_attr_t?
+            check(dnnl_primitive_attr_create(&attr), "attr_create")
+            check(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user), "scratchpad_mode")
+            var pd: dnnl_primitive_desc_t?
+            check(dnnl_reorder_primitive_desc_create(&pd, &s, engine, &d, engine, attr), "reorder_pd")
+            dnnl_primitive_attr_destroy(attr)
+            p = Primitive(pd: pd!, what: "reorder")
+            primitives[key] = p
+        }
+        execute(p, [(DNNL_ARG_FROM, s, srcPtr), (DNNL_ARG_TO, d, dstPtr)])
+    }
+
+    /// A string that identifies a memory descriptor's layout (dims, padding and blocking).
+    func layoutKey(_ md: dnnl_memory_desc_t) -> String {
+        var m = md
+        let nd = Int(m.ndims)
+        var parts: [Int64] = []
+        withUnsafeBytes(of: &m.dims) { b in for i in 0..<nd { parts.append(b.load(fromByteOffset: i * 8, as: Int64.self)) } }
+        withUnsafeBytes(of: &m.padded_dims) { b in for i in 0..<nd { parts.append(b.load(fromByteOffset: i * 8, as: Int64.self)) } }
+        if m.format_kind == dnnl_blocked {
+            let bd = m.format_desc.blocking
+            var bdc = bd
+            withUnsafeBytes(of: &bdc.strides) { b in for i in 0..<nd { parts.append(b.load(fromByteOffset: i * 8, as: Int64.self)) } }
+            parts.append(Int64(bd.inner_nblks))
+            withUnsafeBytes(of: &bdc.inner_blks) { b in for i in 0..<Int(bd.inner_nblks) { parts.append(b.load(fromByteOffset: i * 8, as: Int64.self)) } }
+            withUnsafeBytes(of: &bdc.inner_idxs) { b in for i in 0..<Int(bd.inner_nblks) { parts.append(b.load(fromByteOffset: i * 8, as: Int64.self)) } }
+        } else {
+            parts.append(-Int64(m.format_kind.rawValue))
+        }
+        parts.append(Int64(m.extra.flags))
+        return parts.map(String.init).joined(separator: ",")
+    }
+
+    static func md(_ dims: [Int], _ tag: dnnl_format_tag_t) -> dnnl_memory_desc_t {
+        var m = dnnl_memory_desc_t()
+        check(dnnl_memory_desc_init_by_tag(&m, Int32(dims.count), dims.map(Int64.init), dnnl_f32, tag), "memory_desc \(dims)")
+        return m
+    }
+
+    static func md(of t: Tensor) -> dnnl_memory_desc_t {
+        switch t.layout {
+        case .blocked16: return md(t.shape, dnnl_nChw16c)
+        case .plain:
+            switch t.shape.count {
+            case 1: return md(t.shape, dnnl_x)
+            case 2: return md(t.shape, dnnl_nc)
+            case 4: return md(t.shape, dnnl_nchw)
+            default: preconditionFailure("no oneDNN layout for shape \(t.shape)")
+            }
+        }
+    }
+
+    static func size(_ md: dnnl_memory_desc_t) -> Int {
+        var m = md
+        return dnnl_memory_desc_get_size(&m)
+    }
+
+    static func equal(_ a: dnnl_memory_desc_t, _ b: dnnl_memory_desc_t) -> Bool {
+        var x = a, y = b
+        return dnnl_memory_desc_equal(&x, &y) != 0
+    }
+}

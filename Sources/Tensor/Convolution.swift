@@ -1,0 +1,211 @@
+import CDNNL
+
+/// Convolution on oneDNN: activations in nChw16c (the network's input may be plain NCHW), weights given as plain
+/// OIHW [out, in, kh, kw] and reordered into whatever layout the chosen kernel wants. Groups and dilation: none.
+extension ComputeEngine {
+    /// Output side of a convolution along one axis (PyTorch's floor rule).
+    public static func convolutionOutput(_ size: Int, kernel: Int, stride: Int, padding: Int) -> Int {
+        (size + 2 * padding - kernel) / stride + 1
+    }
+
+    private struct ConvShape {
+        var inShape: [Int]
+        var inLayout: Layout
+        var weightShape: [Int]
+        var hasBias: Bool
+        var stride: Int
+        var padding: Int
+        var outShape: [Int] {
+            [inShape[0], weightShape[0],
+             ComputeEngine.convolutionOutput(inShape[2], kernel: weightShape[2], stride: stride, padding: padding),
+             ComputeEngine.convolutionOutput(inShape[3], kernel: weightShape[3], stride: stride, padding: padding)]
+        }
+        var key: String { "\(inShape) \(inLayout) w\(weightShape) b\(hasBias) s\(stride) p\(padding)" }
+        var srcMD: dnnl_memory_desc_t { ComputeEngine.md(inShape, inLayout == .blocked16 ? dnnl_nChw16c : dnnl_nchw) }
+        var dstMD: dnnl_memory_desc_t { ComputeEngine.md(outShape, dnnl_nChw16c) }
+        var userWeightsMD: dnnl_memory_desc_t { ComputeEngine.md(weightShape, dnnl_oihw) }
+        var anyWeightsMD: dnnl_memory_desc_t { ComputeEngine.md(weightShape, dnnl_format_tag_any) }
+        var biasMD: dnnl_memory_desc_t { ComputeEngine.md([weightShape[0]], dnnl_x) }
+        var strides: [Int64] { [Int64(stride), Int64(stride)] }
+        var padL: [Int64] { [Int64(padding), Int64(padding)] }
+        /// oneDNN wants the right/bottom padding that makes its output size equal PyTorch's floor rule.
+        var padR: [Int64] {
+            let o = outShape
+            return [Int64((o[2] - 1) * stride + weightShape[2] - inShape[2] - padding),
+                    Int64((o[3] - 1) * stride + weightShape[3] - inShape[3] - padding)]
+        }
+    }
+
+    private func attributes(relu: Bool, sum: Bool) -> dnnl_primitive_attr_t? {
+        var attr: dnnl_primitive_attr_t?
+        check(dnnl_primitive_attr_create(&attr), "attr_create")
+        check(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user), "scratchpad_mode")
+        if relu || sum {
+            var ops: dnnl_post_ops_t?
+            check(dnnl_post_ops_create(&ops), "post_ops_create")
+            if sum { check(dnnl_post_ops_append_sum(ops, 1), "append_sum") }
+            if relu { check(dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_relu, 0, 0), "append_relu") }
+            check(dnnl_primitive_attr_set_post_ops(attr, ops), "set_post_ops")
+            dnnl_post_ops_destroy(ops)
+        }
+        return attr
+    }
+
+    private func forwardPrimitive(_ s: ConvShape, training: Bool, relu: Bool, sum: Bool) -> Primitive {
+        let key = "conv fwd \(s.key) t\(training) r\(relu) s\(sum)"
+        if let p = primitives[key] { return p }
+        var desc = dnnl_convolution_desc_t()
+        var src = s.srcMD, w = s.anyWeightsMD, b = s.biasMD, dst = s.dstMD
+        let status = withUnsafePointer(to: &b) { bp in
+            dnnl_convolution_forward_desc_init(&desc, training ? dnnl_forward_training : dnnl_forward_inference,
+                                               dnnl_convolution_direct, &src, &w, s.hasBias ? bp : nil, &dst,
+                                               s.strides, s.padL, s.padR)
+        }
+        check(status, "conv fwd desc \(s.key)")
+        let attr = attributes(relu: relu, sum: sum)
+        var pd: dnnl_primitive_desc_t?
+        check(dnnl_primitive_desc_create(&pd, &desc, attr, engine, nil), "conv fwd pd \(s.key)")
+        dnnl_primitive_attr_destroy(attr)
+        let p = Primitive(pd: pd!, what: "conv fwd")
+        primitives[key] = p
+        implementations["\(s.weightShape[2])x\(s.weightShape[3]) s\(s.stride) \(s.inLayout == .plain ? "nchw" : "nChw16c") \(p.implementation)", default: 0] += 1
+        return p
+    }
+
+    /// Runs `body` with the weights in the layout `wanted`: in place when it is plain OIHW, from the cache for
+    /// constant weights, else through a temporary reorder.
+    private func withWeights<T>(_ weight: Tensor, user: dnnl_memory_desc_t, wanted: dnnl_memory_desc_t,
+                                constant: Bool, _ body: (UnsafeMutableRawPointer) -> T) -> T {
+        if ComputeEngine.equal(user, wanted) { return body(UnsafeMutableRawPointer(weight.data)) }
+        let layout = layoutKey(wanted)
+        if constant, let c = constantWeights[ObjectIdentifier(weight)], c.layout == layout {
+            return body(c.reordered)
+        }
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: ComputeEngine.size(wanted), alignment: 64)
+        reorder(from: user, UnsafeMutableRawPointer(weight.data), to: wanted, buf)
+        if constant {
+            if let old = constantWeights[ObjectIdentifier(weight)] { old.reordered.deallocate() }
+            constantWeights[ObjectIdentifier(weight)] = (weight, layout, buf)
+            return body(buf)
+        }
+        defer { buf.deallocate() }
+        return body(buf)
+    }
+
+    /// y = conv(x, weight) + bias, then optionally y += `sumInto` (the result is written into `sumInto`) and ReLU.
+    /// x: [N, C, H, W] blocked (or plain NCHW for the network's input); weight [O, C, kh, kw] plain; bias [O].
+    /// Returns [N, O, Ho, Wo] blocked.
+    public func convolution(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Int = 0,
+                            training: Bool = false, constantWeights constant: Bool = false,
+                            sumInto: Tensor? = nil, relu: Bool = false) -> Tensor {
+        precondition(x.shape.count == 4 && weight.shape.count == 4 && x.c == weight.shape[1],
+                     "convolution of \(x.shape) with weights \(weight.shape)")
+        let s = ConvShape(inShape: x.shape, inLayout: x.layout, weightShape: weight.shape, hasBias: bias != nil, stride: stride, padding: padding)
+        let p = forwardPrimitive(s, training: training, relu: relu, sum: sumInto != nil)
+        let o = s.outShape
+        flops += 2 * Double(o[0] * o[1] * o[2] * o[3]) * Double(weight.count / weight.shape[0])
+        let out: Tensor
+        if let acc = sumInto {
+            precondition(acc.shape == s.outShape && acc.layout == .blocked16, "sum post-op into \(acc.shape), want \(s.outShape)")
+            out = acc
+        } else {
+            out = Tensor(shape: s.outShape, layout: .blocked16, zeroed: false)
+        }
+        withWeights(weight, user: s.userWeightsMD, wanted: p.md(dnnl_query_weights_md), constant: constant) { wp in
+            var args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] = [
+                (DNNL_ARG_SRC, s.srcMD, UnsafeMutableRawPointer(x.data)),
+                (DNNL_ARG_WEIGHTS, p.md(dnnl_query_weights_md), wp),
+                (DNNL_ARG_DST, s.dstMD, UnsafeMutableRawPointer(out.data)),
+            ]
+            if let b = bias { args.append((DNNL_ARG_BIAS, s.biasMD, UnsafeMutableRawPointer(b.data))) }
+            execute(p, args)
+        }
+        return out
+    }
+
+    /// dL/dx of a convolution, given dL/dy [N, O, Ho, Wo] blocked. Returns [N, C, H, W] blocked.
+    public func convolutionBackwardData(_ dy: Tensor, weight: Tensor, inputShape: [Int], stride: Int = 1,
+                                        padding: Int = 0) -> Tensor {
+        let s = ConvShape(inShape: inputShape, inLayout: .blocked16, weightShape: weight.shape, hasBias: false, stride: stride, padding: padding)
+        precondition(dy.shape == s.outShape, "convolution gradient \(dy.shape), want \(s.outShape)")
+        let key = "conv bwd data \(s.key)"
+        let p: Primitive
+        if let c = primitives[key] {
+            p = c
+        } else {
+            let hint = forwardPrimitive(s, training: true, relu: false, sum: false)
+            var desc = dnnl_convolution_desc_t()
+            var dsrc = s.srcMD, w = s.anyWeightsMD, ddst = s.dstMD
+            check(dnnl_convolution_backward_data_desc_init(&desc, dnnl_convolution_direct, &dsrc, &w, &ddst,
+                                                           s.strides, s.padL, s.padR), "conv bwd data desc")
+            let attr = attributes(relu: false, sum: false)
+            var pd: dnnl_primitive_desc_t?
+            check(dnnl_primitive_desc_create(&pd, &desc, attr, engine, hint.pd), "conv bwd data pd \(s.key)")
+            dnnl_primitive_attr_destroy(attr)
+            p = Primitive(pd: pd!, what: "conv bwd data")
+            primitives[key] = p
+        }
+        let dx = Tensor(shape: inputShape, layout: .blocked16, zeroed: false)
+        withWeights(weight, user: s.userWeightsMD, wanted: p.md(dnnl_query_weights_md), constant: false) { wp in
+            execute(p, [
+                (DNNL_ARG_DIFF_DST, s.dstMD, UnsafeMutableRawPointer(dy.data)),
+                (DNNL_ARG_WEIGHTS, p.md(dnnl_query_weights_md), wp),
+                (DNNL_ARG_DIFF_SRC, s.srcMD, UnsafeMutableRawPointer(dx.data)),
+            ])
+        }
+        return dx
+    }
+
+    /// dL/dweight [O, C, kh, kw] (plain) and dL/dbias [O] of a convolution with input x, given dL/dy.
+    public func convolutionBackwardWeights(_ x: Tensor, _ dy: Tensor, weightShape: [Int], hasBias: Bool,
+                                           stride: Int = 1, padding: Int = 0) -> (weight: Tensor, bias: Tensor?) {
+        let s = ConvShape(inShape: x.shape, inLayout: x.layout, weightShape: weightShape, hasBias: hasBias, stride: stride, padding: padding)
+        precondition(dy.shape == s.outShape, "convolution gradient \(dy.shape), want \(s.outShape)")
+        let key = "conv bwd weights \(s.key)"
+        let p: Primitive
+        if let c = primitives[key] {
+            p = c
+        } else {
+            let hint = forwardPrimitive(s, training: true, relu: false, sum: false)
+            var desc = dnnl_convolution_desc_t()
+            var src = s.srcMD, dw = s.anyWeightsMD, db = s.biasMD, ddst = s.dstMD
+            let status = withUnsafePointer(to: &db) { bp in
+                dnnl_convolution_backward_weights_desc_init(&desc, dnnl_convolution_direct, &src, &dw,
+                                                            hasBias ? bp : nil, &ddst, s.strides, s.padL, s.padR)
+            }
+            check(status, "conv bwd weights desc")
+            let attr = attributes(relu: false, sum: false)
+            var pd: dnnl_primitive_desc_t?
+            check(dnnl_primitive_desc_create(&pd, &desc, attr, engine, hint.pd), "conv bwd weights pd \(s.key)")
+            dnnl_primitive_attr_destroy(attr)
+            p = Primitive(pd: pd!, what: "conv bwd weights")
+            primitives[key] = p
+        }
+        let dw = Tensor(shape: weightShape, layout: .plain, zeroed: false)
+        let db = hasBias ? Tensor(shape: [weightShape[0]], layout: .plain, zeroed: false) : nil
+        let wanted = p.md(dnnl_query_diff_weights_md)
+        let direct = ComputeEngine.equal(wanted, s.userWeightsMD)
+        let buf = direct ? UnsafeMutableRawPointer(dw.data)
+                         : UnsafeMutableRawPointer.allocate(byteCount: ComputeEngine.size(wanted), alignment: 64)
+        var args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] = [
+            (DNNL_ARG_SRC, s.srcMD, UnsafeMutableRawPointer(x.data)),
+            (DNNL_ARG_DIFF_DST, s.dstMD, UnsafeMutableRawPointer(dy.data)),
+            (DNNL_ARG_DIFF_WEIGHTS, wanted, buf),
+        ]
+        if let db { args.append((DNNL_ARG_DIFF_BIAS, s.biasMD, UnsafeMutableRawPointer(db.data))) }
+        execute(p, args)
+        if !direct {
+            reorder(from: wanted, buf, to: s.userWeightsMD, UnsafeMutableRawPointer(dw.data))
+            buf.deallocate()
+        }
+        return (dw, db)
+    }
+
+    /// Which oneDNN implementation runs a forward convolution of this shape (for the bench and tests).
+    public func convolutionImplementation(inputShape: [Int], inputLayout: Layout = .blocked16, weightShape: [Int],
+                                          stride: Int = 1, padding: Int = 0) -> String {
+        let s = ConvShape(inShape: inputShape, inLayout: inputLayout, weightShape: weightShape, hasBias: false, stride: stride, padding: padding)
+        return forwardPrimitive(s, training: false, relu: false, sum: false).implementation
+    }
+}
+

@@ -1,0 +1,595 @@
+import CBLAS
+import Foundation
+
+/// The ops of one forward pass. With a `tape`, each op records its backward step there (training); without one,
+/// nothing but the outputs is kept (inference). Activations are blocked [N, C, H, W]; matrices are plain.
+public struct Ops {
+    public let engine: ComputeEngine
+    public let tape: Tape?
+    /// BatchNorm uses batch statistics (and updates the running ones) when training.
+    public let training: Bool
+
+    public init(engine: ComputeEngine, tape: Tape? = nil, training: Bool = false) {
+        self.engine = engine
+        self.tape = tape
+        self.training = training
+    }
+
+    private func tracks(_ ts: Tensor?...) -> Bool { tape != nil && ts.contains { $0?.requiresGrad == true } }
+
+    // MARK: Convolution
+
+    /// conv(x, weight) + bias. x [N, C, H, W]; weight [O, C, k, k] plain; bias [O] or nil.
+    public func conv(_ x: Tensor, _ weight: Tensor, bias: Tensor? = nil, stride: Int = 1, padding: Int = 0,
+                     relu: Bool = false, sumInto: Tensor? = nil) -> Tensor {
+        precondition(tape == nil || (!relu && sumInto == nil), "post-ops are for inference only")
+        let engine = self.engine
+        let y = engine.timed(weight.shape[2] == 1 ? "conv 1x1" : "conv \(weight.shape[2])x\(weight.shape[3])") {
+            engine.convolution(x, weight: weight, bias: bias, stride: stride, padding: padding,
+                               training: tape != nil, constantWeights: tape == nil, sumInto: sumInto, relu: relu)
+        }
+        guard let tape, tracks(x, weight, bias) else { return y }
+        y.requiresGrad = true
+        tape.record {
+            guard let dy = tape.gradient(y) else { return }
+            if weight.requiresGrad || bias?.requiresGrad == true {
+                let (dw, db) = engine.convolutionBackwardWeights(x, dy, weightShape: weight.shape, hasBias: bias != nil,
+                                                                 stride: stride, padding: padding)
+                tape.accumulate(weight, dw)
+                if let bias, let db { tape.accumulate(bias, db) }
+            }
+            if x.requiresGrad {
+                tape.accumulate(x, engine.convolutionBackwardData(dy, weight: weight, inputShape: x.shape,
+                                                                  stride: stride, padding: padding))
+            }
+        }
+        return y
+    }
+
+    // MARK: BatchNorm
+
+    /// BatchNorm2d as PyTorch: training normalises with the batch mean and biased variance and moves the running
+    /// statistics by `momentum` (running_var gets the unbiased variance); inference uses the running statistics.
+    public func batchNorm(_ x: Tensor, weight: Tensor, bias: Tensor, runningMean: Tensor, runningVar: Tensor,
+                          momentum: Float = 0.1, eps: Float = 1e-5) -> Tensor {
+        precondition(x.layout == .blocked16, "batchNorm wants a blocked activation")
+        let C = x.c, cb = x.channelBlocks, HW = x.h * x.w, N = x.n
+        let lanes = cb * 16
+        var scale = [Float](repeating: 0, count: lanes), shift = [Float](repeating: 0, count: lanes)
+        var mean = [Double](repeating: 0, count: lanes), invstd = [Float](repeating: 0, count: lanes)
+        if training {
+            let M = Double(N * HW)
+            var sum = [Double](repeating: 0, count: lanes), sq = [Double](repeating: 0, count: lanes)
+            blockedPlanes(x) { plane, b in
+                var s = [Float](repeating: 0, count: 16), q = [Float](repeating: 0, count: 16)
+                var sd = [Double](repeating: 0, count: 16), qd = [Double](repeating: 0, count: 16)
+                for i in 0..<HW {
+                    for l in 0..<16 { let v = plane[i * 16 + l]; s[l] += v; q[l] += v * v }
+                    if i & 255 == 255 { for l in 0..<16 { sd[l] += Double(s[l]); qd[l] += Double(q[l]); s[l] = 0; q[l] = 0 } }
+                }
+                for l in 0..<16 { sum[b * 16 + l] += sd[l] + Double(s[l]); sq[b * 16 + l] += qd[l] + Double(q[l]) }
+            }
+            for ch in 0..<C {
+                let m = sum[ch] / M
+                let v = max(sq[ch] / M - m * m, 0)
+                mean[ch] = m
+                invstd[ch] = Float(1 / (v + Double(eps)).squareRoot())
+                scale[ch] = weight.data[ch] * invstd[ch]
+                shift[ch] = bias.data[ch] - Float(m) * scale[ch]
+                runningMean.data[ch] = (1 - momentum) * runningMean.data[ch] + momentum * Float(m)
+                let unbiased = M > 1 ? v * M / (M - 1) : v
+                runningVar.data[ch] = (1 - momentum) * runningVar.data[ch] + momentum * Float(unbiased)
+            }
+        } else {
+            for ch in 0..<C {
+                invstd[ch] = 1 / (runningVar.data[ch] + eps).squareRoot()
+                mean[ch] = Double(runningMean.data[ch])
+                scale[ch] = weight.data[ch] * invstd[ch]
+                shift[ch] = bias.data[ch] - runningMean.data[ch] * scale[ch]
+            }
+        }
+        let y = Tensor(shape: x.shape, layout: .blocked16, zeroed: false)
+        engine.timed("batchnorm") {
+            blockedPlanes(x) { plane, b in
+                let out = y.data + (plane - x.data)
+                for i in 0..<HW {
+                    for l in 0..<16 { out[i * 16 + l] = plane[i * 16 + l] * scale[b * 16 + l] + shift[b * 16 + l] }
+                }
+            }
+        }
+        guard let tape, tracks(x, weight, bias) else { return y }
+        y.requiresGrad = true
+        let training = self.training
+        tape.record {
+            guard let dy = tape.gradient(y) else { return }
+            // Per channel: Σdy and Σdy·x̂, with x̂ = (x − mean)·invstd.
+            var sdy = [Double](repeating: 0, count: lanes), sdyx = [Double](repeating: 0, count: lanes)
+            blockedPlanes(x) { plane, b in
+                let g = dy.data + (plane - x.data)
+                for i in 0..<HW {
+                    for l in 0..<16 {
+                        let ch = b * 16 + l
+                        let xhat = (Double(plane[i * 16 + l]) - mean[ch]) * Double(invstd[ch])
+                        sdy[ch] += Double(g[i * 16 + l])
+                        sdyx[ch] += Double(g[i * 16 + l]) * xhat
+                    }
+                }
+            }
+            let dw = Tensor(shape: [C]), db = Tensor(shape: [C])
+            for ch in 0..<C { dw.data[ch] = Float(sdyx[ch]); db.data[ch] = Float(sdy[ch]) }
+            tape.accumulate(weight, dw)
+            tape.accumulate(bias, db)
+            guard x.requiresGrad else { return }
+            let dx = Tensor(shape: x.shape, layout: .blocked16, zeroed: false)
+            let M = Double(N * HW)
+            blockedPlanes(x) { plane, b in
+                let off = plane - x.data
+                let g = dy.data + off, o = dx.data + off
+                for i in 0..<HW {
+                    for l in 0..<16 {
+                        let ch = b * 16 + l
+                        if training {
+                            let xhat = (Double(plane[i * 16 + l]) - mean[ch]) * Double(invstd[ch])
+                            o[i * 16 + l] = Float(Double(scale[ch]) / M
+                                * (M * Double(g[i * 16 + l]) - sdy[ch] - xhat * sdyx[ch]))
+                        } else {
+                            o[i * 16 + l] = g[i * 16 + l] * scale[ch]
+                        }
+                    }
+                }
+            }
+            tape.accumulate(x, dx)
+        }
+        return y
+    }
+
+    // MARK: Elementwise
+
+    public func relu(_ x: Tensor) -> Tensor {
+        let y = Tensor(shape: x.shape, layout: x.layout, zeroed: false)
+        engine.timed("relu") { for i in 0..<x.storageCount { y.data[i] = max(x.data[i], 0) } }
+        guard let tape, tracks(x) else { return y }
+        y.requiresGrad = true
+        tape.record {
+            guard let dy = tape.gradient(y) else { return }
+            let dx = Tensor(shape: x.shape, layout: x.layout, zeroed: false)
+            for i in 0..<x.storageCount { dx.data[i] = y.data[i] > 0 ? dy.data[i] : 0 }
+            tape.accumulate(x, dx)
+        }
+        return y
+    }
+
+    /// Σ terms (same shape and layout).
+    public func sum(_ terms: [Tensor]) -> Tensor {
+        precondition(!terms.isEmpty)
+        let y = terms[0].copy()
+        engine.timed("add") { for t in terms.dropFirst() { y.add(t) } }
+        guard let tape, terms.contains(where: { $0.requiresGrad }) else { return y }
+        y.requiresGrad = true
+        tape.record {
+            guard let dy = tape.gradient(y) else { return }
+            for t in terms where t.requiresGrad { tape.accumulate(t, dy.copy()) }
+        }
+        return y
+    }
+
+    public func add(_ a: Tensor, _ b: Tensor) -> Tensor { sum([a, b]) }
+
+    /// Elementwise sigmoid, returned as plain NCHW (the network's output edge).
+    public func sigmoid(_ x: Tensor) -> Tensor {
+        let p = x.toPlain()
+        let y = Tensor(shape: x.shape, layout: .plain, zeroed: false)
+        for i in 0..<p.count { y.data[i] = 1 / (1 + expf(-p.data[i])) }
+        return y
+    }
+
+    // MARK: Spatial
+
+    /// Bilinear resize to outH × outW with align_corners=False, exactly as PyTorch's upsample_bilinear2d (source
+    /// index (dst + 0.5)·in/out − 0.5, clamped at 0; the far neighbour is clamped to the last row/column).
+    public func resizeBilinear(_ x: Tensor, height outH: Int, width outW: Int) -> Tensor {
+        precondition(x.layout == .blocked16)
+        if x.h == outH && x.w == outW { return x }
+        let rows = Self.bilinearTaps(input: x.h, output: outH)
+        let cols = Self.bilinearTaps(input: x.w, output: outW)
+        let y = Tensor(shape: [x.n, x.c, outH, outW], layout: .blocked16, zeroed: false)
+        let inW = x.w
+        engine.timed("resize") {
+            for pi in 0..<(x.n * x.channelBlocks) {
+                Self.resizePlane(x.data + pi * x.h * inW * 16, inW: inW, rows: rows, cols: cols,
+                                 into: y.data + pi * outH * outW * 16)
+            }
+        }
+        guard let tape, tracks(x) else { return y }
+        y.requiresGrad = true
+        tape.record {
+            guard let dy = tape.gradient(y) else { return }
+            let dx = Tensor(shape: x.shape, layout: .blocked16)
+            let planes = x.n * x.channelBlocks, inPlane = x.h * x.w * 16, outPlane = outH * outW * 16
+            for pi in 0..<planes {
+                let g = dy.data + pi * outPlane, o = dx.data + pi * inPlane
+                for oy in 0..<outH {
+                    let r = rows[oy]
+                    for ox in 0..<outW {
+                        let c = cols[ox]
+                        let gv = g + (oy * outW + ox) * 16
+                        for l in 0..<16 {
+                            let v = gv[l]
+                            o[(r.0 * inW + c.0) * 16 + l] += r.2 * c.2 * v
+                            o[(r.0 * inW + c.1) * 16 + l] += r.2 * c.3 * v
+                            o[(r.1 * inW + c.0) * 16 + l] += r.3 * c.2 * v
+                            o[(r.1 * inW + c.1) * 16 + l] += r.3 * c.3 * v
+                        }
+                    }
+                }
+            }
+            tape.accumulate(x, dx)
+        }
+        return y
+    }
+
+    /// One plane of 16 channels: out[oy, ox] = bilinear mix of the four taps.
+    static func resizePlane(_ plane: UnsafeMutablePointer<Float>, inW: Int, rows: [(Int, Int, Float, Float)],
+                            cols: [(Int, Int, Float, Float)], into out: UnsafeMutablePointer<Float>) {
+        let outW = cols.count
+        for oy in 0..<rows.count {
+            let r = rows[oy]
+            for ox in 0..<outW {
+                let c = cols[ox]
+                let a = plane + (r.0 * inW + c.0) * 16, b = plane + (r.0 * inW + c.1) * 16
+                let d = plane + (r.1 * inW + c.0) * 16, e = plane + (r.1 * inW + c.1) * 16
+                let o = out + (oy * outW + ox) * 16
+                for l in 0..<16 {
+                    o[l] = r.2 * (c.2 * a[l] + c.3 * b[l]) + r.3 * (c.2 * d[l] + c.3 * e[l])
+                }
+            }
+        }
+    }
+
+    /// Resizes every map to height × width (bilinear, align_corners=False) and concatenates them along channels:
+    /// the FCN head's resize_concat. Inference writes each map straight into its channel range when the ranges
+    /// start on channel blocks (all HRNet widths are multiples of 16); otherwise, and when training, it is
+    /// resize then concat.
+    /// `rows` (inference only) computes just that band of output rows: [N, ΣC, rows.count, width].
+    public func resizeConcat(_ xs: [Tensor], height: Int, width: Int, rows band: Range<Int>? = nil) -> Tensor {
+        var bases: [Int] = []
+        var total = 0
+        for x in xs { bases.append(total); total += x.c }
+        guard tape == nil, bases.allSatisfy({ $0 % 16 == 0 }) else {
+            precondition(band == nil, "banded resize-concat is for inference with block-aligned widths")
+            return concat(xs.map { resizeBilinear($0, height: height, width: width) })
+        }
+        let band = band ?? 0..<height
+        let y = Tensor(shape: [xs[0].n, total, band.count, width], layout: .blocked16)
+        let outPlane = band.count * width * 16
+        engine.timed("resize") {
+            for (x, base) in zip(xs, bases) {
+                let rows = Array(Self.bilinearTaps(input: x.h, output: height)[band])
+                let cols = Self.bilinearTaps(input: x.w, output: width)
+                let inPlane = x.h * x.w * 16
+                for b in 0..<x.n {
+                    for k in 0..<x.channelBlocks {
+                        let src = x.data + (b * x.channelBlocks + k) * inPlane
+                        let dst = y.data + (b * y.channelBlocks + base / 16 + k) * outPlane
+                        if x.h == height && x.w == width { dst.update(from: src + band.lowerBound * width * 16, count: outPlane) }
+                        else { Self.resizePlane(src, inW: x.w, rows: rows, cols: cols, into: dst) }
+                    }
+                }
+            }
+        }
+        return y
+    }
+
+    /// Copies a band of rows [N, C, r, W] into `whole` [N, C, H, W] starting at row `at` (inference).
+    public func placeRows(_ band: Tensor, into whole: Tensor, at row: Int) {
+        precondition(band.n == whole.n && band.c == whole.c && band.w == whole.w && row + band.h <= whole.h)
+        let planes = band.n * band.channelBlocks
+        for pi in 0..<planes {
+            (whole.data + (pi * whole.h + row) * whole.w * 16).update(from: band.data + pi * band.h * band.w * 16,
+                                                                      count: band.h * band.w * 16)
+        }
+    }
+
+    /// (near index, far index, near weight, far weight) per output position, PyTorch's align_corners=False rule.
+    static func bilinearTaps(input: Int, output: Int) -> [(Int, Int, Float, Float)] {
+        let scale = Float(input) / Float(output)
+        return (0..<output).map { d in
+            let src = max(scale * (Float(d) + 0.5) - 0.5, 0)
+            let i0 = min(Int(src), input - 1)
+            let i1 = i0 < input - 1 ? i0 + 1 : i0
+            let l1 = src - Float(i0)
+            return (i0, i1, 1 - l1, l1)
+        }
+    }
+
+    /// Nearest-neighbour upsampling by an integer factor (nn.Upsample(scale_factor=f, mode='nearest')).
+    public func upsampleNearest(_ x: Tensor, factor f: Int) -> Tensor {
+        let outH = x.h * f, outW = x.w * f
+        let y = Tensor(shape: [x.n, x.c, outH, outW], layout: .blocked16, zeroed: false)
+        let planes = x.n * x.channelBlocks, inPlane = x.h * x.w * 16, outPlane = outH * outW * 16
+        for pi in 0..<planes {
+            for oy in 0..<outH {
+                for ox in 0..<outW {
+                    (y.data + pi * outPlane + (oy * outW + ox) * 16)
+                        .update(from: x.data + pi * inPlane + ((oy / f) * x.w + ox / f) * 16, count: 16)
+                }
+            }
+        }
+        guard let tape, tracks(x) else { return y }
+        y.requiresGrad = true
+        tape.record {
+            guard let dy = tape.gradient(y) else { return }
+            let dx = Tensor(shape: x.shape, layout: .blocked16)
+            for pi in 0..<planes {
+                for oy in 0..<outH {
+                    for ox in 0..<outW {
+                        let g = dy.data + pi * outPlane + (oy * outW + ox) * 16
+                        let o = dx.data + pi * inPlane + ((oy / f) * x.w + ox / f) * 16
+                        for l in 0..<16 { o[l] += g[l] }
+                    }
+                }
+            }
+            tape.accumulate(x, dx)
+        }
+        return y
+    }
+
+    /// Zero padding at the bottom and right up to height × width.
+    public func padBottomRight(_ x: Tensor, height: Int, width: Int) -> Tensor {
+        if x.h == height && x.w == width { return x }
+        let y = Tensor(shape: [x.n, x.c, height, width], layout: .blocked16)
+        Self.copyWindow(from: x, to: y, rows: x.h, cols: x.w)
+        guard let tape, tracks(x) else { return y }
+        y.requiresGrad = true
+        tape.record {
+            guard let dy = tape.gradient(y) else { return }
+            let dx = Tensor(shape: x.shape, layout: .blocked16, zeroed: false)
+            Self.copyWindow(from: dy, to: dx, rows: x.h, cols: x.w)
+            tape.accumulate(x, dx)
+        }
+        return y
+    }
+
+    /// The top-left height × width window.
+    public func crop(_ x: Tensor, height: Int, width: Int) -> Tensor {
+        if x.h == height && x.w == width { return x }
+        let y = Tensor(shape: [x.n, x.c, height, width], layout: .blocked16, zeroed: false)
+        Self.copyWindow(from: x, to: y, rows: height, cols: width)
+        guard let tape, tracks(x) else { return y }
+        y.requiresGrad = true
+        tape.record {
+            guard let dy = tape.gradient(y) else { return }
+            let dx = Tensor(shape: x.shape, layout: .blocked16)
+            Self.copyWindow(from: dy, to: dx, rows: height, cols: width)
+            tape.accumulate(x, dx)
+        }
+        return y
+    }
+
+    /// Copies the top-left rows × cols of every plane of `src` into `dst` (same N and channel blocks).
+    static func copyWindow(from src: Tensor, to dst: Tensor, rows: Int, cols: Int) {
+        let planes = src.n * src.channelBlocks
+        for pi in 0..<planes {
+            for r in 0..<rows {
+                (dst.data + ((pi * dst.h + r) * dst.w) * 16)
+                    .update(from: src.data + ((pi * src.h + r) * src.w) * 16, count: cols * 16)
+            }
+        }
+    }
+
+    /// Concatenation along channels.
+    public func concat(_ xs: [Tensor]) -> Tensor {
+        let C = xs.reduce(0) { $0 + $1.c }
+        let x0 = xs[0]
+        let y = Tensor(shape: [x0.n, C, x0.h, x0.w], layout: .blocked16)
+        engine.timed("concat") { Self.moveChannels(xs, y, toConcat: true) }
+        guard let tape, xs.contains(where: { $0.requiresGrad }) else { return y }
+        y.requiresGrad = true
+        tape.record {
+            guard let dy = tape.gradient(y) else { return }
+            let parts = xs.map { Tensor(shape: $0.shape, layout: .blocked16) }
+            Self.moveChannels(parts, dy, toConcat: false)
+            for (x, g) in zip(xs, parts) { tape.accumulate(x, g) }
+        }
+        return y
+    }
+
+    /// Copies channel ranges between `parts` and the concatenation `whole`, in either direction.
+    static func moveChannels(_ parts: [Tensor], _ whole: Tensor, toConcat: Bool) {
+        let HW = whole.h * whole.w
+        var base = 0
+        for p in parts {
+            precondition(p.n == whole.n && p.h == whole.h && p.w == whole.w, "concat of \(p.shape) with \(whole.shape)")
+            for b in 0..<whole.n {
+                if base % 16 == 0 {
+                    // Whole blocks line up: copy block planes (padding lanes of the last block are zero on both sides).
+                    for k in 0..<p.channelBlocks {
+                        let pp = p.data + (b * p.channelBlocks + k) * HW * 16
+                        let wp = whole.data + (b * whole.channelBlocks + base / 16 + k) * HW * 16
+                        let lanes = min(16, p.c - k * 16)
+                        if lanes == 16 {
+                            if toConcat { wp.update(from: pp, count: HW * 16) } else { pp.update(from: wp, count: HW * 16) }
+                            continue
+                        }
+                        for i in 0..<HW {
+                            if toConcat { (wp + i * 16).update(from: pp + i * 16, count: lanes) }
+                            else { (pp + i * 16).update(from: wp + i * 16, count: lanes) }
+                        }
+                    }
+                } else {
+                    for ch in 0..<p.c {
+                        let wc = base + ch
+                        let pp = p.data + ((b * p.channelBlocks + ch >> 4) * HW) * 16 + (ch & 15)
+                        let wp = whole.data + ((b * whole.channelBlocks + wc >> 4) * HW) * 16 + (wc & 15)
+                        for i in 0..<HW {
+                            if toConcat { wp[i * 16] = pp[i * 16] } else { pp[i * 16] = wp[i * 16] }
+                        }
+                    }
+                }
+            }
+            base += p.c
+        }
+    }
+
+    // MARK: Patches (M2MRF)
+
+    /// Non-overlapping k×k patches as rows: x [N, C, gh·k, gw·k] → plain [N·gh·gw, C·k·k]. Rows run over
+    /// (n, ph, pw) row-major; the column of x[n, c, ph·k+i, pw·k+j] is c·k² + i·k + j (nn.Unfold's order).
+    public func unfold(_ x: Tensor, patch k: Int) -> Tensor {
+        precondition(x.h % k == 0 && x.w % k == 0, "unfold of \(x.shape) by \(k)")
+        let gh = x.h / k, gw = x.w / k, C = x.c, cb = x.channelBlocks, W = x.w, H = x.h
+        let cols = C * k * k
+        let y = Tensor(shape: [x.n * gh * gw, cols], layout: .plain, zeroed: false)
+        engine.timed("m2mrf unfold/fold") {
+            Self.patchCopy(patchRows: y.data, blocked: x.data, n: x.n, C: C, cb: cb, H: H, W: W, k: k, toRows: true)
+        }
+        guard let tape, tracks(x) else { return y }
+        y.requiresGrad = true
+        tape.record {
+            guard let dy = tape.gradient(y) else { return }
+            let dx = Tensor(shape: x.shape, layout: .blocked16)
+            Self.patchCopy(patchRows: dy.data, blocked: dx.data, n: x.n, C: C, cb: cb, H: H, W: W, k: k, toRows: false)
+            tape.accumulate(x, dx)
+        }
+        return y
+    }
+
+    /// The inverse of `unfold`: rows [N·gh·gw, C·k·k] → blocked [N, C, gh·k, gw·k] (nn.Fold with stride = kernel).
+    public func fold(_ rows: Tensor, batch n: Int, channels C: Int, gridHeight gh: Int, gridWidth gw: Int,
+                     patch k: Int) -> Tensor {
+        precondition(rows.shape == [n * gh * gw, C * k * k], "fold of \(rows.shape) into \(C)×\(k)×\(k) patches")
+        let y = Tensor(shape: [n, C, gh * k, gw * k], layout: .blocked16)
+        let cb = y.channelBlocks
+        engine.timed("m2mrf unfold/fold") {
+            Self.patchCopy(patchRows: rows.data, blocked: y.data, n: n, C: C, cb: cb, H: gh * k, W: gw * k, k: k, toRows: false)
+        }
+        guard let tape, tracks(rows) else { return y }
+        y.requiresGrad = true
+        tape.record {
+            guard let dy = tape.gradient(y) else { return }
+            let dr = Tensor(shape: rows.shape, layout: .plain, zeroed: false)
+            Self.patchCopy(patchRows: dr.data, blocked: dy.data, n: n, C: C, cb: cb, H: gh * k, W: gw * k, k: k, toRows: true)
+            tape.accumulate(rows, dr)
+        }
+        return y
+    }
+
+    static func patchCopy(patchRows: UnsafeMutablePointer<Float>, blocked: UnsafeMutablePointer<Float>, n: Int, C: Int,
+                          cb: Int, H: Int, W: Int, k: Int, toRows: Bool) {
+        let gh = H / k, gw = W / k, cols = C * k * k
+        for b in 0..<n {
+            for ph in 0..<gh {
+                for pw in 0..<gw {
+                    let row = patchRows + ((b * gh + ph) * gw + pw) * cols
+                    for ch in 0..<C {
+                        let plane = blocked + ((b * cb + ch >> 4) * H * W) * 16 + (ch & 15)
+                        for i in 0..<k {
+                            let src = plane + ((ph * k + i) * W + pw * k) * 16
+                            let r = row + ch * k * k + i * k
+                            if toRows { for j in 0..<k { r[j] = src[j * 16] } }
+                            else { for j in 0..<k { src[j * 16] = r[j] } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: Matrix products
+
+    /// x [M, K] · weightᵀ + bias: weight [O, K], bias [O] → [M, O] (a Linear layer on OpenBLAS).
+    public func linear(_ x: Tensor, _ weight: Tensor, bias: Tensor?) -> Tensor {
+        // weight may carry trailing 1s (a Conv1d kernel [O, K, 1] acting as a Linear layer).
+        let M = x.shape[0], K = x.shape[1], O = weight.shape[0]
+        precondition(weight.count == O * K, "linear of \(x.shape) with \(weight.shape)")
+        let y = Tensor(shape: [M, O], layout: .plain, zeroed: false)
+        engine.flops += 2 * Double(M) * Double(O) * Double(K)
+        engine.timed("m2mrf fc") {
+            if let bias { for m in 0..<M { (y.data + m * O).update(from: bias.data, count: O) } }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(M), Int32(O), Int32(K), 1,
+                        x.data, Int32(K), weight.data, Int32(K), bias == nil ? 0 : 1, y.data, Int32(O))
+        }
+        guard let tape, tracks(x, weight, bias) else { return y }
+        y.requiresGrad = true
+        tape.record {
+            guard let dy = tape.gradient(y) else { return }
+            if weight.requiresGrad {
+                let dw = Tensor(shape: weight.shape, layout: .plain, zeroed: false)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(O), Int32(K), Int32(M), 1,
+                            dy.data, Int32(O), x.data, Int32(K), 0, dw.data, Int32(K))
+                tape.accumulate(weight, dw)
+            }
+            if let bias, bias.requiresGrad {
+                let db = Tensor(shape: [O])
+                for m in 0..<M { for o in 0..<O { db.data[o] += dy.data[m * O + o] } }
+                tape.accumulate(bias, db)
+            }
+            if x.requiresGrad {
+                let dx = Tensor(shape: [M, K], layout: .plain, zeroed: false)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(M), Int32(K), Int32(O), 1,
+                            dy.data, Int32(O), weight.data, Int32(K), 0, dx.data, Int32(K))
+                tape.accumulate(x, dx)
+            }
+        }
+        return y
+    }
+
+    // MARK: Loss
+
+    /// The bdice loss of the official code: p = sigmoid(z); per image n and class c,
+    /// L = 1 − (2·Σp·g + ε)/(Σp + Σg + ε) with g = (label == c + 1); mean over classes, then images.
+    /// z [N, C, H, W] (logits already resized to the label size); labels N·H·W values in 0…C.
+    public func binaryDiceLoss(_ z: Tensor, labels: [Int32], smooth eps: Double = 1e-5) -> Tensor {
+        let N = z.n, C = z.c, HW = z.h * z.w
+        precondition(labels.count == N * HW, "\(labels.count) labels for logits \(z.shape)")
+        let zp = z.toPlain()
+        var p = [Float](repeating: 0, count: zp.count)
+        for i in 0..<zp.count { p[i] = 1 / (1 + expf(-zp.data[i])) }
+        var inter = [Double](repeating: 0, count: N * C), total = [Double](repeating: 0, count: N * C)
+        var loss = 0.0
+        for b in 0..<N {
+            for c in 0..<C {
+                var sp = 0.0, sg = 0.0, spg = 0.0
+                let base = (b * C + c) * HW
+                for i in 0..<HW {
+                    let g: Double = labels[b * HW + i] == Int32(c + 1) ? 1 : 0
+                    sp += Double(p[base + i]); sg += g; spg += Double(p[base + i]) * g
+                }
+                inter[b * C + c] = 2 * spg + eps
+                total[b * C + c] = sp + sg + eps
+                loss += 1 - inter[b * C + c] / total[b * C + c]
+            }
+        }
+        let out = Tensor([Float(loss / Double(N * C))], shape: [1])
+        guard let tape, tracks(z) else { return out }
+        out.requiresGrad = true
+        tape.record {
+            guard let dl = tape.gradient(out) else { return }
+            let seed = Double(dl.data[0]) / Double(N * C)
+            let dz = Tensor(shape: z.shape, layout: .plain, zeroed: false)
+            for b in 0..<N {
+                for c in 0..<C {
+                    let I = inter[b * C + c], S = total[b * C + c]
+                    let base = (b * C + c) * HW
+                    for i in 0..<HW {
+                        let g: Double = labels[b * HW + i] == Int32(c + 1) ? 1 : 0
+                        let pv = Double(p[base + i])
+                        let dp = -(2 * g * S - I) / (S * S)
+                        dz.data[base + i] = Float(seed * dp * pv * (1 - pv))
+                    }
+                }
+            }
+            tape.accumulate(z, dz)
+        }
+        return out
+    }
+}
+
+/// Calls body(plane start, channel block) for every (image, channel block) plane of a blocked tensor.
+@inline(__always)
+func blockedPlanes(_ x: Tensor, _ body: (UnsafeMutablePointer<Float>, Int) -> Void) {
+    let cb = x.channelBlocks, plane = x.h * x.w * 16
+    for b in 0..<x.n {
+        for k in 0..<cb { body(x.data + (b * cb + k) * plane, k) }
+    }
+}

@@ -1,0 +1,260 @@
+import Foundation
+import Imaging
+
+/// An RGB8 photograph with its merged label map, as a training sample flows through augmentation.
+public struct LabelledImage: Sendable, Equatable {
+    public var name: String
+    public var width: Int
+    public var height: Int
+    /// Interleaved RGB, row-major, 3·width·height bytes.
+    public var rgb: [UInt8]
+    /// width·height: 0 background, 1…4 = EX, HE, SE, MA (MA > SE > HE > EX where masks overlap).
+    public var labels: [UInt8]
+    /// Which of EX, HE, SE, MA this image is annotated for.
+    public var annotated: [Bool]
+
+    public init(name: String, width: Int, height: Int, rgb: [UInt8], labels: [UInt8], annotated: [Bool]) {
+        precondition(rgb.count == 3 * width * height && labels.count == width * height && annotated.count == 4,
+                     "\(name): buffers do not fit \(width)×\(height)")
+        self.name = name
+        self.width = width
+        self.height = height
+        self.rgb = rgb
+        self.labels = labels
+        self.annotated = annotated
+    }
+}
+
+/// The official mmseg 0.8 train pipeline (m2mrf-reference.md §4.2) on RGB8 + label buffers, every draw from the run's
+/// `TrainingRNG`, in this order:
+///
+/// 1. Resize, keep ratio, scale jitter r ∈ [0.5, 2.0): target (⌊1440r⌋, ⌊960r⌋) as (long, short) maxima;
+///    image bilinear, labels nearest.
+/// 2. Flip / 90° rotation (ours, optional): one of identity, 90°, 180°, 270°, horizontal, vertical flip, uniformly —
+///    the six copies the official `tools/augment.py` wrote offline, drawn online instead. Done before the crop so a
+///    rotated landscape image still yields a crop of the configured shape.
+/// 3. RandomCrop to crop size with cat_max_ratio 0.75: up to 10 re-draws until no label value covers ≥ 75 % of the
+///    crop (and more than one is present).
+/// 4. PhotoMetricDistortion: brightness, then contrast (before or after at random), saturation, hue.
+///
+/// Normalisation and padding to the crop size happen when the batch is assembled (`normalise(into:)`), as mmseg
+/// pads after Normalize: padded image pixels are 0 after normalisation and padded labels 0 (background).
+public struct TrainingAugmentation: Sendable {
+    public var configuration: TrainingConfiguration
+
+    public init(configuration: TrainingConfiguration) { self.configuration = configuration }
+
+    public func apply(_ sample: LabelledImage, rng: inout TrainingRNG) -> LabelledImage {
+        let c = configuration
+        var image = Self.rescale(sample, long: c.scaleLong, short: c.scaleShort, ratio: rng.uniform(c.ratioRange[0], c.ratioRange[1]))
+        if c.flipsAndRotations { image = Self.orient(image, Orientation(rawValue: rng.below(6))!) }
+        image = Self.randomCrop(image, height: c.cropHeight, width: c.cropWidth, catMaxRatio: c.catMaxRatio, rng: &rng)
+        if c.photometricDistortion { PhotometricDistortion().apply(&image.rgb, rng: &rng) }
+        return image
+    }
+
+    // MARK: 1. Resize with scale jitter
+
+    /// mmcv `imrescale` to the (long, short) maxima scaled by `ratio`: factor = min(L/long side, S/short side),
+    /// new size = ⌊dim·factor + 0.5⌋.
+    public static func rescale(_ s: LabelledImage, long: Int, short: Int, ratio: Double) -> LabelledImage {
+        let (w, h) = rescaledSize(width: s.width, height: s.height, long: long, short: short, ratio: ratio)
+        if w == s.width && h == s.height { return s }
+        // Imaging's resize, the one inference uses: OpenCV INTER_LINEAR geometry for the photograph, INTER_NEAREST
+        // for labels (it never invents a label value).
+        let rgb = Resize.bilinear(Image(width: s.width, height: s.height, channels: 3, pixels: s.rgb), to: w, h)
+        let labels = Resize.nearest(Image(width: s.width, height: s.height, channels: 1, pixels: s.labels), to: w, h)
+        return LabelledImage(name: s.name, width: w, height: h, rgb: rgb.bytes, labels: labels.bytes, annotated: s.annotated)
+    }
+
+    /// The size `rescale` produces: IDRiD 4288×2848 at ratio 1 → 1440×956.
+    public static func rescaledSize(width: Int, height: Int, long: Int, short: Int, ratio: Double) -> (width: Int, height: Int) {
+        // mmseg's jitter: img_scale (⌊long·r⌋, ⌊short·r⌋), then the keep-ratio rule inference uses too.
+        let size = ModelScale(longEdge: Int(Double(long) * ratio), shortEdge: Int(Double(short) * ratio))
+            .resizedSize(width: width, height: height)
+        return (max(1, size.width), max(1, size.height))
+    }
+
+    // MARK: 2. Flips and rotations
+
+    public enum Orientation: Int, Sendable, CaseIterable {
+        case identity, rotate90, rotate180, rotate270, flipHorizontal, flipVertical
+    }
+
+    /// Rotations are counter-clockwise, as PIL's `rotate(90)` in the official `augment.py`.
+    public static func orient(_ s: LabelledImage, _ o: Orientation) -> LabelledImage {
+        if o == .identity { return s }
+        let w = s.width, h = s.height
+        let swaps = o == .rotate90 || o == .rotate270
+        let nw = swaps ? h : w, nh = swaps ? w : h
+        var rgb = [UInt8](repeating: 0, count: s.rgb.count), labels = [UInt8](repeating: 0, count: s.labels.count)
+        for y in 0..<nh {
+            for x in 0..<nw {
+                // Source pixel of destination (x, y).
+                let (sx, sy): (Int, Int) = switch o {
+                case .identity: (x, y)
+                case .rotate90: (w - 1 - y, x)
+                case .rotate180: (w - 1 - x, h - 1 - y)
+                case .rotate270: (y, h - 1 - x)
+                case .flipHorizontal: (w - 1 - x, y)
+                case .flipVertical: (x, h - 1 - y)
+                }
+                let d = y * nw + x, src = sy * w + sx
+                labels[d] = s.labels[src]
+                rgb[3 * d] = s.rgb[3 * src]
+                rgb[3 * d + 1] = s.rgb[3 * src + 1]
+                rgb[3 * d + 2] = s.rgb[3 * src + 2]
+            }
+        }
+        return LabelledImage(name: s.name, width: nw, height: nh, rgb: rgb, labels: labels, annotated: s.annotated)
+    }
+
+    // MARK: 3. Random crop
+
+    /// mmseg `RandomCrop`: offsets uniform in [0, margin]; images smaller than the crop keep their size (padded later).
+    public static func randomCrop(_ s: LabelledImage, height ch: Int, width cw: Int, catMaxRatio: Double, rng: inout TrainingRNG) -> LabelledImage {
+        func draw(_ rng: inout TrainingRNG) -> (y: Int, x: Int) {
+            let y = rng.below(max(s.height - ch, 0) + 1)
+            let x = rng.below(max(s.width - cw, 0) + 1)
+            return (y, x)
+        }
+        let h = min(ch, s.height), w = min(cw, s.width)
+        var box = draw(&rng)
+        if catMaxRatio < 1 {
+            for _ in 0..<10 {
+                var counts = [Int](repeating: 0, count: 256)
+                for y in box.y..<(box.y + h) {
+                    for x in box.x..<(box.x + w) { counts[Int(s.labels[y * s.width + x])] += 1 }
+                }
+                counts[255] = 0   // mmseg's ignore index
+                let present = counts.filter { $0 > 0 }
+                if present.count > 1, Double(present.max()!) / Double(present.reduce(0, +)) < catMaxRatio { break }
+                box = draw(&rng)
+            }
+        }
+        var rgb = [UInt8](repeating: 0, count: 3 * w * h), labels = [UInt8](repeating: 0, count: w * h)
+        for y in 0..<h {
+            let src = (box.y + y) * s.width + box.x
+            labels.replaceSubrange(y * w ..< (y + 1) * w, with: s.labels[src ..< src + w])
+            rgb.replaceSubrange(3 * y * w ..< 3 * (y + 1) * w, with: s.rgb[3 * src ..< 3 * (src + w)])
+        }
+        return LabelledImage(name: s.name, width: w, height: h, rgb: rgb, labels: labels, annotated: s.annotated)
+    }
+
+    // MARK: Normalise and pad
+
+    /// Writes the image as normalised float [3, cropHeight, cropWidth] (RGB planes, (v − mean)·(1/std) as mmcv's
+    /// `imnormalize`) and the labels as [cropHeight, cropWidth], zero beyond the image (bottom/right padding).
+    public func normalise(_ s: LabelledImage, image: inout ArraySlice<Float>, labels: inout ArraySlice<UInt8>) {
+        let ch = configuration.cropHeight, cw = configuration.cropWidth
+        let inv = configuration.std.map { Float(1 / Double($0)) }, mean = configuration.mean
+        let i0 = image.startIndex, l0 = labels.startIndex
+        for y in 0..<min(ch, s.height) {
+            for x in 0..<min(cw, s.width) {
+                let src = y * s.width + x, dst = y * cw + x
+                labels[l0 + dst] = s.labels[src]
+                for k in 0..<3 { image[i0 + k * ch * cw + dst] = (Float(s.rgb[3 * src + k]) - mean[k]) * inv[k] }
+            }
+        }
+    }
+}
+
+/// mmseg's `PhotoMetricDistortion` with its defaults, on interleaved RGB8. Each step happens with probability 0.5;
+/// values are computed in float32 and truncated to uint8 as numpy's `astype(np.uint8)` after clipping.
+/// HSV is OpenCV's 8-bit HSV (H in 0…179, S and V in 0…255), converted the way `cv2.cvtColor` does.
+public struct PhotometricDistortion: Sendable {
+    public var brightnessDelta = 32
+    public var contrastRange: (Double, Double) = (0.5, 1.5)
+    public var saturationRange: (Double, Double) = (0.5, 1.5)
+    public var hueDelta = 18
+
+    public init() {}
+
+    public func apply(_ rgb: inout [UInt8], rng: inout TrainingRNG) {
+        if rng.coin() {
+            let beta = Float(rng.uniform(Double(-brightnessDelta), Double(brightnessDelta)))
+            convert(&rgb, alpha: 1, beta: beta)
+        }
+        let contrastFirst = rng.coin()
+        if contrastFirst { contrast(&rgb, rng: &rng) }
+        if rng.coin() {
+            let alpha = Float(rng.uniform(saturationRange.0, saturationRange.1))
+            var hsv = Self.hsv(fromRGB: rgb)
+            for i in stride(from: 1, to: hsv.count, by: 3) { hsv[i] = Self.convert(hsv[i], alpha: alpha, beta: 0) }
+            rgb = Self.rgb(fromHSV: hsv)
+        }
+        if rng.coin() {
+            let delta = rng.integer(-hueDelta, hueDelta)   // numpy randint: high exclusive, so −18…17
+            var hsv = Self.hsv(fromRGB: rgb)
+            for i in stride(from: 0, to: hsv.count, by: 3) { hsv[i] = UInt8(((Int(hsv[i]) + delta) % 180 + 180) % 180) }
+            rgb = Self.rgb(fromHSV: hsv)
+        }
+        if !contrastFirst { contrast(&rgb, rng: &rng) }
+    }
+
+    private func contrast(_ rgb: inout [UInt8], rng: inout TrainingRNG) {
+        if rng.coin() { convert(&rgb, alpha: Float(rng.uniform(contrastRange.0, contrastRange.1)), beta: 0) }
+    }
+
+    private func convert(_ values: inout [UInt8], alpha: Float, beta: Float) {
+        for i in values.indices { values[i] = Self.convert(values[i], alpha: alpha, beta: beta) }
+    }
+
+    @inline(__always) static func convert(_ v: UInt8, alpha: Float, beta: Float) -> UInt8 {
+        UInt8(min(max(Float(v) * alpha + beta, 0), 255))   // clip, then truncate
+    }
+
+    private static let shift = 12
+    private static let saturationTable: [Int] = (0..<256).map { $0 == 0 ? 0 : Int((Double(255 << shift) / Double($0)).rounded(.toNearestOrEven)) }
+    private static let hueTable: [Int] = (0..<256).map { $0 == 0 ? 0 : Int((Double(180 << shift) / (6 * Double($0))).rounded(.toNearestOrEven)) }
+
+    /// OpenCV `RGB2HSV_b` with hrange 180 (fixed point, 12 fractional bits).
+    public static func hsv(fromRGB rgb: [UInt8]) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: rgb.count)
+        let half = 1 << (shift - 1)
+        for i in stride(from: 0, to: rgb.count, by: 3) {
+            let r = Int(rgb[i]), g = Int(rgb[i + 1]), b = Int(rgb[i + 2])
+            let v = max(r, g, b), diff = v - min(r, g, b)
+            let s = (diff * saturationTable[v] + half) >> shift
+            var h = v == r ? g - b : v == g ? b - r + 2 * diff : r - g + 4 * diff
+            h = (h * hueTable[diff] + half) >> shift
+            if h < 0 { h += 180 }
+            out[i] = UInt8(min(h, 255))
+            out[i + 1] = UInt8(s)
+            out[i + 2] = UInt8(v)
+        }
+        return out
+    }
+
+    /// OpenCV `HSV2RGB_b` (float per pixel, rounded to nearest as its scalar path; some OpenCV versions' SIMD path
+    /// truncates instead, a difference of at most one level).
+    public static func rgb(fromHSV hsv: [UInt8]) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: hsv.count)
+        let hscale: Float = 6 / 180
+        for i in stride(from: 0, to: hsv.count, by: 3) {
+            var h = Float(hsv[i])
+            let s = Float(hsv[i + 1]) * (1 / 255 as Float), v = Float(hsv[i + 2]) * (1 / 255 as Float)
+            var r = v, g = v, b = v
+            if s != 0 {
+                h *= hscale
+                h = fmodf(h, 6)
+                var sector = Int(h.rounded(.down))
+                h -= Float(sector)
+                if sector < 0 || sector >= 6 { sector = 0; h = 0 }
+                let tab: [Float] = [v, v * (1 - s), v * (1 - s * h), v * (1 - s * (1 - h))]
+                // OpenCV's sector table gives (b, g, r) indices into tab.
+                let sectors: [(Int, Int, Int)] = [(1, 3, 0), (1, 0, 2), (3, 0, 1), (0, 2, 1), (0, 1, 3), (2, 1, 0)]
+                let (bi, gi, ri) = sectors[sector]
+                b = tab[bi]; g = tab[gi]; r = tab[ri]
+            }
+            out[i] = saturate(r * 255)
+            out[i + 1] = saturate(g * 255)
+            out[i + 2] = saturate(b * 255)
+        }
+        return out
+    }
+
+    @inline(__always) private static func saturate(_ x: Float) -> UInt8 {
+        UInt8(min(max(x.rounded(.toNearestOrEven), 0), 255))
+    }
+}

@@ -1,0 +1,73 @@
+import Foundation
+
+/// The official training loss, `BinaryLoss(loss_type='dice', smooth=1e-5)` ("bdice", m2mrf-reference.md §3),
+/// extended to partially-labelled data, optionally plus binary cross-entropy.
+///
+/// Input: logits [N, 4, H, W] already resized to the label size, labels [N, H, W] with 0 = background and
+/// v = 1…4 the class v−1 (the merged map, MA > SE > HE > EX), and for each image which classes its dataset annotates.
+/// Per image n and class c, with p = sigmoid(logit), g = (label == c+1), sums over the H·W pixels:
+///
+///     L_nc = 1 − (2·Σpg + ε) / (Σp + Σg + ε),   ε = 1e-5
+///     L    = (1/N) Σ_n (1/|A_n|) Σ_{c ∈ A_n} L_nc
+///
+/// A_n is the set of classes annotated for image n. When every image annotates all four, |A_n| = 4 and this is the
+/// official `mean_n (1/4) Σ_c L_nc` exactly; a class an image does not annotate gets neither loss nor gradient,
+/// instead of being taught "no lesion here". The BCE term, when its weight is non-zero, is the mean over the
+/// annotated (image, class, pixel) elements of `BCEWithLogits`.
+public enum BinaryDiceLoss {
+    public static let smooth: Double = 1e-5
+    public static let classes = 4
+
+    /// The loss and its gradient with respect to the logits (same layout as `logits`).
+    public static func evaluate(logits: [Float], labels: [UInt8], annotated: [Bool], batch n: Int, height h: Int, width w: Int,
+                                bceWeight: Float = 0) throws(TrainingError) -> (loss: Float, gradient: [Float]) {
+        let c = classes, hw = h * w
+        guard logits.count == n * c * hw, labels.count == n * hw, annotated.count == n * c else {
+            throw TrainingError(.model, "loss: \(logits.count) logits, \(labels.count) labels and \(annotated.count) flags do not fit a batch of \(n) × \(c) × \(h) × \(w)")
+        }
+        if let bad = labels.first(where: { $0 > UInt8(c) }) {
+            throw TrainingError(.model, "loss: label value \(bad) is not 0 (background) or 1…\(c)")
+        }
+        var gradient = [Float](repeating: 0, count: logits.count)
+        var loss = 0.0
+        let bceElements = Double(annotated.filter { $0 }.count * hw)
+        for image in 0..<n {
+            let classesHere = (0..<c).filter { annotated[image * c + $0] }
+            guard !classesHere.isEmpty else { continue }
+            let weight = 1.0 / (Double(n) * Double(classesHere.count))
+            for cls in classesHere {
+                let base = (image * c + cls) * hw
+                let target = UInt8(cls + 1)
+                var sumPG = 0.0, sumP = 0.0, sumG = 0.0
+                for i in 0..<hw {
+                    let p = sigmoid(Double(logits[base + i]))
+                    let g: Double = labels[image * hw + i] == target ? 1 : 0
+                    sumPG += p * g
+                    sumP += p
+                    sumG += g
+                }
+                let numerator = 2 * sumPG + smooth, denominator = sumP + sumG + smooth
+                loss += weight * (1 - numerator / denominator)
+                // dL/dp_i = −(2·g_i·den − num) / den²; dp/dx = p(1 − p).
+                for i in 0..<hw {
+                    let p = sigmoid(Double(logits[base + i]))
+                    let g: Double = labels[image * hw + i] == target ? 1 : 0
+                    let dp = -(2 * g * denominator - numerator) / (denominator * denominator)
+                    gradient[base + i] = Float(weight * dp * p * (1 - p))
+                }
+                if bceWeight != 0 {
+                    let k = Double(bceWeight) / bceElements
+                    for i in 0..<hw {
+                        let x = Double(logits[base + i])
+                        let g: Double = labels[image * hw + i] == target ? 1 : 0
+                        loss += k * (max(x, 0) - x * g + log1p(exp(-abs(x))))
+                        gradient[base + i] += Float(k * (sigmoid(x) - g))
+                    }
+                }
+            }
+        }
+        return (Float(loss), gradient)
+    }
+
+    @inline(__always) static func sigmoid(_ x: Double) -> Double { 1 / (1 + exp(-x)) }
+}

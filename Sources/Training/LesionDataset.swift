@@ -1,0 +1,279 @@
+import Foundation
+import Lesions
+import Logging
+
+/// Where one training image's lesion labels come from.
+public enum LabelSource: Sendable, Equatable {
+    /// One binary mask file per class present (IDRiD, DDR); an annotated class without a file has no lesion.
+    case masks([LesionClass: URL])
+    /// One index map (nnU-Net `labelsTr/`), with the pixel value of each class.
+    case indexMap(URL, values: [LesionClass: Int])
+}
+
+/// One training image, its labels, and the classes it is annotated for. Classes it is not annotated for are left
+/// out of its loss (see `BinaryDiceLoss`).
+public struct LabelledSample: Sendable, Equatable {
+    public var name: String
+    public var image: URL
+    public var labels: LabelSource
+    public var annotated: Set<LesionClass>
+
+    public init(name: String, image: URL, labels: LabelSource, annotated: Set<LesionClass>) {
+        self.name = name
+        self.image = image
+        self.labels = labels
+        self.annotated = annotated
+    }
+}
+
+/// A folder of annotated fundus photographs in one of the layouts our users have:
+///
+/// - IDRiD: `images/<stem>.jpg` and `masks/<CLS>/<stem>_<CLS>.png|tif` (CLS = EX, HE, SE, MA);
+/// - DDR: `image/<stem>.jpg` and `label/<CLS>/<stem>.tif|png`;
+/// - nnU-Net: `dataset.json`, `imagesTr/<case>_0000.<ext>` (one RGB file) and `labelsTr/<case>.<ext>`.
+///
+/// For IDRiD and DDR a class is annotated when its mask folder exists, or as a `dataset.json` in the root states
+/// (`{"annotated": ["EX", "HE"]}`); an annotated class without a file for an image means no such lesion there.
+/// Unlike the official `prepare_labels.py`, which silently skipped mask files whose names did not match and so
+/// produced all-black labels, a mask that matches no image is an error naming the file.
+public struct LesionDataset: Sendable {
+    public enum Layout: String, Sendable, Codable { case idrid, ddr, nnunet }
+
+    public var root: URL
+    public var layout: Layout
+    public var samples: [LabelledSample]
+    /// The classes the dataset annotates (every sample here shares them).
+    public var annotated: Set<LesionClass>
+
+    static let imageExtensions: Set<String> = ["jpg", "jpeg", "png", "tif", "tiff"]
+    static let maskExtensions: Set<String> = ["png", "tif", "tiff"]
+
+    /// Recognises the layout of `root` and scans it. `classes`, when given, overrides which classes are annotated.
+    public static func open(_ root: URL, classes: Set<LesionClass>? = nil, logger: Logger) throws(TrainingError) -> LesionDataset {
+        let fm = FileManager.default
+        func isDirectory(_ name: String) -> Bool {
+            var dir: ObjCBool = false
+            return fm.fileExists(atPath: root.appendingPathComponent(name).path, isDirectory: &dir) && dir.boolValue
+        }
+        let dataset: LesionDataset
+        if isDirectory("imagesTr") {
+            dataset = try scanNNUNet(root, logger: logger)
+        } else if isDirectory("images") && isDirectory("masks") {
+            dataset = try scanPerClassMasks(root, layout: .idrid, imageFolder: "images", maskFolder: "masks", classes: classes, logger: logger)
+        } else if isDirectory("image") && isDirectory("label") {
+            dataset = try scanPerClassMasks(root, layout: .ddr, imageFolder: "image", maskFolder: "label", classes: classes, logger: logger)
+        } else {
+            throw TrainingError(.dataset, "\(root.path) is not a dataset folder: expected images/ + masks/ (IDRiD), image/ + label/ (DDR) or imagesTr/ + labelsTr/ + dataset.json (nnU-Net)")
+        }
+        guard !dataset.samples.isEmpty else { throw TrainingError(.dataset, "\(root.path) holds no images") }
+        guard !dataset.annotated.isEmpty else { throw TrainingError(.dataset, "\(root.path) annotates none of EX, HE, SE, MA") }
+        if let classes, dataset.layout == .nnunet {
+            var narrowed = dataset
+            narrowed.annotated = dataset.annotated.intersection(classes)
+            narrowed.samples = dataset.samples.map { var s = $0; s.annotated = narrowed.annotated; return s }
+            return narrowed
+        }
+        return dataset
+    }
+
+    static func files(in folder: URL) throws(TrainingError) -> [String] {
+        do {
+            return try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { !$0.hasPrefix(".") }.sorted()
+        } catch {
+            throw TrainingError(.dataset, "cannot list \(folder.path): \(error.localizedDescription)")
+        }
+    }
+
+    static func splitExtension(_ name: String) -> (stem: String, ext: String) {
+        let url = URL(fileURLWithPath: name)
+        return (url.deletingPathExtension().lastPathComponent, url.pathExtension.lowercased())
+    }
+
+    /// `dataset.json` in an IDRiD/DDR root: `{"annotated": ["EX", …]}`.
+    static func statedClasses(_ root: URL) throws(TrainingError) -> Set<LesionClass>? {
+        let url = root.appendingPathComponent("dataset.json")
+        guard let data = FileManager.default.contents(atPath: url.path) else { return nil }
+        guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw TrainingError(.dataset, "\(url.path) is not a JSON object")
+        }
+        guard let codes = object["annotated"] as? [String] else { return nil }
+        var out = Set<LesionClass>()
+        for code in codes {
+            guard let c = LesionClass(code: code) else {
+                throw TrainingError(.dataset, "\(url.path): '\(code)' in \"annotated\" is not one of EX, HE, SE, MA")
+            }
+            out.insert(c)
+        }
+        return out
+    }
+
+    static func scanPerClassMasks(_ root: URL, layout: Layout, imageFolder: String, maskFolder: String,
+                                  classes: Set<LesionClass>?, logger: Logger) throws(TrainingError) -> LesionDataset {
+        let imageDir = root.appendingPathComponent(imageFolder), maskDir = root.appendingPathComponent(maskFolder)
+        var images: [String: URL] = [:]
+        for name in try files(in: imageDir) {
+            let (stem, ext) = splitExtension(name)
+            guard imageExtensions.contains(ext) else {
+                logger.notice("dataset: ignoring \(imageFolder)/\(name): not a JPEG, PNG or TIFF image")
+                continue
+            }
+            if let other = images[stem] {
+                throw TrainingError(.dataset, "\(imageDir.path): two images share the name \(stem): \(other.lastPathComponent) and \(name)")
+            }
+            images[stem] = imageDir.appendingPathComponent(name)
+        }
+
+        var present = Set<LesionClass>()
+        var masks: [String: [LesionClass: URL]] = [:]
+        for folder in try files(in: maskDir) {
+            guard let lesion = LesionClass(code: folder), folder == lesion.code else {
+                logger.notice("dataset: ignoring \(maskFolder)/\(folder): not a lesion class folder (EX, HE, SE, MA)")
+                continue
+            }
+            present.insert(lesion)
+            let dir = maskDir.appendingPathComponent(folder)
+            for name in try files(in: dir) {
+                let (base, ext) = splitExtension(name)
+                let file = dir.appendingPathComponent(name)
+                guard maskExtensions.contains(ext) else {
+                    throw TrainingError(.dataset, "\(file.path): a mask must be PNG or TIFF")
+                }
+                let suffix = "_" + lesion.code
+                let stem: String
+                switch layout {
+                case .idrid:
+                    guard base.hasSuffix(suffix) else {
+                        throw TrainingError(.dataset, "\(file.path): an IDRiD mask is named <image>\(suffix).\(ext)")
+                    }
+                    stem = String(base.dropLast(suffix.count))
+                default:
+                    stem = base
+                }
+                guard images[stem] != nil else {
+                    throw TrainingError(.dataset, "\(file.path) matches no image in \(imageDir.path) (looked for \(stem).*)")
+                }
+                if let other = masks[stem]?[lesion] {
+                    throw TrainingError(.dataset, "two \(lesion.code) masks for \(stem): \(other.lastPathComponent) and \(name)")
+                }
+                masks[stem, default: [:]][lesion] = file
+            }
+        }
+
+        let annotated: Set<LesionClass>
+        if let classes {
+            annotated = classes
+        } else if let stated = try statedClasses(root) {
+            annotated = stated
+        } else {
+            annotated = present
+            for c in LesionClass.allCases where !present.contains(c) {
+                logger.notice("dataset: \(root.lastPathComponent) has no \(maskFolder)/\(c.code) folder; \(c.code) is treated as not annotated")
+            }
+        }
+        if classes != nil {
+            // Asked for fewer classes: the others' masks are set aside, not an error.
+            masks = masks.mapValues { $0.filter { annotated.contains($0.key) } }
+        }
+        for (stem, byClass) in masks {
+            for c in byClass.keys where !annotated.contains(c) {
+                throw TrainingError(.dataset, "\(byClass[c]!.path): a \(c.code) mask for \(stem), but the dataset says it does not annotate \(c.code)")
+            }
+        }
+        let samples = images.keys.sorted().map { stem in
+            LabelledSample(name: stem, image: images[stem]!, labels: .masks(masks[stem] ?? [:]), annotated: annotated)
+        }
+        logger.info("dataset: \(root.path): \(layout.rawValue) layout, \(samples.count) images, annotated \(annotated.sorted().map(\.code).joined(separator: ","))")
+        return LesionDataset(root: root, layout: layout, samples: samples, annotated: annotated)
+    }
+
+    /// Label names nnU-Net datasets use for our classes.
+    static func lesionClass(named name: String) -> LesionClass? {
+        let key = name.lowercased().filter { $0.isLetter }
+        if let c = LesionClass(code: key) { return c }
+        switch key {
+        case "hardexudate", "hardexudates", "exudate", "exudates": return .hardExudate
+        case "haemorrhage", "haemorrhages", "hemorrhage", "hemorrhages": return .haemorrhage
+        case "softexudate", "softexudates", "cottonwoolspot", "cottonwoolspots": return .softExudate
+        case "microaneurysm", "microaneurysms": return .microaneurysm
+        default: return nil
+        }
+    }
+
+    static func scanNNUNet(_ root: URL, logger: Logger) throws(TrainingError) -> LesionDataset {
+        let jsonURL = root.appendingPathComponent("dataset.json")
+        guard let data = FileManager.default.contents(atPath: jsonURL.path),
+              let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw TrainingError(.dataset, "\(jsonURL.path) is missing or not JSON (an nnU-Net dataset needs it)")
+        }
+        guard let labels = json["labels"] as? [String: Any] else {
+            throw TrainingError(.dataset, "\(jsonURL.path) has no \"labels\" object")
+        }
+        // nnU-Net v2: {"background": 0, "EX": 1}; v1: {"0": "background", "1": "EX"}.
+        var values: [LesionClass: Int] = [:]
+        for (key, value) in labels {
+            let (name, index): (String, Int?) = if let v = value as? Int { (key, v) } else { ((value as? String) ?? "", Int(key)) }
+            guard let index else { throw TrainingError(.dataset, "\(jsonURL.path): label '\(key)' has no integer value") }
+            if index == 0 { continue }
+            guard let lesion = lesionClass(named: name) else {
+                logger.notice("dataset: \(jsonURL.lastPathComponent): label '\(name)' (\(index)) is not a lesion class; its pixels count as background")
+                continue
+            }
+            values[lesion] = index
+        }
+        let ending = (json["file_ending"] as? String).map { $0.hasPrefix(".") ? String($0.dropFirst()) : $0 }
+        let imageDir = root.appendingPathComponent("imagesTr"), labelDir = root.appendingPathComponent("labelsTr")
+        var images: [String: URL] = [:]
+        for name in try files(in: imageDir) {
+            let (base, ext) = splitExtension(name)
+            guard imageExtensions.contains(ext), ending == nil || ext == ending!.lowercased() else { continue }
+            guard let underscore = base.lastIndex(of: "_"), base[base.index(after: underscore)...].allSatisfy(\.isNumber) else {
+                throw TrainingError(.dataset, "\(imageDir.appendingPathComponent(name).path): nnU-Net images are named <case>_0000.\(ext)")
+            }
+            guard base[base.index(after: underscore)...] == "0000" else {
+                throw TrainingError(.dataset, "\(imageDir.appendingPathComponent(name).path): separate channel files are not supported; store each case as one RGB <case>_0000.\(ext)")
+            }
+            images[String(base[..<underscore])] = imageDir.appendingPathComponent(name)
+        }
+        var labelFiles: [String: URL] = [:]
+        for name in try files(in: labelDir) {
+            let (case_, ext) = splitExtension(name)
+            guard maskExtensions.contains(ext) else { continue }
+            guard images[case_] != nil else {
+                throw TrainingError(.dataset, "\(labelDir.appendingPathComponent(name).path) matches no image in \(imageDir.path) (looked for \(case_)_0000.*)")
+            }
+            labelFiles[case_] = labelDir.appendingPathComponent(name)
+        }
+        let annotated = Set(values.keys)
+        var samples: [LabelledSample] = []
+        for case_ in images.keys.sorted() {
+            guard let label = labelFiles[case_] else {
+                throw TrainingError(.dataset, "\(images[case_]!.path) has no label map in \(labelDir.path)")
+            }
+            samples.append(LabelledSample(name: case_, image: images[case_]!, labels: .indexMap(label, values: values), annotated: annotated))
+        }
+        logger.info("dataset: \(root.path): nnU-Net layout, \(samples.count) cases, annotated \(annotated.sorted().map(\.code).joined(separator: ","))")
+        return LesionDataset(root: root, layout: .nnunet, samples: samples, annotated: annotated)
+    }
+}
+
+/// The merged label map the loss trains on: 0 background, class index 1…4 where its mask is set, later classes
+/// overwriting earlier ones as the official `prepare_labels.py` does (MA > SE > HE > EX).
+public enum LabelMap {
+    /// Merges binary masks (non-zero = lesion), each `pixels` long; classes absent from `masks` stay 0.
+    public static func merge(_ masks: [LesionClass: [UInt8]], pixels: Int) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: pixels)
+        for lesion in LesionClass.allCases {   // EX, HE, SE, MA: later writes win
+            guard let mask = masks[lesion] else { continue }
+            let v = UInt8(lesion.labelIndex)
+            for i in 0..<min(pixels, mask.count) where mask[i] != 0 { out[i] = v }
+        }
+        return out
+    }
+
+    /// Maps an nnU-Net index map onto our indices; values of other labels become background.
+    public static func remap(_ indexMap: [UInt8], values: [LesionClass: Int]) -> [UInt8] {
+        var table = [UInt8](repeating: 0, count: 256)
+        for (lesion, v) in values where (0..<256).contains(v) { table[v] = UInt8(lesion.labelIndex) }
+        return indexMap.map { table[Int($0)] }
+    }
+}

@@ -1,0 +1,162 @@
+import Foundation
+import Logging
+
+/// Where training images come from: decoded, cropped to the field of view, with merged labels.
+public protocol TrainingSampleSource: Sendable {
+    var count: Int { get }
+    func load(_ index: Int) throws -> LabelledImage
+}
+
+/// Samples already in memory (tests, small sets).
+public struct InMemorySamples: TrainingSampleSource {
+    public var samples: [LabelledImage]
+    public init(_ samples: [LabelledImage]) { self.samples = samples }
+    public var count: Int { samples.count }
+    public func load(_ index: Int) throws -> LabelledImage { samples[index] }
+}
+
+/// One progress report: after each logged optimiser step.
+public struct TrainingProgress: Sendable {
+    public var iteration: Int
+    public var iterations: Int
+    /// Mean loss of this step's micro-batches.
+    public var loss: Float
+    public var learningRate: Double
+    public var imagesPerSecond: Double
+    /// Seconds to the end at the current speed.
+    public var secondsLeft: Double
+
+    public var line: String {
+        let eta = Int(secondsLeft.isFinite ? secondsLeft : 0)
+        return String(format: "iter %d/%d  loss %.4f  lr %.6f  %.2f img/s  ETA %dh%02dm%02ds",
+                      iteration, iterations, loss, learningRate, imagesPerSecond, eta / 3600, eta / 60 % 60, eta % 60)
+    }
+}
+
+/// The training loop. Read `run` top to bottom: draw samples, augment, step, average, update, report, checkpoint.
+/// Every random choice draws from one `TrainingRNG` whose state is saved with the weights, momentum and sampler,
+/// so a run killed and resumed from its last checkpoint ends with the same weights as one that never stopped.
+public struct Trainer<Model: TrainableModel> {
+    public private(set) var model: Model
+    public let configuration: TrainingConfiguration
+    /// Optimiser steps done.
+    public private(set) var iteration = 0
+    public private(set) var optimiser: SGD
+    public private(set) var rng: TrainingRNG
+    public private(set) var sampler = SampleOrder()
+    public let data: any TrainingSampleSource
+    public let checkpointFolder: URL?
+    /// Log a progress line every this many iterations.
+    public var logInterval = 10
+    public var onProgress: (@Sendable (TrainingProgress) -> Void)?
+    let augmentation: TrainingAugmentation
+    let logger: Logger
+
+    public init(model: Model, data: any TrainingSampleSource, configuration: TrainingConfiguration,
+                checkpointFolder: URL?, logger: Logger) throws(TrainingError) {
+        try configuration.validate()
+        guard data.count > 0 else { throw TrainingError(.dataset, "the training set is empty") }
+        self.model = model
+        self.data = data
+        self.configuration = configuration
+        self.checkpointFolder = checkpointFolder
+        self.logger = logger
+        self.optimiser = SGD(momentum: configuration.momentum, weightDecay: configuration.weightDecay)
+        self.rng = TrainingRNG(seed: configuration.seed)
+        self.augmentation = TrainingAugmentation(configuration: configuration)
+    }
+
+    /// Continues from the newest checkpoint in the checkpoint folder, when there is one written by the same
+    /// configuration. Returns the iteration resumed at, or nil when starting fresh.
+    @discardableResult
+    public mutating func resume() throws -> Int? {
+        guard let folder = checkpointFolder, let checkpoint = try TrainingCheckpoint.latest(in: folder) else { return nil }
+        guard checkpoint.configuration == configuration else {
+            throw TrainingError(.checkpoint, "\(folder.path) holds a run with a different configuration (\(Self.differences(checkpoint.configuration, configuration))); use another folder or the same settings")
+        }
+        try model.load(checkpoint.model)
+        optimiser.momentumBuffers = checkpoint.momentumBuffers
+        rng = checkpoint.rng
+        sampler = checkpoint.sampler
+        iteration = checkpoint.iteration
+        logger.info("training: resumed at iteration \(iteration)/\(configuration.iterations) from \(folder.path)")
+        return iteration
+    }
+
+    /// Trains until `configuration.iterations`, or until `stop` iterations are done (tests use it to stop a run
+    /// as a kill would). Returns the mean loss of each step run.
+    @discardableResult
+    public mutating func run(stoppingAt stop: Int? = nil) throws -> [Float] {
+        let end = min(stop ?? configuration.iterations, configuration.iterations)
+        let loss = LossSettings(bceWeight: configuration.bceWeight)
+        let started = Date(), startIteration = iteration
+        var losses: [Float] = []
+        while iteration < end {
+            var accumulator = GradientAccumulator()
+            for _ in 0..<configuration.accumulation {
+                let batch = try nextBatch()
+                let result = try model.trainingStep(batch, loss: loss)
+                guard result.loss.isFinite else {
+                    throw TrainingError(.model, "training: the loss became \(result.loss) at iteration \(iteration); lower the learning rate or check the data")
+                }
+                try accumulator.add(result.gradients, loss: result.loss)
+            }
+            let (gradients, meanLoss) = accumulator.mean()
+            let learningRate = configuration.schedule.learningRate(at: iteration)
+            var sgd = optimiser
+            try model.updateParameters { parameters in try sgd.step(&parameters, gradients: gradients, learningRate: learningRate) }
+            optimiser = sgd
+            iteration += 1
+            losses.append(meanLoss)
+
+            if iteration % logInterval == 0 || iteration == end {
+                let seconds = Date().timeIntervalSince(started)
+                let images = Double((iteration - startIteration) * configuration.effectiveBatch)
+                let speed = seconds > 0 ? images / seconds : 0
+                let progress = TrainingProgress(iteration: iteration, iterations: configuration.iterations, loss: meanLoss,
+                                                learningRate: learningRate, imagesPerSecond: speed,
+                                                secondsLeft: speed > 0 ? Double((configuration.iterations - iteration) * configuration.effectiveBatch) / speed : .infinity)
+                logger.info("training: \(progress.line)")
+                onProgress?(progress)
+            }
+            if iteration % configuration.checkpointInterval == 0 || iteration == configuration.iterations {
+                try saveCheckpoint()
+            }
+        }
+        return losses
+    }
+
+    /// Writes the current state to the checkpoint folder (nothing when there is none).
+    public func saveCheckpoint() throws(TrainingError) {
+        guard let folder = checkpointFolder else { return }
+        let url = try TrainingCheckpoint(configuration: configuration, iteration: iteration, rng: rng, sampler: sampler,
+                                         model: model.state, momentumBuffers: optimiser.momentumBuffers).write(to: folder)
+        logger.info("training: checkpoint \(url.lastPathComponent)")
+    }
+
+    /// The next `batchSize` samples in shuffled order, augmented, normalised and padded to the crop.
+    mutating func nextBatch() throws -> TrainingBatch {
+        let n = configuration.batchSize, h = configuration.cropHeight, w = configuration.cropWidth
+        var images = [Float](repeating: 0, count: n * 3 * h * w), labels = [UInt8](repeating: 0, count: n * h * w)
+        var annotated: [Bool] = []
+        for i in 0..<n {
+            let index = sampler.next(count: data.count, rng: &rng)
+            let sample = augmentation.apply(try data.load(index), rng: &rng)
+            augmentation.normalise(sample, image: &images[(i * 3 * h * w)..<((i + 1) * 3 * h * w)],
+                                   labels: &labels[(i * h * w)..<((i + 1) * h * w)])
+            annotated += sample.annotated
+        }
+        return TrainingBatch(count: n, height: h, width: w, images: images, labels: labels, annotated: annotated)
+    }
+
+    /// The names of the settings in which two configurations differ.
+    static func differences(_ a: TrainingConfiguration, _ b: TrainingConfiguration) -> String {
+        func fields(_ c: TrainingConfiguration) -> [String: String] {
+            guard let data = try? JSONEncoder().encode(c), let o = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { return [:] }
+            return o.mapValues { "\($0)" }
+        }
+        let fa = fields(a), fb = fields(b)
+        let keys = Set(fa.keys).union(fb.keys).filter { fa[$0] != fb[$0] }.sorted()
+        return keys.isEmpty ? "unknown" : keys.joined(separator: ", ")
+    }
+}

@@ -1,0 +1,76 @@
+import Checkpoints
+import Foundation
+
+/// Everything that decides what a training run computes. Saved in every checkpoint, so a resumed run checks it is
+/// continuing the same run. Defaults are the official IDRiD config (m2mrf-reference.md §4.2, §6).
+public struct TrainingConfiguration: Codable, Sendable, Equatable {
+    public var seed: UInt64 = 0
+    /// Optimiser steps (the official IDRiD schedule: 40 000).
+    public var iterations: Int = 40_000
+    /// Images per forward/backward pass.
+    public var batchSize: Int = 1
+    /// Micro-batches summed into one optimiser step (effective batch = batchSize × accumulation; official 1 × 4).
+    public var accumulation: Int = 1
+    /// Training crop, height × width (official IDRiD 960 × 1440).
+    public var cropHeight: Int = 960
+    public var cropWidth: Int = 1440
+    /// mmseg Resize `img_scale` as (long edge, short edge), jittered by a ratio in `ratioRange`.
+    public var scaleLong: Int = 1440
+    public var scaleShort: Int = 960
+    public var ratioRange: [Double] = [0.5, 2.0]
+    public var catMaxRatio: Double = 0.75
+    public var photometricDistortion = true
+    /// Online flips and 90° rotations (the official code made these offline, ×6; see Augmentation).
+    public var flipsAndRotations = true
+    /// RGB mean and standard deviation (IDRiD; DDR uses its own).
+    public var mean: [Float] = [116.513, 56.437, 16.309]
+    public var std: [Float] = [80.206, 41.232, 13.293]
+    public var schedule = PolySchedule(maxIterations: 40_000)
+    public var momentum: Float = 0.9
+    public var weightDecay: Float = 5e-4
+    /// Weight of a binary cross-entropy term added to bdice; 0 is the official loss.
+    public var bceWeight: Float = 0
+    /// Save the training state every this many iterations (official 5 000).
+    public var checkpointInterval: Int = 5_000
+    /// The network being trained, when known (the card of the result carries it).
+    public var architecture: ModelArchitecture?
+
+    public init() {}
+
+    public var effectiveBatch: Int { batchSize * accumulation }
+
+    /// Refuses settings that cannot train, with the setting named.
+    public func validate() throws(TrainingError) {
+        func check(_ ok: Bool, _ what: String) throws(TrainingError) {
+            if !ok { throw TrainingError(.configuration, "training configuration: \(what)") }
+        }
+        try check(iterations > 0, "iterations must be positive, got \(iterations)")
+        try check(batchSize > 0 && accumulation > 0, "batch \(batchSize) and accumulation \(accumulation) must be positive")
+        try check(cropHeight > 0 && cropWidth > 0, "crop \(cropHeight)×\(cropWidth) must be positive")
+        try check(scaleLong > 0 && scaleShort > 0, "scale \(scaleLong)×\(scaleShort) must be positive")
+        try check(ratioRange.count == 2 && ratioRange[0] > 0 && ratioRange[0] <= ratioRange[1], "ratio range \(ratioRange) must be [low, high] with 0 < low ≤ high")
+        try check(mean.count == 3 && std.count == 3 && std.allSatisfy { $0 > 0 }, "mean and std need 3 values, std positive")
+        try check(checkpointInterval > 0, "checkpoint interval must be positive, got \(checkpointInterval)")
+        try check(schedule.maxIterations == iterations, "the schedule runs \(schedule.maxIterations) iterations, the run \(iterations)")
+    }
+}
+
+/// Architecture names the `train` command accepts: `<family>-<variant>`, family w48, w32, w18, w18-small or tiny
+/// (the parity-fixture size, for smoke tests), variant plain, A, B, C or D. "w48-C" is the paper's best.
+public enum ArchitectureName {
+    public static func parse(_ name: String) -> ModelArchitecture? {
+        guard let dash = name.lastIndex(of: "-"),
+              let variant = ModelArchitecture.Variant(rawValue: String(name[name.index(after: dash)...]).uppercased() == "PLAIN"
+                                                     ? "plain" : String(name[name.index(after: dash)...]).uppercased()) else { return nil }
+        switch name[..<dash].lowercased() {
+        case "w48": return .w48(variant: variant)
+        case "w32": return .w32(variant: variant)
+        case "w18": return .w18(variant: variant)
+        case "w18-small", "w18s": return .w18Small(variant: variant)
+        case "tiny": return .tinyFixture(variant: variant)
+        default: return nil
+        }
+    }
+
+    public static let help = "w48-C (the paper's best), w48|w32|w18|w18-small|tiny with -plain, -A, -B, -C or -D"
+}

@@ -1,0 +1,97 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Pipeline
+import Store
+import Tensor
+
+/// `fundus-screen screen`: the nightly job. Against the configured database it screens what the queue holds;
+/// with `-i DIR -o DIR` it is the local form: import the folder, screen it, write masks and findings there.
+struct ScreenCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "screen",
+        abstract: "Screen queued images (or a folder with -i/-o): masks on disk, findings in the database.",
+        discussion: """
+        Workers on several machines can run `screen` against one database (--database or DATABASE_URL): \
+        they share the queue with no other coordination. SIGINT/SIGTERM: stop claiming, finish the images in \
+        flight, hand back the rest, exit. A second signal exits at once (leases hand the jobs to other workers).
+        """
+    )
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(name: .long, help: "Model version name or weight file/folder (default: the active model; the shipped one on a new database).")
+    var model: String?
+
+    @Option(name: .long, help: "Folder for masks and overlays (default ./masks; with -o: the output folder).")
+    var masks: String?
+
+    @Flag(name: .long, help: "Also write 8-bit probability maps (<image>_<CLS>_prob.png).")
+    var saveProbabilities = false
+
+    @Flag(name: .long, help: "Do not write overlay images.")
+    var noOverlays = false
+
+    @Option(name: .long, help: "Images in flight at once (memory ≈ this × 160 MB for 4288×2848 photographs).")
+    var concurrency: Int = 3
+
+    @Option(name: .long, help: "Stop after this many images.")
+    var limit: Int?
+
+    @Option(name: .long, help: "Queue to take jobs from.")
+    var queue: String = JobQueue.screeningQueue
+
+    @Flag(name: .long, help: "Keep waiting for new jobs instead of exiting when the queue is empty.")
+    var daemon = false
+
+    @Option(name: .customShort("i"), help: "Local form: a folder of photographs to import and screen.")
+    var input: String?
+
+    @Option(name: .customShort("o"), help: "Local form: output folder for masks, findings.csv and findings.json.")
+    var output: String?
+
+    func validate() throws {
+        if (input == nil) != (output == nil) { throw ValidationError("-i and -o go together") }
+        if concurrency < 1 { throw ValidationError("--concurrency must be at least 1") }
+    }
+
+    func run() throws {
+        let logger = global.makeLogger("fundus-screen.screen")
+        EngineThreads.configureBLASForEngine()
+        let location = DatabaseLocation.resolve(database: global.database, stateDirectory: global.stateDir.map { URL(fileURLWithPath: $0) })
+        let conninfo = try Database.conninfo(for: location, logger: logger)
+        let connection = try Database.connect(location, logger: logger)
+        let loaded = try ModelResolver.resolve(model.map { .named($0) } ?? .active, connection: connection, logger: logger)
+
+        var queueName = queue
+        var masksDir = URL(fileURLWithPath: masks ?? "masks")
+        var imageIDs: [Int64] = []
+        if let input, let output {
+            let folder = URL(fileURLWithPath: input)
+            masksDir = URL(fileURLWithPath: masks ?? output)
+            let report = try LocalFolder.importAndEnqueue(folder, connection: connection, modelVersionID: loaded.version.id,
+                                                          logger: logger)
+            imageIDs = report.imageIDs
+            queueName = LocalFolder.queue
+            logger.info("local folder", metadata: ["images": "\(report.imageIDs.count)", "newly queued": "\(report.enqueued)"])
+        }
+
+        var options = ScreeningOptions(masksDirectory: masksDir)
+        options.saveProbabilities = saveProbabilities
+        options.writeOverlays = !noOverlays
+        var settings = WorkerSettings()
+        settings.slots = concurrency
+        settings.limit = limit
+        settings.exitWhenEmpty = !daemon
+        let shutdown = ShutdownSignal()
+        shutdown.install()
+        let summary = try ScreeningRun.run(conninfo: conninfo, model: loaded, options: options, settings: settings,
+                                           queue: queueName, shutdown: shutdown, logger: logger)
+        print(summary.text)
+        if let output {
+            let files = try LocalFolder.writeFindings(imageIDs: imageIDs, modelVersionID: loaded.version.id,
+                                                      connection: connection, to: URL(fileURLWithPath: output))
+            print("findings: \(files.map(\.path).joined(separator: ", "))")
+        }
+    }
+}

@@ -1,0 +1,92 @@
+import Testing
+@testable import Lesions
+
+/// Parses a picture: "#" = lesion, "." = background; rows separated by "/".
+private func picture(_ s: String) -> (width: Int, height: Int, mask: [UInt8]) {
+    let rows = s.split(separator: "/").map { Array($0) }
+    return (rows[0].count, rows.count, rows.flatMap { $0.map { $0 == "#" ? UInt8(255) : 0 } })
+}
+
+/// Reference labelling: breadth-first flood fill over the 8 neighbours, numbering in raster order.
+private func floodFill(width: Int, height: Int, mask: [UInt8]) -> [Int32] {
+    var labels = [Int32](repeating: 0, count: width * height)
+    var next: Int32 = 0
+    for start in 0..<mask.count where mask[start] != 0 && labels[start] == 0 {
+        next += 1
+        labels[start] = next
+        var queue = [start], head = 0
+        while head < queue.count {
+            let i = queue[head]; head += 1
+            let x = i % width, y = i / width
+            for dy in -1...1 { for dx in -1...1 {
+                let nx = x + dx, ny = y + dy
+                guard nx >= 0, ny >= 0, nx < width, ny < height else { continue }
+                let j = ny * width + nx
+                if mask[j] != 0 && labels[j] == 0 { labels[j] = next; queue.append(j) }
+            } }
+        }
+    }
+    return labels
+}
+
+@Test("Diagonal neighbours join; a U joins at its bottom; separate blobs stay apart")
+func eightConnectivity() throws {
+    let p = picture("#...#.##/.#..#.../..#.##..")
+    let cc = ConnectedComponents(try ScorePlane(width: p.width, height: p.height, mask: p.mask))
+    // Row 0: "#...#.##", row 1: ".#..#...", row 2: "..#.##.." → diagonal chain 1; the column at x=4 joins "##" below; "##" at x=6,7 alone.
+    #expect(cc.count == 3)
+    let u = picture("#..#/#..#/####")
+    #expect(ConnectedComponents(try ScorePlane(width: u.width, height: u.height, mask: u.mask)).count == 1)
+    let ring = picture("..#../.#.#./..#..")
+    #expect(ConnectedComponents(try ScorePlane(width: ring.width, height: ring.height, mask: ring.mask)).count == 1)
+    let apart = picture("#.#/.../#.#")
+    #expect(ConnectedComponents(try ScorePlane(width: apart.width, height: apart.height, mask: apart.mask)).count == 4)
+}
+
+@Test("Labels equal a flood fill on random masks of many shapes, including single rows and columns")
+func randomMasksMatchFloodFill() throws {
+    var rng = SplitMix(seed: 7)
+    for (w, h) in [(1, 1), (1, 37), (41, 1), (13, 11), (64, 48), (97, 3)] {
+        for density in [0.1, 0.35, 0.5, 0.7] {
+            let mask = (0..<(w * h)).map { _ in rng.nextDouble() < density ? UInt8(1) : 0 }
+            let cc = ConnectedComponents(try ScorePlane(width: w, height: h, mask: mask))
+            let reference = floodFill(width: w, height: h, mask: mask)
+            #expect(cc.labelImage() == reference, "\(w)×\(h) at density \(density)")
+            #expect(cc.count == Int(reference.max() ?? 0))
+        }
+    }
+}
+
+@Test("Probabilities are lesion strictly above the threshold; 8-bit maps read v/255")
+func thresholds() throws {
+    let probs: [Float] = [0.5, 0.51, 0.0, 0.49, 1.0]
+    #expect(ConnectedComponents(try ScorePlane(width: 5, height: 1, probabilities: probs)).runs
+        == [PixelRun(row: 0, start: 1, end: 2), PixelRun(row: 0, start: 4, end: 5)])
+    // 128/255 > 0.5, 127/255 < 0.5; at threshold 0.2, 51/255 == Float(0.2) is not above it.
+    let bytes: [UInt8] = [127, 128, 51, 52]
+    #expect(ConnectedComponents(try ScorePlane(width: 4, height: 1, probabilityBytes: bytes)).runs.map(\.start) == [1])
+    #expect(ConnectedComponents(try ScorePlane(width: 4, height: 1, probabilityBytes: bytes), threshold: 0.2).runs
+        == [PixelRun(row: 0, start: 0, end: 2), PixelRun(row: 0, start: 3, end: 4)])
+}
+
+@Test("A plane whose buffer does not match its size is refused with the sizes in the message")
+func badSizes() {
+    #expect(throws: LesionsError("a 3×2 score plane needs 6 values, got 5")) {
+        try ScorePlane(width: 3, height: 2, mask: [0, 0, 0, 0, 0])
+    }
+    #expect(throws: LesionsError.self) { try ScorePlane(width: 0, height: 2, probabilities: []) }
+}
+
+/// Deterministic generator for test masks.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func nextDouble() -> Double { Double(next() >> 11) / Double(1 << 53) }
+}

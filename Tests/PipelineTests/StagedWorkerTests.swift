@@ -1,0 +1,108 @@
+import Foundation
+import Logging
+import Testing
+@testable import Pipeline
+
+/// An in-memory queue for exercising the worker's orchestration; the PostgreSQL queue is tested against a real server.
+final class ListSource: JobSource, @unchecked Sendable {
+    private let lock = NSLock()
+    private var pending: [Int]
+    private(set) var released: [Int] = []
+    private(set) var failed: [(Int, StageError)] = []
+    private(set) var beats = 0
+
+    init(_ jobs: [Int]) { pending = jobs }
+
+    func claim(max: Int) throws -> [Int] {
+        lock.lock(); defer { lock.unlock() }
+        let n = min(max, pending.count)
+        let out = Array(pending.prefix(n))
+        pending.removeFirst(n)
+        return out
+    }
+    func heartbeat(_ jobs: [Int]) throws { lock.lock(); beats += 1; lock.unlock() }
+    func release(_ job: Int) throws { lock.lock(); released.append(job); lock.unlock() }
+    func fail(_ job: Int, error: StageError) throws { lock.lock(); failed.append((job, error)); lock.unlock() }
+    func waitForWork(timeout: Double) { Thread.sleep(forTimeInterval: min(timeout, 0.01)) }
+}
+
+final class Recorder: @unchecked Sendable {
+    private let lock = NSLock()
+    private(set) var finished: [Int] = []
+    private(set) var inFlight = 0
+    private(set) var maxInFlight = 0
+    func enter() { lock.lock(); inFlight += 1; maxInFlight = max(maxInFlight, inFlight); lock.unlock() }
+    func leave(_ job: Int) { lock.lock(); inFlight -= 1; finished.append(job); lock.unlock() }
+    func leaveFailed() { lock.lock(); inFlight -= 1; lock.unlock() }
+}
+
+@Test("Every job passes the stages once; a bad input fails alone; no more than `slots` images are held")
+func drainsQueue() {
+    let source = ListSource(Array(1...30))
+    let rec = Recorder()
+    let stages = Stages<Int, Int, Int>(
+        prepare: { job throws(StageError) in
+            rec.enter()
+            if job == 7 {
+                rec.leaveFailed()
+                throw StageError(stage: "decode", message: "job 7 is not an image", permanent: true)
+            }
+            return job * 10
+        },
+        infer: { x in Thread.sleep(forTimeInterval: 0.002); return x + 1 },
+        finish: { job, y in
+            #expect(y == job * 10 + 1)
+            rec.leave(job)
+            return .screened
+        })
+    var settings = WorkerSettings()
+    settings.slots = 3
+    settings.prepareConcurrency = 2
+    let worker = StagedWorker(source: source, stages: stages, settings: settings, logger: Logger(label: "test"),
+                              progress: RunProgress(total: 30, logger: Logger(label: "test"), interactive: false))
+    worker.run()
+    #expect(rec.finished.sorted() == Array(1...30).filter { $0 != 7 })
+    #expect(source.failed.map(\.0) == [7])
+    #expect(source.failed.first?.1.permanent == true)
+    #expect(rec.maxInFlight <= 3)
+    #expect(worker.progress.count(.screened) == 29)
+    #expect(worker.progress.count(.failed) == 1)
+}
+
+@Test("--limit stops claiming after that many images")
+func limit() {
+    let source = ListSource(Array(1...50))
+    let rec = Recorder()
+    let stages = Stages<Int, Int, Int>(prepare: { $0 }, infer: { $0 }, finish: { job, _ in rec.leave(job); return .screened })
+    var settings = WorkerSettings()
+    settings.limit = 5
+    let worker = StagedWorker(source: source, stages: stages, settings: settings, logger: Logger(label: "test"),
+                              progress: RunProgress(total: 5, logger: Logger(label: "test"), interactive: false))
+    worker.run()
+    #expect(rec.finished.count == 5)
+}
+
+@Test("A shutdown request finishes what is in flight and releases what was not started")
+func shutdownReleases() {
+    let source = ListSource(Array(1...100))
+    let rec = Recorder()
+    let shutdown = ShutdownSignal()
+    let stages = Stages<Int, Int, Int>(
+        prepare: { $0 },
+        infer: { x in
+            if x == 3 { shutdown.request() }
+            Thread.sleep(forTimeInterval: 0.01)
+            return x
+        },
+        finish: { job, _ in rec.leave(job); return .screened })
+    var settings = WorkerSettings()
+    settings.slots = 4
+    let worker = StagedWorker(source: source, stages: stages, settings: settings, logger: Logger(label: "test"),
+                              progress: RunProgress(total: nil, logger: Logger(label: "test"), interactive: false),
+                              shutdown: shutdown)
+    worker.run()
+    let handled = Set(rec.finished).union(source.released)
+    #expect(rec.finished.count < 100)
+    #expect(rec.finished.count + source.released.count == handled.count)  // nothing twice
+    #expect(handled == Set(1...handled.count))                              // nothing claimed was lost
+}

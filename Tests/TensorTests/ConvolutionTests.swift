@@ -1,0 +1,61 @@
+import Testing
+@testable import Tensor
+
+/// (input shape, weight shape, stride, padding, bias): odd sizes, channels that are not multiples of 16, strides.
+let convolutionCases: [([Int], [Int], Int, Int, Bool)] = [
+    ([2, 8, 9, 13], [16, 8, 3, 3], 1, 1, false),
+    ([1, 16, 9, 7], [8, 16, 3, 3], 2, 1, false),
+    ([2, 20, 5, 6], [12, 20, 1, 1], 1, 0, true),
+    ([1, 32, 11, 10], [32, 32, 3, 3], 2, 1, true),
+]
+
+@Test("oneDNN convolution in nChw16c matches the reference convolution", arguments: convolutionCases.indices)
+func convolutionMatchesReference(_ k: Int) {
+    let (xs, ws, stride, padding, hasBias) = convolutionCases[k]
+    let x = randomTensor(xs, seed: 1)
+    let w = randomTensor(ws, blocked: false, seed: 2)
+    let b = hasBias ? randomTensor([ws[0]], blocked: false, seed: 3) : nil
+    let engine = ComputeEngine()
+    let y = engine.convolution(x, weight: w, bias: b, stride: stride, padding: padding)
+    let (ref, shape) = referenceConvolution(x.values(), xs, w.values(), ws, bias: b?.values(), stride: stride,
+                                            padding: padding)
+    #expect(y.shape == shape)
+    #expect(y.layout == .blocked16)
+    #expect(Tensor.relativeError(y.values(), ref) < 1e-5)
+}
+
+@Test("A plain NCHW input (the network's 3-channel image) convolves like a blocked one")
+func plainInputConvolution() {
+    let x = randomTensor([1, 3, 17, 12], blocked: false, seed: 4)
+    let w = randomTensor([16, 3, 3, 3], blocked: false, seed: 5)
+    let engine = ComputeEngine()
+    let y = engine.convolution(x, weight: w, bias: nil, stride: 2, padding: 1)
+    let (ref, shape) = referenceConvolution(x.values(), x.shape, w.values(), w.shape, bias: nil, stride: 2, padding: 1)
+    #expect(y.shape == shape)
+    #expect(Tensor.relativeError(y.values(), ref) < 1e-5)
+}
+
+@Test("ReLU and sum post-ops give relu(conv + bias + earlier)")
+func postOps() {
+    let x = randomTensor([1, 16, 6, 7], seed: 6)
+    let w = randomTensor([16, 16, 3, 3], blocked: false, seed: 7)
+    let b = randomTensor([16], blocked: false, seed: 8)
+    let earlier = randomTensor([1, 16, 6, 7], seed: 9)
+    let expected = earlier.values()
+    let engine = ComputeEngine()
+    let plain = engine.convolution(x, weight: w, bias: b, padding: 1).values()
+    let fused = engine.convolution(x, weight: w, bias: b, padding: 1, constantWeights: true, sumInto: earlier, relu: true)
+    let want = zip(plain, expected).map { max($0 + $1, 0) }
+    #expect(Tensor.relativeError(fused.values(), want) < 1e-6)
+}
+
+@Test("Convolution backward (data, weights, bias) agrees with finite differences", arguments: convolutionCases.indices)
+func convolutionGradients(_ k: Int) {
+    let (xs, ws, stride, padding, hasBias) = convolutionCases[k]
+    var inputs = [randomTensor(xs, seed: 11), randomTensor(ws, blocked: false, seed: 12)]
+    if hasBias { inputs.append(randomTensor([ws[0]], blocked: false, seed: 13)) }
+    let errors = gradientCheck(inputs) { ops, t in
+        ops.conv(t[0], t[1], bias: t.count > 2 ? t[2] : nil, stride: stride, padding: padding)
+    }
+    #expect(errors.allSatisfy { $0 < 1e-2 }, "relative errors \(errors)")
+}

@@ -1,0 +1,96 @@
+import Foundation
+import Lesions
+import Logging
+import Testing
+import TestSupport
+@testable import Training
+
+private let logger = Logger(label: "test.training.dataset")
+
+/// Creates empty files at the given relative paths (the scan reads names, not pixels).
+private func makeTree(_ root: URL, _ paths: [String]) throws {
+    for path in paths {
+        let url = root.appendingPathComponent(path)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try Data().write(to: url)
+    }
+}
+
+@Test("IDRiD layout: masks by class folder, an absent file meaning no lesion, other folders ignored")
+func idridLayout() throws {
+    let root = try temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: root) }
+    try makeTree(root, ["images/A_01.jpg", "images/A_02.jpg", "masks/EX/A_01_EX.png", "masks/HE/A_01_HE.tif",
+                        "masks/HE/A_02_HE.png", "masks/SE/A_02_SE.png", "masks/MA/A_01_MA.png", "masks/OD/A_01_OD.png"])
+    let d = try LesionDataset.open(root, logger: logger)
+    #expect(d.layout == .idrid)
+    #expect(d.samples.map(\.name) == ["A_01", "A_02"])
+    #expect(d.annotated == Set(LesionClass.allCases))
+    guard case let .masks(m) = d.samples[1].labels else { Issue.record("expected masks"); return }
+    #expect(Set(m.keys) == [.haemorrhage, .softExudate])
+}
+
+@Test("A mask that matches no image is an error naming the file (the official code made black labels)")
+func orphanMask() throws {
+    let root = try temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: root) }
+    try makeTree(root, ["images/IDRiD_01.jpg", "masks/EX/IDRiD_1_EX.png"])
+    #expect { try LesionDataset.open(root, logger: logger) } throws: { error in
+        (error as? TrainingError)?.message.contains("IDRiD_1_EX.png matches no image") == true
+    }
+    let wrongSuffix = try temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: wrongSuffix) }
+    try makeTree(wrongSuffix, ["images/IDRiD_01.jpg", "masks/EX/IDRiD_01.png"])
+    #expect(throws: TrainingError.self) { try LesionDataset.open(wrongSuffix, logger: logger) }
+}
+
+@Test("Partial labels: a missing class folder, dataset.json or --classes decide which classes are annotated")
+func partialLabels() throws {
+    let root = try temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: root) }
+    try makeTree(root, ["image/x.jpg", "label/EX/x.tif", "label/HE/x.tif"])
+    let ddr = try LesionDataset.open(root, logger: logger)
+    #expect(ddr.layout == .ddr)
+    #expect(ddr.annotated == [.hardExudate, .haemorrhage])
+    #expect(ddr.samples[0].annotated == [.hardExudate, .haemorrhage])
+    let only = try LesionDataset.open(root, classes: [.hardExudate], logger: logger)
+    guard case let .masks(m) = only.samples[0].labels else { Issue.record("expected masks"); return }
+    #expect(Set(m.keys) == [.hardExudate])
+    try Data(#"{"annotated": ["EX", "HE", "MA"]}"#.utf8).write(to: root.appendingPathComponent("dataset.json"))
+    #expect(try LesionDataset.open(root, logger: logger).annotated == [.hardExudate, .haemorrhage, .microaneurysm])
+    try Data(#"{"annotated": ["EX"]}"#.utf8).write(to: root.appendingPathComponent("dataset.json"))
+    #expect(throws: TrainingError.self) { try LesionDataset.open(root, logger: logger) }   // HE masks contradict it
+}
+
+@Test("nnU-Net layout: dataset.json labels (v1 and v2) name the annotated classes")
+func nnunetLayout() throws {
+    let root = try temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: root) }
+    try makeTree(root, ["imagesTr/case1_0000.png", "imagesTr/case2_0000.png", "labelsTr/case1.png", "labelsTr/case2.png"])
+    try Data(#"{"labels": {"background": 0, "hard exudates": 1, "MA": 2, "optic disc": 3}, "file_ending": ".png"}"#.utf8)
+        .write(to: root.appendingPathComponent("dataset.json"))
+    let d = try LesionDataset.open(root, logger: logger)
+    #expect(d.layout == .nnunet)
+    #expect(d.annotated == [.hardExudate, .microaneurysm])
+    #expect(d.samples[1].labels == .indexMap(root.appendingPathComponent("labelsTr/case2.png"), values: [.hardExudate: 1, .microaneurysm: 2]))
+    try Data(#"{"labels": {"0": "background", "1": "HE"}}"#.utf8).write(to: root.appendingPathComponent("dataset.json"))
+    #expect(try LesionDataset.open(root, logger: logger).annotated == [.haemorrhage])
+    try makeTree(root, ["labelsTr/case3.png"])
+    #expect(throws: TrainingError.self) { try LesionDataset.open(root, logger: logger) }
+}
+
+@Test("Merged label map: MA > SE > HE > EX at overlaps; nnU-Net indices remapped")
+func labelMaps() {
+    let merged = LabelMap.merge([.hardExudate: [255, 255, 0, 0], .haemorrhage: [0, 1, 1, 0], .microaneurysm: [0, 0, 1, 0]], pixels: 4)
+    #expect(merged == [1, 2, 4, 0])
+    #expect(LabelMap.remap([0, 1, 2, 3], values: [.hardExudate: 1, .microaneurysm: 2]) == [0, 1, 4, 0])
+}
+
+@Test("The shared IDRiD set scans: 14 images, four classes, SE for 03, 08, 13, 14 only", .enabled(if: SharedFixtures.available, Comment(rawValue: SharedFixtures.skipReason)))
+func sharedIDRiD() throws {
+    let d = try LesionDataset.open(SharedFixtures.root.appendingPathComponent("data/idrid"), logger: logger)
+    #expect(d.samples.count == 14)
+    #expect(d.annotated == Set(LesionClass.allCases))
+    let withSE = d.samples.filter { if case let .masks(m) = $0.labels { m[.softExudate] != nil } else { false } }.map(\.name)
+    #expect(withSE == ["IDRiD_03", "IDRiD_08", "IDRiD_13", "IDRiD_14"])
+}

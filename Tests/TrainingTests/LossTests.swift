@@ -1,0 +1,67 @@
+import Foundation
+import Testing
+@testable import Training
+
+private func sigmoid(_ x: Double) -> Double { 1 / (1 + exp(-x)) }
+
+@Test("bdice with all four classes annotated is the official mean over images of the mean over classes")
+func bdiceOfficial() throws {
+    // One image, 1×2 pixels: labels [1 (EX), 4 (MA)]; logits chosen per class and pixel.
+    let logits: [Float] = [2, -1, /*HE*/ 0, 0, /*SE*/ -3, -3, /*MA*/ -1, 1]
+    let (loss, _) = try BinaryDiceLoss.evaluate(logits: logits, labels: [1, 4], annotated: [true, true, true, true],
+                                                batch: 1, height: 1, width: 2)
+    var expected = 0.0
+    let gts: [[Double]] = [[1, 0], [0, 0], [0, 0], [0, 1]]
+    for c in 0..<4 {
+        let p = (0..<2).map { sigmoid(Double(logits[c * 2 + $0])) }
+        let pg = zip(p, gts[c]).map(*).reduce(0, +)
+        expected += 1 - (2 * pg + 1e-5) / (p.reduce(0, +) + gts[c].reduce(0, +) + 1e-5)
+    }
+    expected /= 4
+    #expect(abs(Double(loss) - expected) < 1e-6)
+}
+
+@Test("A class an image does not annotate gets no loss and no gradient")
+func bdicePartial() throws {
+    let logits: [Float] = (0..<32).map { Float($0 % 5) - 2 }
+    let labels: [UInt8] = [0, 1, 2, 3, 4, 0, 1, 2]
+    let full = try BinaryDiceLoss.evaluate(logits: logits, labels: labels, annotated: [Bool](repeating: true, count: 8),
+                                           batch: 2, height: 2, width: 2)
+    let partial = try BinaryDiceLoss.evaluate(logits: logits, labels: labels,
+                                              annotated: [true, true, false, true, true, true, true, true],
+                                              batch: 2, height: 2, width: 2)
+    #expect(partial.gradient[8..<12].allSatisfy { $0 == 0 })   // image 0, SE
+    #expect(partial.gradient[0..<4] != full.gradient[0..<4])   // image 0 now averages over 3 classes
+    #expect(partial.gradient[16..<32] == full.gradient[16..<32])   // image 1 is fully annotated in both
+    #expect(partial.loss != full.loss)
+}
+
+@Test("bdice (+BCE) gradient agrees with finite differences")
+func bdiceGradient() throws {
+    var rng = TrainingRNG(seed: 3)
+    let n = 2, h = 3, w = 2
+    let logits = (0..<(n * 4 * h * w)).map { _ in Float(rng.uniform(-2, 2)) }
+    let labels = (0..<(n * h * w)).map { _ in UInt8(rng.below(5)) }
+    let annotated = [true, false, true, true, true, true, true, true]
+    let (_, g) = try BinaryDiceLoss.evaluate(logits: logits, labels: labels, annotated: annotated, batch: n, height: h, width: w, bceWeight: 0.5)
+    let eps: Float = 1e-2
+    for i in stride(from: 0, to: logits.count, by: 5) {
+        var plus = logits, minus = logits
+        plus[i] += eps
+        minus[i] -= eps
+        let lp = try BinaryDiceLoss.evaluate(logits: plus, labels: labels, annotated: annotated, batch: n, height: h, width: w, bceWeight: 0.5).loss
+        let lm = try BinaryDiceLoss.evaluate(logits: minus, labels: labels, annotated: annotated, batch: n, height: h, width: w, bceWeight: 0.5).loss
+        let numeric = (lp - lm) / (2 * eps)
+        #expect(abs(numeric - g[i]) < 2e-3, "logit \(i): numeric \(numeric), analytic \(g[i])")
+    }
+}
+
+@Test("Label values outside 0…4 and mis-sized buffers are refused")
+func bdiceRefuses() {
+    #expect(throws: TrainingError.self) {
+        try BinaryDiceLoss.evaluate(logits: [0, 0, 0, 0], labels: [255], annotated: [true, true, true, true], batch: 1, height: 1, width: 1)
+    }
+    #expect(throws: TrainingError.self) {
+        try BinaryDiceLoss.evaluate(logits: [0, 0, 0], labels: [0], annotated: [true, true, true, true], batch: 1, height: 1, width: 1)
+    }
+}
