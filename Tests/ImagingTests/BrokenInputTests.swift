@@ -89,6 +89,17 @@ struct BrokenInputTests {
         }
     }
 
+    @Test("A JPEG whose only fault is a missing end marker decodes, with a warning counted")
+    func missingEndMarker() throws {
+        let image = Image(width: 64, height: 48, channels: 3) { p in for i in 0..<p.count { p[i] = UInt8(truncatingIfNeeded: i / 7) } }
+        let jpeg = try ImageCodec.encodeJPEG(image)
+        #expect(jpeg.suffix(2) == Data([0xFF, 0xD9]))
+        let decoded = try ImageCodec.decode(jpeg.dropLast(2), name: "no-eoi.jpg")
+        #expect(decoded.warnings >= 1)
+        #expect(decoded.image.bytes == (try ImageCodec.decode(jpeg).image.bytes))
+        #expect(outcome(jpeg.dropLast(40), name: "cut.jpg") == .corrupt, "missing entropy data is still an error")
+    }
+
     @Test("Hundreds of random byte mutations of real files give images or errors, never a crash or a hang",
           .enabled(if: SharedFixtures.available, shared))
     func mutations() throws {
