@@ -235,6 +235,38 @@ int fundus_decode_jpeg(const unsigned char *data, size_t size, int mode, int sca
     return FUNDUS_CODEC_OK;
 }
 
+int fundus_probe_jpeg(const unsigned char *data, size_t size, int *width, int *height) {
+    *width = 0;
+    *height = 0;
+    if (!data || size < 4) return FUNDUS_CODEC_CORRUPT;
+    jpeg_decode_state *s = calloc(1, sizeof *s);
+    if (!s) return FUNDUS_CODEC_NO_MEMORY;
+    s->cinfo.err = jpeg_std_error(&s->error.pub);
+    s->error.pub.error_exit = on_error_exit;
+    s->error.pub.emit_message = on_emit_message;
+    s->error.pub.output_message = on_output_message;
+    if (setjmp(s->error.jump)) {
+        jpeg_destroy_decompress(&s->cinfo);
+        free(s);
+        return FUNDUS_CODEC_CORRUPT;
+    }
+    jpeg_create_decompress(&s->cinfo);
+    s->source.pub.init_source = source_init;
+    s->source.pub.fill_input_buffer = source_fill;
+    s->source.pub.skip_input_data = source_skip;
+    s->source.pub.resync_to_restart = jpeg_resync_to_restart;
+    s->source.pub.term_source = source_term;
+    s->source.pub.next_input_byte = data;
+    s->source.pub.bytes_in_buffer = size;
+    s->cinfo.src = &s->source.pub;
+    jpeg_read_header(&s->cinfo, TRUE);
+    *width = (int)s->cinfo.image_width;
+    *height = (int)s->cinfo.image_height;
+    jpeg_destroy_decompress(&s->cinfo);
+    free(s);
+    return FUNDUS_CODEC_OK;
+}
+
 typedef struct {
     struct jpeg_compress_struct cinfo;
     jpeg_error_state error;
