@@ -387,6 +387,23 @@ public struct PostgresServer: Sendable {
         }
     }
 
+    /// Whether a user can traverse every existing folder on the way to `path` (missing ones we create 0755).
+    public static func isReachable(_ path: String, uid: uid_t, gid: gid_t) -> Bool {
+        var components = path.split(separator: "/").map(String.init)
+        while true {
+            let current = "/" + components.joined(separator: "/")
+            var info = stat()
+            if stat(current, &info) == 0 {
+                let mode = info.st_mode
+                let ok = info.st_uid == uid ? mode & S_IXUSR != 0
+                    : info.st_gid == gid ? mode & S_IXGRP != 0 : mode & S_IXOTH != 0
+                if !ok { return false }
+            }
+            if components.isEmpty { return true }
+            components.removeLast()
+        }
+    }
+
     static func isPostgresProcess(_ pid: Int32) -> Bool {
         guard pid > 0 else { return false }
         if kill(pid, 0) != 0 && errno != EPERM { return false }
