@@ -40,7 +40,8 @@ public struct JobQueue: Sendable {
     // MARK: enqueueing
 
     /// Inserts jobs in batches of `batchSize` rows per statement; returns the ids of the jobs added (jobs whose
-    /// unique key exists already are not).
+    /// unique key exists already are not). Give jobs a unique key: a batch re-sent after a dropped connection then
+    /// cannot add them twice.
     @discardableResult
     public func enqueue(_ jobs: [NewJob], batchSize: Int = 5000) throws -> [Int64] {
         var ids: [Int64] = []
@@ -77,7 +78,8 @@ public struct JobQueue: Sendable {
 
     // MARK: working
 
-    /// Claims up to `limit` jobs of `queue` (the worker's free slots, so it never hoards).
+    /// Claims up to `limit` jobs of `queue` (the worker's free slots, so it never hoards). If the connection drops
+    /// after the server claimed but before the answer arrived, those jobs come back through `rescueExpired`.
     public func claim(queue: String = JobQueue.screeningQueue, limit: Int) throws -> [Job] {
         guard limit > 0 else { return [] }
         let result = try connection.query(QueueSQL.jobClaim, [queue, worker, limit], name: "JobClaim")
@@ -149,7 +151,15 @@ public struct JobQueue: Sendable {
         let result = try connection.query(QueueSQL.jobSetFailedIfRunning, [
             lease.jobID, lease.attempt, worker, message, kind == .permanent, delay,
         ], name: "JobSetFailedIfRunning")
-        guard let row = result.rows.first else { return .leaseLost }
+        if let row = result.rows.first {
+            let state: String = try row.decode("state")
+            if state == JobState.discarded.rawValue { return .discarded }
+            return .willRetry(at: try row.decode("scheduled_at"))
+        }
+        // No row: the lease was lost, or this very update committed just before a dropped connection and the
+        // statement ran again. Tell the two apart by the attempt it left behind.
+        let now = try connection.query(QueueSQL.jobFailedState, [lease.jobID, lease.attempt, worker], name: "JobFailedState")
+        guard let row = now.rows.first else { return .leaseLost }
         let state: String = try row.decode("state")
         if state == JobState.discarded.rawValue { return .discarded }
         return .willRetry(at: try row.decode("scheduled_at"))

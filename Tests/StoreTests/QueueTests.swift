@@ -115,6 +115,11 @@ struct QueueTests {
             // base 0.5 s ± 20 %; the server's clock and ours agree to well under that.
             #expect(at.timeIntervalSince(before) > 0.3 && at.timeIntervalSince(before) < 1.0)
             #expect(try q.fail(jobs[1].lease, message: "not an image: /archive/x.jpg", kind: .permanent) == .discarded)
+            // The same failure reported again (a statement re-sent after a dropped connection) changes nothing.
+            #expect(try q.fail(jobs[1].lease, message: "not an image: /archive/x.jpg", kind: .permanent) == .discarded)
+            guard case .willRetry(let same) = try q.fail(jobs[0].lease, message: "disk full", kind: .transient), same == at else {
+                Issue.record("a repeated transient failure should report the same retry time"); return
+            }
 
             #expect(try q.claim(queue: "bulk", limit: 5).isEmpty, "nothing is due yet")
             Thread.sleep(forTimeInterval: 0.8)
