@@ -66,6 +66,7 @@ struct EmbeddedLocationTests {
         defer {
             _ = try? server.stop(immediate: true)
             try? FileManager.default.removeItem(at: server.root.deletingLastPathComponent())
+            rmdir("/var/lib/fundus-screen")  // only when no real cluster lives there
         }
         #expect(server.root.path.hasPrefix("/var/lib/fundus-screen/"))
         let note = try String(contentsOf: state.appendingPathComponent("postgres-location.txt"), encoding: .utf8)
