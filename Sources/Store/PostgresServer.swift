@@ -164,6 +164,7 @@ public struct PostgresServer: Sendable {
             # fundus-screen settings
             listen_addresses = '127.0.0.1'
             unix_socket_directories = ''
+            unix_socket_permissions = 0700
             shared_buffers = '\(settings.sharedBuffers)'
             max_connections = \(settings.maxConnections)
             log_min_messages = warning
