@@ -108,11 +108,19 @@ public struct JobQueue: Sendable {
     /// Completes the job if this worker still holds this attempt, running `write` (the job's results) in the same
     /// transaction: either both happen or neither. Survives a dropped connection: the transaction is retried once,
     /// and a completion that did commit before the drop is recognised.
-    public func complete(_ lease: JobLease, writing write: (Connection) throws -> Void = { _ in }) throws -> CompletionOutcome {
+    public func complete(_ lease: JobLease, writing write: ((Connection) throws -> Void)? = nil) throws -> CompletionOutcome {
         var tries = 0
         while true {
             tries += 1
             do {
+                guard let write else {
+                    // Nothing to write with it: one statement, one round trip.
+                    let done = try connection.query(QueueSQL.jobSetCompletedIfRunning, [lease.jobID, lease.attempt, worker],
+                                                    name: "JobSetCompletedIfRunning")
+                    if !done.rows.isEmpty { return .completed }
+                    // Lost, or completed by this very statement before a dropped connection made it run again.
+                    return try completedByThisAttempt(lease) ? .completed : .leaseLost
+                }
                 return try connection.transaction { conn in
                     let done = try conn.query(QueueSQL.jobSetCompletedIfRunning, [lease.jobID, lease.attempt, worker],
                                               name: "JobSetCompletedIfRunning")
@@ -135,6 +143,14 @@ public struct JobQueue: Sendable {
                 return .leaseLost
             }
         }
+    }
+
+    private func completedByThisAttempt(_ lease: JobLease) throws -> Bool {
+        guard let row = try connection.query(QueueSQL.jobGetState, [lease.jobID], name: "JobGetState").rows.first else {
+            return false
+        }
+        return try row.decode("state", as: String.self) == JobState.completed.rawValue
+            && row.decode("attempt", as: Int.self) == lease.attempt && row["attempted_by"] == worker
     }
 
     /// Completes a screening job and stores its result in one transaction; re-screening replaces the result.
