@@ -101,8 +101,7 @@ public enum PatientPage {
 
     static func ruleMarkup(_ flag: EyeReport.Flag) -> Markup {
         guard !flag.rule.isEmpty else { return "" }
-        let version = flag.ruleVersion.isEmpty ? "" : " v" + flag.ruleVersion
-        return "<span class=\"rule\">(rule <code>\(flag.rule + version)</code>)</span>"
+        return "<span class=\"rule\">(rule <code>\(flag.ruleLabel)</code>)</span>"
     }
 
     static func eyeOutcome(_ eye: EyeReport) -> PatientOutcome {

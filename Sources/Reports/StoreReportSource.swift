@@ -75,7 +75,7 @@ public struct StoreReportSource: ReportSource {
             let eye = EyeReport(
                 laterality: EyeReport.Laterality(code: try row.decodeIfPresent("laterality") ?? ""),
                 imageID: URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent, photograph: path,
-                overlay: nil,
+                overlay: Self.pipelineOverlay(findings[resultID] ?? []),
                 gradability: EyeReport.Gradability(
                     gradable: try row.decode("gradable"), reasons: try row.decodeArray("ungradable_reasons").compactMap { $0 }),
                 findings: findings[resultID] ?? [],
@@ -91,5 +91,20 @@ public struct StoreReportSource: ReportSource {
             throw ReportError(.notFound, "patient \"\(id)\" has no screening result in the database")
         }
         return order.map { PatientReport(patientID: $0, eyes: eyes[$0] ?? []) }
+    }
+
+    /// The overlay the screening pipeline wrote beside the masks (`<stem>_<CLS>.png` → `<stem>_overlay.jpg`), when it
+    /// is there; otherwise the report draws one from the masks.
+    static func pipelineOverlay(_ findings: [EyeReport.ClassFindings]) -> String? {
+        for f in findings {
+            guard let mask = f.maskPath else { continue }
+            let url = URL(fileURLWithPath: mask)
+            let suffix = "_\(f.lesionClass.code).png"
+            guard url.lastPathComponent.hasSuffix(suffix) else { continue }
+            let stem = String(url.lastPathComponent.dropLast(suffix.count))
+            let overlay = url.deletingLastPathComponent().appendingPathComponent("\(stem)_overlay.jpg")
+            if FileManager.default.fileExists(atPath: overlay.path) { return overlay.path }
+        }
+        return nil
     }
 }
