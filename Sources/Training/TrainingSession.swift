@@ -73,7 +73,7 @@ public enum TrainingSession {
                 throw TrainingError(.configuration, "\(url.path) holds \(loaded.architecture.displayName), not the asked \(asked.displayName)")
             }
             network = try SegmentationModel(architecture: loaded.architecture, weights: loaded.tensors, weightsFile: url.path)
-            startedFrom = loaded.card.map { "\($0.name) \($0.version)" } ?? url.lastPathComponent
+            startedFrom = loaded.card.map { $0.version == $0.name ? $0.name : "\($0.name) \($0.version)" } ?? url.lastPathComponent
         } else if let architecture = request.architecture {
             network = try SegmentationModel(architecture: architecture)
         } else {
