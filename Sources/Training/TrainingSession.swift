@@ -112,7 +112,7 @@ public enum TrainingSession {
                                  trainingData: "\(trainingSet.root.path) (\(trainingSet.layout.rawValue), \(trainingSet.samples.count) images, \(trainingSet.annotated.sorted().map(\.code).joined(separator: ",")))",
                                  metrics: metrics.figures.filter { $0.value.isFinite })
             card.changelog[request.name] = "trained \(configuration.iterations) iterations from \(startedFrom), seed \(configuration.seed), final loss \(fmt(losses.last.map(Double.init)))"
-            let weights = try WeightLoader.save(tensors: network.exportWeights(), card: card,
+            let weights = try WeightLoader.save(tensors: stableExport(network), card: card,
                                                 to: request.modelDirectory.appendingPathComponent(request.name))
 
             // 7. Register the candidate.
@@ -142,6 +142,16 @@ public enum TrainingSession {
                               scale: validator.scale, logger: logger)
         }
         return .init(model: active.name, figures: Validator.figures(try v.evaluate(model, label: active.name)))
+    }
+
+    /// The weights with the architecture metadata in sorted-key JSON, so equal weights give byte-equal files (and
+    /// equal registry checksums): the engine's export writes the keys in hash order, which varies between runs.
+    static func stableExport(_ network: SegmentationModel) -> TensorFile {
+        var file = network.exportWeights()
+        if file.metadata[ModelWeights.architectureKey] != nil {
+            file.metadata[ModelWeights.architectureKey] = jsonText(network.architecture)
+        }
+        return file
     }
 
     static func jsonText<T: Encodable>(_ value: T) -> String {
