@@ -62,6 +62,8 @@ public struct DecodedImage: Sendable {
     public let originalWidth: Int
     public let originalHeight: Int
     /// `image` pixel i covers original pixels [i·scale, (i+1)·scale) on both axes; 1 unless JPEG DCT scaling was used.
+    /// (With an EXIF mirror or rotation and a size not divisible by `scale`, a flipped axis is off by less than
+    /// `scale` original pixels; camera sizes such as 4288×2848 divide by 8.)
     public let scale: Int
     /// EXIF orientation applied (1 = none).
     public let orientation: Int
@@ -160,6 +162,41 @@ public enum ImageCodec {
         try encode(image, what: "JPEG") { pixels, out in
             fundus_encode_jpeg(pixels, Int32(image.width), Int32(image.height), Int32(image.channels),
                                Int32(quality), out)
+        }
+    }
+
+    /// TIFF compression schemes we write.
+    public enum TIFFCompression: Int32, Sendable, CaseIterable {
+        case none = 1
+        case lzw = 5
+        case deflate = 8
+        case packBits = 32773
+    }
+
+    /// TIFF bytes (for exports and test fixtures). `bitsPerSample` 8, or 1 for a bilevel grey image (values > 0
+    /// set the bit); with `palette` (2 or 256 colours) the pixels are palette indices, as IDRiD's masks.
+    /// `tileSize` (a multiple of 16) writes tiles, else strips of `rowsPerStrip` rows (nil: one strip).
+    public static func encodeTIFF(_ image: Image, bitsPerSample: Int = 8, palette: [RGBColour]? = nil,
+                                  compression: TIFFCompression = .deflate, tileSize: Int? = nil,
+                                  rowsPerStrip: Int? = nil) throws -> Data {
+        var table: [UInt16]? = nil
+        if let palette {
+            let n = 1 << bitsPerSample
+            guard palette.count <= n else { throw ImagingError(.invalidArgument, "a \(bitsPerSample)-bit palette holds at most \(n) colours") }
+            let padded = palette + Array(repeating: RGBColour(red: 0, green: 0, blue: 0), count: n - palette.count)
+            table = padded.map { UInt16($0.red) * 257 } + padded.map { UInt16($0.green) * 257 } + padded.map { UInt16($0.blue) * 257 }
+        }
+        return try encode(image, what: "TIFF") { pixels, out in
+            if let table {
+                return table.withUnsafeBufferPointer {
+                    fundus_encode_tiff(pixels, Int32(image.width), Int32(image.height), Int32(image.channels),
+                                       Int32(bitsPerSample), $0.baseAddress, compression.rawValue,
+                                       Int32(tileSize ?? 0), Int32(rowsPerStrip ?? 0), out)
+                }
+            }
+            return fundus_encode_tiff(pixels, Int32(image.width), Int32(image.height), Int32(image.channels),
+                                      Int32(bitsPerSample), nil, compression.rawValue,
+                                      Int32(tileSize ?? 0), Int32(rowsPerStrip ?? 0), out)
         }
     }
 

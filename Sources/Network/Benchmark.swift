@@ -8,6 +8,10 @@ public struct BenchmarkReport: Sendable {
     public var inputShape: [Int]
     /// Seconds of each timed run (after one warm-up run).
     public var runs: [Double]
+    /// Process CPU seconds (user + system) of each timed run: under contention, CPU/threads estimates the
+    /// uncontended wall time.
+    public var cpuSeconds: [Double]
+    public var implementations: [String: Int]
     public var warmUpSeconds: Double
     public var gflopPerImage: Double
     public var peakRSSBytes: Int
@@ -24,6 +28,7 @@ public struct BenchmarkReport: Sendable {
             "model: \(model), input \(inputShape), random weights",
             String(format: "seconds per image: median %.3f of %d runs (%@); warm-up %.3f", medianSeconds, runs.count,
                    runs.map { String(format: "%.3f", $0) }.joined(separator: ", "), warmUpSeconds),
+            String(format: "CPU seconds per image (user+sys): %@", cpuSeconds.map { String(format: "%.2f", $0) }.joined(separator: ", ")),
             String(format: "work: %.1f GFLOP per image, %.1f GFLOP/s", gflopPerImage, gflops),
             String(format: "peak RSS: %.2f GiB", Double(peakRSSBytes) / Double(1 << 30)),
             "time by layer kind (profiled run):",
@@ -32,6 +37,8 @@ public struct BenchmarkReport: Sendable {
         for (kind, s) in split {
             lines.append(String(format: "  %-20@ %7.3f s  %5.1f %%", kind, s, 100 * s / max(total, 1e-9)))
         }
+        lines.append("oneDNN convolution implementations (kernel, stride, source layout: shapes):")
+        for (k, n) in implementations.sorted(by: { $0.key < $1.key }) { lines.append("  \(k): \(n)") }
         lines.append("single convolution shapes:")
         for c in convolutions { lines.append(String(format: "  %@: %.1f GFLOP/s (%@)", c.shape, c.gflops, c.implementation)) }
         return lines.joined(separator: "\n")
@@ -44,6 +51,7 @@ public enum NetworkBenchmark {
     public static func run(architecture: ModelArchitecture = .w48(variant: .C), height: Int = 960, width: Int = 1440,
                            runs: Int = 3, progress: (String) -> Void = { _ in }) throws(NetworkError) -> BenchmarkReport {
         EngineThreads.configureBLASForEngine()
+        EngineThreads.configureMemoryForEngine()
         let model = try SegmentationModel(architecture: architecture)
         var random = SplitMix(seed: 42)
         let input = Tensor((0..<(3 * height * width)).map { _ in random.uniform() * 4 - 2 }, shape: [1, 3, height, width])
@@ -55,10 +63,13 @@ public enum NetworkBenchmark {
         progress("warm-up run")
         let warm = try timed { () throws(NetworkError) in _ = try model.probabilities(input) }
         var times: [Double] = []
+        var cpu: [Double] = []
         var flops = 0.0
         for k in 0..<runs {
             let before = model.withEngine { $0.flops }
+            let c0 = cpuTime()
             times.append(try timed { () throws(NetworkError) in _ = try model.probabilities(input) })
+            cpu.append(cpuTime() - c0)
             flops = model.withEngine { $0.flops } - before
             progress(String(format: "run %d: %.3f s", k + 1, times.last!))
         }
@@ -68,6 +79,9 @@ public enum NetworkBenchmark {
             e.profiling = false
             return e.profile.sorted { $0.value > $1.value }.map { ($0.key, $0.value) }
         }
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)  // before the single-shape runs below allocate their own buffers
+        let implementations = model.withEngine { $0.implementations }
         let c = architecture.stages[3].channels
         let q = (height + 3) / 4, r = (width + 3) / 4
         let shapes: [(String, [Int], [Int])] = [
@@ -91,10 +105,15 @@ public enum NetworkBenchmark {
                 return (name, f / best * 1e-9, e.convolutionImplementation(inputShape: xs, weightShape: ws, padding: ws[2] / 2))
             }
         }
-        var usage = rusage()
-        getrusage(RUSAGE_SELF.rawValue, &usage)
-        return BenchmarkReport(model: architecture.displayName, inputShape: input.shape, runs: times, warmUpSeconds: warm,
-                               gflopPerImage: flops * 1e-9, peakRSSBytes: usage.ru_maxrss * 1024, split: split,
+        return BenchmarkReport(model: architecture.displayName, inputShape: input.shape, runs: times,
+                               cpuSeconds: cpu, implementations: implementations, warmUpSeconds: warm, gflopPerImage: flops * 1e-9, peakRSSBytes: usage.ru_maxrss * 1024, split: split,
                                convolutions: convolutions)
     }
+}
+
+/// User + system CPU seconds of this process so far.
+func cpuTime() -> Double {
+    var u = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &u)
+    return Double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + Double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6
 }

@@ -99,12 +99,45 @@ public final class SegmentationModel: @unchecked Sendable {
         if let bad = labels.first(where: { $0 < 0 || Int($0) > architecture.numClasses }) {
             throw .badInput("label value \(bad) outside 0…\(architecture.numClasses)")
         }
+        return step(input) { ops, resized in ops.binaryDiceLoss(resized, labels: labels) }
+    }
+
+    /// One training-mode pass with a loss of the caller's: `loss` receives the logits resized (bilinear,
+    /// align_corners False) to the input size, plain [N, classes, H, W], and returns the loss and dL/dlogits of the
+    /// same shape. Returns the loss and dL/dparameter for every trainable parameter.
+    public func trainingStep(input: Tensor, loss: (Tensor) throws -> (Float, Tensor)) throws
+        -> (loss: Float, gradients: [String: Tensor]) {
+        try validate(input)
+        var failure: Error?
+        let result = step(input) { ops, resized in
+            do {
+                let (value, gradient) = try loss(resized.toPlain())
+                guard gradient.shape == resized.shape else {
+                    throw NetworkError.badInput("loss gradient \(gradient.shape) for logits \(resized.shape)")
+                }
+                // A one-element stand-in for the loss whose backward hands the caller's gradient to the logits.
+                let out = Tensor([value], shape: [1])
+                out.requiresGrad = true
+                ops.tape?.record { ops.tape?.accumulate(resized, gradient) }
+                return out
+            } catch {
+                failure = error
+                return Tensor([Float.nan], shape: [1])
+            }
+        }
+        if let failure { throw failure }
+        return result
+    }
+
+    /// Forward in training mode, resize of the logits to the input size, `lossOf` (which records its own backward),
+    /// backward, gradients by parameter name.
+    private func step(_ input: Tensor, _ lossOf: (Ops, Tensor) -> Tensor) -> (loss: Float, gradients: [String: Tensor]) {
         let result: (Float, [String: Tensor]) = thread.run {
             let tape = Tape()
             let ops = Ops(engine: engine, tape: tape, training: true)
             let logits = forward(input, ops)
             let resized = ops.resizeBilinear(logits, height: input.h, width: input.w)
-            let loss = ops.binaryDiceLoss(resized, labels: labels)
+            let loss = lossOf(ops, resized)
             tape.backward(from: loss)
             var grads: [String: Tensor] = [:]
             for name in store.trainable {

@@ -224,7 +224,7 @@ public final class Connection: @unchecked Sendable {
             throw DatabaseError(.connectionFailed, "cannot connect to PostgreSQL (\(redacted(conninfo))): \(message)")
         }
         // Text results in a fixed form that SQLTimestamp reads, whatever the server's defaults.
-        if let r = PQexec(conn, "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET client_encoding = 'UTF8'") {
+        if let r = PQexec(conn, "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET client_encoding = 'UTF8'; SET client_min_messages = 'warning'") {
             PQclear(r)
         }
         return conn

@@ -26,8 +26,15 @@ public struct JobQueue: Sendable {
 
     /// `host:pid:random`, unique per process and call.
     public static func defaultWorkerName() -> String {
-        let host = ProcessInfo.processInfo.hostName
-        return "\(host):\(getpid()):\(UInt32.random(in: 0..<UInt32.max) & 0xffff)"
+        "\(hostName()):\(getpid()):\(UInt32.random(in: 0..<UInt32.max) & 0xffff)"
+    }
+
+    /// The kernel's host name. (Foundation's `ProcessInfo.hostName` resolves it through DNS, which can stall
+    /// for seconds on a machine without a resolver.)
+    public static func hostName() -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count - 1) == 0 else { return "localhost" }
+        return String(cString: buffer)
     }
 
     // MARK: enqueueing

@@ -50,6 +50,9 @@ public struct Migrator {
     }
 
     private func ensureTable() throws {
+        // Under the lock too: concurrent CREATE TABLE IF NOT EXISTS can still collide in the catalog.
+        try connection.transaction { connection in
+        try connection.query("SELECT pg_advisory_xact_lock($1)", [Self.lockKey], name: "MigrationLock")
         try connection.query("""
             CREATE TABLE IF NOT EXISTS schema_migrations (
                 version    integer PRIMARY KEY,
@@ -58,6 +61,7 @@ public struct Migrator {
                 applied_at timestamptz NOT NULL DEFAULT now()
             )
             """, name: "SchemaMigrationsCreate")
+        }
     }
 
     /// What is applied and what is pending. Creates nothing when the table is absent.

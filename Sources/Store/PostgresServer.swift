@@ -390,8 +390,12 @@ public struct PostgresServer: Sendable {
     static func isPostgresProcess(_ pid: Int32) -> Bool {
         guard pid > 0 else { return false }
         if kill(pid, 0) != 0 && errno != EPERM { return false }
-        guard let comm = try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8) else { return true }
-        let name = comm.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")") else { return true }
+        // A killed postmaster may linger as a zombie until init reaps it: that is not a running server.
+        let state = stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).first
+        if state == "Z" || state == "X" { return false }
+        let name = stat[stat.index(after: open)..<close]
         return name.hasPrefix("postgres") || name.hasPrefix("postmaster")
     }
 

@@ -68,6 +68,8 @@ public final class ComputeEngine: @unchecked Sendable {
     public var profiling = false
     /// Floating-point operations of convolutions and matrix products run so far (2 per multiply-add).
     public var flops: Double = 0
+    /// oneDNN implementations chosen for the convolution primitives created so far, with how many shapes use each.
+    public var implementations: [String: Int] = [:]
 
     public init() {
         var e: dnnl_engine_t?

@@ -68,6 +68,7 @@ extension ComputeEngine {
         dnnl_primitive_attr_destroy(attr)
         let p = Primitive(pd: pd!, what: "conv fwd")
         primitives[key] = p
+        implementations["\(s.weightShape[2])x\(s.weightShape[3]) s\(s.stride) \(s.inLayout == .plain ? "nchw" : "nChw16c") \(p.implementation)", default: 0] += 1
         return p
     }
 

@@ -195,21 +195,9 @@ public struct Ops {
         let y = Tensor(shape: [x.n, x.c, outH, outW], layout: .blocked16, zeroed: false)
         let inW = x.w
         engine.timed("resize") {
-            blockedPlanes(x) { plane, _ in
-                let pi = (plane - x.data) / (x.h * x.w * 16)
-                let out = y.data + pi * outH * outW * 16
-                for oy in 0..<outH {
-                    let r = rows[oy]
-                    for ox in 0..<outW {
-                        let c = cols[ox]
-                        let a = plane + (r.0 * inW + c.0) * 16, b = plane + (r.0 * inW + c.1) * 16
-                        let d = plane + (r.1 * inW + c.0) * 16, e = plane + (r.1 * inW + c.1) * 16
-                        let o = out + (oy * outW + ox) * 16
-                        for l in 0..<16 {
-                            o[l] = r.2 * (c.2 * a[l] + c.3 * b[l]) + r.3 * (c.2 * d[l] + c.3 * e[l])
-                        }
-                    }
-                }
+            for pi in 0..<(x.n * x.channelBlocks) {
+                Self.resizePlane(x.data + pi * x.h * inW * 16, inW: inW, rows: rows, cols: cols,
+                                 into: y.data + pi * outH * outW * 16)
             }
         }
         guard let tape, tracks(x) else { return y }
@@ -238,6 +226,68 @@ public struct Ops {
             tape.accumulate(x, dx)
         }
         return y
+    }
+
+    /// One plane of 16 channels: out[oy, ox] = bilinear mix of the four taps.
+    static func resizePlane(_ plane: UnsafeMutablePointer<Float>, inW: Int, rows: [(Int, Int, Float, Float)],
+                            cols: [(Int, Int, Float, Float)], into out: UnsafeMutablePointer<Float>) {
+        let outW = cols.count
+        for oy in 0..<rows.count {
+            let r = rows[oy]
+            for ox in 0..<outW {
+                let c = cols[ox]
+                let a = plane + (r.0 * inW + c.0) * 16, b = plane + (r.0 * inW + c.1) * 16
+                let d = plane + (r.1 * inW + c.0) * 16, e = plane + (r.1 * inW + c.1) * 16
+                let o = out + (oy * outW + ox) * 16
+                for l in 0..<16 {
+                    o[l] = r.2 * (c.2 * a[l] + c.3 * b[l]) + r.3 * (c.2 * d[l] + c.3 * e[l])
+                }
+            }
+        }
+    }
+
+    /// Resizes every map to height × width (bilinear, align_corners=False) and concatenates them along channels:
+    /// the FCN head's resize_concat. Inference writes each map straight into its channel range when the ranges
+    /// start on channel blocks (all HRNet widths are multiples of 16); otherwise, and when training, it is
+    /// resize then concat.
+    /// `rows` (inference only) computes just that band of output rows: [N, ΣC, rows.count, width].
+    public func resizeConcat(_ xs: [Tensor], height: Int, width: Int, rows band: Range<Int>? = nil) -> Tensor {
+        var bases: [Int] = []
+        var total = 0
+        for x in xs { bases.append(total); total += x.c }
+        guard tape == nil, bases.allSatisfy({ $0 % 16 == 0 }) else {
+            precondition(band == nil, "banded resize-concat is for inference with block-aligned widths")
+            return concat(xs.map { resizeBilinear($0, height: height, width: width) })
+        }
+        let band = band ?? 0..<height
+        let y = Tensor(shape: [xs[0].n, total, band.count, width], layout: .blocked16)
+        let outPlane = band.count * width * 16
+        engine.timed("resize") {
+            for (x, base) in zip(xs, bases) {
+                let rows = Array(Self.bilinearTaps(input: x.h, output: height)[band])
+                let cols = Self.bilinearTaps(input: x.w, output: width)
+                let inPlane = x.h * x.w * 16
+                for b in 0..<x.n {
+                    for k in 0..<x.channelBlocks {
+                        let src = x.data + (b * x.channelBlocks + k) * inPlane
+                        let dst = y.data + (b * y.channelBlocks + base / 16 + k) * outPlane
+                        if x.h == height && x.w == width { dst.update(from: src + band.lowerBound * width * 16, count: outPlane) }
+                        else { Self.resizePlane(src, inW: x.w, rows: rows, cols: cols, into: dst) }
+                    }
+                }
+            }
+        }
+        return y
+    }
+
+    /// Copies a band of rows [N, C, r, W] into `whole` [N, C, H, W] starting at row `at` (inference).
+    public func placeRows(_ band: Tensor, into whole: Tensor, at row: Int) {
+        precondition(band.n == whole.n && band.c == whole.c && band.w == whole.w && row + band.h <= whole.h)
+        let planes = band.n * band.channelBlocks
+        for pi in 0..<planes {
+            (whole.data + (pi * whole.h + row) * whole.w * 16).update(from: band.data + pi * band.h * band.w * 16,
+                                                                      count: band.h * band.w * 16)
+        }
     }
 
     /// (near index, far index, near weight, far weight) per output position, PyTorch's align_corners=False rule.

@@ -144,6 +144,12 @@ public func onThreads<T: Sendable>(_ count: Int, _ body: @escaping @Sendable (In
     return try (0..<count).map { try box.results[$0]!.get() }
 }
 
+/// Runs blocking, timing-sensitive test code on a thread of its own: the cooperative pool has two threads here,
+/// and tests that block them can delay an awaiting test's resumption by many seconds.
+public func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await onThreads(1) { _ in try body() }[0]
+}
+
 /// Results written by worker threads under a lock, read after all have finished.
 private final class ThreadResults<T>: @unchecked Sendable {
     let lock = NSLock()

@@ -53,7 +53,7 @@ struct ImageCommand: ParsableCommand {
                     failures += 1
                     if json {
                         let object: [String: Any] = ["file": file, "error": "\(error)"]
-                        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+                        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
                         print(String(decoding: data, as: UTF8.self))
                     } else {
                         print("\(file): error: \(error)")
@@ -102,7 +102,7 @@ struct ImageCommand: ParsableCommand {
                 object["fieldOfView"] = ["centreX": f.centreX, "centreY": f.centreY, "radius": f.radius, "assumed": f.assumed,
                                          "boundingBox": ["x": b.x, "y": b.y, "width": b.width, "height": b.height]]
             }
-            let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
+            let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
             return String(decoding: data, as: UTF8.self)
         }
 

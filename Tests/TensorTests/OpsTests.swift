@@ -122,3 +122,13 @@ func diceLoss() {
     let errors = gradientCheck([z], eps: 1e-3) { ops, t in ops.binaryDiceLoss(t[0], labels: labels) }
     #expect(errors[0] < 1e-2, "\(errors)")
 }
+
+@Test("Inference resize-concat (straight into channel blocks) equals resize then concat")
+func resizeConcatFastPath() {
+    let xs = [randomTensor([2, 16, 6, 9], seed: 61), randomTensor([2, 32, 3, 5], seed: 62), randomTensor([2, 20, 2, 3], seed: 63)]
+    let ops = Ops(engine: ComputeEngine())
+    let fast = ops.resizeConcat(xs, height: 6, width: 9)
+    let slow = ops.concat(xs.map { ops.resizeBilinear($0, height: 6, width: 9) })
+    #expect(fast.shape == slow.shape)
+    #expect(fast.values() == slow.values())
+}

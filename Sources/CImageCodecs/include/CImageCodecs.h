@@ -69,6 +69,14 @@ int fundus_encode_png(const unsigned char *pixels, int width, int height, int ch
 int fundus_encode_jpeg(const unsigned char *pixels, int width, int height, int channels, int quality,
                        fundus_encoded *out);
 
+/// TIFF encode, for exports and test fixtures: 8-bit grey (1 channel) or RGB (3), or 1-bit (values > 0 set the
+/// bit). With `palette` (3 × 2^bits 16-bit entries: all reds, all greens, all blues) a palette image of indices.
+/// `compression`: libtiff's code (1 none, 5 LZW, 8 deflate, 32773 PackBits). `tile_size` 0 writes strips of
+/// `rows_per_strip` rows (0: one strip), else square tiles of that side (a multiple of 16).
+int fundus_encode_tiff(const unsigned char *pixels, int width, int height, int channels, int bits,
+                       const uint16_t *palette, int compression, int tile_size, int rows_per_strip,
+                       fundus_encoded *out);
+
 void fundus_codecs_free(void *pointer);
 
 #endif
