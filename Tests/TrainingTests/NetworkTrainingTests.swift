@@ -64,10 +64,26 @@ func networkKillAndResume() throws {
     #expect(s["decode_head.convs.0.bn.running_mean"] != fresh["decode_head.convs.0.bn.running_mean"])
 }
 
-@Test("M2MRF network: partially-labelled batches are refused until the engine's loss can mask classes")
-func networkRefusesPartial() throws {
-    var model = NetworkModel(try SegmentationModel(architecture: .tinyFixture(variant: .C)))
-    let batch = TrainingBatch(count: 1, height: 32, width: 32, images: [Float](repeating: 0, count: 3 * 32 * 32),
-                              labels: [UInt8](repeating: 0, count: 32 * 32), annotated: [true, false, true, true])
-    #expect(throws: TrainingError.self) { try model.trainingStep(batch, loss: LossSettings()) }
+@Test("M2MRF network: our bdice on the engine's resized logits matches the engine's own; partial labels train")
+func networkOwnLoss() throws {
+    var rng = TrainingRNG(seed: 4)
+    let n = 2, h = 64, w = 64
+    let images = (0..<(n * 3 * h * w)).map { _ in Float(rng.uniform(-1, 1)) }
+    let labels = (0..<(n * h * w)).map { i in UInt8((i / 97) % 5) }
+    let batch = TrainingBatch(count: n, height: h, width: w, images: images, labels: labels, annotated: [Bool](repeating: true, count: 8))
+    var official = NetworkModel(try SegmentationModel(architecture: .tinyFixture(variant: .C)))
+    var ours = NetworkModel(try SegmentationModel(architecture: .tinyFixture(variant: .C)))
+    ours.alwaysOwnLoss = true
+    let a = try official.trainingStep(batch, loss: LossSettings()), b = try ours.trainingStep(batch, loss: LossSettings())
+    #expect(abs(a.loss - b.loss) < 1e-5 * max(1, abs(a.loss)), "engine \(a.loss), ours \(b.loss)")
+    for name in ["decode_head.conv_seg.weight", "backbone.conv1.weight", "decode_head.conv_seg.bias"] {
+        let ga = try #require(a.gradients[name]), gb = try #require(b.gradients[name])
+        let scale = ga.map { abs($0) }.max()!
+        let worst = zip(ga, gb).map { abs($0 - $1) }.max()!
+        #expect(worst <= 1e-3 * scale, "\(name): worst difference \(worst), largest gradient \(scale)")
+    }
+    var partial = batch
+    partial.annotated = [true, true, false, false, true, false, true, true]
+    let p = try official.trainingStep(partial, loss: LossSettings(bceWeight: 0.5))
+    #expect(p.loss.isFinite && p.loss != a.loss)
 }
