@@ -32,18 +32,25 @@ public struct NetworkModel: TrainableModel {
         network.invalidateInferenceWeights()
     }
 
+    /// Use `BinaryDiceLoss` even for fully-annotated bdice batches (tests compare the two paths).
+    var alwaysOwnLoss = false
+
     public mutating func trainingStep(_ batch: TrainingBatch, loss: LossSettings) throws -> TrainingStepResult {
-        // The engine's step computes the official bdice over all four classes. Partially-labelled batches and the
-        // BCE term need its loss to take per-(image, class) weights; until it does, refuse rather than teach
-        // "no lesion" for classes nobody annotated.
-        guard loss.bceWeight == 0 else {
-            throw TrainingError(.model, "the BCE term is not available with the M2MRF network yet (the engine's training step computes bdice only)")
-        }
-        guard batch.annotated.allSatisfy({ $0 }) else {
-            throw TrainingError(.model, "partially-labelled images need the engine's training step to mask classes; train on data annotated for all four classes")
-        }
         let input = Tensor(batch.images, shape: [batch.count, 3, batch.height, batch.width])
-        let (value, gradients) = try network.trainingStep(input: input, labels: batch.labels.map { Int32($0) })
+        let value: Float, gradients: [String: Tensor]
+        if loss.bceWeight == 0 && batch.annotated.allSatisfy({ $0 }) && !alwaysOwnLoss {
+            // The official loss on every class: the engine's bdice, checked against PyTorch's numbers.
+            (value, gradients) = try network.trainingStep(input: input, labels: batch.labels.map { Int32($0) })
+        } else {
+            // Partially-labelled images or BCE: our loss on the logits the engine resized to the crop, which leaves
+            // out the classes an image is not annotated for.
+            (value, gradients) = try network.trainingStep(input: input) { logits in
+                let (l, g) = try BinaryDiceLoss.evaluate(logits: logits.values(), labels: batch.labels, annotated: batch.annotated,
+                                                         batch: batch.count, height: batch.height, width: batch.width,
+                                                         bceWeight: loss.bceWeight)
+                return (l, Tensor(g, shape: logits.shape))
+            }
+        }
         return TrainingStepResult(loss: value, gradients: gradients.mapValues { $0.values() })
     }
 

@@ -73,7 +73,7 @@ public enum TrainingSession {
                 throw TrainingError(.configuration, "\(url.path) holds \(loaded.architecture.displayName), not the asked \(asked.displayName)")
             }
             network = try SegmentationModel(architecture: loaded.architecture, weights: loaded.tensors, weightsFile: url.path)
-            startedFrom = loaded.card.map { "\($0.name) \($0.version)" } ?? url.lastPathComponent
+            startedFrom = loaded.card.map { $0.version == $0.name ? $0.name : "\($0.name) \($0.version)" } ?? url.lastPathComponent
         } else if let architecture = request.architecture {
             network = try SegmentationModel(architecture: architecture)
         } else {
@@ -112,7 +112,7 @@ public enum TrainingSession {
                                  trainingData: "\(trainingSet.root.path) (\(trainingSet.layout.rawValue), \(trainingSet.samples.count) images, \(trainingSet.annotated.sorted().map(\.code).joined(separator: ",")))",
                                  metrics: metrics.figures.filter { $0.value.isFinite })
             card.changelog[request.name] = "trained \(configuration.iterations) iterations from \(startedFrom), seed \(configuration.seed), final loss \(fmt(losses.last.map(Double.init)))"
-            let weights = try WeightLoader.save(tensors: network.exportWeights(), card: card,
+            let weights = try WeightLoader.save(tensors: stableExport(network), card: card,
                                                 to: request.modelDirectory.appendingPathComponent(request.name))
 
             // 7. Register the candidate.
@@ -142,6 +142,16 @@ public enum TrainingSession {
                               scale: validator.scale, logger: logger)
         }
         return .init(model: active.name, figures: Validator.figures(try v.evaluate(model, label: active.name)))
+    }
+
+    /// The weights with the architecture metadata in sorted-key JSON, so equal weights give byte-equal files (and
+    /// equal registry checksums): the engine's export writes the keys in hash order, which varies between runs.
+    static func stableExport(_ network: SegmentationModel) -> TensorFile {
+        var file = network.exportWeights()
+        if file.metadata[ModelWeights.architectureKey] != nil {
+            file.metadata[ModelWeights.architectureKey] = jsonText(network.architecture)
+        }
+        return file
     }
 
     static func jsonText<T: Encodable>(_ value: T) -> String {
