@@ -151,11 +151,16 @@ public enum ScreeningRun {
         let progress = RunProgress(total: total, logger: logger)
         let stages = ScreeningStages(model: model.model, modelVersionID: model.version.id, options: options,
                                      finishConnection: try connect(), worker: worker, clock: clock, logger: logger)
-        let source = try QueueJobSource(makeConnection: connect, queue: queue, worker: worker, logger: logger)
+        let source = try QueueJobSource(makeConnection: connect, queue: queue, worker: worker,
+                                        leaseSeconds: settings.leaseSeconds, logger: logger)
+        // A worker killed mid-write leaves its temporary file beside the mask it was writing; the mask itself is
+        // either the old one or absent (the write renames into place), and the job comes back to be redone.
+        StaleTemporaryFiles.remove(under: options.masksDirectory, logger: logger)
         let cpu0 = StageClock.processCPUSeconds()
         let workerRun = StagedWorker(source: source, stages: stages.stages, settings: settings, logger: logger,
                                      progress: progress, clock: clock, shutdown: shutdown)
         workerRun.run()
+        StaleTemporaryFiles.remove(under: options.masksDirectory, ownWritesFinished: true, logger: logger)
         var summary = RunSummary()
         summary.screened = progress.count(.screened)
         summary.ungradable = progress.count(.ungradable)
