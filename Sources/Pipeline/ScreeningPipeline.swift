@@ -93,10 +93,12 @@ public final class QueueJobSource: JobSource, @unchecked Sendable {
     }
 
     public func heartbeat(_ jobs: [ScreeningJob]) throws {
+        _ = try renewLeases(jobs)
+    }
+
+    public func renewLeases(_ jobs: [ScreeningJob]) throws -> [Int] {
         let held = try beatQueue.heartbeat(jobs.map(\.job.lease))
-        for j in jobs where !held.contains(j.job.lease) {
-            logger.warning("lease lost (another worker rescued the job); its result will be refused", metadata: ["job": "\(j.job.id)"])
-        }
+        return jobs.indices.filter { !held.contains(jobs[$0].job.lease) }
     }
 
     public func release(_ job: ScreeningJob) throws {

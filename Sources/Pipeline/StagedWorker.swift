@@ -11,6 +11,9 @@ public protocol JobSource: Sendable {
     func claim(max: Int) throws -> [Job]
     /// Extends the lease of every job still held.
     func heartbeat(_ jobs: [Job]) throws
+    /// Extends the leases and returns the positions in `jobs` of those whose lease was lost (rescued by another
+    /// worker). The worker calls this one; a source that cannot tell implements only `heartbeat`.
+    func renewLeases(_ jobs: [Job]) throws -> [Int]
     /// Hands a job back untouched (shutdown before work on it started).
     func release(_ job: Job) throws
     /// Records a failure: permanent ones end the job, transient ones are retried later.
@@ -25,6 +28,10 @@ public protocol JobSource: Sendable {
 
 extension JobSource {
     public func unfinishedElsewhere() throws -> Int { 0 }
+    public func renewLeases(_ jobs: [Job]) throws -> [Int] {
+        try heartbeat(jobs)
+        return []
+    }
 }
 
 /// A failure of one image in one stage, with what a user needs to act on it.
@@ -135,9 +142,16 @@ public final class StagedWorker<Source: JobSource, Prepared: Sendable, Inferred:
         let beating = DispatchSemaphore(value: 0)
         let heartbeat = Thread { [self] in
             while beating.wait(timeout: .now() + settings.heartbeatInterval) == .timedOut {
-                let jobs = heldJobs()
-                guard !jobs.isEmpty else { continue }
-                do { try source.heartbeat(jobs) } catch {
+                let tickets = heldTickets()
+                guard !tickets.isEmpty else { continue }
+                do {
+                    let lost = try source.renewLeases(tickets.map(\.job))
+                    // A job finished between the snapshot and the beat is not running any more: not lost.
+                    for i in lost where i < tickets.count && isHeld(tickets[i].id) {
+                        logger.warning("lease lost (another worker rescued the job); its result will be refused",
+                                       metadata: ["job": "\(tickets[i].job)"])
+                    }
+                } catch {
                     logger.warning("heartbeat failed (will retry): \(error)")
                 }
             }
@@ -262,6 +276,18 @@ public final class StagedWorker<Source: JobSource, Prepared: Sendable, Inferred:
         heldLock.lock()
         defer { heldLock.unlock() }
         return claimedTotal
+    }
+
+    private func heldTickets() -> [(id: Int, job: Job)] {
+        heldLock.lock()
+        defer { heldLock.unlock() }
+        return held.keys.sorted().map { ($0, held[$0]!) }
+    }
+
+    private func isHeld(_ id: Int) -> Bool {
+        heldLock.lock()
+        defer { heldLock.unlock() }
+        return held[id] != nil
     }
 
     private func heldJobs() -> [Job] {

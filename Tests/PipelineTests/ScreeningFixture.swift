@@ -1,3 +1,4 @@
+import Checkpoints
 import Foundation
 import Imaging
 import Logging
@@ -9,6 +10,18 @@ import TestSupport
 /// frame), the tiny parity checkpoint as the model, and checks of the database rows and mask files.
 enum ScreeningFixture {
     static var tinyModel: URL { SharedFixtures.parity.appendingPathComponent("tiny_m2mrf_C.pth") }
+
+    /// The tiny checkpoint as a model folder whose card asks for a 512×512 network input (the IDRiD scale would be
+    /// 960×960): the pipeline is the same, a debug build just spends less time in the network.
+    static func tinyModelFolder(in folder: URL) throws -> URL {
+        let loaded = try WeightLoader.load(tinyModel)
+        let card = ModelCard(name: "tiny_m2mrf_C-test", version: "1", architecture: loaded.architecture,
+                             inputScale: ModelCard.InputScale(longEdge: 512, shortEdge: 512),
+                             trainingData: "none: parity fixture with random weights")
+        let directory = folder.appendingPathComponent("model")
+        try WeightLoader.save(tensors: loaded.tensors, card: card, to: directory)
+        return directory
+    }
 
     static let logger: Logger = {
         var logger = Logger(label: "fundus.pipeline-test")

@@ -21,7 +21,8 @@ struct ScreeningRunTests {
         let masks = folder.appendingPathComponent("masks")
         try await withTestDatabase { db in
             let connection = try db.connect()
-            let model = try ModelResolver.resolve(.named(ScreeningFixture.tinyModel.path), connection: connection, logger: logger)
+            let modelFolder = try ScreeningFixture.tinyModelFolder(in: folder)
+            let model = try ModelResolver.resolve(.named(modelFolder.path), connection: connection, logger: logger)
             let ids = try ScreeningFixture.importAndEnqueue(archive, connection: connection, modelVersionID: model.version.id)
             var settings = WorkerSettings()
             settings.slots = 2
@@ -94,9 +95,10 @@ struct ScreeningRunTests {
         let masks = folder.appendingPathComponent("masks")
         try await withTestDatabase { db in
             let connection = try db.connect()
-            let model = try ModelResolver.resolve(.named(ScreeningFixture.tinyModel.path), connection: connection, logger: logger)
+            let modelFolder = try ScreeningFixture.tinyModelFolder(in: folder)
+            let model = try ModelResolver.resolve(.named(modelFolder.path), connection: connection, logger: logger)
             try ScreeningFixture.importAndEnqueue(archive, connection: connection, modelVersionID: model.version.id)
-            let arguments = ["screen", "--database", db.conninfo, "--model", ScreeningFixture.tinyModel.path,
+            let arguments = ["screen", "--database", db.conninfo, "--model", modelFolder.path,
                              "--masks", masks.path, "--lease", "3", "--concurrency", "2", "--log-level", "notice"]
 
             let first = try Worker(binary: binary, arguments: arguments, log: folder.appendingPathComponent("first.log"))
@@ -152,7 +154,8 @@ struct ScreeningRunTests {
         let masks = folder.appendingPathComponent("masks")
         try await withTestDatabase { db in
             let connection = try db.connect()
-            let model = try ModelResolver.resolve(.named(ScreeningFixture.tinyModel.path), connection: connection, logger: logger)
+            let modelFolder = try ScreeningFixture.tinyModelFolder(in: folder)
+            let model = try ModelResolver.resolve(.named(modelFolder.path), connection: connection, logger: logger)
             try ScreeningFixture.importAndEnqueue(archive, connection: connection, modelVersionID: model.version.id)
             var settings = WorkerSettings()
             settings.slots = 2
