@@ -117,8 +117,9 @@ public struct RunSummary: Sendable {
                      String(format: " in %.1f s (%.2f images/s) with model %@", seconds,
                             seconds > 0 ? Double(screened + ungradable) / seconds : 0, modelVersion)]
         for s in stages {
-            lines.append(String(format: "  %-14@ %8.2f s wall  %8.2f s cpu  (%d, %.2f s each)", s.stage as NSString,
-                                s.wall, s.cpu, s.count, s.count > 0 ? s.wall / Double(s.count) : 0))
+            lines.append(String(format: "  %-14@ %8.2f s wall  %8.2f s cpu %5.1f%%  (%d, %.2f s each)", s.stage as NSString,
+                                s.wall, s.cpu, processCPUSeconds > 0 ? 100 * s.cpu / processCPUSeconds : 0,
+                                s.count, s.count > 0 ? s.wall / Double(s.count) : 0))
         }
         lines.append(String(format: "  process CPU %.1f s over %.1f s wall (%.0f%% of one core)", processCPUSeconds, seconds,
                             seconds > 0 ? 100 * processCPUSeconds / seconds : 0))
@@ -169,6 +170,13 @@ public enum ScreeningRun {
         summary.seconds = progress.elapsed
         summary.processCPUSeconds = StageClock.processCPUSeconds() - cpu0
         summary.stages = clock.snapshot().map { ($0.stage, $0.totals.wallSeconds, $0.totals.cpuSeconds, $0.totals.count) }
+        // The network runs on the model's engine thread and its OpenMP team, not on the infer stage's thread (whose
+        // own CPU time is the hand-over only): charge infer with what the process spent beyond the other stages'
+        // threads (claim, prepare, finish; masks+lesions and store are inside finish).
+        let others = summary.stages.filter { ["claim", "prepare", "finish"].contains($0.stage) }.map(\.cpu).reduce(0, +)
+        if let i = summary.stages.firstIndex(where: { $0.stage == "infer" }) {
+            summary.stages[i].cpu = max(0, summary.processCPUSeconds - others)
+        }
         summary.modelVersion = model.version.name
         try runs.finish(id: runID, imagesScreened: summary.screened + summary.ungradable)
         return summary

@@ -1,5 +1,7 @@
 import ArgumentParser
+import Checkpoints
 import Foundation
+import Network
 import Pipeline
 import Tensor
 
@@ -25,6 +27,32 @@ extension ModelCommand {
             let weights = try FreshModel.create(architecture: architecture, name: name ?? "untrained-\(arch)",
                                                 prior: prior > 0 ? prior : nil, to: URL(fileURLWithPath: out))
             print("\(architecture.displayName), fresh weights: \(weights.path)")
+        }
+    }
+}
+
+extension ModelCommand {
+    /// `fundus-screen model time`: the network alone on an input of the pipeline's size, to compare a screening
+    /// run's time per image with (pipelines/bench.sh).
+    struct Time: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "time",
+            abstract: "Time the network alone (random input, the architecture's cost; no decode, masks or database): s/image.")
+
+        @Option(help: "Architecture (w18-small-C, w48-C, …); ignored with --weights.") var arch = "w18-small-C"
+        @Option(help: "A weight file or model folder: time its architecture.") var weights: String?
+        @Option(help: "Input height (a 4288×2848 IDRiD photograph's square crop at the IDRiD scale: 960).") var height = 960
+        @Option(help: "Input width.") var width = 960
+        @Option(help: "Timed runs (after one warm-up).") var runs = 3
+
+        func run() throws {
+            let architecture = try weights.map { try WeightLoader.load(URL(fileURLWithPath: $0)).architecture }
+                ?? FreshModel.architecture(named: arch)
+            let report = try NetworkBenchmark.run(architecture: architecture, height: height, width: width, runs: runs) {
+                print($0)
+            }
+            print("architecture: \(architecture.displayName)")
+            print(report.text)
         }
     }
 }
