@@ -8,7 +8,8 @@
 #
 # The photographs: $SAMPLE_ARCHIVE when set, else the IDRiD images of ../shared/data/idrid/images when present
 # (the project cannot ship IDRiD), else a small synthetic archive made here: fundus-like pictures with a circular
-# field of view and dark and bright spots, plus a black frame (ungradable). The model: models/default (the shipped
+# field of view and dark and bright spots, plus a black frame (ungradable; DEMO_SYNTHETIC=1 always uses these).
+# The model: models/default (the shipped
 # one) when present, else a freshly initialised network, whose findings mean nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +23,7 @@ BIN=$ROOT/.build/release/fundus-screen
 
 # --- the photographs ----------------------------------------------------------------------------------------------
 SAMPLE=${SAMPLE_ARCHIVE:-}
-if [ -z "$SAMPLE" ] && [ -d "$ROOT/../shared/data/idrid/images" ]; then
+if [ -z "$SAMPLE" ] && [ "${DEMO_SYNTHETIC:-0}" != 1 ] && [ -d "$ROOT/../shared/data/idrid/images" ]; then
     SAMPLE=$(cd "$ROOT/../shared/data/idrid/images" && pwd)
 fi
 if [ -z "$SAMPLE" ]; then

@@ -1,3 +1,4 @@
+import Checkpoints
 import Foundation
 import Imaging
 import Logging
@@ -283,4 +284,19 @@ func leaseAndHeartbeat() {
     #expect(settings.leaseSeconds == 60 && settings.heartbeatInterval == 5)
     settings.leaseSeconds = 3
     #expect(settings.heartbeatInterval == 1)
+}
+
+@Test("model init writes a folder the loader reads back: the architecture, and every class starting at the prior")
+func freshModelFolder() throws {
+    let folder = try ScreeningFixture.makeFolder("fundus-init-")
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let architecture = try FreshModel.architecture(named: "tiny-C")
+    let weights = try FreshModel.create(architecture: architecture, name: "untrained-tiny", prior: 0.01, to: folder)
+    #expect(weights.lastPathComponent == "untrained-tiny.safetensors")
+    let loaded = try WeightLoader.load(folder)
+    #expect(loaded.architecture == architecture)
+    #expect(loaded.card?.trainingData.contains("mean nothing") == true)
+    let bias = try #require(loaded.tensors["decode_head.conv_seg.bias"]).floats()
+    #expect(bias.count == 4 && bias.allSatisfy { abs($0 - Float(log(0.01 / 0.99))) < 1e-5 })
+    #expect(throws: ScreeningRunError.self) { try FreshModel.create(architecture: architecture, name: "x", prior: 1.5, to: folder) }
 }
