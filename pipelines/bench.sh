@@ -24,6 +24,7 @@ if [ -z "${FUNDUS_BIN:-}" ]; then
 fi
 
 WORK=$(mktemp -d /tmp/fundus-bench-XXXXXX)
+chmod 755 "$WORK"   # the embedded PostgreSQL runs as its own user (when we are root) and must reach its folder
 stop_server() {
     # The embedded server outlives each command (the next one reuses it); this benchmark's is stopped here.
     local pidfile="$WORK/state/postgres/data/postmaster.pid"
@@ -81,12 +82,17 @@ awk -v cores="$CORES" '
         }
     }
     file == 1 && $1 == "infer" { inferWall = $2 }
+    file == 1 && $1 == "process" && $2 == "CPU" { cpu = $3 + 0 }
     file == 2 && /^seconds per image/ { pure = $5 + 0 }
     END {
         n = s + u
         if (n == 0 || secs == 0) { print "bench: no image was screened"; exit 1 }
         per = secs / n
         printf "\nresult: %d images (%d failed) in %.1f s: %.0f images/hour on %s cores, %.2f s per image\n", n, f, secs, 3600 / per, cores, per
+        if (cpu > 0) {
+            # What the run got of the cores: below the core count when other work shares the machine.
+            printf "        CPU %.2f s per image, %.2f cores busy on average; with %s cores to itself at most %.0f images/hour\n", cpu / n, cpu / secs, cores, 3600 * cores / (cpu / n)
+        }
         if (pure > 0) {
             printf "        network alone %.2f s per image: the pipeline takes %.2fx that (1.00 = decode, masks and database all hidden behind inference)\n", pure, per / pure
             printf "        inside the run the infer stage took %.2f s per image (slower than alone when the other stages compete for the cores)\n", inferWall / n
