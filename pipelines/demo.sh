@@ -20,6 +20,8 @@ STATE=${FUNDUS_STATE_DIR:-$OUT/.state}
 bash scripts/setup.sh
 BIN=$ROOT/.build/release/fundus-screen
 "$BIN" --version
+# Whether this build has a command (`fundus-screen X --help` prints the top-level help, exit 0, for an unknown X).
+has_command() { "$BIN" --help | grep -qE "^  $1( |$)"; }
 
 # --- the photographs ----------------------------------------------------------------------------------------------
 SAMPLE=${SAMPLE_ARCHIVE:-}
@@ -105,25 +107,32 @@ else
   ##########################################################################################################
 
 WARN
-    "$BIN" model init --arch w18-small-C --out "$OUT/untrained-model" --name untrained-demo
+    # Made once: a second demo run reuses it (a new one would be new weights under the same registered name).
+    [ -f "$OUT/untrained-model/metadata.json" ] ||
+        "$BIN" model init --arch w18-small-C --out "$OUT/untrained-model" --name untrained-demo
     MODEL_ARGS=(--model "$OUT/untrained-model")
 fi
+
+stop_server() {
+    # The embedded server stays up between commands; the demo is over, so stop it (any command starts it again).
+    if has_command db; then
+        "$BIN" db stop --state-dir "$STATE" >/dev/null 2>&1 || true
+    fi
+    if [ -f "$STATE/postgres/data/postmaster.pid" ]; then
+        kill -INT "$(head -n 1 "$STATE/postgres/data/postmaster.pid")" 2>/dev/null || true   # fast shutdown
+    fi
+}
+trap stop_server EXIT
 
 # --- screening ----------------------------------------------------------------------------------------------------
 echo "demo: screening $SAMPLE"
 "$BIN" screen -i "$SAMPLE" -o "$OUT" --state-dir "$STATE" "${MODEL_ARGS[@]}"
 
 REPORTS=""
-if "$BIN" report --help >/dev/null 2>&1; then
+if has_command report; then
     "$BIN" report --all -o "$OUT/reports" --state-dir "$STATE" && REPORTS="$OUT/reports/index.html"
 fi
 
-# The embedded server stays up between commands; the demo is over, so stop it (any command starts it again).
-if "$BIN" db --help >/dev/null 2>&1; then
-    "$BIN" db stop --state-dir "$STATE" >/dev/null 2>&1 || true
-elif [ -f "$STATE/postgres/data/postmaster.pid" ]; then
-    kill -INT "$(head -n 1 "$STATE/postgres/data/postmaster.pid")" 2>/dev/null || true
-fi
 
 first_overlay=$(find "$OUT" -name '*_overlay.jpg' | sort | head -n 1)
 cat <<EOF

@@ -74,7 +74,14 @@ public enum ModelResolver {
         let path = loaded.source.standardizedFileURL.path
         let checksum = try SHA256.hex(fileAt: URL(fileURLWithPath: path))
         let name = loaded.card.map { "\($0.name)-\($0.version)" } ?? url.deletingPathExtension().lastPathComponent
-        if let existing = try registry.find(name: name), existing.checksum == checksum { return existing }
+        if let existing = try registry.find(name: name) {
+            guard existing.checksum == checksum else {
+                throw ScreeningRunError("\(path): a model version named '\(name)' is registered already with other weights " +
+                                        "(\(existing.weightsPath), sha256 \(existing.checksum.prefix(12))…); give this model " +
+                                        "another name or version in its metadata.json, or use the registered one by name")
+            }
+            return existing
+        }
         let metrics = loaded.card.map { card in
             String(decoding: (try? JSONEncoder().encode(card.metrics)) ?? Data("{}".utf8), as: UTF8.self)
         } ?? "{}"
