@@ -60,21 +60,25 @@ public final class QueueJobSource: JobSource, @unchecked Sendable {
     private let failQueue: JobQueue
     private let failLock = NSLock()
     private let queueName: String
+    private let leaseSeconds: Double
     private let logger: Logger
 
+    /// `leaseSeconds`: how long a job may go without a heartbeat before its worker is presumed dead and it is
+    /// handed to another (`WorkerSettings.leaseSeconds`).
     public init(makeConnection: () throws -> Connection, queue: String = JobQueue.screeningQueue, worker: String,
-                logger: Logger) throws {
+                leaseSeconds: Double = 60, logger: Logger) throws {
         claimQueue = JobQueue(connection: try makeConnection(), worker: worker, logger: logger)
         beatQueue = JobQueue(connection: try makeConnection(), worker: worker, logger: logger)
         failQueue = JobQueue(connection: try makeConnection(), worker: worker, logger: logger)
         queueName = queue
+        self.leaseSeconds = leaseSeconds
         self.logger = logger
         try claimQueue.listen()
     }
 
     public func claim(max: Int) throws -> [ScreeningJob] {
         // Leases of workers that died are handed back first, so their images are not left waiting for an operator.
-        try claimQueue.rescueExpired(lease: 60)
+        try claimQueue.rescueExpired(lease: leaseSeconds)
         let jobs = try claimQueue.claim(queue: queueName, limit: max)
         let archive = Archive(connection: claimQueue.connection)
         var out: [ScreeningJob] = []
@@ -89,10 +93,12 @@ public final class QueueJobSource: JobSource, @unchecked Sendable {
     }
 
     public func heartbeat(_ jobs: [ScreeningJob]) throws {
+        _ = try renewLeases(jobs)
+    }
+
+    public func renewLeases(_ jobs: [ScreeningJob]) throws -> [Int] {
         let held = try beatQueue.heartbeat(jobs.map(\.job.lease))
-        for j in jobs where !held.contains(j.job.lease) {
-            logger.warning("lease lost (another worker rescued the job); its result will be refused", metadata: ["job": "\(j.job.id)"])
-        }
+        return jobs.indices.filter { !held.contains(jobs[$0].job.lease) }
     }
 
     public func release(_ job: ScreeningJob) throws {
@@ -110,7 +116,18 @@ public final class QueueJobSource: JobSource, @unchecked Sendable {
     }
 
     public func waitForWork(timeout: Double) {
-        _ = try? claimQueue.waitForJobs(queue: queueName, timeout: timeout)
+        do { _ = try claimQueue.waitForJobs(queue: queueName, timeout: timeout) } catch {
+            // The database is away (restarting?): the connection reconnects on the next call; do not spin.
+            logger.warning("waiting for jobs failed (will retry): \(error)")
+            Thread.sleep(forTimeInterval: timeout)
+        }
+    }
+
+    public func unfinishedElsewhere() throws -> Int {
+        // Called only when this worker holds nothing, so every unfinished job of the queue is someone else's
+        // (or a job of ours whose failure could not be recorded: its lease expires and it comes back).
+        try claimQueue.counts().filter { $0.queue == queueName && !$0.state.isFinal }
+            .map(\.jobs).reduce(0, +)
     }
 }
 
@@ -220,7 +237,8 @@ public struct ScreeningStages: Sendable {
         var planes: [LesionClass: ScorePlane] = [:]
         for c in LesionClass.allCases {
             let values = Array(r.probabilities[(c.rawValue * plane)..<((c.rawValue + 1) * plane)])
-            let p = transform.probabilityToOriginal(values, width: w, height: h)
+            // Lesions exist only inside the field of view: the padded square's corners are not retina.
+            let p = Self.insideFieldOfView(transform.probabilityToOriginal(values, width: w, height: h), fov)
             probability[c] = p
             planes[c] = try ScorePlane(width: p.width, height: p.height, probabilityBytes: p.bytes)
         }
@@ -264,16 +282,39 @@ public struct ScreeningStages: Sendable {
             findings: findings)
     }
 
+    /// The image with every pixel outside the field-of-view circle set to 0.
+    static func insideFieldOfView(_ image: Image, _ fov: FieldOfView) -> Image {
+        var pixels = image.bytes
+        let w = image.width
+        for y in 0..<image.height {
+            let (x0, x1) = chord(fov, row: y, width: w)
+            let row = y * w
+            if x1 < x0 {
+                for x in 0..<w { pixels[row + x] = 0 }
+                continue
+            }
+            for x in 0..<x0 { pixels[row + x] = 0 }
+            for x in (x1 + 1)..<max(x1 + 1, w) { pixels[row + x] = 0 }
+        }
+        return Image(width: w, height: image.height, channels: 1, pixels: pixels)
+    }
+
+    /// First and last column of `row` whose pixel centre lies inside the circle (x1 < x0 when none).
+    static func chord(_ fov: FieldOfView, row y: Int, width: Int) -> (Int, Int) {
+        let dy = Double(y) + 0.5 - fov.centreY
+        let half2 = fov.radius * fov.radius - dy * dy
+        guard half2 > 0 else { return (1, 0) }
+        let half = half2.squareRoot()
+        let x0 = max(0, Int((fov.centreX - half - 0.5).rounded(.up)))
+        let x1 = min(width - 1, Int((fov.centreX + half - 0.5).rounded(.down)))
+        return (x0, x1)
+    }
+
     /// Pixels of the original image inside the field-of-view circle (the circle may be clipped by the frame).
     static func fieldOfViewArea(_ fov: FieldOfView) -> Int {
         var area = 0
         for y in 0..<fov.imageHeight {
-            let dy = Double(y) + 0.5 - fov.centreY
-            let half2 = fov.radius * fov.radius - dy * dy
-            guard half2 > 0 else { continue }
-            let half = half2.squareRoot()
-            let x0 = max(0, Int((fov.centreX - half - 0.5).rounded(.up)))
-            let x1 = min(fov.imageWidth - 1, Int((fov.centreX + half - 0.5).rounded(.down)))
+            let (x0, x1) = chord(fov, row: y, width: fov.imageWidth)
             if x1 >= x0 { area += x1 - x0 + 1 }
         }
         return max(area, 1)
