@@ -3,7 +3,8 @@ import Foundation
 
 /// Where a model's architecture and weights come from.
 public enum ModelWeights {
-    /// The metadata key under which exported safetensors files carry their `ModelArchitecture` (JSON).
+    /// The metadata key under which exported safetensors files also carry their `ModelArchitecture` (JSON), for
+    /// readers without architecture inference; `WeightLoader` infers it from names and shapes.
     public static let architectureKey = "fundus.architecture"
 
     /// Reads a weight file and the architecture it describes: a PyTorch `.pth` of the official code or a
