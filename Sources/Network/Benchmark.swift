@@ -80,7 +80,7 @@ public enum NetworkBenchmark {
     /// Runs the network with random weights on a random input: one warm-up, then `runs` timed probability passes,
     /// one profiled pass, and the heaviest convolution shapes alone.
     public static func run(architecture: ModelArchitecture = .w48(variant: .C), height: Int = 960, width: Int = 1440,
-                           runs: Int = 3, bf16: Bool = false,
+                           runs: Int = 3, bf16: Bool = false, shapes: Bool = false,
                            progress: (String) -> Void = { _ in }) throws(NetworkError) -> BenchmarkReport {
         EngineThreads.configureBLASForEngine()
         EngineThreads.configureMemoryForEngine()
@@ -113,7 +113,7 @@ public enum NetworkBenchmark {
             flops = model.withEngine { $0.flops } - before
             progress(String(format: "run %d: %.3f s", k + 1, times.last!))
         }
-        model.withEngine { $0.profile = [:]; $0.profiling = true }
+        model.withEngine { $0.profile = [:]; $0.profiling = true; $0.profileShapes = shapes }
         _ = try model.probabilities(input)
         let split = model.withEngine { e -> [(String, Double)] in
             e.profiling = false
@@ -142,7 +142,7 @@ public enum NetworkBenchmark {
                     best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
                 }
                 let f = 2 * Double(ws[0] * ws[1] * ws[2] * ws[3]) * Double(xs[2] * xs[3])
-                return (name, f / best * 1e-9, e.convolutionImplementation(inputShape: xs, weightShape: ws, padding: ws[2] / 2))
+                return (name, f / best * 1e-9, e.convolutionImplementation(inputShape: xs, weightShape: ws, padding: ws[2] / 2, bf16: bf16))
             }
         }
         return BenchmarkReport(model: architecture.displayName + (bf16 ? " (bf16 convolutions)" : ""), inputShape: input.shape, runs: times,

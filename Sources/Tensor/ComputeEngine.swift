@@ -66,6 +66,8 @@ public final class ComputeEngine: @unchecked Sendable {
     /// Seconds spent per kind of layer when `profiling` is on (the bench's split).
     public var profile: [String: Double] = [:]
     public var profiling = false
+    /// Profile convolutions by shape rather than by kind.
+    public var profileShapes = false
     /// Floating-point operations of convolutions and matrix products run so far (2 per multiply-add).
     public var flops: Double = 0
     /// oneDNN implementations chosen for the convolution primitives created so far, with how many shapes use each.

@@ -237,8 +237,11 @@ extension ComputeEngine {
 
     /// Which oneDNN implementation runs a forward convolution of this shape (for the bench and tests).
     public func convolutionImplementation(inputShape: [Int], inputLayout: Layout = .blocked16, weightShape: [Int],
-                                          stride: Int = 1, padding: Int = 0) -> String {
-        let s = ConvShape(inShape: inputShape, inLayout: inputLayout, weightShape: weightShape, hasBias: false, stride: stride, padding: padding)
+                                          stride: Int = 1, padding: Int = 0, bf16: Bool = false) -> String {
+        var s = ConvShape(inShape: inputShape, inLayout: inputLayout, weightShape: weightShape, hasBias: false, stride: stride, padding: padding)
+        s.bf16 = bf16 && inputLayout == .blocked16
+        if let p = forwardPrimitive(s, training: false, relu: false, sum: false) { return p.implementation }
+        s.bf16 = false
         return forwardPrimitive(s, training: false, relu: false, sum: false)!.implementation
     }
 }

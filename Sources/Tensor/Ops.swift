@@ -27,7 +27,8 @@ public struct Ops {
                      relu: Bool = false, sumInto: Tensor? = nil) -> Tensor {
         precondition(tape == nil || (!relu && sumInto == nil), "post-ops are for inference only")
         let engine = self.engine
-        let y = engine.timed(weight.shape[2] == 1 ? "conv 1x1" : "conv \(weight.shape[2])x\(weight.shape[3])") {
+        let kind = weight.shape[2] == 1 ? "conv 1x1" : "conv \(weight.shape[2])x\(weight.shape[3])"
+        let y = engine.timed(engine.profileShapes ? "\(kind) \(x.c)->\(weight.shape[0]) at \(x.h)x\(x.w)" : kind) {
             engine.convolution(x, weight: weight, bias: bias, stride: stride, padding: padding,
                                training: tape != nil, constantWeights: tape == nil, sumInto: sumInto, relu: relu,
                                bf16: bf16)

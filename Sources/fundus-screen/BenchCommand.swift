@@ -16,6 +16,7 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Time training steps (bdice forward + backward) instead of inference.") var training = false
     @Option(help: "Batch size of the training steps.") var batch = 2
     @Flag(help: "Inference convolutions in bf16 (f32 accumulation).") var bf16 = false
+    @Flag(help: "Split the profiled run by convolution shape, not only by layer kind.") var shapes = false
 
     func run() throws {
         guard let v = ModelArchitecture.Variant(rawValue: variant) else {
@@ -30,7 +31,7 @@ struct BenchCommand: ParsableCommand {
             return
         }
         let report = try NetworkBenchmark.run(architecture: .w48(variant: v), height: height, width: width, runs: runs,
-                                               bf16: bf16) { print($0) }
+                                               bf16: bf16, shapes: shapes) { print($0) }
         print(report.text)
     }
 }
