@@ -82,8 +82,8 @@ public final class SegmentationModel: @unchecked Sendable {
         try validate(input)
         return thread.run {
             let ops = Ops(engine: engine, bf16: bf16Inference)
-            let logits = forward(input, ops)
-            return ops.sigmoid(ops.resizeBilinear(logits, height: input.h, width: input.w))
+            let logits = forward(input, ops).toPlain()
+            return ops.sigmoid(ops.resizeBilinearPlain(logits, height: input.h, width: input.w))
         }
     }
 
@@ -92,8 +92,8 @@ public final class SegmentationModel: @unchecked Sendable {
         try validate(input)
         return thread.run {
             let ops = Ops(engine: engine, bf16: bf16Inference)
-            let logits = forward(input, ops)
-            return (logits.toPlain(), ops.sigmoid(ops.resizeBilinear(logits, height: input.h, width: input.w)))
+            let logits = forward(input, ops).toPlain()
+            return (logits, ops.sigmoid(ops.resizeBilinearPlain(logits, height: input.h, width: input.w)))
         }
     }
 

@@ -226,10 +226,35 @@ public struct Ops {
         return y
     }
 
+    /// Bilinear resize (align_corners=False) of a plain NCHW tensor, one channel plane at a time: the network's
+    /// output edge, where 4 class channels would otherwise be padded to a block of 16. Inference only.
+    public func resizeBilinearPlain(_ x: Tensor, height outH: Int, width outW: Int) -> Tensor {
+        precondition(x.layout == .plain && x.shape.count == 4 && tape == nil)
+        let rows = Self.bilinearTaps(input: x.h, output: outH)
+        let cols = Self.bilinearTaps(input: x.w, output: outW)
+        let y = Tensor(shape: [x.n, x.c, outH, outW], layout: .plain, zeroed: false)
+        let inW = x.w
+        engine.timed("resize") {
+            for p in 0..<(x.n * x.c) {
+                let plane = x.data + p * x.h * inW, out = y.data + p * outH * outW
+                for oy in 0..<outH {
+                    let r = rows[oy]
+                    let top = plane + r.0 * inW, bottom = plane + r.1 * inW
+                    let o = out + oy * outW
+                    for ox in 0..<outW {
+                        let c = cols[ox]
+                        o[ox] = r.2 * (c.2 * top[c.0] + c.3 * top[c.1]) + r.3 * (c.2 * bottom[c.0] + c.3 * bottom[c.1])
+                    }
+                }
+            }
+        }
+        return y
+    }
+
     /// Elementwise sigmoid, returned as plain NCHW (the network's output edge).
     public func sigmoid(_ x: Tensor) -> Tensor {
         let p = x.toPlain()
-        let y = Tensor(shape: x.shape, layout: .plain, zeroed: false)
+        let y = p === x ? Tensor(shape: x.shape, layout: .plain, zeroed: false) : p  // a fresh conversion is ours
         for i in 0..<p.count { y.data[i] = 1 / (1 + expf(-p.data[i])) }
         return y
     }

@@ -83,3 +83,29 @@ func inferencePathMatchesGraph() throws {
     let e = Tensor.relativeError(fast.values(), graph.values())
     #expect(e < 1e-5, "relative error \(e)")
 }
+
+@Test("Exported weights read back (safetensors, architecture inferred) give the same predictions")
+func exportRoundTrip() throws {
+    let model = try SegmentationModel(architecture: .tinyFixture(variant: .B))
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("engine-roundtrip-\(UUID().uuidString).safetensors")
+    defer { try? FileManager.default.removeItem(at: url) }
+    try Safetensors.write(model.exportWeights(), to: url)
+    let back = try ModelWeights.model(from: url)
+    #expect(back.architecture == model.architecture)
+    let input = Tensor((0..<(3 * 40 * 56)).map { Float(($0 * 31) % 97) / 50 - 1 }, shape: [1, 3, 40, 56])
+    #expect(try back.predict(input).values() == model.predict(input).values())
+}
+
+@Test("W18-small builds and runs, plain and M2MRF-D (widths 18…144, not multiples of 16), on an odd input size")
+func presetsRun() throws {
+    for architecture in [ModelArchitecture.w18Small(variant: .plain), .w18Small(variant: .D)] {
+        let model = try SegmentationModel(architecture: architecture)
+        let input = Tensor((0..<(3 * 61 * 90)).map { Float(($0 * 13) % 89) / 45 - 1 }, shape: [1, 3, 61, 90])
+        let (logits, probs) = try model.logitsAndProbabilities(input)
+        #expect(logits.shape == [1, 4, 16, 23], "\(architecture.displayName)")
+        #expect(probs.shape == [1, 4, 61, 90])
+        // Random weights with identity BatchNorm statistics can saturate the sigmoid; what must not happen is NaN.
+        #expect(probs.values().allSatisfy { $0 >= 0 && $0 <= 1 }, "\(probs.values().prefix(8))")
+        #expect(logits.values().allSatisfy { $0.isFinite })
+    }
+}

@@ -149,3 +149,12 @@ func batchNormResidualRelu() {
                                                runningVar: Tensor(shape: [20])), inputs[3]))
     #expect(fused.values() == plain.values())
 }
+
+@Test("Plain-layout resize (the output edge) equals the blocked resize")
+func plainResize() {
+    let x = randomTensor([2, 4, 5, 7], seed: 91)
+    let ops = Ops(engine: ComputeEngine())
+    let blocked = ops.resizeBilinear(x, height: 19, width: 30).values()
+    let plain = ops.resizeBilinearPlain(x.toPlain(), height: 19, width: 30).values()
+    #expect(plain == blocked)
+}
