@@ -46,13 +46,46 @@ public struct BenchmarkReport: Sendable {
 }
 
 public enum NetworkBenchmark {
-    /// Runs the network with random weights on a random input: one warm-up, then `runs` timed probability passes,
-    /// one profiled pass, and the heaviest convolution shapes alone.
-    public static func run(architecture: ModelArchitecture = .w48(variant: .C), height: Int = 960, width: Int = 1440,
-                           runs: Int = 3, progress: (String) -> Void = { _ in }) throws(NetworkError) -> BenchmarkReport {
+    /// Times training steps (forward in training mode, bdice, backward) on random data: seconds per step of each
+    /// run after a warm-up step, and the peak RSS.
+    public static func training(architecture: ModelArchitecture = .w48(variant: .C), batch: Int = 2, height: Int = 512,
+                                width: Int = 512, runs: Int = 2, progress: (String) -> Void = { _ in })
+        throws(NetworkError) -> (seconds: [Double], peakRSSBytes: Int) {
         EngineThreads.configureBLASForEngine()
         EngineThreads.configureMemoryForEngine()
         let model = try SegmentationModel(architecture: architecture)
+        var random = SplitMix(seed: 7)
+        let input = Tensor((0..<(batch * 3 * height * width)).map { _ in random.uniform() * 4 - 2 },
+                           shape: [batch, 3, height, width])
+        let labels = (0..<(batch * height * width)).map { _ in Int32(random.next() % 5) }
+        var seconds: [Double] = []
+        model.withEngine { $0.profiling = true }
+        for k in 0...runs {
+            if k == 1 { model.withEngine { $0.profile = [:] } }
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let (loss, _) = try model.trainingStep(input: input, labels: labels)
+            let s = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
+            progress(String(format: "%@ step: %.3f s, loss %.4f", k == 0 ? "warm-up" : "timed", s, loss))
+            if k > 0 { seconds.append(s) }
+        }
+        for (k, n) in model.withEngine({ $0.implementations }).sorted(by: { $0.key < $1.key }) { progress("  \(k): \(n)") }
+        for (kind, t) in model.withEngine({ $0.profile }).sorted(by: { $0.value > $1.value }) {
+            progress(String(format: "  %-40@ %8.3f s (over %d steps)", kind, t, runs))
+        }
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return (seconds, usage.ru_maxrss * 1024)
+    }
+
+    /// Runs the network with random weights on a random input: one warm-up, then `runs` timed probability passes,
+    /// one profiled pass, and the heaviest convolution shapes alone.
+    public static func run(architecture: ModelArchitecture = .w48(variant: .C), height: Int = 960, width: Int = 1440,
+                           runs: Int = 3, bf16: Bool = false,
+                           progress: (String) -> Void = { _ in }) throws(NetworkError) -> BenchmarkReport {
+        EngineThreads.configureBLASForEngine()
+        EngineThreads.configureMemoryForEngine()
+        let model = try SegmentationModel(architecture: architecture)
+        model.bf16Inference = bf16
         var random = SplitMix(seed: 42)
         let input = Tensor((0..<(3 * height * width)).map { _ in random.uniform() * 4 - 2 }, shape: [1, 3, height, width])
         func timed(_ body: () throws(NetworkError) -> Void) throws(NetworkError) -> Double {
@@ -61,7 +94,14 @@ public enum NetworkBenchmark {
             return Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
         }
         progress("warm-up run")
+        model.withEngine { $0.profiling = true }
         let warm = try timed { () throws(NetworkError) in _ = try model.probabilities(input) }
+        let warmSplit = model.withEngine { e -> [(String, Double)] in
+            e.profiling = false
+            defer { e.profile = [:] }
+            return e.profile.sorted { $0.value > $1.value }.map { ($0.key, $0.value) }
+        }
+        for (kind, t) in warmSplit.prefix(6) { progress(String(format: "  warm-up %@: %.3f s", kind, t)) }
         var times: [Double] = []
         var cpu: [Double] = []
         var flops = 0.0
@@ -94,18 +134,18 @@ public enum NetworkBenchmark {
                 let x = Tensor(shape: xs, layout: .blocked16)
                 let w = Tensor(shape: ws)
                 for i in 0..<w.count { w.data[i] = random.uniform() - 0.5 }
-                _ = e.convolution(x, weight: w, bias: nil, padding: ws[2] / 2, constantWeights: true)
+                _ = e.convolution(x, weight: w, bias: nil, padding: ws[2] / 2, constantWeights: true, bf16: bf16)
                 var best = Double.infinity
                 for _ in 0..<5 {
                     let t0 = DispatchTime.now().uptimeNanoseconds
-                    _ = e.convolution(x, weight: w, bias: nil, padding: ws[2] / 2, constantWeights: true)
+                    _ = e.convolution(x, weight: w, bias: nil, padding: ws[2] / 2, constantWeights: true, bf16: bf16)
                     best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
                 }
                 let f = 2 * Double(ws[0] * ws[1] * ws[2] * ws[3]) * Double(xs[2] * xs[3])
                 return (name, f / best * 1e-9, e.convolutionImplementation(inputShape: xs, weightShape: ws, padding: ws[2] / 2))
             }
         }
-        return BenchmarkReport(model: architecture.displayName, inputShape: input.shape, runs: times,
+        return BenchmarkReport(model: architecture.displayName + (bf16 ? " (bf16 convolutions)" : ""), inputShape: input.shape, runs: times,
                                cpuSeconds: cpu, implementations: implementations, warmUpSeconds: warm, gflopPerImage: flops * 1e-9, peakRSSBytes: usage.ru_maxrss * 1024, split: split,
                                convolutions: convolutions)
     }

@@ -22,8 +22,7 @@ enum DownStep {
         switch self {
         case let .conv(unit): return unit(x, ops)
         case let .m2mrf(op, bn, relu):
-            let y = bn(op(x, ops), ops)
-            return relu ? ops.relu(y) : y
+            return bn(op(x, ops), ops, relu: relu)
         }
     }
 }
@@ -109,7 +108,7 @@ final class HRModule {
                     terms.append(steps.reduce(ys[j]) { h, step in step(h, ops) })
                 }
             }
-            return ops.relu(ops.sum(terms))
+            return ops.sumRelu(terms)
         }
     }
 }

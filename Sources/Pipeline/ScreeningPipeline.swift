@@ -60,21 +60,25 @@ public final class QueueJobSource: JobSource, @unchecked Sendable {
     private let failQueue: JobQueue
     private let failLock = NSLock()
     private let queueName: String
+    private let leaseSeconds: Double
     private let logger: Logger
 
+    /// `leaseSeconds`: how long a job may go without a heartbeat before its worker is presumed dead and it is
+    /// handed to another (`WorkerSettings.leaseSeconds`).
     public init(makeConnection: () throws -> Connection, queue: String = JobQueue.screeningQueue, worker: String,
-                logger: Logger) throws {
+                leaseSeconds: Double = 60, logger: Logger) throws {
         claimQueue = JobQueue(connection: try makeConnection(), worker: worker, logger: logger)
         beatQueue = JobQueue(connection: try makeConnection(), worker: worker, logger: logger)
         failQueue = JobQueue(connection: try makeConnection(), worker: worker, logger: logger)
         queueName = queue
+        self.leaseSeconds = leaseSeconds
         self.logger = logger
         try claimQueue.listen()
     }
 
     public func claim(max: Int) throws -> [ScreeningJob] {
         // Leases of workers that died are handed back first, so their images are not left waiting for an operator.
-        try claimQueue.rescueExpired(lease: 60)
+        try claimQueue.rescueExpired(lease: leaseSeconds)
         let jobs = try claimQueue.claim(queue: queueName, limit: max)
         let archive = Archive(connection: claimQueue.connection)
         var out: [ScreeningJob] = []
@@ -89,10 +93,12 @@ public final class QueueJobSource: JobSource, @unchecked Sendable {
     }
 
     public func heartbeat(_ jobs: [ScreeningJob]) throws {
+        _ = try renewLeases(jobs)
+    }
+
+    public func renewLeases(_ jobs: [ScreeningJob]) throws -> [Int] {
         let held = try beatQueue.heartbeat(jobs.map(\.job.lease))
-        for j in jobs where !held.contains(j.job.lease) {
-            logger.warning("lease lost (another worker rescued the job); its result will be refused", metadata: ["job": "\(j.job.id)"])
-        }
+        return jobs.indices.filter { !held.contains(jobs[$0].job.lease) }
     }
 
     public func release(_ job: ScreeningJob) throws {
@@ -110,7 +116,18 @@ public final class QueueJobSource: JobSource, @unchecked Sendable {
     }
 
     public func waitForWork(timeout: Double) {
-        _ = try? claimQueue.waitForJobs(queue: queueName, timeout: timeout)
+        do { _ = try claimQueue.waitForJobs(queue: queueName, timeout: timeout) } catch {
+            // The database is away (restarting?): the connection reconnects on the next call; do not spin.
+            logger.warning("waiting for jobs failed (will retry): \(error)")
+            Thread.sleep(forTimeInterval: timeout)
+        }
+    }
+
+    public func unfinishedElsewhere() throws -> Int {
+        // Called only when this worker holds nothing, so every unfinished job of the queue is someone else's
+        // (or a job of ours whose failure could not be recorded: its lease expires and it comes back).
+        try claimQueue.counts().filter { $0.queue == queueName && !$0.state.isFinal }
+            .map(\.jobs).reduce(0, +)
     }
 }
 

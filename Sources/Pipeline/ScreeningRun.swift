@@ -74,7 +74,14 @@ public enum ModelResolver {
         let path = loaded.source.standardizedFileURL.path
         let checksum = try SHA256.hex(fileAt: URL(fileURLWithPath: path))
         let name = loaded.card.map { "\($0.name)-\($0.version)" } ?? url.deletingPathExtension().lastPathComponent
-        if let existing = try registry.find(name: name), existing.checksum == checksum { return existing }
+        if let existing = try registry.find(name: name) {
+            guard existing.checksum == checksum else {
+                throw ScreeningRunError("\(path): a model version named '\(name)' is registered already with other weights " +
+                                        "(\(existing.weightsPath), sha256 \(existing.checksum.prefix(12))…); give this model " +
+                                        "another name or version in its metadata.json, or use the registered one by name")
+            }
+            return existing
+        }
         let metrics = loaded.card.map { card in
             String(decoding: (try? JSONEncoder().encode(card.metrics)) ?? Data("{}".utf8), as: UTF8.self)
         } ?? "{}"
@@ -117,8 +124,9 @@ public struct RunSummary: Sendable {
                      String(format: " in %.1f s (%.2f images/s) with model %@", seconds,
                             seconds > 0 ? Double(screened + ungradable) / seconds : 0, modelVersion)]
         for s in stages {
-            lines.append(String(format: "  %-14@ %8.2f s wall  %8.2f s cpu  (%d, %.2f s each)", s.stage as NSString,
-                                s.wall, s.cpu, s.count, s.count > 0 ? s.wall / Double(s.count) : 0))
+            lines.append(String(format: "  %-14@ %8.2f s wall  %8.2f s cpu %5.1f%%  (%d, %.2f s each)", s.stage as NSString,
+                                s.wall, s.cpu, processCPUSeconds > 0 ? 100 * s.cpu / processCPUSeconds : 0,
+                                s.count, s.count > 0 ? s.wall / Double(s.count) : 0))
         }
         lines.append(String(format: "  process CPU %.1f s over %.1f s wall (%.0f%% of one core)", processCPUSeconds, seconds,
                             seconds > 0 ? 100 * processCPUSeconds / seconds : 0))
@@ -151,11 +159,16 @@ public enum ScreeningRun {
         let progress = RunProgress(total: total, logger: logger)
         let stages = ScreeningStages(model: model.model, modelVersionID: model.version.id, options: options,
                                      finishConnection: try connect(), worker: worker, clock: clock, logger: logger)
-        let source = try QueueJobSource(makeConnection: connect, queue: queue, worker: worker, logger: logger)
+        let source = try QueueJobSource(makeConnection: connect, queue: queue, worker: worker,
+                                        leaseSeconds: settings.leaseSeconds, logger: logger)
+        // A worker killed mid-write leaves its temporary file beside the mask it was writing; the mask itself is
+        // either the old one or absent (the write renames into place), and the job comes back to be redone.
+        StaleTemporaryFiles.remove(under: options.masksDirectory, logger: logger)
         let cpu0 = StageClock.processCPUSeconds()
         let workerRun = StagedWorker(source: source, stages: stages.stages, settings: settings, logger: logger,
                                      progress: progress, clock: clock, shutdown: shutdown)
         workerRun.run()
+        StaleTemporaryFiles.remove(under: options.masksDirectory, ownWritesFinished: true, logger: logger)
         var summary = RunSummary()
         summary.screened = progress.count(.screened)
         summary.ungradable = progress.count(.ungradable)
@@ -164,6 +177,13 @@ public enum ScreeningRun {
         summary.seconds = progress.elapsed
         summary.processCPUSeconds = StageClock.processCPUSeconds() - cpu0
         summary.stages = clock.snapshot().map { ($0.stage, $0.totals.wallSeconds, $0.totals.cpuSeconds, $0.totals.count) }
+        // The network runs on the model's engine thread and its OpenMP team, not on the infer stage's thread (whose
+        // own CPU time is the hand-over only): charge infer with what the process spent beyond the other stages'
+        // threads (claim, prepare, finish; masks+lesions and store are inside finish).
+        let others = summary.stages.filter { ["claim", "prepare", "finish"].contains($0.stage) }.map(\.cpu).reduce(0, +)
+        if let i = summary.stages.firstIndex(where: { $0.stage == "infer" }) {
+            summary.stages[i].cpu = max(0, summary.processCPUSeconds - others)
+        }
         summary.modelVersion = model.version.name
         try runs.finish(id: runID, imagesScreened: summary.screened + summary.ungradable)
         return summary

@@ -11,12 +11,27 @@ public protocol JobSource: Sendable {
     func claim(max: Int) throws -> [Job]
     /// Extends the lease of every job still held.
     func heartbeat(_ jobs: [Job]) throws
+    /// Extends the leases and returns the positions in `jobs` of those whose lease was lost (rescued by another
+    /// worker). The worker calls this one; a source that cannot tell implements only `heartbeat`.
+    func renewLeases(_ jobs: [Job]) throws -> [Int]
     /// Hands a job back untouched (shutdown before work on it started).
     func release(_ job: Job) throws
     /// Records a failure: permanent ones end the job, transient ones are retried later.
     func fail(_ job: Job, error: StageError) throws
     /// Blocks until work may be available (LISTEN/NOTIFY) or `timeout` seconds passed.
     func waitForWork(timeout: Double)
+    /// Jobs of the queue that are not finished and not held by this worker: running elsewhere (perhaps on a worker
+    /// that died: its lease will expire and the job come back) or waiting for a retry. A run that exits when the
+    /// queue is empty waits for these, so a dead worker's images are screened tonight, not tomorrow.
+    func unfinishedElsewhere() throws -> Int
+}
+
+extension JobSource {
+    public func unfinishedElsewhere() throws -> Int { 0 }
+    public func renewLeases(_ jobs: [Job]) throws -> [Int] {
+        try heartbeat(jobs)
+        return []
+    }
 }
 
 /// A failure of one image in one stage, with what a user needs to act on it.
@@ -62,6 +77,11 @@ public struct WorkerSettings: Sendable {
     public var limit: Int? = nil
     /// Exit when the queue has nothing left (a nightly run) instead of waiting for more (a daemon).
     public var exitWhenEmpty: Bool = true
+    /// A job whose heartbeat is older than this is presumed abandoned (its worker died) and handed to another.
+    public var leaseSeconds: Double = 60 {
+        didSet { heartbeatInterval = min(heartbeatInterval, leaseSeconds / 3) }
+    }
+    /// At most a third of the lease, so one late beat never loses a live job.
     public var heartbeatInterval: Double = 5
     public var pollInterval: Double = 2
 
@@ -122,9 +142,16 @@ public final class StagedWorker<Source: JobSource, Prepared: Sendable, Inferred:
         let beating = DispatchSemaphore(value: 0)
         let heartbeat = Thread { [self] in
             while beating.wait(timeout: .now() + settings.heartbeatInterval) == .timedOut {
-                let jobs = heldJobs()
-                guard !jobs.isEmpty else { continue }
-                do { try source.heartbeat(jobs) } catch {
+                let tickets = heldTickets()
+                guard !tickets.isEmpty else { continue }
+                do {
+                    let lost = try source.renewLeases(tickets.map(\.job))
+                    // A job finished between the snapshot and the beat is not running any more: not lost.
+                    for i in lost where i < tickets.count && isHeld(tickets[i].id) {
+                        logger.warning("lease lost (another worker rescued the job); its result will be refused",
+                                       metadata: ["job": "\(tickets[i].job)"])
+                    }
+                } catch {
                     logger.warning("heartbeat failed (will retry): \(error)")
                 }
             }
@@ -192,6 +219,7 @@ public final class StagedWorker<Source: JobSource, Prepared: Sendable, Inferred:
 
     /// Claims as many jobs as there are free slots, until told to stop.
     private func feed(into buffer: BoundedBuffer<Ticket<Void>>) {
+        var waitingNoted = false
         while !shutdown.isRequested {
             if let limit = settings.limit, claimedCount() >= limit { break }
             var free = slots.takeAll()  // blocks until at least one slot is free
@@ -210,10 +238,24 @@ public final class StagedWorker<Source: JobSource, Prepared: Sendable, Inferred:
             }
             slots.give(free - jobs.count)
             if jobs.isEmpty {
-                if settings.exitWhenEmpty && heldJobs().isEmpty { break }
+                if settings.exitWhenEmpty && heldJobs().isEmpty {
+                    let elsewhere: Int
+                    do { elsewhere = try source.unfinishedElsewhere() } catch {
+                        logger.warning("counting unfinished jobs failed (will retry): \(error)")
+                        source.waitForWork(timeout: settings.pollInterval)
+                        continue
+                    }
+                    if elsewhere == 0 { break }
+                    if !waitingNoted {
+                        logger.notice("queue empty; waiting for jobs still running elsewhere or due for a retry",
+                                      metadata: ["jobs": "\(elsewhere)"])
+                        waitingNoted = true
+                    }
+                }
                 source.waitForWork(timeout: settings.pollInterval)
                 continue
             }
+            waitingNoted = false
             for job in jobs {
                 let id = hold(job)
                 if !buffer.put(Ticket(id: id, job: job, value: ())) { releaseJob(id, job) }
@@ -234,6 +276,18 @@ public final class StagedWorker<Source: JobSource, Prepared: Sendable, Inferred:
         heldLock.lock()
         defer { heldLock.unlock() }
         return claimedTotal
+    }
+
+    private func heldTickets() -> [(id: Int, job: Job)] {
+        heldLock.lock()
+        defer { heldLock.unlock() }
+        return held.keys.sorted().map { ($0, held[$0]!) }
+    }
+
+    private func isHeld(_ id: Int) -> Bool {
+        heldLock.lock()
+        defer { heldLock.unlock() }
+        return held[id] != nil
     }
 
     private func heldJobs() -> [Job] {

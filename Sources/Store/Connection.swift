@@ -142,6 +142,7 @@ public final class Connection: @unchecked Sendable {
     }
 
     /// Runs `body` in a transaction: COMMIT when it returns, ROLLBACK when it throws. Nested calls join the outer one.
+    @discardableResult
     public func transaction<T>(_ body: (Connection) throws -> T) throws -> T {
         lock.lock(); defer { lock.unlock() }
         if inTransaction { return try body(self) }

@@ -164,6 +164,7 @@ public struct PostgresServer: Sendable {
             # fundus-screen settings
             listen_addresses = '127.0.0.1'
             unix_socket_directories = ''
+            unix_socket_permissions = 0700
             shared_buffers = '\(settings.sharedBuffers)'
             max_connections = \(settings.maxConnections)
             log_min_messages = warning
@@ -384,6 +385,23 @@ public struct PostgresServer: Sendable {
             throw DatabaseError(.embeddedServer,
                 "PostgreSQL runs as the system user \(serverUser) (this process is root) and cannot write \(url.path)",
                 hint: "make every parent folder traversable (chmod o+x) or choose a --state-dir such as /var/lib/fundus-screen")
+        }
+    }
+
+    /// Whether a user can traverse every existing folder on the way to `path` (missing ones we create 0755).
+    public static func isReachable(_ path: String, uid: uid_t, gid: gid_t) -> Bool {
+        var components = path.split(separator: "/").map(String.init)
+        while true {
+            let current = "/" + components.joined(separator: "/")
+            var info = stat()
+            if stat(current, &info) == 0 {
+                let mode = info.st_mode
+                let ok = info.st_uid == uid ? mode & S_IXUSR != 0
+                    : info.st_gid == gid ? mode & S_IXGRP != 0 : mode & S_IXOTH != 0
+                if !ok { return false }
+            }
+            if components.isEmpty { return true }
+            components.removeLast()
         }
     }
 

@@ -9,7 +9,7 @@ struct ModelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "model",
         abstract: "Inspect weight files, run the network on stored tensors, and manage model versions.",
-        subcommands: [ModelInspect.self, Forward.self, Gradients.self]
+        subcommands: [ModelInspect.self, Forward.self, Gradients.self, Init.self, Time.self]
     )
 
     struct Forward: ParsableCommand {

@@ -44,6 +44,9 @@ struct ScreenCommand: ParsableCommand {
     @Flag(name: .long, help: "Keep waiting for new jobs instead of exiting when the queue is empty.")
     var daemon = false
 
+    @Option(name: .long, help: "Seconds without a heartbeat after which another worker takes a job over (its worker presumed dead).")
+    var lease: Double = 60
+
     @Option(name: .customShort("i"), help: "Local form: a folder of photographs to import and screen.")
     var input: String?
 
@@ -53,6 +56,7 @@ struct ScreenCommand: ParsableCommand {
     func validate() throws {
         if (input == nil) != (output == nil) { throw ValidationError("-i and -o go together") }
         if concurrency < 1 { throw ValidationError("--concurrency must be at least 1") }
+        if !(lease >= 1) { throw ValidationError("--lease must be at least 1 second") }
     }
 
     func run() throws {
@@ -83,6 +87,7 @@ struct ScreenCommand: ParsableCommand {
         settings.slots = concurrency
         settings.limit = limit
         settings.exitWhenEmpty = !daemon
+        settings.leaseSeconds = lease
         let shutdown = ShutdownSignal()
         shutdown.install()
         let summary = try ScreeningRun.run(conninfo: conninfo, model: loaded, options: options, settings: settings,

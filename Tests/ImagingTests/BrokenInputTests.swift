@@ -89,6 +89,17 @@ struct BrokenInputTests {
         }
     }
 
+    @Test("A JPEG whose only fault is a missing end marker decodes, with a warning counted")
+    func missingEndMarker() throws {
+        let image = Image(width: 64, height: 48, channels: 3) { p in for i in 0..<p.count { p[i] = UInt8(truncatingIfNeeded: i / 7) } }
+        let jpeg = try ImageCodec.encodeJPEG(image)
+        #expect(jpeg.suffix(2) == Data([0xFF, 0xD9]))
+        let decoded = try ImageCodec.decode(jpeg.dropLast(2), name: "no-eoi.jpg")
+        #expect(decoded.warnings >= 1)
+        #expect(decoded.image.bytes == (try ImageCodec.decode(jpeg).image.bytes))
+        #expect(outcome(jpeg.dropLast(40), name: "cut.jpg") == .corrupt, "missing entropy data is still an error")
+    }
+
     @Test("Hundreds of random byte mutations of real files give images or errors, never a crash or a hang",
           .enabled(if: SharedFixtures.available, shared))
     func mutations() throws {
@@ -99,9 +110,11 @@ struct BrokenInputTests {
         let deflateTiff = try ImageCodec.encodeTIFF(mask, bitsPerSample: 1, palette: [RGBColour(red: 0, green: 0, blue: 0), RGBColour(red: 255, green: 0, blue: 0)],
                                                     compression: .deflate, rowsPerStrip: 64)
         var rng = SplitMix(state: 20_260_101)
+        // FUNDUS_MUTATION_ROUNDS raises the rounds per file for a longer soak (e.g. under --sanitize=address).
+        let rounds = ProcessInfo.processInfo.environment["FUNDUS_MUTATION_ROUNDS"].flatMap { Int($0) } ?? 80
         var decoded = 0, refused: [ImagingError.Code: Int] = [:]
         for (name, original) in [("retina.jpg", jpeg), ("IDRiD_01_MA.png", png), ("IDRiD_01_HE.tif", tiff), ("deflate.tif", deflateTiff)] {
-            for round in 0..<80 {
+            for round in 0..<rounds {
                 var bytes = [UInt8](original)
                 // Half the rounds hit the first 4 KB (headers, tables, directories), the rest anywhere.
                 let span = round % 2 == 0 ? min(4096, bytes.count) : bytes.count
@@ -121,8 +134,8 @@ struct BrokenInputTests {
                 }
             }
         }
-        #expect(decoded + refused.values.reduce(0, +) == 320)
+        #expect(decoded + refused.values.reduce(0, +) == 4 * rounds)
         #expect(decoded > 0 && !refused.isEmpty, "decoded \(decoded), refused \(refused)")
-        print("mutation corpus: 320 files, \(decoded) decoded, refused \(refused)")
+        print("mutation corpus: \(4 * rounds) files, \(decoded) decoded, refused \(refused)")
     }
 }

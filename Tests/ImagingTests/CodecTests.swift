@@ -69,6 +69,16 @@ struct CodecTests {
         }
     }
 
+    @Test("Automatic DCT scale: the smallest decode whose short side reaches the model's short edge", .enabled(if: SharedFixtures.available, shared))
+    func automaticScale() throws {
+        let file = SharedFixtures.idridImages.appendingPathComponent("IDRiD_01.jpg")
+        let half = try ImageCodec.decode(contentsOf: file, options: DecodeOptions(jpegMinimumShortSide: 960))
+        #expect(half.scale == 2 && half.image.width == 2144 && half.image.height == 1424 && half.originalWidth == 4288)
+        #expect(try ImageCodec.decode(contentsOf: file, options: DecodeOptions(jpegMinimumShortSide: 356)).scale == 8)
+        #expect(try ImageCodec.decode(contentsOf: file, options: DecodeOptions(jpegMinimumShortSide: 2000)).scale == 1)
+        #expect(try ImageCodec.decode(contentsOf: SharedFixtures.otherRetina, options: DecodeOptions(jpegMinimumShortSide: 960)).scale == 1)
+    }
+
     @Test("PNG and JPEG round trips: grey and RGB")
     func roundTrips() throws {
         let rgb = Image(width: 37, height: 23, channels: 3) { p in

@@ -77,6 +77,18 @@ struct FieldOfViewTests {
         #expect(abs(fov.centreX - 320) < 1.5 && abs(fov.centreY - 180) < 1.5 && abs(fov.radius - 150) < 1.5)
     }
 
+    @Test("Burnt-in text in the surround and a notch on the rim do not move the circle")
+    func textAndNotch() throws {
+        let base = disc(width: 480, height: 360, cx: 250, cy: 180, r: 150, inside: [170, 80, 35], outside: 8, noise: 3)
+        let image = Image(width: 480, height: 360, channels: 3) { p in
+            base.withPixels { src in _ = p.update(fromContentsOf: src) }
+            for y in 10..<30 { for x in 10..<90 where (x / 3 + y / 4) % 2 == 0 { for c in 0..<3 { p[(y * 480 + x) * 3 + c] = 250 } } }
+            for y in 60..<76 { for x in 350..<372 { for c in 0..<3 { p[(y * 480 + x) * 3 + c] = 120 } } }  // notch sticking out
+        }
+        let fov = try #require(FieldOfViewDetector.analyse(image).fieldOfView)
+        #expect(abs(fov.centreX - 250) < 1.5 && abs(fov.centreY - 180) < 1.5 && abs(fov.radius - 150) < 1.5, "\(fov)")
+    }
+
     @Test("Nothing but black: no field of view (and too dark)")
     func blackImage() {
         let analysis = FieldOfViewDetector.analyse(Image(width: 300, height: 200, channels: 3))

@@ -85,3 +85,17 @@ func externalLoss() throws {
                 "\(name)")
     }
 }
+
+@Test("Opt-in bf16 inference stays close to the reference probabilities",
+      .enabled(if: SharedFixtures.available, Comment(rawValue: SharedFixtures.skipReason)))
+func bf16Inference() throws {
+    let file = try fixture("tiny_m2mrf_C")
+    let model = try referenceModel("tiny_m2mrf_C", expecting: .C)
+    model.bf16Inference = true
+    let input = file["input"]!
+    let (logits, probs) = try model.logitsAndProbabilities(Tensor(input.floats(), shape: input.shape))
+    let eL = Tensor.relativeError(logits.values(), file["logits"]!.floats())
+    let eP = Tensor.relativeError(probs.values(), file["probs"]!.floats())
+    print("bf16 tiny_m2mrf_C: logits relative error \(eL), probs \(eP)")
+    #expect(eP < 1e-2, "probs relative error \(eP)")
+}

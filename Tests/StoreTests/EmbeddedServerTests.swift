@@ -50,3 +50,32 @@ struct EmbeddedServerTests {
         #expect(try server.stop() == false)
     }
 }
+
+@Suite("Where the embedded cluster lives")
+struct EmbeddedLocationTests {
+    @Test("As root with a state folder the server's user cannot reach, the cluster moves to /var/lib/fundus-screen",
+          .enabled(if: geteuid() == 0, "only root hands the server to another user"))
+    func unreachableStateFolder() throws {
+        let logger = TestPostgres.defaultLogger
+        let locked = FileManager.default.temporaryDirectory.appendingPathComponent("fundus-locked-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: locked, withIntermediateDirectories: true)
+        chmod(locked.path, 0o700)
+        defer { try? FileManager.default.removeItem(at: locked) }
+        let state = locked.appendingPathComponent("checkout/.fundus-screen")
+        let server = try Database.embeddedServer(stateDirectory: state, logger: logger)
+        defer {
+            _ = try? server.stop(immediate: true)
+            try? FileManager.default.removeItem(at: server.root.deletingLastPathComponent())
+            rmdir("/var/lib/fundus-screen")  // only when no real cluster lives there
+        }
+        #expect(server.root.path.hasPrefix("/var/lib/fundus-screen/"))
+        let note = try String(contentsOf: state.appendingPathComponent("postgres-location.txt"), encoding: .utf8)
+        #expect(note.contains(server.root.path))
+        let address = try server.start()
+        let connection = try Connection(conninfo: address.conninfo, logger: logger)
+        #expect(try connection.query("SELECT 1 AS one").rows[0]["one"] == "1")
+
+        let reachable = FileManager.default.temporaryDirectory.appendingPathComponent("fundus-open")
+        #expect(try Database.embeddedServer(stateDirectory: reachable, logger: logger).root.path == reachable.path + "/postgres")
+    }
+}

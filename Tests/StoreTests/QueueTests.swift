@@ -115,6 +115,11 @@ struct QueueTests {
             // base 0.5 s ± 20 %; the server's clock and ours agree to well under that.
             #expect(at.timeIntervalSince(before) > 0.3 && at.timeIntervalSince(before) < 1.0)
             #expect(try q.fail(jobs[1].lease, message: "not an image: /archive/x.jpg", kind: .permanent) == .discarded)
+            // The same failure reported again (a statement re-sent after a dropped connection) changes nothing.
+            #expect(try q.fail(jobs[1].lease, message: "not an image: /archive/x.jpg", kind: .permanent) == .discarded)
+            guard case .willRetry(let same) = try q.fail(jobs[0].lease, message: "disk full", kind: .transient), same == at else {
+                Issue.record("a repeated transient failure should report the same retry time"); return
+            }
 
             #expect(try q.claim(queue: "bulk", limit: 5).isEmpty, "nothing is due yet")
             Thread.sleep(forTimeInterval: 0.8)
@@ -172,6 +177,8 @@ struct QueueTests {
         try await withTestDatabase { db in
             let admin = try db.connect()
             try JobQueue(connection: admin, logger: logger).enqueue(noopJobs(2000))
+            // Each completion writes a result row in its transaction, as screening does; the key catches doubles.
+            try admin.query("CREATE TABLE results (job_id bigint PRIMARY KEY)")
             let workers = 4
             let results = try await onThreads(workers + 1) { w -> (completed: [Int64], reconnects: Int) in
                 let connection = try db.connect()
@@ -203,13 +210,19 @@ struct QueueTests {
                         Thread.sleep(forTimeInterval: 0.2)
                         continue
                     }
-                    for job in jobs where try queue.complete(job.lease) == .completed { completed.append(job.id) }
+                    for job in jobs {
+                        let outcome = try queue.complete(job.lease) { conn in
+                            try conn.query("INSERT INTO results VALUES ($1)", [job.id])
+                        }
+                        if outcome == .completed { completed.append(job.id) }
+                    }
                 }
                 return (completed, connection.reconnects)
             }
             let completed = results.prefix(workers).flatMap(\.completed)
             #expect(completed.count == 2000)
             #expect(Set(completed).count == 2000)
+            #expect(try admin.query("SELECT count(*) AS n FROM results").rows[0]["n"] == "2000")
             let kills = results[workers].reconnects
             let reconnects = results.prefix(workers).map(\.reconnects).reduce(0, +)
             #expect(kills >= workers, "the saboteur terminated backends")
@@ -310,9 +323,10 @@ struct LeaseKeeperTests {
                     try JobQueue(connection: producer, logger: logger).enqueue([NewJob(kind: "noop", queue: "bulk")])
                     return []
                 }
-                let jobs = try worker.claimWaiting(queue: "bulk", limit: 4, lease: 60, pollInterval: 30).map(\.id)
+                let jobs = try worker.claimWaiting(queue: "bulk", limit: 4, lease: 60, pollInterval: 30)
                 waitedBox.set(Date().timeIntervalSince(started))
-                return jobs
+                for job in jobs { _ = try worker.complete(job.lease) }
+                return jobs.map(\.id)
             }
             let waited = waitedBox.value
             let jobs = try producer.query("""

@@ -58,6 +58,8 @@ typedef struct {
 /// JPEG decode. `scale_denominator` 1, 2, 4 or 8 (libjpeg-turbo DCT scaling). `max_pixels` refers to the full size.
 int fundus_decode_jpeg(const unsigned char *data, size_t size, int mode, int scale_denominator,
                        uint64_t max_pixels, fundus_decoded *out);
+/// The stored size of a JPEG (before EXIF orientation) from its header alone; 0 on success.
+int fundus_probe_jpeg(const unsigned char *data, size_t size, int *width, int *height);
 int fundus_decode_png(const unsigned char *data, size_t size, int mode, uint64_t max_pixels, fundus_decoded *out);
 /// TIFF decode (first directory): palette, bilevel, grey, RGB; none/LZW/deflate/PackBits/…; strips or tiles.
 int fundus_decode_tiff(const unsigned char *data, size_t size, int mode, uint64_t max_pixels, fundus_decoded *out);

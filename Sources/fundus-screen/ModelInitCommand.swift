@@ -1,0 +1,58 @@
+import ArgumentParser
+import Checkpoints
+import Foundation
+import Network
+import Pipeline
+import Tensor
+
+extension ModelCommand {
+    /// `fundus-screen model init`: a model folder with fresh weights, to train from scratch or to time the pipeline.
+    struct Init: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "init",
+            abstract: "Write a model folder (<name>.safetensors + metadata.json) with freshly initialised weights.",
+            discussion: "The weights are untrained: use the folder to start training, or to time the pipeline. " +
+                        "Its findings mean nothing.")
+
+        @Option(help: "Architecture: w18-small-C (the shipped one), w18-C, w32-C, w48-C, tiny-C; variants plain, A–D.")
+        var arch = "w18-small-C"
+        @Option(help: "Output folder.") var out: String
+        @Option(help: "Model name (default: untrained-<arch>).") var name: String?
+        @Option(help: "Starting probability of every class (classifier bias = its logit); 0 keeps bias 0 (p ≈ 0.5).")
+        var prior = 0.01
+
+        func run() throws {
+            EngineThreads.configureBLASForEngine()
+            let architecture = try FreshModel.architecture(named: arch)
+            let weights = try FreshModel.create(architecture: architecture, name: name ?? "untrained-\(arch)",
+                                                prior: prior > 0 ? prior : nil, to: URL(fileURLWithPath: out))
+            print("\(architecture.displayName), fresh weights: \(weights.path)")
+        }
+    }
+}
+
+extension ModelCommand {
+    /// `fundus-screen model time`: the network alone on an input of the pipeline's size, to compare a screening
+    /// run's time per image with (pipelines/bench.sh).
+    struct Time: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "time",
+            abstract: "Time the network alone (random input, the architecture's cost; no decode, masks or database): s/image.")
+
+        @Option(help: "Architecture (w18-small-C, w48-C, …); ignored with --weights.") var arch = "w18-small-C"
+        @Option(help: "A weight file or model folder: time its architecture.") var weights: String?
+        @Option(help: "Input height (a 4288×2848 IDRiD photograph's square crop at the IDRiD scale: 960).") var height = 960
+        @Option(help: "Input width.") var width = 960
+        @Option(help: "Timed runs (after one warm-up).") var runs = 3
+
+        func run() throws {
+            let architecture = try weights.map { try WeightLoader.load(URL(fileURLWithPath: $0)).architecture }
+                ?? FreshModel.architecture(named: arch)
+            let report = try NetworkBenchmark.run(architecture: architecture, height: height, width: width, runs: runs) {
+                print($0)
+            }
+            print("architecture: \(architecture.displayName)")
+            print(report.text)
+        }
+    }
+}
