@@ -55,7 +55,7 @@ let package = Package(
         .testTarget(name: "StoreTests", dependencies: ["Store", "TestSupport"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Checkpoints", "Imaging", "Store", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "ReportsTests", dependencies: ["Reports", "TestSupport"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Lesions", "Imaging", "TestSupport"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Lesions", "Imaging", "Store", "Network", "Checkpoints", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -83,10 +83,41 @@ static int exif_orientation(j_decompress_ptr cinfo) {
     return 1;
 }
 
+// A memory source that, at the end of the data, supplies an EOI marker silently (libjpeg's own warns at once,
+// even when the decoder only reads ahead). Missing entropy data then shows as JWRN_HIT_MARKER, an error above;
+// a file that lacks only its final marker decodes, with one warning counted.
+typedef struct {
+    struct jpeg_source_mgr pub;
+    const unsigned char *data;
+    size_t size;
+    int end_inserted;
+} memory_source;
+
+static void source_init(j_decompress_ptr cinfo) { (void)cinfo; }
+static boolean source_fill(j_decompress_ptr cinfo) {
+    static const JOCTET end_marker[2] = {0xFF, JPEG_EOI};
+    memory_source *s = (memory_source *)cinfo->src;
+    s->end_inserted = 1;
+    s->pub.next_input_byte = end_marker;
+    s->pub.bytes_in_buffer = 2;
+    return TRUE;
+}
+static void source_skip(j_decompress_ptr cinfo, long count) {
+    if (count <= 0) return;
+    while (count > (long)cinfo->src->bytes_in_buffer) {
+        count -= (long)cinfo->src->bytes_in_buffer;
+        source_fill(cinfo);
+    }
+    cinfo->src->next_input_byte += count;
+    cinfo->src->bytes_in_buffer -= (size_t)count;
+}
+static void source_term(j_decompress_ptr cinfo) { (void)cinfo; }
+
 typedef struct {
     struct jpeg_decompress_struct cinfo;
     jpeg_error_state error;
     struct jpeg_progress_mgr progress;
+    memory_source source;
     unsigned char *pixels;
 } jpeg_decode_state;
 
@@ -120,7 +151,14 @@ int fundus_decode_jpeg(const unsigned char *data, size_t size, int mode, int sca
     jpeg_create_decompress(&s->cinfo);
     s->progress.progress_monitor = on_progress;
     s->cinfo.progress = &s->progress;
-    jpeg_mem_src(&s->cinfo, data, (unsigned long)size);
+    s->source.pub.init_source = source_init;
+    s->source.pub.fill_input_buffer = source_fill;
+    s->source.pub.skip_input_data = source_skip;
+    s->source.pub.resync_to_restart = jpeg_resync_to_restart;
+    s->source.pub.term_source = source_term;
+    s->source.pub.next_input_byte = data;
+    s->source.pub.bytes_in_buffer = size;
+    s->cinfo.src = &s->source.pub;
     jpeg_save_markers(&s->cinfo, JPEG_APP0 + 1, 0xFFFF);
     jpeg_read_header(&s->cinfo, TRUE);
 
@@ -163,7 +201,7 @@ int fundus_decode_jpeg(const unsigned char *data, size_t size, int mode, int sca
         jpeg_read_scanlines(&s->cinfo, rows, (JDIMENSION)n);
     }
     jpeg_finish_decompress(&s->cinfo);
-    out->warnings = (int)s->error.pub.num_warnings;
+    out->warnings = (int)s->error.pub.num_warnings + s->source.end_inserted;
     int full_w = (int)s->cinfo.image_width, full_h = (int)s->cinfo.image_height;
     jpeg_destroy_decompress(&s->cinfo);
 
@@ -194,6 +232,38 @@ int fundus_decode_jpeg(const unsigned char *data, size_t size, int mode, int sca
     out->full_height = full_h;
     out->scale_denominator = scale;
     out->orientation = orientation;
+    return FUNDUS_CODEC_OK;
+}
+
+int fundus_probe_jpeg(const unsigned char *data, size_t size, int *width, int *height) {
+    *width = 0;
+    *height = 0;
+    if (!data || size < 4) return FUNDUS_CODEC_CORRUPT;
+    jpeg_decode_state *s = calloc(1, sizeof *s);
+    if (!s) return FUNDUS_CODEC_NO_MEMORY;
+    s->cinfo.err = jpeg_std_error(&s->error.pub);
+    s->error.pub.error_exit = on_error_exit;
+    s->error.pub.emit_message = on_emit_message;
+    s->error.pub.output_message = on_output_message;
+    if (setjmp(s->error.jump)) {
+        jpeg_destroy_decompress(&s->cinfo);
+        free(s);
+        return FUNDUS_CODEC_CORRUPT;
+    }
+    jpeg_create_decompress(&s->cinfo);
+    s->source.pub.init_source = source_init;
+    s->source.pub.fill_input_buffer = source_fill;
+    s->source.pub.skip_input_data = source_skip;
+    s->source.pub.resync_to_restart = jpeg_resync_to_restart;
+    s->source.pub.term_source = source_term;
+    s->source.pub.next_input_byte = data;
+    s->source.pub.bytes_in_buffer = size;
+    s->cinfo.src = &s->source.pub;
+    jpeg_read_header(&s->cinfo, TRUE);
+    *width = (int)s->cinfo.image_width;
+    *height = (int)s->cinfo.image_height;
+    jpeg_destroy_decompress(&s->cinfo);
+    free(s);
     return FUNDUS_CODEC_OK;
 }
 

@@ -179,11 +179,41 @@ int fundus_decode_tiff(const unsigned char *data, size_t size, int mode, uint64_
     int plain = spp == 1 && (bps == 1 || bps == 2 || bps == 4 || bps == 8 || bps == 16) &&
                 (photometric == PHOTOMETRIC_PALETTE || photometric == PHOTOMETRIC_MINISBLACK ||
                  photometric == PHOTOMETRIC_MINISWHITE);
-    if (out_c == 1 && plain) {
-        if (!read_label_samples(tif, w, h, bps, photometric, pixels)) {
+    if (plain && (out_c == 1 || bps <= 8)) {
+        // Our own strip/tile reader: exact indices for masks, and less memory than libtiff's RGBA path
+        // (which also refuses uncompressed 1-bit tiles).
+        unsigned char *labels = out_c == 1 ? pixels : malloc((size_t)w * h);
+        if (!labels || !read_label_samples(tif, w, h, bps, photometric, labels)) {
             fundus_set_message(out->message, sizeof out->message, "TIFF: %s",
                                source.message[0] ? source.message : "cannot read image data");
-            status = FUNDUS_CODEC_CORRUPT;
+            status = labels ? FUNDUS_CODEC_CORRUPT : FUNDUS_CODEC_NO_MEMORY;
+            if (labels != pixels) free(labels);
+            goto done;
+        }
+        if (out_c == 3) {
+            uint16_t *red = NULL, *green = NULL, *blue = NULL;
+            int mapped = photometric == PHOTOMETRIC_PALETTE &&
+                         TIFFGetField(tif, TIFFTAG_COLORMAP, &red, &green, &blue) && red && green && blue;
+            if (photometric == PHOTOMETRIC_PALETTE && !mapped) {
+                fundus_set_message(out->message, sizeof out->message, "TIFF: palette image without a colour map");
+                status = FUNDUS_CODEC_CORRUPT;
+                free(labels);
+                goto done;
+            }
+            int entries = 1 << bps, wide = 0;  // old writers store 8-bit colour maps; libtiff's rule
+            for (int i = 0; mapped && i < entries; i++)
+                if (red[i] > 255 || green[i] > 255 || blue[i] > 255) wide = 1;
+            for (size_t i = 0, n = (size_t)w * h; i < n; i++) {
+                unsigned v = labels[i];
+                if (mapped) {
+                    pixels[3 * i] = (unsigned char)(wide ? red[v] >> 8 : red[v]);
+                    pixels[3 * i + 1] = (unsigned char)(wide ? green[v] >> 8 : green[v]);
+                    pixels[3 * i + 2] = (unsigned char)(wide ? blue[v] >> 8 : blue[v]);
+                } else {
+                    pixels[3 * i] = pixels[3 * i + 1] = pixels[3 * i + 2] = (unsigned char)v;
+                }
+            }
+            free(labels);
         }
         goto done;
     }
@@ -232,5 +262,152 @@ done:
     out->full_width = (int)w;
     out->full_height = (int)h;
     out->warnings = source.warnings;
+    return FUNDUS_CODEC_OK;
+}
+
+// ---- Encoding (exports and test fixtures) into a growable memory buffer ----
+
+typedef struct {
+    unsigned char *data;
+    size_t size, capacity, offset;
+    int failed;
+    char message[200];
+} tiff_sink;
+
+static tmsize_t sink_read(thandle_t h, void *dst, tmsize_t n) {
+    tiff_sink *s = (tiff_sink *)h;
+    if (n <= 0 || s->offset >= s->size) return 0;
+    size_t count = (size_t)n < s->size - s->offset ? (size_t)n : s->size - s->offset;
+    memcpy(dst, s->data + s->offset, count);
+    s->offset += count;
+    return (tmsize_t)count;
+}
+static tmsize_t sink_write(thandle_t h, void *src, tmsize_t n) {
+    tiff_sink *s = (tiff_sink *)h;
+    if (n < 0) return -1;
+    size_t end = s->offset + (size_t)n;
+    if (end > s->capacity) {
+        size_t capacity = s->capacity ? s->capacity : 65536;
+        while (capacity < end) capacity *= 2;
+        unsigned char *grown = realloc(s->data, capacity);
+        if (!grown) {
+            s->failed = 1;
+            return -1;
+        }
+        s->data = grown;
+        s->capacity = capacity;
+    }
+    if (s->offset > s->size) memset(s->data + s->size, 0, s->offset - s->size);
+    memcpy(s->data + s->offset, src, (size_t)n);
+    s->offset = end;
+    if (end > s->size) s->size = end;
+    return n;
+}
+static toff_t sink_seek(thandle_t h, toff_t offset, int whence) {
+    tiff_sink *s = (tiff_sink *)h;
+    uint64_t base = whence == SEEK_CUR ? s->offset : whence == SEEK_END ? s->size : 0;
+    s->offset = (size_t)(base + offset);
+    return s->offset;
+}
+static toff_t sink_size(thandle_t h) { return ((tiff_sink *)h)->size; }
+static int on_sink_error(TIFF *tif, void *user, const char *module, const char *fmt, va_list ap) {
+    (void)tif; (void)module;
+    tiff_sink *s = user;
+    if (s->message[0] == 0) vsnprintf(s->message, sizeof s->message, fmt, ap);
+    s->failed = 1;
+    return 1;
+}
+
+/// Packs samples `src[x]` (one byte each) at `bits` per sample (1 or 8) into `dst`.
+static int on_tiff_warning_sink_ignore(TIFF *tif, void *user, const char *module, const char *fmt, va_list ap) {
+    (void)tif; (void)user; (void)module; (void)fmt; (void)ap;
+    return 1;
+}
+
+static void pack_row(const unsigned char *src, int count, int channels, int bits, unsigned char *dst) {
+    if (bits == 8) {
+        memcpy(dst, src, (size_t)count * (size_t)channels);
+        return;
+    }
+    memset(dst, 0, ((size_t)count + 7) / 8);
+    for (int x = 0; x < count; x++)
+        if (src[x]) dst[x / 8] |= (unsigned char)(0x80 >> (x % 8));
+}
+
+int fundus_encode_tiff(const unsigned char *pixels, int width, int height, int channels, int bits,
+                       const uint16_t *palette, int compression, int tile_size, int rows_per_strip,
+                       fundus_encoded *out) {
+    memset(out, 0, sizeof *out);
+    if (!pixels || width <= 0 || height <= 0 || (channels != 1 && channels != 3) || (bits != 1 && bits != 8) ||
+        (bits == 1 && channels != 1) || (tile_size != 0 && (tile_size % 16 != 0 || tile_size < 16))) {
+        fundus_set_message(out->message, sizeof out->message, "TIFF encode: bad arguments");
+        return FUNDUS_CODEC_BAD_ARGUMENT;
+    }
+    tiff_sink sink = {0};
+    TIFFOpenOptions *options = TIFFOpenOptionsAlloc();
+    if (!options) return FUNDUS_CODEC_NO_MEMORY;
+    TIFFOpenOptionsSetErrorHandlerExtR(options, on_sink_error, &sink);
+    TIFFOpenOptionsSetWarningHandlerExtR(options, on_tiff_warning_sink_ignore, NULL);
+    TIFF *tif = TIFFClientOpenExt("memory", "w", (thandle_t)&sink, sink_read, sink_write, sink_seek, tiff_close,
+                                  sink_size, tiff_map, tiff_unmap, options);
+    TIFFOpenOptionsFree(options);
+    if (!tif) {
+        fundus_set_message(out->message, sizeof out->message, "TIFF encode: %s", sink.message);
+        free(sink.data);
+        return FUNDUS_CODEC_CORRUPT;
+    }
+    TIFFSetField(tif, TIFFTAG_IMAGEWIDTH, (uint32_t)width);
+    TIFFSetField(tif, TIFFTAG_IMAGELENGTH, (uint32_t)height);
+    TIFFSetField(tif, TIFFTAG_SAMPLESPERPIXEL, (uint16_t)channels);
+    TIFFSetField(tif, TIFFTAG_BITSPERSAMPLE, (uint16_t)bits);
+    TIFFSetField(tif, TIFFTAG_PLANARCONFIG, PLANARCONFIG_CONTIG);
+    TIFFSetField(tif, TIFFTAG_COMPRESSION, (uint16_t)compression);
+    if (palette) {
+        int n = 1 << bits;
+        TIFFSetField(tif, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_PALETTE);
+        TIFFSetField(tif, TIFFTAG_COLORMAP, palette, palette + n, palette + 2 * n);
+    } else {
+        TIFFSetField(tif, TIFFTAG_PHOTOMETRIC, channels == 3 ? PHOTOMETRIC_RGB : PHOTOMETRIC_MINISBLACK);
+    }
+    size_t row_bytes = bits == 1 ? ((size_t)width + 7) / 8 : (size_t)width * (size_t)channels;
+    if (tile_size) {
+        TIFFSetField(tif, TIFFTAG_TILEWIDTH, (uint32_t)tile_size);
+        TIFFSetField(tif, TIFFTAG_TILELENGTH, (uint32_t)tile_size);
+        tmsize_t tile_bytes = TIFFTileSize(tif), tile_row = TIFFTileRowSize(tif);
+        unsigned char *tile = calloc(1, (size_t)tile_bytes);
+        unsigned char *samples = calloc((size_t)tile_size, (size_t)channels);
+        for (int ty = 0; tile && samples && ty < height && !sink.failed; ty += tile_size) {
+            for (int tx = 0; tx < width && !sink.failed; tx += tile_size) {
+                memset(tile, 0, (size_t)tile_bytes);
+                for (int r = 0; r < tile_size && ty + r < height; r++) {
+                    int count = width - tx < tile_size ? width - tx : tile_size;
+                    memset(samples, 0, (size_t)tile_size * (size_t)channels);
+                    memcpy(samples, pixels + ((size_t)(ty + r) * width + tx) * channels, (size_t)count * channels);
+                    pack_row(samples, tile_size, channels, bits, tile + (size_t)r * (size_t)tile_row);
+                }
+                uint32_t index = TIFFComputeTile(tif, (uint32_t)tx, (uint32_t)ty, 0, 0);
+                if (TIFFWriteEncodedTile(tif, index, tile, tile_bytes) < 0) sink.failed = 1;
+            }
+        }
+        free(tile);
+        free(samples);
+    } else {
+        TIFFSetField(tif, TIFFTAG_ROWSPERSTRIP, (uint32_t)(rows_per_strip > 0 ? rows_per_strip : height));
+        unsigned char *row = malloc(row_bytes);
+        for (int y = 0; row && y < height && !sink.failed; y++) {
+            pack_row(pixels + (size_t)y * width * channels, width, channels, bits, row);
+            if (TIFFWriteScanline(tif, row, (uint32_t)y, 0) < 0) sink.failed = 1;
+        }
+        free(row);
+    }
+    TIFFClose(tif);
+    if (sink.failed) {
+        fundus_set_message(out->message, sizeof out->message, "TIFF encode: %s",
+                           sink.message[0] ? sink.message : "write failed");
+        free(sink.data);
+        return FUNDUS_CODEC_CORRUPT;
+    }
+    out->data = sink.data;
+    out->size = sink.size;
     return FUNDUS_CODEC_OK;
 }

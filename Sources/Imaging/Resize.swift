@@ -48,25 +48,31 @@ public enum Resize {
         precondition(r.width > 0 && r.height > 0 && width > 0 && height > 0)
         let xs = taps(count: width, source: r.width), ys = taps(count: height, source: r.height)
         let c = image.channels, w = image.width, h = image.height
+        // Source sample offsets of each output column (−1: outside the image, reads as 0).
+        let x0s = xs.map { t -> Int in let sx = r.x + t.i0; return sx >= 0 && sx < w ? sx * c : -1 }
+        let x1s = xs.map { t -> Int in let sx = r.x + t.i1; return sx >= 0 && sx < w ? sx * c : -1 }
+        let fx = xs.map(\.f)
         return Image(width: width, height: height, channels: c) { out in
             image.withPixels { src in
+                let base = src.baseAddress!
                 var row0 = [Float](repeating: 0, count: width * c)
                 var row1 = [Float](repeating: 0, count: width * c)
                 // Horizontal pass of one source row (in region coordinates) into `row`; zero outside the image.
                 func horizontal(_ ry: Int, into row: inout [Float]) {
                     let sy = r.y + ry
-                    guard sy >= 0, sy < h else {
-                        for i in 0..<row.count { row[i] = 0 }
-                        return
-                    }
-                    let base = sy * w
-                    for dx in 0..<width {
-                        let t = xs[dx]
-                        let sx0 = r.x + t.i0, sx1 = r.x + t.i1
-                        for k in 0..<c {
-                            let a: Float = (sx0 >= 0 && sx0 < w) ? Float(src[(base + sx0) * c + k]) : 0
-                            let b: Float = (sx1 >= 0 && sx1 < w) ? Float(src[(base + sx1) * c + k]) : 0
-                            row[dx * c + k] = a + (b - a) * t.f
+                    row.withUnsafeMutableBufferPointer { dst in
+                        guard sy >= 0, sy < h else {
+                            dst.update(repeating: 0)
+                            return
+                        }
+                        let line = base + sy * w * c
+                        for dx in 0..<width {
+                            let o0 = x0s[dx], o1 = x1s[dx], f = fx[dx]
+                            for k in 0..<c {
+                                let a: Float = o0 >= 0 ? Float(line[o0 + k]) : 0
+                                let b: Float = o1 >= 0 ? Float(line[o1 + k]) : 0
+                                dst[dx * c + k] = a + (b - a) * f
+                            }
                         }
                     }
                 }
@@ -81,9 +87,13 @@ public enum Resize {
                     if t.i0 != cached0 { horizontal(t.i0, into: &row0); cached0 = t.i0 }
                     if t.i1 != cached1 { horizontal(t.i1, into: &row1); cached1 = t.i1 }
                     let o = dy * width * c
-                    for i in 0..<(width * c) {
-                        let v = row0[i] + (row1[i] - row0[i]) * t.f
-                        out[o + i] = UInt8(max(0, min(255, v.rounded())))
+                    row0.withUnsafeBufferPointer { a in
+                        row1.withUnsafeBufferPointer { b in
+                            for i in 0..<(width * c) {
+                                let v = a[i] + (b[i] - a[i]) * t.f
+                                out[o + i] = UInt8(max(0, min(255, v.rounded())))
+                            }
+                        }
                     }
                 }
             }
@@ -144,28 +154,15 @@ public enum Resize {
     /// (the last box may be partial; it is averaged over the pixels it has). Planar float output, one plane per
     /// channel, width ceil(w/f) × height ceil(h/f). For analysis (field of view, quality), not for the model.
     static func boxPlanes(_ image: Image, factor f: Int) -> (width: Int, height: Int, planes: [[Float]]) {
-        let w = image.width, h = image.height, c = image.channels
-        let ow = (w + f - 1) / f, oh = (h + f - 1) / f
-        var sums = [[Float]](repeating: [Float](repeating: 0, count: ow * oh), count: c)
-        image.withPixels { src in
-            var rowSums = [UInt32](repeating: 0, count: ow * c)
-            for oy in 0..<oh {
-                for i in 0..<rowSums.count { rowSums[i] = 0 }
-                let y0 = oy * f, y1 = min(h, y0 + f)
-                for y in y0..<y1 {
-                    let base = y * w * c
-                    for x in 0..<w {
-                        let o = (x / f) * c, p = base + x * c
-                        for k in 0..<c { rowSums[o + k] &+= UInt32(src[p + k]) }
-                    }
-                }
-                for ox in 0..<ow {
-                    let n = Float((min(w, ox * f + f) - ox * f) * (y1 - y0))
-                    for k in 0..<c { sums[k][oy * ow + ox] = Float(rowSums[ox * c + k]) / n }
-                }
-            }
+        let c = image.channels
+        var planes: [[Float]] = []
+        var size = (width: 0, height: 0)
+        for k in 0..<c {
+            let plane = boxPlane(image, channel: k, factor: f, region: PixelRegion(x: 0, y: 0, width: image.width, height: image.height))
+            planes.append(plane.plane)
+            size = (plane.width, plane.height)
         }
-        return (ow, oh, sums)
+        return (size.width, size.height, planes)
     }
 }
 
@@ -212,16 +209,29 @@ extension Resize {
         let ow = (w + f - 1) / f, oh = (h + f - 1) / f
         var plane = [Float](repeating: 0, count: ow * oh)
         image.withPixels { src in
+            let base = src.baseAddress!
             var sums = [UInt32](repeating: 0, count: ow)
-            for oy in 0..<oh {
-                for i in 0..<ow { sums[i] = 0 }
-                let ya = oy * f, yb = min(h, ya + f)
-                for y in ya..<yb {
-                    let base = ((y0 + y) * iw + x0) * c + channel
-                    for x in 0..<w { sums[x / f] &+= UInt32(src[base + x * c]) }
-                }
-                for ox in 0..<ow {
-                    plane[oy * ow + ox] = Float(sums[ox]) / Float((min(w, ox * f + f) - ox * f) * (yb - ya))
+            sums.withUnsafeMutableBufferPointer { s in
+                plane.withUnsafeMutableBufferPointer { out in
+                    for oy in 0..<oh {
+                        s.update(repeating: 0)
+                        let ya = oy * f, yb = min(h, ya + f)
+                        for y in ya..<yb {
+                            var p = base + ((y0 + y) * iw + x0) * c + channel
+                            for ox in 0..<ow {
+                                let n = min(f, w - ox * f)
+                                var sum: UInt32 = 0
+                                for _ in 0..<n {
+                                    sum &+= UInt32(p.pointee)
+                                    p += c
+                                }
+                                s[ox] &+= sum
+                            }
+                        }
+                        for ox in 0..<ow {
+                            out[oy * ow + ox] = Float(s[ox]) / Float(min(f, w - ox * f) * (yb - ya))
+                        }
+                    }
                 }
             }
         }

@@ -8,6 +8,10 @@ public struct BenchmarkReport: Sendable {
     public var inputShape: [Int]
     /// Seconds of each timed run (after one warm-up run).
     public var runs: [Double]
+    /// Process CPU seconds (user + system) of each timed run: under contention, CPU/threads estimates the
+    /// uncontended wall time.
+    public var cpuSeconds: [Double]
+    public var implementations: [String: Int]
     public var warmUpSeconds: Double
     public var gflopPerImage: Double
     public var peakRSSBytes: Int
@@ -24,6 +28,7 @@ public struct BenchmarkReport: Sendable {
             "model: \(model), input \(inputShape), random weights",
             String(format: "seconds per image: median %.3f of %d runs (%@); warm-up %.3f", medianSeconds, runs.count,
                    runs.map { String(format: "%.3f", $0) }.joined(separator: ", "), warmUpSeconds),
+            String(format: "CPU seconds per image (user+sys): %@", cpuSeconds.map { String(format: "%.2f", $0) }.joined(separator: ", ")),
             String(format: "work: %.1f GFLOP per image, %.1f GFLOP/s", gflopPerImage, gflops),
             String(format: "peak RSS: %.2f GiB", Double(peakRSSBytes) / Double(1 << 30)),
             "time by layer kind (profiled run):",
@@ -32,6 +37,8 @@ public struct BenchmarkReport: Sendable {
         for (kind, s) in split {
             lines.append(String(format: "  %-20@ %7.3f s  %5.1f %%", kind, s, 100 * s / max(total, 1e-9)))
         }
+        lines.append("oneDNN convolution implementations (kernel, stride, source layout: shapes):")
+        for (k, n) in implementations.sorted(by: { $0.key < $1.key }) { lines.append("  \(k): \(n)") }
         lines.append("single convolution shapes:")
         for c in convolutions { lines.append(String(format: "  %@: %.1f GFLOP/s (%@)", c.shape, c.gflops, c.implementation)) }
         return lines.joined(separator: "\n")
@@ -39,12 +46,46 @@ public struct BenchmarkReport: Sendable {
 }
 
 public enum NetworkBenchmark {
+    /// Times training steps (forward in training mode, bdice, backward) on random data: seconds per step of each
+    /// run after a warm-up step, and the peak RSS.
+    public static func training(architecture: ModelArchitecture = .w48(variant: .C), batch: Int = 2, height: Int = 512,
+                                width: Int = 512, runs: Int = 2, progress: (String) -> Void = { _ in })
+        throws(NetworkError) -> (seconds: [Double], peakRSSBytes: Int) {
+        EngineThreads.configureBLASForEngine()
+        EngineThreads.configureMemoryForEngine()
+        let model = try SegmentationModel(architecture: architecture)
+        var random = SplitMix(seed: 7)
+        let input = Tensor((0..<(batch * 3 * height * width)).map { _ in random.uniform() * 4 - 2 },
+                           shape: [batch, 3, height, width])
+        let labels = (0..<(batch * height * width)).map { _ in Int32(random.next() % 5) }
+        var seconds: [Double] = []
+        model.withEngine { $0.profiling = true }
+        for k in 0...runs {
+            if k == 1 { model.withEngine { $0.profile = [:] } }
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let (loss, _) = try model.trainingStep(input: input, labels: labels)
+            let s = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
+            progress(String(format: "%@ step: %.3f s, loss %.4f", k == 0 ? "warm-up" : "timed", s, loss))
+            if k > 0 { seconds.append(s) }
+        }
+        for (k, n) in model.withEngine({ $0.implementations }).sorted(by: { $0.key < $1.key }) { progress("  \(k): \(n)") }
+        for (kind, t) in model.withEngine({ $0.profile }).sorted(by: { $0.value > $1.value }) {
+            progress(String(format: "  %-40@ %8.3f s (over %d steps)", kind, t, runs))
+        }
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return (seconds, usage.ru_maxrss * 1024)
+    }
+
     /// Runs the network with random weights on a random input: one warm-up, then `runs` timed probability passes,
     /// one profiled pass, and the heaviest convolution shapes alone.
     public static func run(architecture: ModelArchitecture = .w48(variant: .C), height: Int = 960, width: Int = 1440,
-                           runs: Int = 3, progress: (String) -> Void = { _ in }) throws(NetworkError) -> BenchmarkReport {
+                           runs: Int = 3, bf16: Bool = false,
+                           progress: (String) -> Void = { _ in }) throws(NetworkError) -> BenchmarkReport {
         EngineThreads.configureBLASForEngine()
+        EngineThreads.configureMemoryForEngine()
         let model = try SegmentationModel(architecture: architecture)
+        model.bf16Inference = bf16
         var random = SplitMix(seed: 42)
         let input = Tensor((0..<(3 * height * width)).map { _ in random.uniform() * 4 - 2 }, shape: [1, 3, height, width])
         func timed(_ body: () throws(NetworkError) -> Void) throws(NetworkError) -> Double {
@@ -53,12 +94,22 @@ public enum NetworkBenchmark {
             return Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
         }
         progress("warm-up run")
+        model.withEngine { $0.profiling = true }
         let warm = try timed { () throws(NetworkError) in _ = try model.probabilities(input) }
+        let warmSplit = model.withEngine { e -> [(String, Double)] in
+            e.profiling = false
+            defer { e.profile = [:] }
+            return e.profile.sorted { $0.value > $1.value }.map { ($0.key, $0.value) }
+        }
+        for (kind, t) in warmSplit.prefix(6) { progress(String(format: "  warm-up %@: %.3f s", kind, t)) }
         var times: [Double] = []
+        var cpu: [Double] = []
         var flops = 0.0
         for k in 0..<runs {
             let before = model.withEngine { $0.flops }
+            let c0 = cpuTime()
             times.append(try timed { () throws(NetworkError) in _ = try model.probabilities(input) })
+            cpu.append(cpuTime() - c0)
             flops = model.withEngine { $0.flops } - before
             progress(String(format: "run %d: %.3f s", k + 1, times.last!))
         }
@@ -68,6 +119,9 @@ public enum NetworkBenchmark {
             e.profiling = false
             return e.profile.sorted { $0.value > $1.value }.map { ($0.key, $0.value) }
         }
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)  // before the single-shape runs below allocate their own buffers
+        let implementations = model.withEngine { $0.implementations }
         let c = architecture.stages[3].channels
         let q = (height + 3) / 4, r = (width + 3) / 4
         let shapes: [(String, [Int], [Int])] = [
@@ -80,21 +134,26 @@ public enum NetworkBenchmark {
                 let x = Tensor(shape: xs, layout: .blocked16)
                 let w = Tensor(shape: ws)
                 for i in 0..<w.count { w.data[i] = random.uniform() - 0.5 }
-                _ = e.convolution(x, weight: w, bias: nil, padding: ws[2] / 2, constantWeights: true)
+                _ = e.convolution(x, weight: w, bias: nil, padding: ws[2] / 2, constantWeights: true, bf16: bf16)
                 var best = Double.infinity
                 for _ in 0..<5 {
                     let t0 = DispatchTime.now().uptimeNanoseconds
-                    _ = e.convolution(x, weight: w, bias: nil, padding: ws[2] / 2, constantWeights: true)
+                    _ = e.convolution(x, weight: w, bias: nil, padding: ws[2] / 2, constantWeights: true, bf16: bf16)
                     best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
                 }
                 let f = 2 * Double(ws[0] * ws[1] * ws[2] * ws[3]) * Double(xs[2] * xs[3])
                 return (name, f / best * 1e-9, e.convolutionImplementation(inputShape: xs, weightShape: ws, padding: ws[2] / 2))
             }
         }
-        var usage = rusage()
-        getrusage(RUSAGE_SELF.rawValue, &usage)
-        return BenchmarkReport(model: architecture.displayName, inputShape: input.shape, runs: times, warmUpSeconds: warm,
-                               gflopPerImage: flops * 1e-9, peakRSSBytes: usage.ru_maxrss * 1024, split: split,
+        return BenchmarkReport(model: architecture.displayName + (bf16 ? " (bf16 convolutions)" : ""), inputShape: input.shape, runs: times,
+                               cpuSeconds: cpu, implementations: implementations, warmUpSeconds: warm, gflopPerImage: flops * 1e-9, peakRSSBytes: usage.ru_maxrss * 1024, split: split,
                                convolutions: convolutions)
     }
+}
+
+/// User + system CPU seconds of this process so far.
+func cpuTime() -> Double {
+    var u = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &u)
+    return Double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + Double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6
 }

@@ -22,8 +22,7 @@ enum DownStep {
         switch self {
         case let .conv(unit): return unit(x, ops)
         case let .m2mrf(op, bn, relu):
-            let y = bn(op(x, ops), ops)
-            return relu ? ops.relu(y) : y
+            return bn(op(x, ops), ops, relu: relu)
         }
     }
 }
@@ -109,7 +108,7 @@ final class HRModule {
                     terms.append(steps.reduce(ys[j]) { h, step in step(h, ops) })
                 }
             }
-            return ops.relu(ops.sum(terms))
+            return ops.sumRelu(terms)
         }
     }
 }
@@ -211,6 +210,8 @@ final class HRNetBackbone {
 final class FCNHead {
     let conv: ConvBN
     let classifierWeight, classifierBias: Tensor
+    /// Floats of concatenated input per band in inference (about 16 MB).
+    var bandFloats = 4 << 20
 
     init(_ a: ModelArchitecture, _ store: ParameterStore) {
         conv = ConvBN(conv: "decode_head.convs.0.conv", bn: "decode_head.convs.0.bn", in: a.concatChannels,
@@ -222,7 +223,18 @@ final class FCNHead {
     /// Branch maps → logits [N, classes, H/4, W/4].
     func callAsFunction(_ xs: [Tensor], _ ops: Ops) -> Tensor {
         let h = xs[0].h, w = xs[0].w
-        let joined = ops.concat(xs.map { ops.resizeBilinear($0, height: h, width: w) })
+        if ops.tape == nil && !ops.training && xs.allSatisfy({ $0.c % 16 == 0 }) {
+            // Inference: everything after the resizes is 1×1, so the head runs in bands of rows and never holds
+            // the full concatenation (720 channels at 1/4 resolution is 250 MB for a 960×1440 input).
+            let logits = Tensor(shape: [xs[0].n, classifierWeight.shape[0], h, w], layout: .blocked16)
+            let rows = max(1, bandFloats / max(1, xs[0].n * conv.weight.shape[1] * w))
+            for r in stride(from: 0, to: h, by: rows) {
+                let joined = ops.resizeConcat(xs, height: h, width: w, rows: r..<min(r + rows, h))
+                ops.placeRows(ops.conv(conv(joined, ops), classifierWeight, bias: classifierBias), into: logits, at: r)
+            }
+            return logits
+        }
+        let joined = ops.resizeConcat(xs, height: h, width: w)
         return ops.conv(conv(joined, ops), classifierWeight, bias: classifierBias)
     }
 }

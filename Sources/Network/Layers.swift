@@ -16,9 +16,11 @@ final class BatchNorm {
         store.batchesTracked[prefix] = 0
     }
 
-    func callAsFunction(_ x: Tensor, _ ops: Ops) -> Tensor {
+    /// y = [relu](bn(x) [+ residual]).
+    func callAsFunction(_ x: Tensor, _ ops: Ops, residual: Tensor? = nil, relu: Bool = false) -> Tensor {
         if ops.training { store.batchesTracked[prefix, default: 0] += 1 }
-        return ops.batchNorm(x, weight: weight, bias: bias, runningMean: runningMean, runningVar: runningVar)
+        return ops.batchNorm(x, weight: weight, bias: bias, runningMean: runningMean, runningVar: runningVar,
+                             residual: residual, relu: relu)
     }
 
     /// Per-channel (scale, shift) of the inference transform y = scale·x + shift.
@@ -59,13 +61,11 @@ final class ConvBN {
     /// y = [relu](bn(conv(x)) [+ residual]).
     func callAsFunction(_ x: Tensor, _ ops: Ops, residual: Tensor? = nil) -> Tensor {
         if ops.tape == nil && !ops.training {
-            let f = foldedWeights()
+            let f = folded ?? ops.engine.timed("setup: fold BatchNorm") { foldedWeights() }
             return ops.conv(x, f.weight, bias: f.bias, stride: stride, padding: padding, relu: relu,
                             sumInto: residual?.copy())
         }
-        var y = bn(ops.conv(x, weight, stride: stride, padding: padding), ops)
-        if let residual { y = ops.add(y, residual) }
-        return relu ? ops.relu(y) : y
+        return bn(ops.conv(x, weight, stride: stride, padding: padding), ops, residual: residual, relu: relu)
     }
 
     private func foldedWeights() -> (weight: Tensor, bias: Tensor) {

@@ -29,7 +29,7 @@ public struct IndexEntry: Sendable, Equatable {
         case .notFlagged:
             detail = ""
         }
-        rules = Array(Set(eyes.filter(\.flag.raised).map { $0.flag.ruleVersion.isEmpty ? $0.flag.rule : "\($0.flag.rule) v\($0.flag.ruleVersion)" }))
+        rules = Array(Set(eyes.filter(\.flag.raised).map(\.flag.ruleLabel)))
             .sorted()
         images = patient.eyes.count
         lastScreened = patient.lastScreened

@@ -1,17 +1,14 @@
 import Foundation
 import Lesions
 
-/// Where a page finds an eye's pictures: links relative to the page, or nil when the file was not available.
+/// Where a page finds an eye's pictures: links relative to the page, or nil when there is none.
 public struct EyeImages: Sendable, Equatable {
     public var photograph: String?
     public var overlay: String?
-    /// False for formats browsers do not show (TIFF): the page links the file instead of embedding it.
-    public var photographDisplayable: Bool
 
-    public init(photograph: String?, overlay: String?, photographDisplayable: Bool = true) {
+    public init(photograph: String?, overlay: String?) {
         self.photograph = photograph
         self.overlay = overlay
-        self.photographDisplayable = photographDisplayable
     }
 }
 
@@ -104,8 +101,7 @@ public enum PatientPage {
 
     static func ruleMarkup(_ flag: EyeReport.Flag) -> Markup {
         guard !flag.rule.isEmpty else { return "" }
-        let version = flag.ruleVersion.isEmpty ? "" : " v" + flag.ruleVersion
-        return "<span class=\"rule\">(rule <code>\(flag.rule + version)</code>)</span>"
+        return "<span class=\"rule\">(rule <code>\(flag.ruleLabel)</code>)</span>"
     }
 
     static func eyeOutcome(_ eye: EyeReport) -> PatientOutcome {
@@ -127,15 +123,10 @@ public enum PatientPage {
         }
         let side = eye.laterality.words
         let photo: Markup
-        if let url = images.photograph, images.photographDisplayable {
+        if let url = images.photograph {
             photo = """
                 <figure><a href="\(url)"><img src="\(url)" alt="\(side) photograph, image \(eye.imageID)" loading="lazy"></a>\
                 <figcaption>Photograph</figcaption></figure>
-                """
-        } else if let url = images.photograph {
-            photo = """
-                <figure><div class="missing"><span>This photograph’s format cannot be shown by a browser: \
-                <a href="\(url)">open the file</a>.</span></div><figcaption>Photograph</figcaption></figure>
                 """
         } else {
             photo = """

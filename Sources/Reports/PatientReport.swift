@@ -197,6 +197,12 @@ extension EyeReport {
             self.reason = reason
         }
 
+        /// "lesion-presence-v1", "more-than-mild v2": the version is added unless the name already ends in it.
+        public var ruleLabel: String {
+            guard !ruleVersion.isEmpty, !rule.hasSuffix("-v\(ruleVersion)"), !rule.hasSuffix(" v\(ruleVersion)") else { return rule }
+            return rule.isEmpty ? "" : "\(rule) v\(ruleVersion)"
+        }
+
         public static func notEvaluated(_ reason: String) -> Flag {
             Flag(raised: false, rule: "", ruleVersion: "", reason: reason)
         }

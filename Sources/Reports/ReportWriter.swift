@@ -26,8 +26,9 @@ public struct ReportError: Error, CustomStringConvertible, Sendable, Equatable {
 public struct ReportSummary: Sendable, Equatable {
     /// Patient pages written by this call.
     public var pagesWritten = 0
+    /// Photographs and overlays written beside the pages.
     public var imagesCopied = 0
-    /// Photographs or overlays that could not be read; their pages show a placeholder.
+    /// Photographs or overlays that could not be written ("image what: why"); their pages show a placeholder.
     public var missingImages: [String] = []
     /// Patients on the index page: this call's and those reported into the folder before.
     public var patientsIndexed = 0
@@ -42,10 +43,10 @@ public struct ReportSummary: Sendable, Equatable {
 /// DIR/patients/<name>.html         one page per patient
 /// DIR/patients/<name>/             that page's pictures, and report.json (the page's data, to rebuild index/exports)
 /// ```
-/// `<name>` is the patient id made safe for a file name (`SafeName`). Pictures are copied beside the page and linked
+/// `<name>` is the patient id made safe for a file name (`SafeName`). Pictures are written beside the page and linked
 /// relatively rather than embedded as data: URIs: a 4288×2848 photograph is ~0.4 MB as JPEG and would be ~0.55 MB of
-/// base64 text per picture in the page; copied files keep pages small and fast, let a grader open the full-size
-/// picture by clicking it, and the folder still works offline, zipped, or served as is.
+/// base64 text per picture in the page; files beside it keep pages small and fast, let a grader open the picture
+/// full-size by clicking it, and the folder still works offline, zipped, or served as is (`ReportPictures`).
 /// Every file is written atomically (temporary file, then rename), so a reader never sees half a page.
 public struct ReportWriter: Sendable {
     public let directory: URL
@@ -55,8 +56,6 @@ public struct ReportWriter: Sendable {
         self.directory = directory.standardizedFileURL
         self.logger = logger
     }
-
-    static let browserFormats: Set<String> = ["jpg", "jpeg", "png", "gif", "webp", "bmp", "avif"]
 
     var patientsFolder: URL { directory.appendingPathComponent("patients", isDirectory: true) }
 
@@ -107,18 +106,22 @@ public struct ReportWriter: Sendable {
             while usedNames.contains(unique) { unique = "\(stem)_\(n)"; n += 1 }
             usedNames.insert(unique)
 
-            let photoExt = Self.fileExtension(eye.photograph)
-            let photo = copyPicture(
-                eye.photograph, to: assets.appendingPathComponent("\(unique)_photograph.\(photoExt)"), summary: &summary)
+            let photo = picture("photograph", of: eye, summary: &summary) {
+                try ReportPictures.photograph(eye.photograph, stem: unique, folder: assets)
+            }
             var overlay: String? = nil
+            let masks = eye.findings.compactMap { f in f.maskPath.map { (f.lesionClass, $0) } }
             if let source = eye.overlay {
-                let ext = Self.fileExtension(source)
-                overlay = copyPicture(source, to: assets.appendingPathComponent("\(unique)_overlay.\(ext)"), summary: &summary)
+                overlay = picture("overlay", of: eye, summary: &summary) {
+                    try ReportPictures.copyOverlay(source, stem: unique, folder: assets)
+                }
+            } else if eye.gradability.gradable && !masks.isEmpty {
+                overlay = picture("overlay", of: eye, summary: &summary) {
+                    try ReportPictures.drawOverlay(photograph: eye.photograph, masks: masks, stem: unique, folder: assets)
+                }
             }
             let link = { (file: String) in "\(name)/\(file)" }
-            placed.append((eye, EyeImages(
-                photograph: photo.map(link), overlay: overlay.map(link),
-                photographDisplayable: Self.browserFormats.contains(photoExt))))
+            placed.append((eye, EyeImages(photograph: photo.map(link), overlay: overlay.map(link))))
         }
         let html = PatientPage.render(patient: patient, eyes: placed, indexLink: "../index.html", writtenAt: now)
         try writeFile(Data(html.utf8), to: patientsFolder.appendingPathComponent("\(name).html"))
@@ -126,32 +129,21 @@ public struct ReportWriter: Sendable {
         summary.pagesWritten += 1
     }
 
-    /// Copies a picture beside the page; nil (and a warning) when it cannot be read: the page shows a placeholder.
-    func copyPicture(_ source: String, to destination: URL, summary: inout ReportSummary) -> String? {
-        let data: Data
+    /// Runs one picture step; a failure is a warning and a placeholder on the page, never a lost report.
+    func picture(
+        _ what: String, of eye: EyeReport, summary: inout ReportSummary, _ make: () throws -> String
+    ) -> String? {
         do {
-            data = try Data(contentsOf: URL(fileURLWithPath: source))
+            let file = try make()
+            summary.imagesCopied += 1
+            return file
         } catch {
-            logger.warning("picture not readable; the page shows a placeholder", metadata: ["path": "\(source)"])
-            summary.missingImages.append(source)
+            logger.warning(
+                "\(what) not written; the page shows a placeholder",
+                metadata: ["image": "\(eye.imageID)", "error": "\(error)"])
+            summary.missingImages.append(eye.imageID + " " + what + ": \(error)")
             return nil
         }
-        do {
-            try writeFile(data, to: destination)
-        } catch {
-            logger.warning("picture not copied", metadata: ["path": "\(source)", "error": "\(error)"])
-            summary.missingImages.append(source)
-            return nil
-        }
-        summary.imagesCopied += 1
-        return destination.lastPathComponent
-    }
-
-    static func fileExtension(_ path: String) -> String {
-        let ext = URL(fileURLWithPath: path).pathExtension.lowercased()
-        // Only plain extensions reach a file name; anything odd becomes "img".
-        let ok = !ext.isEmpty && ext.count <= 5 && ext.unicodeScalars.allSatisfy { ($0 >= "a" && $0 <= "z") || ($0 >= "0" && $0 <= "9") }
-        return ok ? ext : "img"
     }
 
     /// Every patient whose report.json is in the folder; unreadable ones are skipped with a warning.

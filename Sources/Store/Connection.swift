@@ -142,6 +142,7 @@ public final class Connection: @unchecked Sendable {
     }
 
     /// Runs `body` in a transaction: COMMIT when it returns, ROLLBACK when it throws. Nested calls join the outer one.
+    @discardableResult
     public func transaction<T>(_ body: (Connection) throws -> T) throws -> T {
         lock.lock(); defer { lock.unlock() }
         if inTransaction { return try body(self) }
@@ -224,7 +225,7 @@ public final class Connection: @unchecked Sendable {
             throw DatabaseError(.connectionFailed, "cannot connect to PostgreSQL (\(redacted(conninfo))): \(message)")
         }
         // Text results in a fixed form that SQLTimestamp reads, whatever the server's defaults.
-        if let r = PQexec(conn, "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET client_encoding = 'UTF8'") {
+        if let r = PQexec(conn, "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET client_encoding = 'UTF8'; SET client_min_messages = 'warning'") {
             PQclear(r)
         }
         return conn

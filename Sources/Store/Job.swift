@@ -142,3 +142,21 @@ public struct Backoff: Sendable, Equatable {
         return max(0, raw + (spread > 0 ? Double.random(in: -spread...spread) : 0))
     }
 }
+
+/// Ages as operators write them: `90s`, `30m`, `12h`, `7d`, `2w` (a bare number is seconds).
+public enum Age {
+    public static func seconds(_ text: String) throws -> TimeInterval {
+        let t = text.trimmingCharacters(in: .whitespaces).lowercased()
+        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800]
+        var number = Substring(t)
+        var scale = 1.0
+        if let last = t.last, let unit = units[last] {
+            number = t.dropLast()
+            scale = unit
+        }
+        guard let value = Double(number), value >= 0, value.isFinite else {
+            throw DatabaseError(.invalidInput, "age \(text.debugDescription) is not like 90s, 30m, 12h, 7d or 2w")
+        }
+        return value * scale
+    }
+}

@@ -26,14 +26,23 @@ public struct JobQueue: Sendable {
 
     /// `host:pid:random`, unique per process and call.
     public static func defaultWorkerName() -> String {
-        let host = ProcessInfo.processInfo.hostName
-        return "\(host):\(getpid()):\(UInt32.random(in: 0..<UInt32.max) & 0xffff)"
+        "\(hostName()):\(getpid()):\(UInt32.random(in: 0..<UInt32.max) & 0xffff)"
+    }
+
+    /// The kernel's host name. (Foundation's `ProcessInfo.hostName` resolves it through DNS, which can stall
+    /// for seconds on a machine without a resolver.)
+    public static func hostName() -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count - 1) == 0 else { return "localhost" }
+        let bytes = buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     // MARK: enqueueing
 
     /// Inserts jobs in batches of `batchSize` rows per statement; returns the ids of the jobs added (jobs whose
-    /// unique key exists already are not).
+    /// unique key exists already are not). Give jobs a unique key: a batch re-sent after a dropped connection then
+    /// cannot add them twice.
     @discardableResult
     public func enqueue(_ jobs: [NewJob], batchSize: Int = 5000) throws -> [Int64] {
         var ids: [Int64] = []
@@ -70,7 +79,8 @@ public struct JobQueue: Sendable {
 
     // MARK: working
 
-    /// Claims up to `limit` jobs of `queue` (the worker's free slots, so it never hoards).
+    /// Claims up to `limit` jobs of `queue` (the worker's free slots, so it never hoards). If the connection drops
+    /// after the server claimed but before the answer arrived, those jobs come back through `rescueExpired`.
     public func claim(queue: String = JobQueue.screeningQueue, limit: Int) throws -> [Job] {
         guard limit > 0 else { return [] }
         let result = try connection.query(QueueSQL.jobClaim, [queue, worker, limit], name: "JobClaim")
@@ -98,11 +108,19 @@ public struct JobQueue: Sendable {
     /// Completes the job if this worker still holds this attempt, running `write` (the job's results) in the same
     /// transaction: either both happen or neither. Survives a dropped connection: the transaction is retried once,
     /// and a completion that did commit before the drop is recognised.
-    public func complete(_ lease: JobLease, writing write: (Connection) throws -> Void = { _ in }) throws -> CompletionOutcome {
+    public func complete(_ lease: JobLease, writing write: ((Connection) throws -> Void)? = nil) throws -> CompletionOutcome {
         var tries = 0
         while true {
             tries += 1
             do {
+                guard let write else {
+                    // Nothing to write with it: one statement, one round trip.
+                    let done = try connection.query(QueueSQL.jobSetCompletedIfRunning, [lease.jobID, lease.attempt, worker],
+                                                    name: "JobSetCompletedIfRunning")
+                    if !done.rows.isEmpty { return .completed }
+                    // Lost, or completed by this very statement before a dropped connection made it run again.
+                    return try completedByThisAttempt(lease) ? .completed : .leaseLost
+                }
                 return try connection.transaction { conn in
                     let done = try conn.query(QueueSQL.jobSetCompletedIfRunning, [lease.jobID, lease.attempt, worker],
                                               name: "JobSetCompletedIfRunning")
@@ -127,6 +145,14 @@ public struct JobQueue: Sendable {
         }
     }
 
+    private func completedByThisAttempt(_ lease: JobLease) throws -> Bool {
+        guard let row = try connection.query(QueueSQL.jobGetState, [lease.jobID], name: "JobGetState").rows.first else {
+            return false
+        }
+        return try row.decode("state", as: String.self) == JobState.completed.rawValue
+            && row.decode("attempt", as: Int.self) == lease.attempt && row["attempted_by"] == worker
+    }
+
     /// Completes a screening job and stores its result in one transaction; re-screening replaces the result.
     public func completeScreening(_ lease: JobLease, result: ScreeningResult) throws -> CompletionOutcome {
         try result.validate()
@@ -142,7 +168,15 @@ public struct JobQueue: Sendable {
         let result = try connection.query(QueueSQL.jobSetFailedIfRunning, [
             lease.jobID, lease.attempt, worker, message, kind == .permanent, delay,
         ], name: "JobSetFailedIfRunning")
-        guard let row = result.rows.first else { return .leaseLost }
+        if let row = result.rows.first {
+            let state: String = try row.decode("state")
+            if state == JobState.discarded.rawValue { return .discarded }
+            return .willRetry(at: try row.decode("scheduled_at"))
+        }
+        // No row: the lease was lost, or this very update committed just before a dropped connection and the
+        // statement ran again. Tell the two apart by the attempt it left behind.
+        let now = try connection.query(QueueSQL.jobFailedState, [lease.jobID, lease.attempt, worker], name: "JobFailedState")
+        guard let row = now.rows.first else { return .leaseLost }
         let state: String = try row.decode("state")
         if state == JobState.discarded.rawValue { return .discarded }
         return .willRetry(at: try row.decode("scheduled_at"))

@@ -50,14 +50,18 @@ public struct Migrator {
     }
 
     private func ensureTable() throws {
-        try connection.query("""
-            CREATE TABLE IF NOT EXISTS schema_migrations (
-                version    integer PRIMARY KEY,
-                name       text NOT NULL,
-                checksum   text NOT NULL,
-                applied_at timestamptz NOT NULL DEFAULT now()
-            )
-            """, name: "SchemaMigrationsCreate")
+        // Under the lock too: concurrent CREATE TABLE IF NOT EXISTS can still collide in the catalog.
+        try connection.transaction { connection in
+            try connection.query("SELECT pg_advisory_xact_lock($1)", [Self.lockKey], name: "MigrationLock")
+            try connection.query("""
+                CREATE TABLE IF NOT EXISTS schema_migrations (
+                    version    integer PRIMARY KEY,
+                    name       text NOT NULL,
+                    checksum   text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                )
+                """, name: "SchemaMigrationsCreate")
+        }
     }
 
     /// What is applied and what is pending. Creates nothing when the table is absent.

@@ -101,7 +101,7 @@ public struct TrainingRuns {
     public func start(architecture: String, configJSON: String = "{}", host: String? = nil) throws -> Int64 {
         try connection.query("""
             INSERT INTO training_runs (architecture, config, host) VALUES ($1, $2::jsonb, $3) RETURNING id
-            """, [architecture, configJSON, host ?? ProcessInfo.processInfo.hostName], name: "TrainingRunStart").rows[0].decode("id")
+            """, [architecture, configJSON, host ?? JobQueue.hostName()], name: "TrainingRunStart").rows[0].decode("id")
     }
 
     public func finish(id: Int64, outcome: Outcome, metricsJSON: String = "{}", error: String? = nil) throws {

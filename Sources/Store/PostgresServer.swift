@@ -164,6 +164,7 @@ public struct PostgresServer: Sendable {
             # fundus-screen settings
             listen_addresses = '127.0.0.1'
             unix_socket_directories = ''
+            unix_socket_permissions = 0700
             shared_buffers = '\(settings.sharedBuffers)'
             max_connections = \(settings.maxConnections)
             log_min_messages = warning
@@ -387,11 +388,32 @@ public struct PostgresServer: Sendable {
         }
     }
 
+    /// Whether a user can traverse every existing folder on the way to `path` (missing ones we create 0755).
+    public static func isReachable(_ path: String, uid: uid_t, gid: gid_t) -> Bool {
+        var components = path.split(separator: "/").map(String.init)
+        while true {
+            let current = "/" + components.joined(separator: "/")
+            var info = stat()
+            if stat(current, &info) == 0 {
+                let mode = info.st_mode
+                let ok = info.st_uid == uid ? mode & S_IXUSR != 0
+                    : info.st_gid == gid ? mode & S_IXGRP != 0 : mode & S_IXOTH != 0
+                if !ok { return false }
+            }
+            if components.isEmpty { return true }
+            components.removeLast()
+        }
+    }
+
     static func isPostgresProcess(_ pid: Int32) -> Bool {
         guard pid > 0 else { return false }
         if kill(pid, 0) != 0 && errno != EPERM { return false }
-        guard let comm = try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8) else { return true }
-        let name = comm.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")") else { return true }
+        // A killed postmaster may linger as a zombie until init reaps it: that is not a running server.
+        let state = stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).first
+        if state == "Z" || state == "X" { return false }
+        let name = stat[stat.index(after: open)..<close]
         return name.hasPrefix("postgres") || name.hasPrefix("postmaster")
     }
 

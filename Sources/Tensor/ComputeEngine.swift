@@ -68,6 +68,10 @@ public final class ComputeEngine: @unchecked Sendable {
     public var profiling = false
     /// Floating-point operations of convolutions and matrix products run so far (2 per multiply-add).
     public var flops: Double = 0
+    /// oneDNN implementations chosen for the convolution primitives created so far, with how many shapes use each.
+    public var implementations: [String: Int] = [:]
+    /// False once oneDNN refused a bf16 convolution on this CPU; bf16 requests then run in f32.
+    public internal(set) var bf16Available = true
 
     public init() {
         var e: dnnl_engine_t?
@@ -171,12 +175,13 @@ public final class ComputeEngine: @unchecked Sendable {
             parts.append(-Int64(m.format_kind.rawValue))
         }
         parts.append(Int64(m.extra.flags))
+        parts.append(Int64(m.data_type.rawValue))
         return parts.map(String.init).joined(separator: ",")
     }
 
-    static func md(_ dims: [Int], _ tag: dnnl_format_tag_t) -> dnnl_memory_desc_t {
+    static func md(_ dims: [Int], _ tag: dnnl_format_tag_t, _ type: dnnl_data_type_t = dnnl_f32) -> dnnl_memory_desc_t {
         var m = dnnl_memory_desc_t()
-        check(dnnl_memory_desc_init_by_tag(&m, Int32(dims.count), dims.map(Int64.init), dnnl_f32, tag), "memory_desc \(dims)")
+        check(dnnl_memory_desc_init_by_tag(&m, Int32(dims.count), dims.map(Int64.init), type, tag), "memory_desc \(dims)")
         return m
     }
 

@@ -8,11 +8,14 @@ public struct Ops {
     public let tape: Tape?
     /// BatchNorm uses batch statistics (and updates the running ones) when training.
     public let training: Bool
+    /// Inference convolutions in bf16 (f32 accumulation and results); opt-in, not parity-exact.
+    public let bf16: Bool
 
-    public init(engine: ComputeEngine, tape: Tape? = nil, training: Bool = false) {
+    public init(engine: ComputeEngine, tape: Tape? = nil, training: Bool = false, bf16: Bool = false) {
         self.engine = engine
         self.tape = tape
         self.training = training
+        self.bf16 = bf16 && tape == nil && !training
     }
 
     private func tracks(_ ts: Tensor?...) -> Bool { tape != nil && ts.contains { $0?.requiresGrad == true } }
@@ -26,15 +29,16 @@ public struct Ops {
         let engine = self.engine
         let y = engine.timed(weight.shape[2] == 1 ? "conv 1x1" : "conv \(weight.shape[2])x\(weight.shape[3])") {
             engine.convolution(x, weight: weight, bias: bias, stride: stride, padding: padding,
-                               training: tape != nil, constantWeights: tape == nil, sumInto: sumInto, relu: relu)
+                               training: tape != nil, constantWeights: tape == nil, sumInto: sumInto, relu: relu,
+                               bf16: bf16)
         }
         guard let tape, tracks(x, weight, bias) else { return y }
         y.requiresGrad = true
-        tape.record {
-            guard let dy = tape.gradient(y) else { return }
+        tape.record("conv") {
+            guard let dy = tape.takeGradient(y) else { return }
             if weight.requiresGrad || bias?.requiresGrad == true {
-                let (dw, db) = engine.convolutionBackwardWeights(x, dy, weightShape: weight.shape, hasBias: bias != nil,
-                                                                 stride: stride, padding: padding)
+                let (dw, db) = engine.timed("backward conv weights (within conv)") { engine.convolutionBackwardWeights(x, dy, weightShape: weight.shape, hasBias: bias != nil,
+                                                                 stride: stride, padding: padding) }
                 tape.accumulate(weight, dw)
                 if let bias, let db { tape.accumulate(bias, db) }
             }
@@ -50,97 +54,133 @@ public struct Ops {
 
     /// BatchNorm2d as PyTorch: training normalises with the batch mean and biased variance and moves the running
     /// statistics by `momentum` (running_var gets the unbiased variance); inference uses the running statistics.
+    /// Optionally followed by `+ residual` and ReLU in the same pass: y = relu(bn(x) + residual). Training then
+    /// keeps only x and y for backward (not the intermediate sums), a third of the activation memory of a block.
     public func batchNorm(_ x: Tensor, weight: Tensor, bias: Tensor, runningMean: Tensor, runningVar: Tensor,
-                          momentum: Float = 0.1, eps: Float = 1e-5) -> Tensor {
+                          momentum: Float = 0.1, eps: Float = 1e-5, residual: Tensor? = nil, relu: Bool = false) -> Tensor {
         precondition(x.layout == .blocked16, "batchNorm wants a blocked activation")
-        let C = x.c, cb = x.channelBlocks, HW = x.h * x.w, N = x.n
-        let lanes = cb * 16
-        var scale = [Float](repeating: 0, count: lanes), shift = [Float](repeating: 0, count: lanes)
-        var mean = [Double](repeating: 0, count: lanes), invstd = [Float](repeating: 0, count: lanes)
+        let C = x.c, HW = x.h * x.w
+        let lanes = x.channelBlocks * 16
+        // Per-lane (channel) vectors; padding lanes stay 0 so padding stays 0.
+        let mean = Tensor(shape: [lanes]), invstd = Tensor(shape: [lanes])
+        let scale = Tensor(shape: [lanes]), shift = Tensor(shape: [lanes])
+        let M = Double(x.n * HW)
         if training {
-            let M = Double(N * HW)
-            var sum = [Double](repeating: 0, count: lanes), sq = [Double](repeating: 0, count: lanes)
-            blockedPlanes(x) { plane, b in
-                var s = [Float](repeating: 0, count: 16), q = [Float](repeating: 0, count: 16)
-                var sd = [Double](repeating: 0, count: 16), qd = [Double](repeating: 0, count: 16)
-                for i in 0..<HW {
-                    for l in 0..<16 { let v = plane[i * 16 + l]; s[l] += v; q[l] += v * v }
-                    if i & 255 == 255 { for l in 0..<16 { sd[l] += Double(s[l]); qd[l] += Double(q[l]); s[l] = 0; q[l] = 0 } }
-                }
-                for l in 0..<16 { sum[b * 16 + l] += sd[l] + Double(s[l]); sq[b * 16 + l] += qd[l] + Double(q[l]) }
-            }
+            let sum = Self.laneSums(x, nil, center: nil)
+            for ch in 0..<C { mean.data[ch] = Float(sum[ch] / M) }
+            // Variance from centred values (no cancellation).
+            let sq = Self.laneSums(x, x, center: mean)
             for ch in 0..<C {
-                let m = sum[ch] / M
-                let v = max(sq[ch] / M - m * m, 0)
-                mean[ch] = m
-                invstd[ch] = Float(1 / (v + Double(eps)).squareRoot())
-                scale[ch] = weight.data[ch] * invstd[ch]
-                shift[ch] = bias.data[ch] - Float(m) * scale[ch]
-                runningMean.data[ch] = (1 - momentum) * runningMean.data[ch] + momentum * Float(m)
+                let v = sq[ch] / M
+                invstd.data[ch] = Float(1 / (v + Double(eps)).squareRoot())
+                runningMean.data[ch] = (1 - momentum) * runningMean.data[ch] + momentum * mean.data[ch]
                 let unbiased = M > 1 ? v * M / (M - 1) : v
                 runningVar.data[ch] = (1 - momentum) * runningVar.data[ch] + momentum * Float(unbiased)
             }
         } else {
             for ch in 0..<C {
-                invstd[ch] = 1 / (runningVar.data[ch] + eps).squareRoot()
-                mean[ch] = Double(runningMean.data[ch])
-                scale[ch] = weight.data[ch] * invstd[ch]
-                shift[ch] = bias.data[ch] - runningMean.data[ch] * scale[ch]
+                mean.data[ch] = runningMean.data[ch]
+                invstd.data[ch] = 1 / (runningVar.data[ch] + eps).squareRoot()
             }
+        }
+        for ch in 0..<C {
+            scale.data[ch] = weight.data[ch] * invstd.data[ch]
+            shift.data[ch] = bias.data[ch] - mean.data[ch] * scale.data[ch]
         }
         let y = Tensor(shape: x.shape, layout: .blocked16, zeroed: false)
         engine.timed("batchnorm") {
-            blockedPlanes(x) { plane, b in
-                let out = y.data + (plane - x.data)
-                for i in 0..<HW {
-                    for l in 0..<16 { out[i * 16 + l] = plane[i * 16 + l] * scale[b * 16 + l] + shift[b * 16 + l] }
-                }
+            Self.laneAffine(x, scale: scale, shift: shift, into: y)
+            if let residual {
+                precondition(residual.shape == x.shape && residual.layout == .blocked16, "residual \(residual.shape) for \(x.shape)")
+                y.add(residual)
             }
+            if relu { for i in 0..<y.storageCount { y.data[i] = max(y.data[i], 0) } }
         }
-        guard let tape, tracks(x, weight, bias) else { return y }
+        guard let tape, tracks(x, weight, bias, residual) else { return y }
         y.requiresGrad = true
         let training = self.training
-        tape.record {
-            guard let dy = tape.gradient(y) else { return }
-            // Per channel: Σdy and Σdy·x̂, with x̂ = (x − mean)·invstd.
-            var sdy = [Double](repeating: 0, count: lanes), sdyx = [Double](repeating: 0, count: lanes)
-            blockedPlanes(x) { plane, b in
-                let g = dy.data + (plane - x.data)
-                for i in 0..<HW {
-                    for l in 0..<16 {
-                        let ch = b * 16 + l
-                        let xhat = (Double(plane[i * 16 + l]) - mean[ch]) * Double(invstd[ch])
-                        sdy[ch] += Double(g[i * 16 + l])
-                        sdyx[ch] += Double(g[i * 16 + l]) * xhat
-                    }
-                }
-            }
+        tape.record("batchnorm") {
+            guard let dy = tape.takeGradient(y) else { return }
+            if relu { for i in 0..<dy.storageCount where y.data[i] <= 0 { dy.data[i] = 0 } }  // dy is ours now
+            defer { if let residual { tape.accumulate(residual, dy) } }  // after the reads below
+            // Σdy and Σdy·x̂ per channel, x̂ = (x − mean)·invstd.
+            let sdy = Self.laneSums(dy, nil, center: nil)
+            let sdyxc = Self.laneSums(dy, x, center: mean)  // Σ dy·(x − mean)
             let dw = Tensor(shape: [C]), db = Tensor(shape: [C])
-            for ch in 0..<C { dw.data[ch] = Float(sdyx[ch]); db.data[ch] = Float(sdy[ch]) }
+            for ch in 0..<C {
+                dw.data[ch] = Float(sdyxc[ch] * Double(invstd.data[ch]))
+                db.data[ch] = Float(sdy[ch])
+            }
             tape.accumulate(weight, dw)
             tape.accumulate(bias, db)
             guard x.requiresGrad else { return }
+            // Training: dx = scale·dy − scale/M·Σdy − scale/M·invstd²·Σdy(x−mean)·(x − mean) = a·dy + c·(x − mean) + b.
+            // Inference statistics are constants: dx = scale·dy.
+            let a = Tensor(shape: [lanes]), b = Tensor(shape: [lanes]), c = Tensor(shape: [lanes])
+            for ch in 0..<C {
+                let s = Double(scale.data[ch]), i = Double(invstd.data[ch])
+                a.data[ch] = scale.data[ch]
+                if training {
+                    let k = s / M * i * i * sdyxc[ch]
+                    c.data[ch] = Float(-k)
+                    b.data[ch] = Float(-s / M * sdy[ch])
+                }
+            }
             let dx = Tensor(shape: x.shape, layout: .blocked16, zeroed: false)
-            let M = Double(N * HW)
-            blockedPlanes(x) { plane, b in
-                let off = plane - x.data
-                let g = dy.data + off, o = dx.data + off
+            let plane = HW * 16
+            for pi in 0..<(x.n * x.channelBlocks) {
+                let lane = (pi % x.channelBlocks) * 16
+                let g = dy.data + pi * plane, xv = x.data + pi * plane, o = dx.data + pi * plane
+                let pa = a.data + lane, pb = b.data + lane, pc = c.data + lane, pm = mean.data + lane
                 for i in 0..<HW {
-                    for l in 0..<16 {
-                        let ch = b * 16 + l
-                        if training {
-                            let xhat = (Double(plane[i * 16 + l]) - mean[ch]) * Double(invstd[ch])
-                            o[i * 16 + l] = Float(Double(scale[ch]) / M
-                                * (M * Double(g[i * 16 + l]) - sdy[ch] - xhat * sdyx[ch]))
-                        } else {
-                            o[i * 16 + l] = g[i * 16 + l] * scale[ch]
-                        }
-                    }
+                    for l in 0..<16 { o[i * 16 + l] = pa[l] * g[i * 16 + l] + pc[l] * (xv[i * 16 + l] - pm[l]) + pb[l] }
                 }
             }
             tape.accumulate(x, dx)
         }
         return y
+    }
+
+    /// Per channel lane: Σ u (v == nil) or Σ u·(v − center), over N, H, W of blocked tensors. Float partial sums
+    /// over runs of 64 pixels, accumulated in Double.
+    static func laneSums(_ u: Tensor, _ v: Tensor?, center: Tensor?) -> [Double] {
+        let cb = u.channelBlocks, HW = u.h * u.w, plane = HW * 16
+        var out = [Double](repeating: 0, count: cb * 16)
+        var part = [Float](repeating: 0, count: 16)
+        for pi in 0..<(u.n * cb) {
+            let k = pi % cb
+            let up = u.data + pi * plane
+            let vp = v.map { $0.data + pi * plane }
+            let cp = center.map { $0.data + k * 16 }
+            var i = 0
+            while i < HW {
+                let end = min(i + 64, HW)
+                part.withUnsafeMutableBufferPointer { acc in
+                    for l in 0..<16 { acc[l] = 0 }
+                    if let vp, let cp {
+                        for j in i..<end { for l in 0..<16 { acc[l] += up[j * 16 + l] * (vp[j * 16 + l] - cp[l]) } }
+                    } else if let vp {
+                        for j in i..<end { for l in 0..<16 { acc[l] += up[j * 16 + l] * vp[j * 16 + l] } }
+                    } else {
+                        for j in i..<end { for l in 0..<16 { acc[l] += up[j * 16 + l] } }
+                    }
+                }
+                for l in 0..<16 { out[k * 16 + l] += Double(part[l]) }
+                i = end
+            }
+        }
+        return out
+    }
+
+    /// y = scale·x + shift per channel lane.
+    static func laneAffine(_ x: Tensor, scale: Tensor, shift: Tensor, into y: Tensor) {
+        let cb = x.channelBlocks, HW = x.h * x.w, plane = HW * 16
+        for pi in 0..<(x.n * cb) {
+            let k = pi % cb
+            let xp = x.data + pi * plane, yp = y.data + pi * plane
+            let s = scale.data + k * 16, t = shift.data + k * 16
+            for i in 0..<HW { for l in 0..<16 { yp[i * 16 + l] = xp[i * 16 + l] * s[l] + t[l] } }
+        }
     }
 
     // MARK: Elementwise
@@ -150,8 +190,8 @@ public struct Ops {
         engine.timed("relu") { for i in 0..<x.storageCount { y.data[i] = max(x.data[i], 0) } }
         guard let tape, tracks(x) else { return y }
         y.requiresGrad = true
-        tape.record {
-            guard let dy = tape.gradient(y) else { return }
+        tape.record("relu") {
+            guard let dy = tape.takeGradient(y) else { return }
             let dx = Tensor(shape: x.shape, layout: x.layout, zeroed: false)
             for i in 0..<x.storageCount { dx.data[i] = y.data[i] > 0 ? dy.data[i] : 0 }
             tape.accumulate(x, dx)
@@ -166,14 +206,25 @@ public struct Ops {
         engine.timed("add") { for t in terms.dropFirst() { y.add(t) } }
         guard let tape, terms.contains(where: { $0.requiresGrad }) else { return y }
         y.requiresGrad = true
-        tape.record {
-            guard let dy = tape.gradient(y) else { return }
+        tape.record("add") {
+            guard let dy = tape.takeGradient(y) else { return }
             for t in terms where t.requiresGrad { tape.accumulate(t, dy.copy()) }
         }
         return y
     }
 
     public func add(_ a: Tensor, _ b: Tensor) -> Tensor { sum([a, b]) }
+
+    /// relu(Σ terms): HRNet's fuse. Inference does it in one buffer, without the intermediate sum.
+    public func sumRelu(_ terms: [Tensor]) -> Tensor {
+        if tape != nil { return relu(sum(terms)) }
+        let y = terms[0].copy()
+        engine.timed("add") {
+            for t in terms.dropFirst() { y.add(t) }
+            for i in 0..<y.storageCount { y.data[i] = max(y.data[i], 0) }
+        }
+        return y
+    }
 
     /// Elementwise sigmoid, returned as plain NCHW (the network's output edge).
     public func sigmoid(_ x: Tensor) -> Tensor {
@@ -195,27 +246,15 @@ public struct Ops {
         let y = Tensor(shape: [x.n, x.c, outH, outW], layout: .blocked16, zeroed: false)
         let inW = x.w
         engine.timed("resize") {
-            blockedPlanes(x) { plane, _ in
-                let pi = (plane - x.data) / (x.h * x.w * 16)
-                let out = y.data + pi * outH * outW * 16
-                for oy in 0..<outH {
-                    let r = rows[oy]
-                    for ox in 0..<outW {
-                        let c = cols[ox]
-                        let a = plane + (r.0 * inW + c.0) * 16, b = plane + (r.0 * inW + c.1) * 16
-                        let d = plane + (r.1 * inW + c.0) * 16, e = plane + (r.1 * inW + c.1) * 16
-                        let o = out + (oy * outW + ox) * 16
-                        for l in 0..<16 {
-                            o[l] = r.2 * (c.2 * a[l] + c.3 * b[l]) + r.3 * (c.2 * d[l] + c.3 * e[l])
-                        }
-                    }
-                }
+            for pi in 0..<(x.n * x.channelBlocks) {
+                Self.resizePlane(x.data + pi * x.h * inW * 16, inW: inW, rows: rows, cols: cols,
+                                 into: y.data + pi * outH * outW * 16)
             }
         }
         guard let tape, tracks(x) else { return y }
         y.requiresGrad = true
-        tape.record {
-            guard let dy = tape.gradient(y) else { return }
+        tape.record("resize") {
+            guard let dy = tape.takeGradient(y) else { return }
             let dx = Tensor(shape: x.shape, layout: .blocked16)
             let planes = x.n * x.channelBlocks, inPlane = x.h * x.w * 16, outPlane = outH * outW * 16
             for pi in 0..<planes {
@@ -238,6 +277,68 @@ public struct Ops {
             tape.accumulate(x, dx)
         }
         return y
+    }
+
+    /// One plane of 16 channels: out[oy, ox] = bilinear mix of the four taps.
+    static func resizePlane(_ plane: UnsafeMutablePointer<Float>, inW: Int, rows: [(Int, Int, Float, Float)],
+                            cols: [(Int, Int, Float, Float)], into out: UnsafeMutablePointer<Float>) {
+        let outW = cols.count
+        for oy in 0..<rows.count {
+            let r = rows[oy]
+            for ox in 0..<outW {
+                let c = cols[ox]
+                let a = plane + (r.0 * inW + c.0) * 16, b = plane + (r.0 * inW + c.1) * 16
+                let d = plane + (r.1 * inW + c.0) * 16, e = plane + (r.1 * inW + c.1) * 16
+                let o = out + (oy * outW + ox) * 16
+                for l in 0..<16 {
+                    o[l] = r.2 * (c.2 * a[l] + c.3 * b[l]) + r.3 * (c.2 * d[l] + c.3 * e[l])
+                }
+            }
+        }
+    }
+
+    /// Resizes every map to height × width (bilinear, align_corners=False) and concatenates them along channels:
+    /// the FCN head's resize_concat. Inference writes each map straight into its channel range when the ranges
+    /// start on channel blocks (all HRNet widths are multiples of 16); otherwise, and when training, it is
+    /// resize then concat.
+    /// `rows` (inference only) computes just that band of output rows: [N, ΣC, rows.count, width].
+    public func resizeConcat(_ xs: [Tensor], height: Int, width: Int, rows band: Range<Int>? = nil) -> Tensor {
+        var bases: [Int] = []
+        var total = 0
+        for x in xs { bases.append(total); total += x.c }
+        guard tape == nil, bases.allSatisfy({ $0 % 16 == 0 }) else {
+            precondition(band == nil, "banded resize-concat is for inference with block-aligned widths")
+            return concat(xs.map { resizeBilinear($0, height: height, width: width) })
+        }
+        let band = band ?? 0..<height
+        let y = Tensor(shape: [xs[0].n, total, band.count, width], layout: .blocked16)
+        let outPlane = band.count * width * 16
+        engine.timed("resize") {
+            for (x, base) in zip(xs, bases) {
+                let rows = Array(Self.bilinearTaps(input: x.h, output: height)[band])
+                let cols = Self.bilinearTaps(input: x.w, output: width)
+                let inPlane = x.h * x.w * 16
+                for b in 0..<x.n {
+                    for k in 0..<x.channelBlocks {
+                        let src = x.data + (b * x.channelBlocks + k) * inPlane
+                        let dst = y.data + (b * y.channelBlocks + base / 16 + k) * outPlane
+                        if x.h == height && x.w == width { dst.update(from: src + band.lowerBound * width * 16, count: outPlane) }
+                        else { Self.resizePlane(src, inW: x.w, rows: rows, cols: cols, into: dst) }
+                    }
+                }
+            }
+        }
+        return y
+    }
+
+    /// Copies a band of rows [N, C, r, W] into `whole` [N, C, H, W] starting at row `at` (inference).
+    public func placeRows(_ band: Tensor, into whole: Tensor, at row: Int) {
+        precondition(band.n == whole.n && band.c == whole.c && band.w == whole.w && row + band.h <= whole.h)
+        let planes = band.n * band.channelBlocks
+        for pi in 0..<planes {
+            (whole.data + (pi * whole.h + row) * whole.w * 16).update(from: band.data + pi * band.h * band.w * 16,
+                                                                      count: band.h * band.w * 16)
+        }
     }
 
     /// (near index, far index, near weight, far weight) per output position, PyTorch's align_corners=False rule.
@@ -267,8 +368,8 @@ public struct Ops {
         }
         guard let tape, tracks(x) else { return y }
         y.requiresGrad = true
-        tape.record {
-            guard let dy = tape.gradient(y) else { return }
+        tape.record("resize") {
+            guard let dy = tape.takeGradient(y) else { return }
             let dx = Tensor(shape: x.shape, layout: .blocked16)
             for pi in 0..<planes {
                 for oy in 0..<outH {
@@ -291,8 +392,8 @@ public struct Ops {
         Self.copyWindow(from: x, to: y, rows: x.h, cols: x.w)
         guard let tape, tracks(x) else { return y }
         y.requiresGrad = true
-        tape.record {
-            guard let dy = tape.gradient(y) else { return }
+        tape.record("pad/crop") {
+            guard let dy = tape.takeGradient(y) else { return }
             let dx = Tensor(shape: x.shape, layout: .blocked16, zeroed: false)
             Self.copyWindow(from: dy, to: dx, rows: x.h, cols: x.w)
             tape.accumulate(x, dx)
@@ -307,8 +408,8 @@ public struct Ops {
         Self.copyWindow(from: x, to: y, rows: height, cols: width)
         guard let tape, tracks(x) else { return y }
         y.requiresGrad = true
-        tape.record {
-            guard let dy = tape.gradient(y) else { return }
+        tape.record("pad/crop") {
+            guard let dy = tape.takeGradient(y) else { return }
             let dx = Tensor(shape: x.shape, layout: .blocked16)
             Self.copyWindow(from: dy, to: dx, rows: height, cols: width)
             tape.accumulate(x, dx)
@@ -335,8 +436,8 @@ public struct Ops {
         engine.timed("concat") { Self.moveChannels(xs, y, toConcat: true) }
         guard let tape, xs.contains(where: { $0.requiresGrad }) else { return y }
         y.requiresGrad = true
-        tape.record {
-            guard let dy = tape.gradient(y) else { return }
+        tape.record("concat") {
+            guard let dy = tape.takeGradient(y) else { return }
             let parts = xs.map { Tensor(shape: $0.shape, layout: .blocked16) }
             Self.moveChannels(parts, dy, toConcat: false)
             for (x, g) in zip(xs, parts) { tape.accumulate(x, g) }
@@ -395,8 +496,8 @@ public struct Ops {
         }
         guard let tape, tracks(x) else { return y }
         y.requiresGrad = true
-        tape.record {
-            guard let dy = tape.gradient(y) else { return }
+        tape.record("m2mrf unfold/fold") {
+            guard let dy = tape.takeGradient(y) else { return }
             let dx = Tensor(shape: x.shape, layout: .blocked16)
             Self.patchCopy(patchRows: dy.data, blocked: dx.data, n: x.n, C: C, cb: cb, H: H, W: W, k: k, toRows: false)
             tape.accumulate(x, dx)
@@ -415,8 +516,8 @@ public struct Ops {
         }
         guard let tape, tracks(rows) else { return y }
         y.requiresGrad = true
-        tape.record {
-            guard let dy = tape.gradient(y) else { return }
+        tape.record("m2mrf unfold/fold") {
+            guard let dy = tape.takeGradient(y) else { return }
             let dr = Tensor(shape: rows.shape, layout: .plain, zeroed: false)
             Self.patchCopy(patchRows: dr.data, blocked: dy.data, n: n, C: C, cb: cb, H: gh * k, W: gw * k, k: k, toRows: true)
             tape.accumulate(rows, dr)
@@ -461,8 +562,8 @@ public struct Ops {
         }
         guard let tape, tracks(x, weight, bias) else { return y }
         y.requiresGrad = true
-        tape.record {
-            guard let dy = tape.gradient(y) else { return }
+        tape.record("m2mrf fc") {
+            guard let dy = tape.takeGradient(y) else { return }
             if weight.requiresGrad {
                 let dw = Tensor(shape: weight.shape, layout: .plain, zeroed: false)
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(O), Int32(K), Int32(M), 1,
@@ -513,8 +614,8 @@ public struct Ops {
         let out = Tensor([Float(loss / Double(N * C))], shape: [1])
         guard let tape, tracks(z) else { return out }
         out.requiresGrad = true
-        tape.record {
-            guard let dl = tape.gradient(out) else { return }
+        tape.record("loss") {
+            guard let dl = tape.takeGradient(out) else { return }
             let seed = Double(dl.data[0]) / Double(N * C)
             let dz = Tensor(shape: z.shape, layout: .plain, zeroed: false)
             for b in 0..<N {

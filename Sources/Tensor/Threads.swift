@@ -10,6 +10,14 @@ public enum EngineThreads {
     }
 
     public static var blasThreads: Int { Int(openblas_get_num_threads()) }
+
+    /// Keeps large activation buffers in malloc's heap instead of fresh mmaps: every mmap'd buffer costs page faults
+    /// and kernel zeroing on each pass, and an inference pass allocates gigabytes in total. Freed memory stays
+    /// mapped up to `retainBytes` for the next pass.
+    public static func configureMemoryForEngine(retainBytes: Int32 = 512 << 20) {
+        _ = glibcMallopt(-3, retainBytes)  // M_MMAP_THRESHOLD (malloc.h, not in Swift's Glibc module)
+        _ = glibcMallopt(-1, retainBytes)  // M_TRIM_THRESHOLD
+    }
 }
 
 /// One long-lived OS thread that runs the engine's work: oneDNN's OpenMP runtime (libgomp) keeps one thread team
@@ -74,3 +82,6 @@ public final class EngineThread: @unchecked Sendable {
         return result!
     }
 }
+
+@_silgen_name("mallopt")
+private func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32

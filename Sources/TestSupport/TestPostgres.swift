@@ -102,20 +102,26 @@ public enum TestPostgres {
     }
 
     /// A shell that waits while this process lives and the folder exists; if the process dies first it shuts the
-    /// server down (SIGQUIT: immediate) and deletes the folder. After a normal tear-down it just exits.
+    /// server down (SIGQUIT: immediate) and deletes the folder. After a normal tear-down it just exits. It runs in
+    /// a session of its own so that a Ctrl-C or a killed process group of the test run does not take it along.
     private static func startWatchdog(_ folder: URL) {
         let script = """
             parent=$1; dir=$2
             alive() { st=$(sed 's/.*) //' /proc/$parent/stat 2>/dev/null | cut -c1); [ -n "$st" ] && [ "$st" != Z ]; }
             while [ -d "$dir" ] && alive; do sleep 1; done
-            [ -d "$dir" ] || exit 0
-            pid=$(head -n 1 "$dir/data/postmaster.pid" 2>/dev/null)
-            [ -n "$pid" ] && kill -QUIT "$pid" 2>/dev/null && sleep 2
-            rm -rf "$dir"
+            # The test process is gone. A copy or a pg_ctl start it began may still be running: keep stopping the
+            # server and deleting the folder until both stay gone.
+            for attempt in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+                [ -d "$dir" ] || exit 0
+                pid=$(head -n 1 "$dir/data/postmaster.pid" 2>/dev/null)
+                [ -n "$pid" ] && kill -QUIT "$pid" 2>/dev/null && sleep 2
+                rm -rf "$dir" 2>/dev/null
+                sleep 1
+            done
             """
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", script, "fundus-pg-watchdog", String(getpid()), folder.path]
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/setsid")
+        process.arguments = ["/bin/sh", "-c", script, "fundus-pg-watchdog", String(getpid()), folder.path]
         process.standardInput = FileHandle.nullDevice
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
@@ -142,6 +148,12 @@ public func onThreads<T: Sendable>(_ count: Int, _ body: @escaping @Sendable (In
         group.notify(queue: .global()) { continuation.resume() }
     }
     return try (0..<count).map { try box.results[$0]!.get() }
+}
+
+/// Runs blocking, timing-sensitive test code on a thread of its own: the cooperative pool has two threads here,
+/// and tests that block them can delay an awaiting test's resumption by many seconds.
+public func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await onThreads(1) { _ in try body() }[0]
 }
 
 /// Results written by worker threads under a lock, read after all have finished.

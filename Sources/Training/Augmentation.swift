@@ -1,4 +1,5 @@
 import Foundation
+import Imaging
 
 /// An RGB8 photograph with its merged label map, as a training sample flows through augmentation.
 public struct LabelledImage: Sendable, Equatable {
@@ -58,17 +59,20 @@ public struct TrainingAugmentation: Sendable {
     /// new size = ⌊dim·factor + 0.5⌋.
     public static func rescale(_ s: LabelledImage, long: Int, short: Int, ratio: Double) -> LabelledImage {
         let (w, h) = rescaledSize(width: s.width, height: s.height, long: long, short: short, ratio: ratio)
-        return LabelledImage(name: s.name, width: w, height: h,
-                             rgb: Resampling.bilinearRGB(s.rgb, width: s.width, height: s.height, toWidth: w, toHeight: h),
-                             labels: Resampling.nearest(s.labels, width: s.width, height: s.height, toWidth: w, toHeight: h),
-                             annotated: s.annotated)
+        if w == s.width && h == s.height { return s }
+        // Imaging's resize, the one inference uses: OpenCV INTER_LINEAR geometry for the photograph, INTER_NEAREST
+        // for labels (it never invents a label value).
+        let rgb = Resize.bilinear(Image(width: s.width, height: s.height, channels: 3, pixels: s.rgb), to: w, h)
+        let labels = Resize.nearest(Image(width: s.width, height: s.height, channels: 1, pixels: s.labels), to: w, h)
+        return LabelledImage(name: s.name, width: w, height: h, rgb: rgb.bytes, labels: labels.bytes, annotated: s.annotated)
     }
 
     /// The size `rescale` produces: IDRiD 4288×2848 at ratio 1 → 1440×956.
     public static func rescaledSize(width: Int, height: Int, long: Int, short: Int, ratio: Double) -> (width: Int, height: Int) {
-        let maxLong = Double(Int(Double(long) * ratio)), maxShort = Double(Int(Double(short) * ratio))
-        let factor = min(maxLong / Double(max(width, height)), maxShort / Double(min(width, height)))
-        return (max(1, Int(Double(width) * factor + 0.5)), max(1, Int(Double(height) * factor + 0.5)))
+        // mmseg's jitter: img_scale (⌊long·r⌋, ⌊short·r⌋), then the keep-ratio rule inference uses too.
+        let size = ModelScale(longEdge: Int(Double(long) * ratio), shortEdge: Int(Double(short) * ratio))
+            .resizedSize(width: width, height: height)
+        return (max(1, size.width), max(1, size.height))
     }
 
     // MARK: 2. Flips and rotations
@@ -252,51 +256,5 @@ public struct PhotometricDistortion: Sendable {
 
     @inline(__always) private static func saturate(_ x: Float) -> UInt8 {
         UInt8(min(max(x.rounded(.toNearestOrEven), 0), 255))
-    }
-}
-
-/// Resampling used by the scale jitter. Image: bilinear with pixel centres at +0.5 (cv2 INTER_LINEAR geometry);
-/// labels: nearest as cv2 INTER_NEAREST (source = ⌊dst · src/dst⌋), which never invents a label value.
-/// TODO(imaging): switch to Imaging's resize once it is on main, so training and inference resample alike.
-enum Resampling {
-    static func bilinearRGB(_ src: [UInt8], width w: Int, height h: Int, toWidth nw: Int, toHeight nh: Int) -> [UInt8] {
-        if w == nw && h == nh { return src }
-        func taps(_ n: Int, _ size: Int) -> [(Int, Int, Float)] {
-            let scale = Double(size) / Double(n)
-            return (0..<n).map { d in
-                var f = (Double(d) + 0.5) * scale - 0.5
-                var i = Int(f.rounded(.down))
-                f -= Double(i)
-                if i < 0 { i = 0; f = 0 }
-                if i >= size - 1 { i = size - 1; f = 0 }
-                return (i, min(i + 1, size - 1), Float(f))
-            }
-        }
-        let xs = taps(nw, w), ys = taps(nh, h)
-        var out = [UInt8](repeating: 0, count: 3 * nw * nh)
-        for y in 0..<nh {
-            let (y0, y1, fy) = ys[y]
-            for x in 0..<nw {
-                let (x0, x1, fx) = xs[x]
-                for k in 0..<3 {
-                    let a = Float(src[3 * (y0 * w + x0) + k]), b = Float(src[3 * (y0 * w + x1) + k])
-                    let c = Float(src[3 * (y1 * w + x0) + k]), d = Float(src[3 * (y1 * w + x1) + k])
-                    let top = a + (b - a) * fx, bottom = c + (d - c) * fx
-                    out[3 * (y * nw + x) + k] = UInt8(min(max((top + (bottom - top) * fy).rounded(), 0), 255))
-                }
-            }
-        }
-        return out
-    }
-
-    static func nearest(_ src: [UInt8], width w: Int, height h: Int, toWidth nw: Int, toHeight nh: Int) -> [UInt8] {
-        if w == nw && h == nh { return src }
-        let sx = (0..<nw).map { min(Int((Double($0) * Double(w) / Double(nw)).rounded(.down)), w - 1) }
-        var out = [UInt8](repeating: 0, count: nw * nh)
-        for y in 0..<nh {
-            let row = min(Int((Double(y) * Double(h) / Double(nh)).rounded(.down)), h - 1) * w
-            for x in 0..<nw { out[y * nw + x] = src[row + sx[x]] }
-        }
-        return out
     }
 }

@@ -48,6 +48,8 @@ public struct Trainer<Model: TrainableModel> {
     public let checkpointFolder: URL?
     /// Log a progress line every this many iterations.
     public var logInterval = 10
+    /// Checkpoints kept in the folder (older ones are deleted; a W48 checkpoint is about 0.5 GB).
+    public var keepCheckpoints = 2
     public var onProgress: (@Sendable (TrainingProgress) -> Void)?
     let augmentation: TrainingAugmentation
     let logger: Logger
@@ -71,7 +73,10 @@ public struct Trainer<Model: TrainableModel> {
     @discardableResult
     public mutating func resume() throws -> Int? {
         guard let folder = checkpointFolder, let checkpoint = try TrainingCheckpoint.latest(in: folder) else { return nil }
-        guard checkpoint.configuration == configuration else {
+        // How often to save does not change what is computed; everything else must match.
+        var saved = checkpoint.configuration
+        saved.checkpointInterval = configuration.checkpointInterval
+        guard saved == configuration else {
             throw TrainingError(.checkpoint, "\(folder.path) holds a run with a different configuration (\(Self.differences(checkpoint.configuration, configuration))); use another folder or the same settings")
         }
         try model.load(checkpoint.model)
@@ -132,6 +137,9 @@ public struct Trainer<Model: TrainableModel> {
         let url = try TrainingCheckpoint(configuration: configuration, iteration: iteration, rng: rng, sampler: sampler,
                                          model: model.state, momentumBuffers: optimiser.momentumBuffers).write(to: folder)
         logger.info("training: checkpoint \(url.lastPathComponent)")
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
+        let old = names.filter { $0.hasPrefix("iter_") && $0.hasSuffix(".safetensors") }.sorted().dropLast(max(1, keepCheckpoints))
+        for name in old { try? FileManager.default.removeItem(at: folder.appendingPathComponent(name)) }
     }
 
     /// The next `batchSize` samples in shuffled order, augmented, normalised and padded to the crop.

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Checkpoints
 import Network
 
@@ -12,14 +13,24 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Input width.") var width = 1440
     @Option(help: "Timed runs (after one warm-up).") var runs = 3
     @Option(help: "Fuse variant: plain, A, B, C, D.") var variant = "C"
+    @Flag(help: "Time training steps (bdice forward + backward) instead of inference.") var training = false
+    @Option(help: "Batch size of the training steps.") var batch = 2
+    @Flag(help: "Inference convolutions in bf16 (f32 accumulation).") var bf16 = false
 
     func run() throws {
         guard let v = ModelArchitecture.Variant(rawValue: variant) else {
             throw ValidationError("unknown variant '\(variant)': plain, A, B, C or D")
         }
-        let report = try NetworkBenchmark.run(architecture: .w48(variant: v), height: height, width: width, runs: runs) {
-            print($0)
+        if training {
+            let (seconds, rss) = try NetworkBenchmark.training(architecture: .w48(variant: v), batch: batch, height: height,
+                                                                width: width, runs: runs) { print($0) }
+            let median = seconds.sorted()[seconds.count / 2]
+            print(String(format: "training step, batch %d at %d×%d: median %.3f s; peak RSS %.2f GiB", batch, height, width,
+                         median, Double(rss) / Double(1 << 30)))
+            return
         }
+        let report = try NetworkBenchmark.run(architecture: .w48(variant: v), height: height, width: width, runs: runs,
+                                               bf16: bf16) { print($0) }
         print(report.text)
     }
 }

@@ -9,7 +9,10 @@ struct FundusScreen: AsyncParsableCommand {
         commandName: "fundus-screen",
         abstract: "Screen archives of colour fundus photographs for diabetic-retinopathy lesions (EX, HE, SE, MA).",
         version: "0.1.0 (\(String(cString: fundus_codecs_jpeg_version())), libpng \(String(cString: fundus_codecs_png_version())))",
-        subcommands: [ScreenCommand.self, EvaluateCommand.self, ModelCommand.self, ImageCommand.self, BenchCommand.self]
+        subcommands: [
+            ScreenCommand.self, ArchiveCommand.self, QueueCommand.self, ReportCommand.self, EvaluateCommand.self,
+            TrainCommand.self, ModelCommand.self, ImageCommand.self, DatabaseCommand.self, BenchCommand.self,
+        ]
     )
 }
 

@@ -53,7 +53,7 @@ struct ImageCommand: ParsableCommand {
                     failures += 1
                     if json {
                         let object: [String: Any] = ["file": file, "error": "\(error)"]
-                        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+                        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
                         print(String(decoding: data, as: UTF8.self))
                     } else {
                         print("\(file): error: \(error)")
@@ -102,7 +102,7 @@ struct ImageCommand: ParsableCommand {
                 object["fieldOfView"] = ["centreX": f.centreX, "centreY": f.centreY, "radius": f.radius, "assumed": f.assumed,
                                          "boundingBox": ["x": b.x, "y": b.y, "width": b.width, "height": b.height]]
             }
-            let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
+            let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
             return String(decoding: data, as: UTF8.self)
         }
 
@@ -130,12 +130,16 @@ struct ImageCommand: ParsableCommand {
         @Option(help: "JPEG DCT scaling (1, 2, 4, 8).")
         var jpegScale: Int = 1
 
+        @Flag(help: "Pick the JPEG DCT scaling from the model's short edge (960): 1/2 for a 4288x2848 JPEG.")
+        var automaticScale = false
+
         func run() throws {
             let url = URL(fileURLWithPath: file)
             var decode: [Double] = [], fov: [Double] = [], resize: [Double] = [], normalise: [Double] = [], total: [Double] = []
             var last: PreparedPhotograph? = nil
             for _ in 0..<max(1, repeats) {
-                let p = try Preparation.prepare(contentsOf: url, options: PreparationOptions(decode: DecodeOptions(jpegScale: jpegScale)))
+                let decodeOptions = DecodeOptions(jpegScale: jpegScale, jpegMinimumShortSide: automaticScale ? ModelScale.idrid.shortEdge : nil)
+                let p = try Preparation.prepare(contentsOf: url, options: PreparationOptions(decode: decodeOptions))
                 let t0 = DispatchTime.now().uptimeNanoseconds
                 if let input = p.input { _ = Normalisation.idrid.tensor(input) }
                 let n = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9

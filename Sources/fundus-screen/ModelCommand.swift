@@ -21,6 +21,7 @@ struct ModelCommand: ParsableCommand {
 
         func run() throws {
             EngineThreads.configureBLASForEngine()
+            EngineThreads.configureMemoryForEngine()
             let model = try ModelWeights.model(from: URL(fileURLWithPath: weights))
             let file = try Safetensors.read(URL(fileURLWithPath: input))
             let x = try file.require("input", in: input)
@@ -41,6 +42,7 @@ struct ModelCommand: ParsableCommand {
 
         func run() throws {
             EngineThreads.configureBLASForEngine()
+            EngineThreads.configureMemoryForEngine()
             let model = try ModelWeights.model(from: URL(fileURLWithPath: weights))
             let file = try Safetensors.read(URL(fileURLWithPath: input))
             let x = try file.require("train.input", in: input)

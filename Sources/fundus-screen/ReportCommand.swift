@@ -1,18 +1,18 @@
 import ArgumentParser
 import Foundation
 import Reports
+import Store
 
 /// `fundus-screen report --patient ID | --run ID | --since TIME | --all -o DIR`: patient pages, the index and the
-/// findings exports. Not yet in FundusScreen's subcommands: pipelines/nightly.sh runs `report --since` whenever
-/// `report --help` works, and without Store's findings queries this command can only read a JSON file.
+/// findings exports, from the database (or from a JSON file of patient reports with --findings).
 struct ReportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "report",
         abstract: "Write per-patient HTML lesion reports, an index page and CSV/JSON findings exports.",
         discussion: """
-            Findings are read from a JSON file (--findings) of patient reports. Reading them from the database \
-            comes with Store's findings queries. Writing into a folder that already holds reports adds to it: \
-            the index and the exports always cover every patient in the folder.
+            Findings come from the database (the newest result of every image of the chosen patients), or from a \
+            JSON file of patient reports (--findings). Writing into a folder that already holds reports adds to \
+            it: the index and the exports always cover every patient in the folder.
             """
     )
 
@@ -33,7 +33,7 @@ struct ReportCommand: ParsableCommand {
     @Option(name: [.customShort("o"), .long], help: "Report folder (created if needed).")
     var output: String
 
-    @Option(name: .long, help: "JSON file of patient reports to render (an array, or {\"patients\": [...]}).")
+    @Option(name: .long, help: "Read patient reports from this JSON file (an array, or {\"patients\": [...]}) instead of the database.")
     var findings: String?
 
     func validate() throws {
@@ -41,10 +41,6 @@ struct ReportCommand: ParsableCommand {
         guard chosen == 1 else { throw ValidationError("Give exactly one of --patient ID, --run ID, --since TIME or --all.") }
         if let since, Self.parseTime(since) == nil {
             throw ValidationError("--since \(since): expected an ISO 8601 time such as 2026-11-23T02:00:00Z")
-        }
-        guard findings != nil else {
-            throw ValidationError(
-                "Reading findings from the database is not available yet: give --findings FILE.json (a findings export).")
         }
     }
 
@@ -61,15 +57,25 @@ struct ReportCommand: ParsableCommand {
             else if let runID { .run(runID) }
             else if let since, let start = Self.parseTime(since) { .since(start) }
             else { .all }
-        let source = JSONReportSource(file: URL(fileURLWithPath: findings ?? ""))
         do {
-            let patients = try source.patients(selection)
+            let patients: [PatientReport]
+            if let findings {
+                patients = try JSONReportSource(file: URL(fileURLWithPath: findings)).patients(selection)
+            } else {
+                let location = DatabaseLocation.resolve(
+                    database: global.database, stateDirectory: global.stateDir.map { URL(fileURLWithPath: $0) })
+                let connection = try Database.connect(location, logger: logger)
+                defer { connection.close() }
+                patients = try StoreReportSource(connection: connection).patients(selection)
+            }
             let summary = try ReportWriter(directory: URL(fileURLWithPath: output), logger: logger).write(patients)
             print(
                 "wrote \(summary.pagesWritten) patient page(s) and \(summary.imagesCopied) picture(s) to \(output); "
                     + "index lists \(summary.patientsIndexed) patient(s); findings.csv/json have \(summary.exportRows) row(s)")
             if !summary.missingImages.isEmpty {
-                print("missing pictures (pages show a placeholder): \(summary.missingImages.joined(separator: ", "))")
+                let shown = summary.missingImages.prefix(5).joined(separator: "\n  ")
+                let more = summary.missingImages.count > 5 ? "\n  … and \(summary.missingImages.count - 5) more (see the log)" : ""
+                print("\(summary.missingImages.count) picture(s) missing, their pages show a placeholder:\n  \(shown)\(more)")
             }
         } catch let error as ReportError {
             FileHandle.standardError.write(Data("error: \(error.message)\n".utf8))

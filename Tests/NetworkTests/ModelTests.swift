@@ -53,3 +53,33 @@ func w48Counts() throws {
         #expect(abs(Double(count) / 1e6 - millions) < 0.006, "\(variant): \(count)")
     }
 }
+
+@Test("The fast inference path (BN folded, ReLU/sum post-ops, head in row bands) equals the plain eval-mode graph")
+func inferencePathMatchesGraph() throws {
+    let architecture = ModelArchitecture(variant: .C, stages: [
+        .init(modules: 1, block: .bottleneck, blocks: [1], channels: [16]),
+        .init(modules: 1, block: .basic, blocks: [1, 1], channels: [16, 32]),
+        .init(modules: 1, block: .basic, blocks: [1, 1, 1], channels: [16, 32, 48]),
+        .init(modules: 1, block: .basic, blocks: [1, 1, 1, 1], channels: [16, 32, 48, 64]),
+    ])
+    let model = try SegmentationModel(architecture: architecture)
+    var seed: UInt64 = 3
+    for name in model.parameterNames where name.hasSuffix("running_mean") || name.hasSuffix("running_var") {
+        let t = model.parameter(name)!
+        for i in 0..<t.count {
+            seed = seed &* 6364136223846793005 &+ 1442695040888963407
+            let u = Float(seed >> 40) / Float(1 << 24)
+            t.data[i] = name.hasSuffix("var") ? 0.5 + u : u - 0.5
+        }
+    }
+    model.invalidateInferenceWeights()
+    model.head.bandFloats = 160 * 20 * 3  // several bands of 3 rows
+    let input = Tensor((0..<(3 * 53 * 77)).map { Float(($0 * 7919) % 201) / 100 - 1 }, shape: [1, 3, 53, 77])
+    let fast = try model.predict(input)
+    let graph = model.withEngine { engine in
+        model.forward(input, Ops(engine: engine, tape: Tape(), training: false)).toPlain()
+    }
+    #expect(fast.shape == graph.shape)
+    let e = Tensor.relativeError(fast.values(), graph.values())
+    #expect(e < 1e-5, "relative error \(e)")
+}

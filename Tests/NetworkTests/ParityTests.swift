@@ -5,23 +5,19 @@ import TestSupport
 @testable import Network
 @testable import Tensor
 
-/// Until the .pth reader lands on main, the model parity tests read safetensors conversions of the fixture
-/// checkpoints from the folder named by FUNDUS_PARITY_WEIGHTS, and are skipped without it.
-let conversions = ProcessInfo.processInfo.environment["FUNDUS_PARITY_WEIGHTS"] ?? ""
-let weightsAvailable = SharedFixtures.available && !conversions.isEmpty
-
-/// The fixture's weights, from its .pth checkpoint.
-func referenceWeights(_ name: String) throws -> TensorFile {
-    try Safetensors.read(URL(fileURLWithPath: conversions).appendingPathComponent(name + ".safetensors"))
+/// The fixture's weights and architecture, from its .pth checkpoint (architecture inferred from the keys).
+func referenceModel(_ name: String, expecting variant: ModelArchitecture.Variant) throws -> SegmentationModel {
+    let (architecture, tensors) = try ModelWeights.read(SharedFixtures.parity.appendingPathComponent(name + ".pth"))
+    #expect(architecture == .tinyFixture(variant: variant), "\(name): inferred \(architecture)")
+    return try SegmentationModel(architecture: architecture, weights: tensors, weightsFile: name + ".pth")
 }
 
 @Test("Eval-mode logits and probabilities match the official code on the five tiny models",
-      .enabled(if: weightsAvailable, "needs ../shared and the fixture weights"), arguments: modelCases.indices)
+      .enabled(if: SharedFixtures.available, Comment(rawValue: SharedFixtures.skipReason)), arguments: modelCases.indices)
 func evalParity(_ k: Int) throws {
     let (name, variant) = modelCases[k]
     let file = try fixture(name)
-    let model = try SegmentationModel(architecture: .tinyFixture(variant: variant), weights: try referenceWeights(name),
-                                      weightsFile: name + ".pth")
+    let model = try referenceModel(name, expecting: variant)
     let input = file["input"]!
     let (logits, probs) = try model.logitsAndProbabilities(Tensor(input.floats(), shape: input.shape))
     #expect(logits.shape == file["logits"]!.shape)
@@ -33,12 +29,11 @@ func evalParity(_ k: Int) throws {
 }
 
 @Test("Training-mode loss and every parameter's gradient match the official code on the five tiny models",
-      .enabled(if: weightsAvailable, "needs ../shared and the fixture weights"), arguments: modelCases.indices)
+      .enabled(if: SharedFixtures.available, Comment(rawValue: SharedFixtures.skipReason)), arguments: modelCases.indices)
 func gradientParity(_ k: Int) throws {
     let (name, variant) = modelCases[k]
     let file = try fixture(name)
-    let model = try SegmentationModel(architecture: .tinyFixture(variant: variant), weights: try referenceWeights(name),
-                                      weightsFile: name + ".pth")
+    let model = try referenceModel(name, expecting: variant)
     let input = file["train.input"]!
     let labels = file["train.labels"]!.ints().map { Int32($0) }
     let (loss, grads) = try model.trainingStep(input: Tensor(input.floats(), shape: input.shape), labels: labels)
@@ -62,4 +57,45 @@ func gradientParity(_ k: Int) throws {
         #expect(e < 1e-3, "\(name): \(pname) relative error \(e)")
     }
     print("\(name): loss \(loss) vs \(wantLoss); worst gradient error \(worst.0) at \(worst.1)")
+}
+
+@Test("A caller's loss (here bdice computed outside) gives the same gradients as the built-in bdice",
+      .enabled(if: SharedFixtures.available, Comment(rawValue: SharedFixtures.skipReason)))
+func externalLoss() throws {
+    let file = try fixture("tiny_m2mrf_A")
+    let input = file["train.input"]!
+    let labels = file["train.labels"]!.ints().map { Int32($0) }
+    let model = try referenceModel("tiny_m2mrf_A", expecting: .A)
+    let x = Tensor(input.floats(), shape: input.shape)
+    let (_, builtIn) = try model.trainingStep(input: x, labels: labels)
+    let fresh = try referenceModel("tiny_m2mrf_A", expecting: .A)
+    let (loss, grads) = try fresh.trainingStep(input: x) { logits in
+        // The same bdice through the tape-free op and a finite-difference-free manual gradient: run the op on a
+        // private tape to get dL/dlogits.
+        let tape = Tape()
+        let z = Tensor(logits.values(), shape: logits.shape).toBlocked()
+        z.requiresGrad = true
+        let l = Ops(engine: ComputeEngine(), tape: tape).binaryDiceLoss(z, labels: labels)
+        tape.backward(from: l)
+        return (l.data[0], tape.gradient(z)!.toPlain())
+    }
+    #expect(abs(loss - file["train.loss"]!.floats()[0]) < 1e-5)
+    for (name, g) in builtIn {
+        #expect(Tensor.relativeError(grads[name]!.values(), g.values()) < 1e-5 || g.values().allSatisfy { abs($0) < 1e-9 },
+                "\(name)")
+    }
+}
+
+@Test("Opt-in bf16 inference stays close to the reference probabilities",
+      .enabled(if: SharedFixtures.available, Comment(rawValue: SharedFixtures.skipReason)))
+func bf16Inference() throws {
+    let file = try fixture("tiny_m2mrf_C")
+    let model = try referenceModel("tiny_m2mrf_C", expecting: .C)
+    model.bf16Inference = true
+    let input = file["input"]!
+    let (logits, probs) = try model.logitsAndProbabilities(Tensor(input.floats(), shape: input.shape))
+    let eL = Tensor.relativeError(logits.values(), file["logits"]!.floats())
+    let eP = Tensor.relativeError(probs.values(), file["probs"]!.floats())
+    print("bf16 tiny_m2mrf_C: logits relative error \(eL), probs \(eP)")
+    #expect(eP < 1e-2, "probs relative error \(eP)")
 }

@@ -86,3 +86,10 @@ struct FlagReasonTests {
         #expect(eye.flagReason == "not evaluated: ungradable")
     }
 }
+
+@Test("Rule labels carry the version once")
+func ruleLabels() {
+    #expect(EyeReport.Flag(raised: true, rule: "lesion-presence-v1", ruleVersion: "1", reason: "").ruleLabel == "lesion-presence-v1")
+    #expect(EyeReport.Flag(raised: true, rule: "more-than-mild", ruleVersion: "2", reason: "").ruleLabel == "more-than-mild v2")
+    #expect(EyeReport.Flag(raised: false, rule: "", ruleVersion: "", reason: "").ruleLabel == "")
+}

@@ -47,7 +47,7 @@ struct QueueTests {
 
     @Test("A worker that stops heartbeating loses its jobs after the lease, and its late completion is rejected")
     func expiredLeaseIsRescued() async throws {
-        try await withTestDatabase { db in
+        try await withTestDatabase { db in try await onThread {
             let a = JobQueue(connection: try db.connect(), worker: "silent", logger: logger)
             let b = JobQueue(connection: try db.connect(), worker: "alive", logger: logger)
             try a.enqueue(noopJobs(3))
@@ -57,11 +57,11 @@ struct QueueTests {
             #expect(beating.count == 1)
 
             // Only b heartbeats. After the lease, a's jobs go back; b's stays.
-            for _ in 0..<4 {
-                try await Task.sleep(nanoseconds: 400_000_000)
+            for _ in 0..<10 {
+                Thread.sleep(forTimeInterval: 0.3)
                 #expect(try b.heartbeat(beating.map(\.lease)) == Set(beating.map(\.lease)))
             }
-            #expect(try b.rescueExpired(lease: 1.0) == 2)
+            #expect(try b.rescueExpired(lease: 2.0) == 2)
             #expect(try a.heartbeat(held.map(\.lease)).isEmpty, "a no longer holds its jobs")
 
             let retaken = try b.claim(queue: "bulk", limit: 10)
@@ -82,7 +82,7 @@ struct QueueTests {
                 #expect(row["attempted_by"] == "alive")
             }
             #expect(rows.filter { $0["rescues"] == "1" }.count == 2)
-        }
+        } }
     }
 
     @Test("A job rescued too often is discarded, not retried for ever")
@@ -101,7 +101,7 @@ struct QueueTests {
 
     @Test("A transient failure is retried later; a permanent one is discarded with its message")
     func transientAndPermanentFailures() async throws {
-        try await withTestDatabase { db in
+        try await withTestDatabase { db in try await onThread {
             var q = JobQueue(connection: try db.connect(), worker: "w", logger: logger)
             q.backoff = Backoff(base: 0.5, cap: 10, jitter: 0.2)
             try q.enqueue(noopJobs(2))
@@ -115,9 +115,14 @@ struct QueueTests {
             // base 0.5 s ± 20 %; the server's clock and ours agree to well under that.
             #expect(at.timeIntervalSince(before) > 0.3 && at.timeIntervalSince(before) < 1.0)
             #expect(try q.fail(jobs[1].lease, message: "not an image: /archive/x.jpg", kind: .permanent) == .discarded)
+            // The same failure reported again (a statement re-sent after a dropped connection) changes nothing.
+            #expect(try q.fail(jobs[1].lease, message: "not an image: /archive/x.jpg", kind: .permanent) == .discarded)
+            guard case .willRetry(let same) = try q.fail(jobs[0].lease, message: "disk full", kind: .transient), same == at else {
+                Issue.record("a repeated transient failure should report the same retry time"); return
+            }
 
             #expect(try q.claim(queue: "bulk", limit: 5).isEmpty, "nothing is due yet")
-            try await Task.sleep(nanoseconds: 800_000_000)
+            Thread.sleep(forTimeInterval: 0.8)
             let again = try q.claim(queue: "bulk", limit: 5)
             #expect(again.map(\.id) == [jobs[0].id])
             #expect(again.first?.attempt == 2)
@@ -128,7 +133,7 @@ struct QueueTests {
             #expect(discarded.first?.lastError == "not an image: /archive/x.jpg")
             let completed = try q.list(state: .completed)
             #expect(completed.first?.errorCount == 1, "the transient error is kept on the job")
-        }
+        } }
     }
 
     @Test("Transient failures back off exponentially up to the cap, then the job is discarded")
@@ -172,6 +177,8 @@ struct QueueTests {
         try await withTestDatabase { db in
             let admin = try db.connect()
             try JobQueue(connection: admin, logger: logger).enqueue(noopJobs(2000))
+            // Each completion writes a result row in its transaction, as screening does; the key catches doubles.
+            try admin.query("CREATE TABLE results (job_id bigint PRIMARY KEY)")
             let workers = 4
             let results = try await onThreads(workers + 1) { w -> (completed: [Int64], reconnects: Int) in
                 let connection = try db.connect()
@@ -203,13 +210,19 @@ struct QueueTests {
                         Thread.sleep(forTimeInterval: 0.2)
                         continue
                     }
-                    for job in jobs where try queue.complete(job.lease) == .completed { completed.append(job.id) }
+                    for job in jobs {
+                        let outcome = try queue.complete(job.lease) { conn in
+                            try conn.query("INSERT INTO results VALUES ($1)", [job.id])
+                        }
+                        if outcome == .completed { completed.append(job.id) }
+                    }
                 }
                 return (completed, connection.reconnects)
             }
             let completed = results.prefix(workers).flatMap(\.completed)
             #expect(completed.count == 2000)
             #expect(Set(completed).count == 2000)
+            #expect(try admin.query("SELECT count(*) AS n FROM results").rows[0]["n"] == "2000")
             let kills = results[workers].reconnects
             let reconnects = results.prefix(workers).map(\.reconnects).reduce(0, +)
             #expect(kills >= workers, "the saboteur terminated backends")
@@ -266,4 +279,82 @@ struct QueueTests {
             #expect(throws: DatabaseError.self) { try JobState(parsing: "finished") }
         }
     }
+}
+
+@Suite("Keeping leases and waiting for work")
+struct LeaseKeeperTests {
+    let logger = TestPostgres.defaultLogger
+
+    @Test("A lease keeper's heartbeats outlast the lease; a rescued job is reported lost")
+    func keeperHoldsAndReportsLoss() async throws {
+        try await withTestDatabase { db in
+            let worker = JobQueue(connection: try db.connect(), worker: "busy", logger: logger)
+            try worker.enqueue((0..<2).map { NewJob(kind: "noop", queue: "bulk", uniqueKey: "k\($0)") })
+            let jobs = try worker.claim(queue: "bulk", limit: 2)
+            let lost = LostLeases()
+            let keeper = try LeaseKeeper(conninfo: db.conninfo, worker: "busy", interval: 0.2, logger: logger) { lost.add($0) }
+            defer { keeper.stop() }
+            keeper.hold(jobs.map(\.lease))
+
+            let other = JobQueue(connection: try db.connect(), worker: "other", logger: logger)
+            try await Task.sleep(nanoseconds: 1_500_000_000)
+            #expect(try other.rescueExpired(lease: 1.0) == 0, "beats keep both jobs")
+
+            // The operator discards one job: the keeper notices and reports it.
+            #expect(try other.discard(ids: [jobs[0].id], by: "operator") == [jobs[0].id])
+            try await Task.sleep(nanoseconds: 800_000_000)
+            #expect(lost.all == [jobs[0].lease])
+            #expect(keeper.heldLeases == [jobs[1].lease])
+            #expect(try worker.complete(jobs[1].lease) == .completed)
+        }
+    }
+
+    @Test("claimWaiting sleeps until work arrives and rescues expired jobs on the way")
+    func claimWaitingWakes() async throws {
+        try await withTestDatabase { db in
+            let worker = JobQueue(connection: try db.connect(), worker: "w", logger: logger)
+            try worker.listen()
+            let producer = try db.connect()
+            let started = Date()
+            let waitedBox = WaitedBox()
+            let got = try await onThreads(2) { i -> [Int64] in
+                if i == 1 {
+                    Thread.sleep(forTimeInterval: 0.5)
+                    try JobQueue(connection: producer, logger: logger).enqueue([NewJob(kind: "noop", queue: "bulk")])
+                    return []
+                }
+                let jobs = try worker.claimWaiting(queue: "bulk", limit: 4, lease: 60, pollInterval: 30)
+                waitedBox.set(Date().timeIntervalSince(started))
+                for job in jobs { _ = try worker.complete(job.lease) }
+                return jobs.map(\.id)
+            }
+            let waited = waitedBox.value
+            let jobs = try producer.query("""
+                SELECT id, attempt, attempted_by, created_at::text AS created, attempted_at::text AS attempted, now()::text AS now
+                FROM jobs ORDER BY id
+                """).rows.map { $0.values.map { $0 ?? "NULL" }.joined(separator: " ") }
+            #expect(got[0].count == 1)
+            #expect(jobs.count == 1, "jobs: \(jobs); producer reconnects \(producer.reconnects)")
+            #expect(waited < 15, "woken by NOTIFY, not by the 30 s poll; jobs: \(jobs); reconnects \(producer.reconnects)/\(worker.connection.reconnects)")
+            var polls = 0
+            #expect(try worker.claimWaiting(queue: "bulk", limit: 1, lease: 60, pollInterval: 0.1, shouldStop: {
+                polls += 1
+                return polls > 3
+            }).isEmpty)
+        }
+    }
+}
+
+final class LostLeases: @unchecked Sendable {
+    private let lock = NSLock()
+    private var leases: [JobLease] = []
+    func add(_ lease: JobLease) { lock.lock(); leases.append(lease); lock.unlock() }
+    var all: [JobLease] { lock.lock(); defer { lock.unlock() }; return leases }
+}
+
+final class WaitedBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var seconds = Double.infinity
+    func set(_ v: Double) { lock.lock(); seconds = v; lock.unlock() }
+    var value: Double { lock.lock(); defer { lock.unlock() }; return seconds }
 }

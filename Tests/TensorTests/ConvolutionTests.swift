@@ -59,3 +59,16 @@ func convolutionGradients(_ k: Int) {
     }
     #expect(errors.allSatisfy { $0 < 1e-2 }, "relative errors \(errors)")
 }
+
+@Test("bf16 inference convolution stays within bf16 rounding of the f32 result")
+func bf16Convolution() {
+    let x = randomTensor([1, 32, 12, 10], seed: 81)
+    let w = randomTensor([48, 32, 3, 3], blocked: false, seed: 82)
+    let b = randomTensor([48], blocked: false, seed: 83)
+    let engine = ComputeEngine()
+    let f32 = engine.convolution(x, weight: w, bias: b, padding: 1).values()
+    let bf16 = engine.convolution(x, weight: w, bias: b, padding: 1, constantWeights: true, relu: false, bf16: true).values()
+    let e = Tensor.relativeError(bf16, f32)
+    #expect(e < 1e-2, "relative error \(e)")
+    #expect(e > 0 || !engine.bf16Available, "bf16 ran in f32 although oneDNN offered bf16")
+}

@@ -122,3 +122,30 @@ func diceLoss() {
     let errors = gradientCheck([z], eps: 1e-3) { ops, t in ops.binaryDiceLoss(t[0], labels: labels) }
     #expect(errors[0] < 1e-2, "\(errors)")
 }
+
+@Test("Inference resize-concat (straight into channel blocks) equals resize then concat")
+func resizeConcatFastPath() {
+    let xs = [randomTensor([2, 16, 6, 9], seed: 61), randomTensor([2, 32, 3, 5], seed: 62), randomTensor([2, 20, 2, 3], seed: 63)]
+    let ops = Ops(engine: ComputeEngine())
+    let fast = ops.resizeConcat(xs, height: 6, width: 9)
+    let slow = ops.concat(xs.map { ops.resizeBilinear($0, height: 6, width: 9) })
+    #expect(fast.shape == slow.shape)
+    #expect(fast.values() == slow.values())
+}
+
+@Test("BatchNorm fused with residual add and ReLU agrees with finite differences and with the unfused ops")
+func batchNormResidualRelu() {
+    let inputs = [randomTensor([2, 20, 4, 5], seed: 71, scale: 2), randomTensor([20], blocked: false, seed: 72),
+                  randomTensor([20], blocked: false, seed: 73), randomTensor([2, 20, 4, 5], seed: 74)]
+    let errors = gradientCheck(inputs, training: true, eps: 1e-3) { ops, t in
+        ops.batchNorm(t[0], weight: t[1], bias: t[2], runningMean: Tensor(shape: [20]), runningVar: Tensor(shape: [20]),
+                      residual: t[3], relu: true)
+    }
+    #expect(errors.allSatisfy { $0 < 2e-2 }, "relative errors \(errors)")
+    let ops = Ops(engine: ComputeEngine(), training: true)
+    let fused = ops.batchNorm(inputs[0], weight: inputs[1], bias: inputs[2], runningMean: Tensor(shape: [20]),
+                              runningVar: Tensor(shape: [20]), residual: inputs[3], relu: true)
+    let plain = ops.relu(ops.add(ops.batchNorm(inputs[0], weight: inputs[1], bias: inputs[2], runningMean: Tensor(shape: [20]),
+                                               runningVar: Tensor(shape: [20])), inputs[3]))
+    #expect(fused.values() == plain.values())
+}

@@ -63,6 +63,9 @@ func killAndResume() throws {
     #expect(resumed.optimiser == straight.optimiser)
     #expect(resumed.rng == straight.rng)
     #expect(resumed.sampler == straight.sampler)
+    // Only the last two checkpoints are kept.
+    let kept = try FileManager.default.contentsOfDirectory(atPath: straightFolder.path).filter { $0.hasPrefix("iter_") }.sorted()
+    #expect(kept == ["iter_00000008.safetensors", "iter_00000012.safetensors"])
     // And the final checkpoints on disk agree.
     let a = try #require(try TrainingCheckpoint.latest(in: straightFolder)), b = try #require(try TrainingCheckpoint.latest(in: resumedFolderOf(resumed)))
     #expect(a == b)
@@ -77,6 +80,11 @@ func resumeOtherConfiguration() throws {
     defer { try? FileManager.default.removeItem(at: folder) }
     var first = try Trainer(model: ToyPixelModel(seed: 1), data: data, configuration: toyConfiguration(), checkpointFolder: folder, logger: logger)
     try first.run(stoppingAt: 4)
+    // Saving more or less often is not a different run.
+    var oftener = toyConfiguration()
+    oftener.checkpointInterval = 1
+    var third = try Trainer(model: ToyPixelModel(seed: 1), data: data, configuration: oftener, checkpointFolder: folder, logger: logger)
+    #expect(try third.resume() == 4)
     var other = toyConfiguration()
     other.seed = 1
     var second = try Trainer(model: ToyPixelModel(seed: 1), data: data, configuration: other, checkpointFolder: folder, logger: logger)

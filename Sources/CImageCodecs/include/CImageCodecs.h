@@ -58,6 +58,8 @@ typedef struct {
 /// JPEG decode. `scale_denominator` 1, 2, 4 or 8 (libjpeg-turbo DCT scaling). `max_pixels` refers to the full size.
 int fundus_decode_jpeg(const unsigned char *data, size_t size, int mode, int scale_denominator,
                        uint64_t max_pixels, fundus_decoded *out);
+/// The stored size of a JPEG (before EXIF orientation) from its header alone; 0 on success.
+int fundus_probe_jpeg(const unsigned char *data, size_t size, int *width, int *height);
 int fundus_decode_png(const unsigned char *data, size_t size, int mode, uint64_t max_pixels, fundus_decoded *out);
 /// TIFF decode (first directory): palette, bilevel, grey, RGB; none/LZW/deflate/PackBits/…; strips or tiles.
 int fundus_decode_tiff(const unsigned char *data, size_t size, int mode, uint64_t max_pixels, fundus_decoded *out);
@@ -67,6 +69,14 @@ int fundus_encode_png(const unsigned char *pixels, int width, int height, int ch
                       fundus_encoded *out);
 /// JPEG encode of 1 or 3 channel 8-bit pixels; `quality` 1…100.
 int fundus_encode_jpeg(const unsigned char *pixels, int width, int height, int channels, int quality,
+                       fundus_encoded *out);
+
+/// TIFF encode, for exports and test fixtures: 8-bit grey (1 channel) or RGB (3), or 1-bit (values > 0 set the
+/// bit). With `palette` (3 × 2^bits 16-bit entries: all reds, all greens, all blues) a palette image of indices.
+/// `compression`: libtiff's code (1 none, 5 LZW, 8 deflate, 32773 PackBits). `tile_size` 0 writes strips of
+/// `rows_per_strip` rows (0: one strip), else square tiles of that side (a multiple of 16).
+int fundus_encode_tiff(const unsigned char *pixels, int width, int height, int channels, int bits,
+                       const uint16_t *palette, int compression, int tile_size, int rows_per_strip,
                        fundus_encoded *out);
 
 void fundus_codecs_free(void *pointer);

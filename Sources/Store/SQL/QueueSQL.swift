@@ -79,6 +79,14 @@ enum QueueSQL {
         SELECT state::text AS state, attempt, attempted_by FROM jobs WHERE id = $1
         """
 
+    /// The state that attempt $2 of job $1 by worker $3 ended in, if it ended in failure (last error by that worker
+    /// for that attempt).
+    static let jobFailedState = """
+        SELECT state::text AS state, scheduled_at FROM jobs
+        WHERE id = $1 AND attempt = $2 AND attempted_by = $3 AND state IN ('retryable', 'discarded')
+              AND (errors[cardinality(errors)]) ->> 'worker' = $3 AND ((errors[cardinality(errors)]) ->> 'attempt')::integer = $2
+        """
+
     /// Running jobs whose heartbeat is older than $1 seconds go back to available (or discarded when their
     /// attempts are spent), the rescue noted in their errors and metadata. Returns the ids and new states.
     static let jobRescueExpired = """
@@ -111,7 +119,7 @@ enum QueueSQL {
         ORDER BY queue, state
         """
 
-    /// Up to $2 jobs in state $1 (NULL: any), newest first after $3 (id, NULL: from the top).
+    /// Up to $2 jobs in state $1 (NULL: any), oldest first.
     static let jobList = """
         SELECT id, kind, queue, state::text AS state, priority, attempt, max_attempts, args::text AS args, image_id,
                model_version_id, attempted_by, scheduled_at, attempted_at, finalized_at, unique_key,

@@ -1,0 +1,164 @@
+import Checkpoints
+import Foundation
+import Imaging
+import Lesions
+import Logging
+import Network
+import Store
+
+/// What `fundus-screen train` asks for.
+public struct TrainingRequest: Sendable {
+    /// Training set folder (IDRiD, DDR or nnU-Net layout).
+    public var data: URL
+    /// Validation set folder; without one the model is registered without figures (and promotion will refuse it).
+    public var validation: URL?
+    /// Weights to start from (fine-tuning); nil trains `architecture` from its initialisation.
+    public var initialWeights: URL?
+    public var architecture: ModelArchitecture?
+    public var configuration: TrainingConfiguration
+    /// Classes to train on (others are left out of the loss); nil: what the dataset annotates.
+    public var classes: Set<LesionClass>?
+    public var fieldOfViewCrop = true
+    /// Checkpoints of this run (resumed from when present).
+    public var workDirectory: URL
+    /// Where the finished model bundle (`<name>.safetensors` + `metadata.json`) goes.
+    public var modelDirectory: URL
+    /// The model version's name in the registry.
+    public var name: String
+    /// Also validate the active model on the same images, so promotion compares like with like.
+    public var validateActive = true
+    /// Log a progress line every this many iterations.
+    public var logInterval = 10
+
+    public init(data: URL, validation: URL?, initialWeights: URL?, architecture: ModelArchitecture?,
+                configuration: TrainingConfiguration, workDirectory: URL, modelDirectory: URL, name: String) {
+        self.data = data
+        self.validation = validation
+        self.initialWeights = initialWeights
+        self.architecture = architecture
+        self.configuration = configuration
+        self.workDirectory = workDirectory
+        self.modelDirectory = modelDirectory
+        self.name = name
+    }
+}
+
+public struct TrainingOutcome: Sendable {
+    public var weights: URL
+    public var card: ModelCard
+    public var metrics: ValidationMetrics
+    public var modelVersionID: Int64?
+    public var trainingRunID: Int64?
+}
+
+/// One retraining, top to bottom: data → network → training run row → train (resuming) → validate → save the
+/// bundle → register the candidate. Promotion is a separate, explicit step (`ModelRollout`).
+public enum TrainingSession {
+    public static func run(_ request: TrainingRequest, connection: Connection?, logger: Logger) throws -> TrainingOutcome {
+        // 1. Data.
+        let trainingSet = try LesionDataset.open(request.data, classes: request.classes, logger: logger)
+        var configuration = request.configuration
+        let validator = try request.validation.map {
+            try Validator(LesionDataset.open($0, logger: logger),
+                          normalisation: Normalisation(mean: configuration.mean, std: configuration.std),
+                          scale: ModelScale(longEdge: configuration.scaleLong, shortEdge: configuration.scaleShort), logger: logger)
+        }
+
+        // 2. Network: the starting weights, or a fresh one of the asked architecture.
+        let network: SegmentationModel
+        var startedFrom = "initialisation"
+        if let url = request.initialWeights {
+            let loaded = try WeightLoader.load(url)
+            if let asked = request.architecture, asked != loaded.architecture {
+                throw TrainingError(.configuration, "\(url.path) holds \(loaded.architecture.displayName), not the asked \(asked.displayName)")
+            }
+            network = try SegmentationModel(architecture: loaded.architecture, weights: loaded.tensors, weightsFile: url.path)
+            startedFrom = loaded.card.map { $0.version == $0.name ? $0.name : "\($0.name) \($0.version)" } ?? url.lastPathComponent
+        } else if let architecture = request.architecture {
+            network = try SegmentationModel(architecture: architecture)
+        } else {
+            throw TrainingError(.configuration, "give the network to train: --arch, or --from a model")
+        }
+        configuration.architecture = network.architecture
+        logger.info("training: \(network.architecture.displayName) from \(startedFrom) on \(trainingSet.samples.count) images, \(configuration.iterations) iterations, crop \(configuration.cropHeight)×\(configuration.cropWidth), batch \(configuration.batchSize)×\(configuration.accumulation)")
+
+        // 3. The run in the database.
+        let runs = connection.map { TrainingRuns(connection: $0) }
+        let runID = try runs?.start(architecture: network.architecture.displayName, configJSON: jsonText(configuration))
+        do {
+            // 4. Train, continuing from the last checkpoint of this work folder.
+            var trainer = try Trainer(model: NetworkModel(network), data: DatasetSamples(trainingSet, fieldOfViewCrop: request.fieldOfViewCrop, logger: logger),
+                                      configuration: configuration, checkpointFolder: request.workDirectory, logger: logger)
+            trainer.logInterval = max(1, request.logInterval)
+            try trainer.resume()
+            let losses = try trainer.run()
+
+            // 5. Validate the candidate, and the active model on the same images.
+            var metrics = ValidationMetrics()
+            if let validator {
+                let report = try validator.evaluate(trainer.model, label: request.name)
+                metrics = ValidationMetrics(validation: .init(set: validator.dataset.root.path, imageNames: validator.imageNames),
+                                            figures: Validator.figures(report))
+                if request.validateActive, let connection, let active = try ModelRegistry(connection: connection).active() {
+                    metrics.baseline = try baseline(active, validator: validator, logger: logger)
+                }
+                logger.info("validation: \(request.name): mAUPR \(fmt(metrics.figures["mAUPR"])) mIoU \(fmt(metrics.figures["mIoU"])) mAP \(fmt(metrics.figures["mAP"]))\(metrics.baseline.map { " (active \($0.model): mAUPR \(fmt($0.figures["mAUPR"])))" } ?? "")")
+            }
+
+            // 6. The bundle: weights + model card.
+            var card = ModelCard(name: request.name, version: request.name, architecture: network.architecture,
+                                 normalisation: .init(mean: configuration.mean.map(Double.init), std: configuration.std.map(Double.init)),
+                                 inputScale: .init(longEdge: configuration.scaleLong, shortEdge: configuration.scaleShort),
+                                 trainingData: "\(trainingSet.root.path) (\(trainingSet.layout.rawValue), \(trainingSet.samples.count) images, \(trainingSet.annotated.sorted().map(\.code).joined(separator: ",")))",
+                                 metrics: metrics.figures.filter { $0.value.isFinite })
+            card.changelog[request.name] = "trained \(configuration.iterations) iterations from \(startedFrom), seed \(configuration.seed), final loss \(fmt(losses.last.map(Double.init)))"
+            let weights = try WeightLoader.save(tensors: stableExport(network), card: card,
+                                                to: request.modelDirectory.appendingPathComponent(request.name))
+
+            // 7. Register the candidate.
+            var versionID: Int64?
+            if let connection {
+                let version = try ModelRegistry(connection: connection).register(
+                    name: request.name, architecture: network.architecture.displayName, weightsPath: weights.path,
+                    checksum: SHA256.hex(fileAt: weights), metricsJSON: metrics.json, trainingRunID: runID)
+                versionID = version.id
+                logger.info("registry: \(version.name) registered as candidate \(version.id)")
+            }
+            if let runID { try runs?.finish(id: runID, outcome: .succeeded, metricsJSON: metrics.json) }
+            return TrainingOutcome(weights: weights, card: card, metrics: metrics, modelVersionID: versionID, trainingRunID: runID)
+        } catch {
+            if let runID { try? runs?.finish(id: runID, outcome: .failed, error: "\(error)") }
+            throw error
+        }
+    }
+
+    /// The active model's figures on the validation images.
+    static func baseline(_ active: ModelVersion, validator: Validator, logger: Logger) throws -> ValidationMetrics.Baseline {
+        let loaded = try WeightLoader.load(URL(fileURLWithPath: active.weightsPath))
+        let model = NetworkModel(try SegmentationModel(architecture: loaded.architecture, weights: loaded.tensors, weightsFile: active.weightsPath))
+        var v = validator
+        if let n = loaded.card?.normalisation {
+            v = try Validator(validator.dataset, normalisation: Normalisation(mean: n.mean.map(Float.init), std: n.std.map(Float.init)),
+                              scale: validator.scale, logger: logger)
+        }
+        return .init(model: active.name, figures: Validator.figures(try v.evaluate(model, label: active.name)))
+    }
+
+    /// The weights with the architecture metadata in sorted-key JSON, so equal weights give byte-equal files (and
+    /// equal registry checksums): the engine's export writes the keys in hash order, which varies between runs.
+    static func stableExport(_ network: SegmentationModel) -> TensorFile {
+        var file = network.exportWeights()
+        if file.metadata[ModelWeights.architectureKey] != nil {
+            file.metadata[ModelWeights.architectureKey] = jsonText(network.architecture)
+        }
+        return file
+    }
+
+    static func jsonText<T: Encodable>(_ value: T) -> String {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        return (try? e.encode(value)).flatMap { String(data: $0, encoding: .utf8) } ?? "{}"
+    }
+
+    static func fmt(_ v: Double?) -> String { v.map { String(format: "%.4f", $0) } ?? "–" }
+}

@@ -1,0 +1,73 @@
+import Foundation
+import Imaging
+import Lesions
+import Logging
+
+/// Validation as the screening sees images and as the official code scores them: each photograph is prepared like a
+/// nightly job (field of view, square crop, model scale, normalisation), the network's probabilities are mapped back
+/// to the original pixels (8-bit, as the screening writes them), and `SegmentationEvaluation` counts them against the
+/// truth masks over every pixel of the original image — the official mAUPR/mIoU plus exact AP. One image at a
+/// time: no probability map of the whole set is ever held.
+public struct Validator: Sendable {
+    public let dataset: LesionDataset
+    public let normalisation: Normalisation
+    public let scale: ModelScale
+    let logger: Logger
+
+    public init(_ dataset: LesionDataset, normalisation: Normalisation, scale: ModelScale = .idrid, logger: Logger) throws(TrainingError) {
+        let missing = Set(LesionClass.allCases).subtracting(dataset.annotated)
+        guard missing.isEmpty else {
+            throw TrainingError(.dataset, "validation set \(dataset.root.path) does not annotate \(missing.sorted().map(\.code).joined(separator: ", ")); validation needs all four classes")
+        }
+        self.dataset = dataset
+        self.normalisation = normalisation
+        self.scale = scale
+        self.logger = logger
+    }
+
+    /// Names of the validation images (what the metrics' fingerprint identifies).
+    public var imageNames: [String] { dataset.samples.map(\.name) }
+
+    public func evaluate(_ model: some TrainableModel, label: String = "model") throws -> EvaluationReport {
+        var evaluation = SegmentationEvaluation(operatingThreshold: 0.5)
+        var options = PreparationOptions()
+        options.modelScale = scale
+        let started = Date()
+        for (i, sample) in dataset.samples.enumerated() {
+            let prepared = try Preparation.prepare(contentsOf: sample.image, options: options)
+            guard let input = prepared.input, let transform = prepared.transform else {
+                logger.warning("validation: \(sample.name) is ungradable (\(prepared.analysis.reasons.map(\.rawValue).joined(separator: ", "))); left out")
+                continue
+            }
+            let h = input.height, w = input.width, plane = h * w
+            let probabilities = try model.probabilities(normalisation.tensor(input), height: h, width: w)
+            let ow = prepared.decoded.originalWidth, oh = prepared.decoded.originalHeight
+            var scores: [LesionClass: ScorePlane] = [:]
+            for lesion in LesionClass.allCases {
+                let values = Array(probabilities[(lesion.rawValue * plane)..<((lesion.rawValue + 1) * plane)])
+                let original = transform.probabilityToOriginal(values, width: w, height: h)
+                scores[lesion] = try ScorePlane(width: original.width, height: original.height, probabilityBytes: original.bytes)
+            }
+            let truth = try OfficialM2MRF.overwrittenTruth(DatasetSamples.truthMasks(sample, width: ow, height: oh))
+            try evaluation.add(imageID: sample.name, scores: scores, truth: truth)
+            logger.info("validation: \(label) \(i + 1)/\(dataset.samples.count) \(sample.name) (\(String(format: "%.0f", Date().timeIntervalSince(started))) s)")
+        }
+        return evaluation.report()
+    }
+
+    /// The registry's figures from a report: official means, exact mAP, presence AUC, and per class.
+    public static func figures(_ report: EvaluationReport) -> [String: Double] {
+        var f: [String: Double] = [
+            "mAUPR": report.official.mAUPR, "mIoU": report.official.mIoU, "mF1": report.official.mF1,
+            "mPPV": report.official.mPPV, "mS": report.official.mS,
+        ]
+        if let v = report.meanAveragePrecision { f["mAP"] = v }
+        if let v = report.meanPresenceAUC { f["mPresenceAUC"] = v }
+        for c in report.classes {
+            f["AUPR." + c.code] = c.official.aupr
+            if let v = c.official.iou { f["IoU." + c.code] = v }
+            if let v = c.averagePrecision { f["AP." + c.code] = v }
+        }
+        return f
+    }
+}

@@ -1,0 +1,199 @@
+import ArgumentParser
+import Foundation
+import Lesions
+import Logging
+import Store
+import Tensor
+import Training
+
+/// `fundus-screen train`: train or fine-tune on an annotated set, validate with the official metrics, save the model
+/// bundle and register it as a candidate. A killed run started again with the same options resumes from its last
+/// checkpoint and ends with the same weights.
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train or fine-tune M2MRF-HRNetV2 on annotated images; validate; register the result as a candidate model.",
+        discussion: """
+        Datasets: IDRiD layout (images/ + masks/<CLS>/<image>_<CLS>.png|tif), DDR (image/ + label/<CLS>/), or \
+        nnU-Net (imagesTr/, labelsTr/, dataset.json). Classes a dataset does not annotate are left out of the loss. \
+        Defaults follow the official config: SGD lr 0.01 momentum 0.9 weight decay 5e-4, poly 0.9 to 1e-4, \
+        scale jitter 0.5–2.0, crop with cat_max_ratio 0.75, photometric distortion; plus flips and 90° rotations.
+        """
+    )
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: "Training set folder.") var data: String
+    @Option(help: "Validation set folder (all four classes annotated). Without it the model has no figures and promotion refuses it.")
+    var val: String?
+    @Option(help: "Start from this model: a registered version's name or id, 'active', or a weight file/folder.")
+    var from: String?
+    @Option(help: "Network to train from its initialisation: \(ArchitectureName.help).") var arch: String?
+    @Option(help: "Optimiser steps.") var iterations: Int
+    @Option(parsing: .upToNextOption, help: "Training crop, height width (default 960 960: the field-of-view square at the IDRiD scale).")
+    var crop: [Int] = [960, 960]
+    @Option(help: "Images per forward/backward pass.") var batch: Int = 1
+    @Option(help: "Passes summed into one optimiser step (effective batch = batch × accumulate; official 4).") var accumulate: Int = 1
+    @Option(help: "Random seed: the run is a function of it.") var seed: UInt64 = 0
+    @Option(help: "Base learning rate.") var lr: Double = 0.01
+    @Option(help: "Final learning rate of the poly schedule.") var minLr: Double = 1e-4
+    @Option(help: "Weight of a BCE term added to bdice (0: the official loss).") var bce: Float = 0
+    @Option(parsing: .upToNextOption, help: "Model scale, long edge and short edge (IDRiD 1440 960; DDR 1024 1024).")
+    var scale: [Int] = [1440, 960]
+    @Option(help: "Normalisation statistics: idrid or ddr.") var stats: String = "idrid"
+    @Option(help: "Train only on these classes, e.g. EX,HE (the others are left out of the loss).") var classes: String?
+    @Option(help: "Save the training state every this many iterations.") var checkpointEvery: Int = 500
+    @Option(help: "Log progress every this many iterations.") var logEvery: Int = 10
+    @Option(help: "Name of the model version (default train-<date>-<time>).") var name: String?
+    @Option(help: "Folder for checkpoints (default <state>/training/<name>); a run resumes from what is there.") var workDir: String?
+    @Option(help: "Folder for model bundles (default <state>/models).") var modelsDir: String?
+    @Flag(help: "Train on whole photographs instead of the field-of-view square.") var noFovCrop = false
+    @Flag(help: "No online flips and 90° rotations (the official code made them offline).") var noFlips = false
+    @Flag(help: "No photometric distortion.") var noPhotometric = false
+    @Flag(help: "Do not validate the active model alongside (promotion then needs figures on the same images).") var noBaseline = false
+
+    func validate() throws {
+        if arch == nil && from == nil { throw ValidationError("give --arch or --from") }
+        if let arch, ArchitectureName.parse(arch) == nil { throw ValidationError("unknown --arch '\(arch)': \(ArchitectureName.help)") }
+        if crop.count != 2 || crop.contains(where: { $0 < 1 }) { throw ValidationError("--crop takes two positive numbers: height width") }
+        if scale.count != 2 || scale.contains(where: { $0 < 1 }) { throw ValidationError("--scale takes two positive numbers: long short") }
+        if iterations < 1 || batch < 1 || accumulate < 1 { throw ValidationError("--iterations, --batch and --accumulate must be positive") }
+        if !["idrid", "ddr"].contains(stats) { throw ValidationError("--stats is idrid or ddr") }
+    }
+
+    func run() throws {
+        let logger = global.makeLogger("fundus-screen.train")
+        EngineThreads.configureBLASForEngine()
+        let location = DatabaseLocation.resolve(database: global.database, stateDirectory: global.stateDir.map { URL(fileURLWithPath: $0) })
+        let connection = try Database.connect(location, logger: logger)
+        let state = global.stateDir.map { URL(fileURLWithPath: $0) } ?? DatabaseLocation.defaultStateDirectory()
+
+        var configuration = TrainingConfiguration()
+        configuration.seed = seed
+        configuration.iterations = iterations
+        configuration.schedule = PolySchedule(baseLearningRate: lr, minimumLearningRate: minLr, maxIterations: iterations)
+        configuration.batchSize = batch
+        configuration.accumulation = accumulate
+        configuration.cropHeight = crop[0]
+        configuration.cropWidth = crop[1]
+        configuration.scaleLong = scale[0]
+        configuration.scaleShort = scale[1]
+        configuration.bceWeight = bce
+        configuration.checkpointInterval = checkpointEvery
+        configuration.flipsAndRotations = !noFlips
+        configuration.photometricDistortion = !noPhotometric
+        if stats == "ddr" {
+            configuration.mean = [81.205, 50.636, 21.216]
+            configuration.std = [76.252, 48.798, 21.625]
+        }
+
+        let modelName = name ?? "train-" + Self.timestamp()
+        var request = TrainingRequest(
+            data: URL(fileURLWithPath: data), validation: val.map { URL(fileURLWithPath: $0) },
+            initialWeights: try from.map { try Self.weights(of: $0, connection: connection) },
+            architecture: arch.flatMap(ArchitectureName.parse), configuration: configuration,
+            workDirectory: workDir.map { URL(fileURLWithPath: $0) } ?? state.appendingPathComponent("training/\(modelName)"),
+            modelDirectory: modelsDir.map { URL(fileURLWithPath: $0) } ?? state.appendingPathComponent("models"),
+            name: modelName)
+        request.fieldOfViewCrop = !noFovCrop
+        request.validateActive = !noBaseline
+        request.logInterval = logEvery
+        if let classes {
+            var set = Set<LesionClass>()
+            for code in classes.split(separator: ",") {
+                guard let c = LesionClass(code: String(code)) else { throw ValidationError("--classes: '\(code)' is not EX, HE, SE or MA") }
+                set.insert(c)
+            }
+            request.classes = set
+        }
+        let outcome = try TrainingSession.run(request, connection: connection, logger: logger)
+        print("model \(modelName): \(outcome.weights.path)")
+        if let id = outcome.modelVersionID { print("registered as candidate \(id)") }
+        for key in ["mAUPR", "mIoU", "mAP"] {
+            if let v = outcome.metrics.figures[key] {
+                let active = outcome.metrics.baseline.flatMap { b in b.figures[key].map { " (active \(b.model): " + String(format: "%.4f", $0) + ")" } } ?? ""
+                print("  \(key) " + String(format: "%.4f", v) + active)
+            }
+        }
+    }
+
+    /// A model reference: registry name or id, 'active', or a path.
+    static func weights(of reference: String, connection: Connection) throws -> URL {
+        let registry = ModelRegistry(connection: connection)
+        if reference == "active" {
+            guard let active = try registry.active() else { throw ValidationError("--from active: no model is active") }
+            return URL(fileURLWithPath: active.weightsPath)
+        }
+        if let version = try? ModelRollout(registry: registry).find(reference) { return URL(fileURLWithPath: version.weightsPath) }
+        guard FileManager.default.fileExists(atPath: reference) else {
+            throw ValidationError("--from '\(reference)' is neither a registered model version nor a file")
+        }
+        return URL(fileURLWithPath: reference)
+    }
+
+    static func timestamp() -> String {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = "yyyyMMdd-HHmmss"
+        return f.string(from: Date())
+    }
+}
+
+/// `fundus-screen model list`: the registry, newest last, with each version's validation figures.
+struct ModelList: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List model versions with their status and validation figures.")
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        let logger = global.makeLogger("fundus-screen.model")
+        let location = DatabaseLocation.resolve(database: global.database, stateDirectory: global.stateDir.map { URL(fileURLWithPath: $0) })
+        let versions = try ModelRegistry(connection: Database.connect(location, logger: logger)).list()
+        if versions.isEmpty { print("no model versions registered"); return }
+        func row(_ cells: [String]) -> String {
+            zip(cells, [5, 10, 28, 26, 8, 8, 8]).map { $0.padding(toLength: max($1, $0.count), withPad: " ", startingAt: 0) }.joined(separator: " ")
+        }
+        print(row(["id", "status", "name", "architecture", "mAUPR", "mIoU", "mAP"]))
+        for v in versions {
+            let m = ValidationMetrics.parse(v.metricsJSON).figures
+            func f(_ k: String) -> String { m[k].map { String(format: "%.4f", $0) } ?? "–" }
+            print(row(["\(v.id)", v.status.rawValue, v.name, v.architecture, f("mAUPR"), f("mIoU"), f("mAP")]))
+        }
+    }
+}
+
+/// `fundus-screen model promote ID`: make a candidate active when it validates better than the active model.
+struct ModelPromote: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "promote",
+        abstract: "Make a model version active if its validation metric beats the active one's (the next screening run uses it).")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Model version id or name.") var id: String
+    @Flag(help: "Promote even if it is not better.") var force = false
+    @Option(help: "Figure to compare (mAUPR, mIoU, mAP, …).") var metric: String = Promotion.defaultMetric
+
+    func run() throws {
+        let logger = global.makeLogger("fundus-screen.model")
+        let location = DatabaseLocation.resolve(database: global.database, stateDirectory: global.stateDir.map { URL(fileURLWithPath: $0) })
+        let rollout = ModelRollout(registry: ModelRegistry(connection: try Database.connect(location, logger: logger)), metric: metric)
+        let (decision, version) = try rollout.promote(id, force: force)
+        guard decision.promote else {
+            print("refused: \(decision.reason)")
+            throw ExitCode(3)
+        }
+        print("promoted \(version.name) (id \(version.id)): \(decision.reason)")
+    }
+}
+
+/// `fundus-screen model rollback`: re-activate the model that was active before the current one.
+struct ModelRollback: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "rollback", abstract: "Re-activate the previously active model version.")
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        let logger = global.makeLogger("fundus-screen.model")
+        let location = DatabaseLocation.resolve(database: global.database, stateDirectory: global.stateDir.map { URL(fileURLWithPath: $0) })
+        let (from, to) = try ModelRollout(registry: ModelRegistry(connection: try Database.connect(location, logger: logger))).rollback()
+        print("rolled back from \(from?.name ?? "none") to \(to.name) (id \(to.id))")
+    }
+}

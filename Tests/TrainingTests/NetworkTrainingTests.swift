@@ -1,0 +1,89 @@
+import Checkpoints
+import Foundation
+import Logging
+import Network
+import Testing
+@testable import Training
+
+private let logger = Logger(label: "test.training.network")
+
+/// Toy samples at a size the tiny M2MRF network accepts after the crop (64×64).
+private func networkSamples() -> InMemorySamples {
+    InMemorySamples(toySamples(3, seed: 5).map { s in
+        // 30×20 → 90×60 by repeating pixels, so crops of 64 hold blobs.
+        var rgb = [UInt8](), labels = [UInt8]()
+        for y in 0..<60 { for x in 0..<90 { let i = (y / 3) * 30 + x / 3; rgb += s.rgb[(3 * i)..<(3 * i + 3)]; labels.append(s.labels[i]) } }
+        return LabelledImage(name: s.name, width: 90, height: 60, rgb: rgb, labels: labels, annotated: [true, true, true, true])
+    })
+}
+
+private func networkConfiguration() -> TrainingConfiguration {
+    var c = TrainingConfiguration()
+    c.seed = 11
+    c.iterations = 6
+    c.schedule = PolySchedule(maxIterations: 6)
+    c.cropHeight = 64
+    c.cropWidth = 64
+    c.scaleLong = 96
+    c.scaleShort = 64
+    c.batchSize = 1
+    c.accumulation = 2
+    c.checkpointInterval = 2
+    c.architecture = .tinyFixture(variant: .C)
+    return c
+}
+
+@Test("M2MRF network: a run killed after a checkpoint and resumed ends with the same weights as an uninterrupted one")
+func networkKillAndResume() throws {
+    let data = networkSamples(), configuration = networkConfiguration()
+    let a = try temporaryFolder("netstraight"), b = try temporaryFolder("netkilled")
+    defer { for f in [a, b] { try? FileManager.default.removeItem(at: f) } }
+
+    var straight = try Trainer(model: NetworkModel(SegmentationModel(architecture: .tinyFixture(variant: .C))), data: data,
+                               configuration: configuration, checkpointFolder: a, logger: logger)
+    let losses = try straight.run()
+    #expect(losses.allSatisfy { $0.isFinite })
+
+    var killed = try Trainer(model: NetworkModel(SegmentationModel(architecture: .tinyFixture(variant: .C))), data: data,
+                             configuration: configuration, checkpointFolder: b, logger: logger)
+    try killed.run(stoppingAt: 3)   // checkpoint at 2; iteration 3 dies with the process
+
+    var resumed = try Trainer(model: NetworkModel(SegmentationModel(architecture: .tinyFixture(variant: .C))), data: data,
+                              configuration: configuration, checkpointFolder: b, logger: logger)
+    #expect(try resumed.resume() == 2)
+    try resumed.run()
+
+    let s = straight.model.state, r = resumed.model.state
+    #expect(s.names == r.names)
+    let differing = s.names.filter { s[$0] != r[$0] }
+    #expect(differing.isEmpty, "tensors that differ: \(differing.prefix(5))")
+    #expect(resumed.optimiser == straight.optimiser)
+    // The weights moved, and the batch-norm buffers with them.
+    let fresh = NetworkModel(try SegmentationModel(architecture: .tinyFixture(variant: .C))).state
+    #expect(s["decode_head.conv_seg.weight"] != fresh["decode_head.conv_seg.weight"])
+    #expect(s["decode_head.convs.0.bn.running_mean"] != fresh["decode_head.convs.0.bn.running_mean"])
+}
+
+@Test("M2MRF network: our bdice on the engine's resized logits matches the engine's own; partial labels train")
+func networkOwnLoss() throws {
+    var rng = TrainingRNG(seed: 4)
+    let n = 2, h = 64, w = 64
+    let images = (0..<(n * 3 * h * w)).map { _ in Float(rng.uniform(-1, 1)) }
+    let labels = (0..<(n * h * w)).map { i in UInt8((i / 97) % 5) }
+    let batch = TrainingBatch(count: n, height: h, width: w, images: images, labels: labels, annotated: [Bool](repeating: true, count: 8))
+    var official = NetworkModel(try SegmentationModel(architecture: .tinyFixture(variant: .C)))
+    var ours = NetworkModel(try SegmentationModel(architecture: .tinyFixture(variant: .C)))
+    ours.alwaysOwnLoss = true
+    let a = try official.trainingStep(batch, loss: LossSettings()), b = try ours.trainingStep(batch, loss: LossSettings())
+    #expect(abs(a.loss - b.loss) < 1e-5 * max(1, abs(a.loss)), "engine \(a.loss), ours \(b.loss)")
+    for name in ["decode_head.conv_seg.weight", "backbone.conv1.weight", "decode_head.conv_seg.bias"] {
+        let ga = try #require(a.gradients[name]), gb = try #require(b.gradients[name])
+        let scale = ga.map { abs($0) }.max()!
+        let worst = zip(ga, gb).map { abs($0 - $1) }.max()!
+        #expect(worst <= 1e-3 * scale, "\(name): worst difference \(worst), largest gradient \(scale)")
+    }
+    var partial = batch
+    partial.annotated = [true, true, false, false, true, false, true, true]
+    let p = try official.trainingStep(partial, loss: LossSettings(bceWeight: 0.5))
+    #expect(p.loss.isFinite && p.loss != a.loss)
+}

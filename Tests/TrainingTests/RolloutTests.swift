@@ -1,0 +1,54 @@
+import Foundation
+import Store
+import Testing
+import TestSupport
+@testable import Training
+
+private let zeros = String(repeating: "0", count: 64)
+
+private func register(_ registry: ModelRegistry, _ name: String, mAUPR: Double?) throws -> ModelVersion {
+    let set = ValidationMetrics.ValidationSet(set: "/val", imageNames: ["a", "b"])
+    let metrics = ValidationMetrics(validation: set, figures: mAUPR.map { ["mAUPR": $0] } ?? [:])
+    return try registry.register(name: name, architecture: "HRNetV2-W8 M2MRF-C", weightsPath: "/models/\(name)", checksum: zeros,
+                                 metricsJSON: metrics.json)
+}
+
+@Test("Registry: promote a better model, refuse a worse one unless forced, roll back to the previous active")
+func rollout() async throws {
+    try await withTestDatabase { db in
+        let registry = ModelRegistry(connection: try db.connect())
+        let rollout = ModelRollout(registry: registry)
+        _ = try register(registry, "v1", mAUPR: 0.50)
+        _ = try register(registry, "v2", mAUPR: 0.55)
+        _ = try register(registry, "v3", mAUPR: 0.40)
+
+        #expect(try rollout.promote("v1", force: false).decision.promote)           // nothing active yet
+        let better = try rollout.promote("v2", force: false)
+        #expect(better.decision.promote && better.version.status == .active)
+        let worse = try rollout.promote("v3", force: false)
+        #expect(!worse.decision.promote)
+        #expect(worse.decision.reason.contains("not better"))
+        #expect(try registry.active()?.name == "v2")
+
+        let back = try rollout.rollback()
+        #expect(back.from?.name == "v2" && back.to.name == "v1")
+        #expect(try registry.active()?.name == "v1")
+
+        let forced = try rollout.promote("3", force: true)                           // by id, forced
+        #expect(forced.decision.promote && forced.decision.reason.hasPrefix("forced"))
+        #expect(try registry.active()?.name == "v3")
+        #expect(throws: TrainingError.self) { try rollout.promote("v9", force: false) }
+    }
+}
+
+@Test("Rollback with no earlier active model is refused")
+func rollbackNothing() async throws {
+    try await withTestDatabase { db in
+        let registry = ModelRegistry(connection: try db.connect())
+        let rollout = ModelRollout(registry: registry)
+        #expect(throws: TrainingError.self) { try rollout.rollback() }
+        _ = try register(registry, "only", mAUPR: 0.5)
+        _ = try rollout.promote("only", force: false)
+        #expect(throws: TrainingError.self) { try rollout.rollback() }
+    }
+}

@@ -1,0 +1,89 @@
+import Checkpoints
+import Foundation
+import Imaging
+import Lesions
+import Logging
+import Store
+import Testing
+import TestSupport
+@testable import Training
+
+private let logger = Logger(label: "test.training.session")
+
+/// Writes a small synthetic fundus set in the IDRiD layout: 640×640 photographs with a dark surround, an orange
+/// field of view (radius 300), bright exudates and dark haemorrhages; SE and MA annotated, absent.
+private func syntheticSet(_ root: URL, images: Int, seed: UInt64) throws {
+    let fm = FileManager.default
+    for folder in ["images", "masks/EX", "masks/HE", "masks/SE", "masks/MA"] {
+        try fm.createDirectory(at: root.appendingPathComponent(folder), withIntermediateDirectories: true)
+    }
+    var rng = TrainingRNG(seed: seed)
+    let side = 640
+    for n in 0..<images {
+        var rgb = [UInt8](repeating: 0, count: 3 * side * side), ex = [UInt8](repeating: 0, count: side * side)
+        var he = ex
+        let blobs = (0..<12).map { _ in (x: 150 + rng.below(340), y: 150 + rng.below(340), r: 6 + rng.below(14), ex: rng.coin()) }
+        for y in 0..<side {
+            for x in 0..<side {
+                let i = y * side + x
+                let dx = x - 320, dy = y - 320
+                guard dx * dx + dy * dy < 300 * 300 else { continue }
+                var c = (180 + rng.below(20), 80 + rng.below(20), 30 + rng.below(10))
+                for b in blobs where (x - b.x) * (x - b.x) + (y - b.y) * (y - b.y) < b.r * b.r {
+                    if b.ex { c = (240, 230, 90); ex[i] = 255 } else { c = (90, 10, 5); he[i] = 255 }
+                }
+                rgb[3 * i] = UInt8(c.0); rgb[3 * i + 1] = UInt8(c.1); rgb[3 * i + 2] = UInt8(c.2)
+            }
+        }
+        let name = "S_\(n)"
+        try ImageCodec.encodePNG(Image(width: side, height: side, channels: 3, pixels: rgb)).write(to: root.appendingPathComponent("images/\(name).png"))
+        try ImageCodec.encodePNG(Image(width: side, height: side, channels: 1, pixels: ex)).write(to: root.appendingPathComponent("masks/EX/\(name)_EX.png"))
+        try ImageCodec.encodePNG(Image(width: side, height: side, channels: 1, pixels: he)).write(to: root.appendingPathComponent("masks/HE/\(name)_HE.png"))
+    }
+}
+
+@Test("A retraining session trains, validates against the active model, saves the bundle and registers a candidate")
+func session() async throws {
+    let root = try temporaryFolder("session")
+    defer { try? FileManager.default.removeItem(at: root) }
+    try syntheticSet(root.appendingPathComponent("train"), images: 2, seed: 1)
+    try syntheticSet(root.appendingPathComponent("val"), images: 1, seed: 2)
+    try await withTestDatabase { db in
+        let connection = try db.connect()
+        var configuration = TrainingConfiguration()
+        configuration.iterations = 2
+        configuration.schedule = PolySchedule(maxIterations: 2)
+        configuration.cropHeight = 64
+        configuration.cropWidth = 64
+        configuration.scaleLong = 128
+        configuration.scaleShort = 128
+        configuration.checkpointInterval = 1
+        func request(_ name: String, from: URL?, validate: Bool = true) -> TrainingRequest {
+            TrainingRequest(data: root.appendingPathComponent("train"), validation: validate ? root.appendingPathComponent("val") : nil,
+                            initialWeights: from, architecture: from == nil ? .tinyFixture(variant: .C) : nil,
+                            configuration: configuration, workDirectory: root.appendingPathComponent("work/\(name)"),
+                            modelDirectory: root.appendingPathComponent("models"), name: name)
+        }
+        let first = try TrainingSession.run(request("first", from: nil), connection: connection, logger: logger)
+        #expect(first.metrics.validation?.images == 1)
+        #expect(first.metrics.figures["mAUPR"] != nil && first.metrics.baseline == nil)
+        #expect(FileManager.default.fileExists(atPath: root.appendingPathComponent("models/first/metadata.json").path))
+        let registry = ModelRegistry(connection: connection)
+        _ = try ModelRollout(registry: registry).promote("first", force: false)
+
+        // Fine-tuning the active model validates it alongside, on the same images.
+        let second = try TrainingSession.run(request("second", from: first.weights), connection: connection, logger: logger)
+        #expect(second.metrics.baseline?.model == "first")
+        #expect(second.metrics.baseline?.figures["mAUPR"] == first.metrics.figures["mAUPR"])
+        let versions = try registry.list()
+        #expect(versions.map(\.name) == ["first", "second"])
+        #expect(versions[1].status == .candidate && versions[1].architecture == "HRNetV2-W8 M2MRF-C")
+        #expect(ValidationMetrics.parse(versions[1].metricsJSON) == second.metrics)
+        let card = try ModelCard.read(root.appendingPathComponent("models/second/metadata.json"))
+        #expect(card.changelog["second"]?.contains("from first") == true)
+        // Same seed, same start, same data: the same weights, bit for bit.
+        let again = try TrainingSession.run(request("second-again", from: first.weights, validate: false), connection: nil, logger: logger)
+        let a = try Safetensors.read(again.weights), b = try Safetensors.read(second.weights)
+        #expect(a.names == b.names && a.tensors == b.tensors)
+    }
+}
