@@ -83,14 +83,38 @@ public struct ModelArchitecture: Codable, Sendable, Equatable, Hashable {
         ])
     }
 
-    public static func w18Small(variant: Variant) -> ModelArchitecture {
-        ModelArchitecture(variant: variant, stages: [
+    public static func w18Small(variant: Variant) -> ModelArchitecture { small(width: 18, variant: variant) }
+
+    /// mmseg's HRNetV2-W18-small layout (2 blocks per branch; 1, 3 and 2 modules) at any width. Width 16 keeps every
+    /// branch a multiple of oneDNN's 16-channel blocks (18 pads to 32, wasting almost half of the first branch).
+    public static func small(width: Int, variant: Variant) -> ModelArchitecture {
+        let c = [width, width * 2, width * 4, width * 8]
+        return ModelArchitecture(variant: variant, stages: [
             Stage(modules: 1, block: .bottleneck, blocks: [2], channels: [64]),
-            Stage(modules: 1, block: .basic, blocks: [2, 2], channels: [18, 36]),
-            Stage(modules: 3, block: .basic, blocks: [2, 2, 2], channels: [18, 36, 72]),
-            Stage(modules: 2, block: .basic, blocks: [2, 2, 2, 2], channels: [18, 36, 72, 144]),
+            Stage(modules: 1, block: .basic, blocks: [2, 2], channels: Array(c[0..<2])),
+            Stage(modules: 3, block: .basic, blocks: [2, 2, 2], channels: Array(c[0..<3])),
+            Stage(modules: 2, block: .basic, blocks: [2, 2, 2, 2], channels: c),
         ])
     }
+
+    /// Architectures by the names users type: `<family>-<variant>`, family w48, w32, w18, w18-small, w16-small or
+    /// tiny (the parity-fixture size), variant plain, A, B, C or D: `w48-C` is the paper's best.
+    public static func named(_ text: String) -> ModelArchitecture? {
+        guard let dash = text.lastIndex(of: "-") else { return nil }
+        let v = String(text[text.index(after: dash)...])
+        guard let variant = Variant(rawValue: v.lowercased() == "plain" ? "plain" : v.uppercased()) else { return nil }
+        switch text[..<dash].lowercased() {
+        case "w48": return .w48(variant: variant)
+        case "w32": return .w32(variant: variant)
+        case "w18": return .w18(variant: variant)
+        case "w18-small", "w18small", "w18s": return .w18Small(variant: variant)
+        case "w16-small", "w16small", "w16s": return .small(width: 16, variant: variant)
+        case "tiny": return .tinyFixture(variant: variant)
+        default: return nil
+        }
+    }
+
+    public static let namesHelp = "w48-C (the paper's best), w48|w32|w18|w18-small|w16-small|tiny with -plain, -A, -B, -C or -D"
 
     public static func w18(variant: Variant) -> ModelArchitecture { hrnet(width: 18, variant: variant) }
     public static func w32(variant: Variant) -> ModelArchitecture { hrnet(width: 32, variant: variant) }

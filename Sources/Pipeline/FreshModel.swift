@@ -8,22 +8,10 @@ import Network
 public enum FreshModel {
     /// Architectures by the names users type: `w18-small-C`, `w18-C`, `w32-D`, `w48-C`, `w48-plain`, `tiny-C`.
     public static func architecture(named text: String) throws -> ModelArchitecture {
-        let parts = text.lowercased().split(separator: "-").map(String.init)
-        guard parts.count >= 2, let last = parts.last,
-              let variant = ModelArchitecture.Variant(rawValue: last) ?? ModelArchitecture.Variant(rawValue: last.uppercased())
-        else {
-            throw ScreeningRunError("architecture '\(text)': expected <family>-<variant>, e.g. w18-small-C (families " +
-                                    "w18-small, w18, w32, w48, tiny; variants plain, A, B, C, D)")
+        guard let architecture = ModelArchitecture.named(text) else {
+            throw ScreeningRunError("architecture '\(text)': expected <family>-<variant>: \(ModelArchitecture.namesHelp)")
         }
-        switch parts.dropLast().joined(separator: "-") {
-        case "w18-small", "w18small", "w18s": return .w18Small(variant: variant)
-        case "w18": return .w18(variant: variant)
-        case "w32": return .w32(variant: variant)
-        case "w48": return .w48(variant: variant)
-        case "tiny": return .tinyFixture(variant: variant)
-        default:
-            throw ScreeningRunError("architecture '\(text)': unknown family (w18-small, w18, w32, w48, tiny)")
-        }
+        return architecture
     }
 
     /// Writes the folder and returns the weight file. `prior`: every class starts at this probability (the

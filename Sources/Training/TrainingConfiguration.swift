@@ -55,22 +55,9 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     }
 }
 
-/// Architecture names the `train` command accepts: `<family>-<variant>`, family w48, w32, w18, w18-small or tiny
-/// (the parity-fixture size, for smoke tests), variant plain, A, B, C or D. "w48-C" is the paper's best.
+/// Architecture names the `train` command accepts (see `ModelArchitecture.named`).
 public enum ArchitectureName {
-    public static func parse(_ name: String) -> ModelArchitecture? {
-        guard let dash = name.lastIndex(of: "-"),
-              let variant = ModelArchitecture.Variant(rawValue: String(name[name.index(after: dash)...]).uppercased() == "PLAIN"
-                                                     ? "plain" : String(name[name.index(after: dash)...]).uppercased()) else { return nil }
-        switch name[..<dash].lowercased() {
-        case "w48": return .w48(variant: variant)
-        case "w32": return .w32(variant: variant)
-        case "w18": return .w18(variant: variant)
-        case "w18-small", "w18s": return .w18Small(variant: variant)
-        case "tiny": return .tinyFixture(variant: variant)
-        default: return nil
-        }
-    }
-
-    public static let help = "w48-C (the paper's best), w48|w32|w18|w18-small|tiny with -plain, -A, -B, -C or -D"
+    public static func parse(_ name: String) -> ModelArchitecture? { ModelArchitecture.named(name) }
+    public static let help = ModelArchitecture.namesHelp
 }
+

@@ -9,7 +9,8 @@ struct ModelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "model",
         abstract: "Inspect weight files, run the network on stored tensors, and manage model versions.",
-        subcommands: [ModelInspect.self, Forward.self, Gradients.self, Init.self, Time.self]
+        subcommands: [ModelInspect.self, ModelList.self, ModelPromote.self, ModelRollback.self, Init.self, Forward.self,
+                      Gradients.self, Time.self]
     )
 
     struct Forward: ParsableCommand {

@@ -62,6 +62,7 @@ struct ScreenCommand: ParsableCommand {
     func run() throws {
         let logger = global.makeLogger("fundus-screen.screen")
         EngineThreads.configureBLASForEngine()
+        EngineThreads.configureMemoryForEngine()
         let location = DatabaseLocation.resolve(database: global.database, stateDirectory: global.stateDir.map { URL(fileURLWithPath: $0) })
         let conninfo = try Database.conninfo(for: location, logger: logger)
         let connection = try Database.connect(location, logger: logger)

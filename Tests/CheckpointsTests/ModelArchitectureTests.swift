@@ -25,3 +25,14 @@ func codable() throws {
     let data = try JSONEncoder().encode(a)
     #expect(try JSONDecoder().decode(ModelArchitecture.self, from: data) == a)
 }
+
+@Test("Architecture names parse as users type them; unknown families and variants do not")
+func names() {
+    #expect(ModelArchitecture.named("w48-C") == .w48(variant: .C))
+    #expect(ModelArchitecture.named("W18-small-plain") == .w18Small(variant: .plain))
+    #expect(ModelArchitecture.named("w16-small-C")?.stages[3].channels == [16, 32, 64, 128])
+    #expect(ModelArchitecture.named("tiny-d") == .tinyFixture(variant: .D))
+    #expect(ModelArchitecture.named("resnet-C") == nil)
+    #expect(ModelArchitecture.named("w18-small-E") == nil)
+    #expect(ModelArchitecture.named("w48") == nil)
+}

@@ -1,4 +1,5 @@
 import Foundation
+import Imaging
 import Lesions
 import Logging
 import Testing
@@ -93,4 +94,25 @@ func sharedIDRiD() throws {
     #expect(d.annotated == Set(LesionClass.allCases))
     let withSE = d.samples.filter { if case let .masks(m) = $0.labels { m[.softExudate] != nil } else { false } }.map(\.name)
     #expect(withSE == ["IDRiD_03", "IDRiD_08", "IDRiD_13", "IDRiD_14"])
+}
+
+@Test("nnU-Net cases load: the index map becomes our merged labels, other labels background")
+func nnunetLoads() throws {
+    let root = try temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: root) }
+    for folder in ["imagesTr", "labelsTr"] {
+        try FileManager.default.createDirectory(at: root.appendingPathComponent(folder), withIntermediateDirectories: true)
+    }
+    let w = 6, h = 4
+    let rgb = (0..<(3 * w * h)).map { UInt8($0 % 256) }
+    let index: [UInt8] = (0..<(w * h)).map { UInt8($0 % 4) }   // 0 background, 1 EX, 2 MA, 3 optic disc
+    try ImageCodec.encodePNG(Image(width: w, height: h, channels: 3, pixels: rgb)).write(to: root.appendingPathComponent("imagesTr/c1_0000.png"))
+    try ImageCodec.encodePNG(Image(width: w, height: h, channels: 1, pixels: index)).write(to: root.appendingPathComponent("labelsTr/c1.png"))
+    try Data(#"{"labels": {"background": 0, "EX": 1, "microaneurysms": 2, "optic disc": 3}, "file_ending": ".png"}"#.utf8)
+        .write(to: root.appendingPathComponent("dataset.json"))
+    let samples = DatasetSamples(try LesionDataset.open(root, logger: logger), fieldOfViewCrop: false, logger: logger)
+    let s = try samples.load(0)
+    #expect(s.rgb == rgb)
+    #expect(s.labels == index.map { [0, 1, 4, 0][Int($0)] })
+    #expect(s.annotated == [true, false, false, true])
 }
