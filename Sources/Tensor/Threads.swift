@@ -11,6 +11,17 @@ public enum EngineThreads {
 
     public static var blasThreads: Int { Int(openblas_get_num_threads()) }
 
+    /// libgomp's default wait policy spins its threads between parallel regions, which on a loaded or small machine
+    /// burns the cores the other pipeline stages need. The policy is read once, when libgomp loads, so a process that
+    /// was started without `OMP_WAIT_POLICY` sets it and replaces itself (same arguments) before any engine work.
+    /// Set `OMP_WAIT_POLICY` yourself (e.g. `active`) to keep your choice.
+    public static func ensurePassiveWaitPolicy() {
+        guard ProcessInfo.processInfo.environment["OMP_WAIT_POLICY"] == nil else { return }
+        setenv("OMP_WAIT_POLICY", "passive", 1)
+        execv("/proc/self/exe", CommandLine.unsafeArgv)
+        // execv returned: it failed; carry on with the default policy.
+    }
+
     /// Keeps large activation buffers in malloc's heap instead of fresh mmaps: every mmap'd buffer costs page faults
     /// and kernel zeroing on each pass, and an inference pass allocates gigabytes in total. Freed memory stays
     /// mapped up to `retainBytes` for the next pass.

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Checkpoints
 import Network
+import Tensor
 
 /// `fundus-screen bench`: inference speed of W48 M2MRF-C with random weights (release builds; asserts nothing).
 struct BenchCommand: ParsableCommand {
@@ -19,6 +20,7 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Split the profiled run by convolution shape, not only by layer kind.") var shapes = false
 
     func run() throws {
+        EngineThreads.ensurePassiveWaitPolicy()
         guard let v = ModelArchitecture.Variant(rawValue: variant) else {
             throw ValidationError("unknown variant '\(variant)': plain, A, B, C or D")
         }

@@ -21,6 +21,7 @@ struct ModelCommand: ParsableCommand {
         @Option(help: "safetensors file to write.") var output: String
 
         func run() throws {
+            EngineThreads.ensurePassiveWaitPolicy()
             EngineThreads.configureBLASForEngine()
             EngineThreads.configureMemoryForEngine()
             let model = try ModelWeights.model(from: URL(fileURLWithPath: weights))
@@ -42,6 +43,7 @@ struct ModelCommand: ParsableCommand {
         @Option(help: "safetensors file to write.") var output: String
 
         func run() throws {
+            EngineThreads.ensurePassiveWaitPolicy()
             EngineThreads.configureBLASForEngine()
             EngineThreads.configureMemoryForEngine()
             let model = try ModelWeights.model(from: URL(fileURLWithPath: weights))

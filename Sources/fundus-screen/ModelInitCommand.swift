@@ -22,6 +22,7 @@ extension ModelCommand {
         var prior = 0.01
 
         func run() throws {
+            EngineThreads.ensurePassiveWaitPolicy()
             EngineThreads.configureBLASForEngine()
             let architecture = try FreshModel.architecture(named: arch)
             let weights = try FreshModel.create(architecture: architecture, name: name ?? "untrained-\(arch)",
@@ -46,6 +47,7 @@ extension ModelCommand {
         @Option(help: "Timed runs (after one warm-up).") var runs = 3
 
         func run() throws {
+            EngineThreads.ensurePassiveWaitPolicy()
             let architecture = try weights.map { try WeightLoader.load(URL(fileURLWithPath: $0)).architecture }
                 ?? FreshModel.architecture(named: arch)
             let report = try NetworkBenchmark.run(architecture: architecture, height: height, width: width, runs: runs) {

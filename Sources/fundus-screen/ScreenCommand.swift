@@ -61,6 +61,7 @@ struct ScreenCommand: ParsableCommand {
 
     func run() throws {
         let logger = global.makeLogger("fundus-screen.screen")
+        EngineThreads.ensurePassiveWaitPolicy()
         EngineThreads.configureBLASForEngine()
         EngineThreads.configureMemoryForEngine()
         let location = DatabaseLocation.resolve(database: global.database, stateDirectory: global.stateDir.map { URL(fileURLWithPath: $0) })
