@@ -31,7 +31,7 @@ echo "nightly: $started importing new images from $ARCHIVE_ROOT"
 "$BIN" archive import "$ARCHIVE_ROOT"
 echo "nightly: screening"
 "$BIN" screen --masks "$OUT/masks" --concurrency "$CONCURRENCY"
-if "$BIN" report --help >/dev/null 2>&1; then
+if "$BIN" --help | grep -qE "^  report( |$)"; then
     echo "nightly: writing reports"
     "$BIN" report --since "$started" -o "$OUT/reports"
 fi

@@ -60,13 +60,16 @@ public final class QueueJobSource: JobSource, @unchecked Sendable {
     private let failQueue: JobQueue
     private let failLock = NSLock()
     private let queueName: String
+    /// Only jobs queued for this model version are claimed.
+    private let modelVersionID: Int64?
     private let leaseSeconds: Double
     private let logger: Logger
 
     /// `leaseSeconds`: how long a job may go without a heartbeat before its worker is presumed dead and it is
     /// handed to another (`WorkerSettings.leaseSeconds`).
     public init(makeConnection: () throws -> Connection, queue: String = JobQueue.screeningQueue, worker: String,
-                leaseSeconds: Double = 60, logger: Logger) throws {
+                modelVersionID: Int64? = nil, leaseSeconds: Double = 60, logger: Logger) throws {
+        self.modelVersionID = modelVersionID
         claimQueue = JobQueue(connection: try makeConnection(), worker: worker, logger: logger)
         beatQueue = JobQueue(connection: try makeConnection(), worker: worker, logger: logger)
         failQueue = JobQueue(connection: try makeConnection(), worker: worker, logger: logger)
@@ -79,7 +82,7 @@ public final class QueueJobSource: JobSource, @unchecked Sendable {
     public func claim(max: Int) throws -> [ScreeningJob] {
         // Leases of workers that died are handed back first, so their images are not left waiting for an operator.
         try claimQueue.rescueExpired(lease: leaseSeconds)
-        let jobs = try claimQueue.claim(queue: queueName, limit: max)
+        let jobs = try claimQueue.claim(queue: queueName, limit: max, modelVersionID: modelVersionID)
         let archive = Archive(connection: claimQueue.connection)
         var out: [ScreeningJob] = []
         for job in jobs {

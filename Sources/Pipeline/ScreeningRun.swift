@@ -160,7 +160,7 @@ public enum ScreeningRun {
         let stages = ScreeningStages(model: model.model, modelVersionID: model.version.id, options: options,
                                      finishConnection: try connect(), worker: worker, clock: clock, logger: logger)
         let source = try QueueJobSource(makeConnection: connect, queue: queue, worker: worker,
-                                        leaseSeconds: settings.leaseSeconds, logger: logger)
+                                        modelVersionID: model.version.id, leaseSeconds: settings.leaseSeconds, logger: logger)
         // A worker killed mid-write leaves its temporary file beside the mask it was writing; the mask itself is
         // either the old one or absent (the write renames into place), and the job comes back to be redone.
         StaleTemporaryFiles.remove(under: options.masksDirectory, logger: logger)

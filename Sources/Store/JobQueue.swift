@@ -81,9 +81,11 @@ public struct JobQueue: Sendable {
 
     /// Claims up to `limit` jobs of `queue` (the worker's free slots, so it never hoards). If the connection drops
     /// after the server claimed but before the answer arrived, those jobs come back through `rescueExpired`.
-    public func claim(queue: String = JobQueue.screeningQueue, limit: Int) throws -> [Job] {
+    /// With `modelVersionID`, only jobs queued for that model version: a worker never screens an image for a model
+    /// it has not loaded.
+    public func claim(queue: String = JobQueue.screeningQueue, limit: Int, modelVersionID: Int64? = nil) throws -> [Job] {
         guard limit > 0 else { return [] }
-        let result = try connection.query(QueueSQL.jobClaim, [queue, worker, limit], name: "JobClaim")
+        let result = try connection.query(QueueSQL.jobClaim, [queue, worker, limit, modelVersionID], name: "JobClaim")
         return try result.rows.map { row in
             Job(id: try row.decode("id"), kind: try row.decode("kind"), queue: try row.decode("queue"),
                 priority: try row.decode("priority"), attempt: try row.decode("attempt"),

@@ -27,6 +27,27 @@ struct FindingsTests {
             ])
     }
 
+    @Test("A worker claims only the jobs queued for the model version it has loaded")
+    func claimByModelVersion() async throws {
+        try await withTestDatabase { db in
+            let c = try db.connect()
+            let images = try Archive(connection: c).add([
+                NewImage(path: "/archive/P1_R.jpg", patientID: "P1", laterality: .right, checksum: sum, sizeBytes: 100),
+                NewImage(path: "/archive/P1_L.jpg", patientID: "P1", laterality: .left, checksum: sum, sizeBytes: 100),
+            ])
+            let registry = ModelRegistry(connection: c)
+            let x = try registry.register(name: "x", architecture: "a", weightsPath: "/x", checksum: sum)
+            let y = try registry.register(name: "y", architecture: "a", weightsPath: "/y", checksum: sum)
+            let queue = JobQueue(connection: c, worker: "w", logger: logger)
+            #expect(try queue.enqueueScreening(imageIDs: [images["/archive/P1_R.jpg"]!], modelVersionID: x.id) == 1)
+            #expect(try queue.enqueueScreening(imageIDs: [images["/archive/P1_L.jpg"]!], modelVersionID: y.id) == 1)
+            let forY = try queue.claim(limit: 10, modelVersionID: y.id)
+            #expect(forY.map(\.modelVersionID) == [y.id])
+            #expect(try queue.claim(limit: 10, modelVersionID: y.id).isEmpty)
+            #expect(try queue.claim(limit: 10).map(\.modelVersionID) == [x.id])
+        }
+    }
+
     @Test("Completing a screening job writes its findings in the same transaction; re-screening replaces them")
     func completeWritesFindings() async throws {
         try await withTestDatabase { db in

@@ -31,6 +31,7 @@ enum QueueSQL {
         WITH picked AS (
             SELECT id FROM jobs
             WHERE state IN ('available', 'retryable') AND queue = $1 AND scheduled_at <= now()
+              AND ($4::bigint IS NULL OR model_version_id = $4)
             ORDER BY priority, scheduled_at, id
             LIMIT $3
             FOR UPDATE SKIP LOCKED
