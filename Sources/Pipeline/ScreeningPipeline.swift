@@ -25,6 +25,14 @@ public struct ScreeningOptions: Sendable {
     public var preparation = PreparationOptions()
     public var normalisation = Normalisation.idrid
     public var rule = ScreeningRule.lesionPresenceV1
+    /// Whole image as the official test mode, or overlapping tiles blended with Gaussian weights (for a memory
+    /// budget or inputs larger than the model scale). `overlap` is a fraction of the tile side.
+    public var tiling: Tiling = .whole
+
+    public enum Tiling: Sendable, Equatable {
+        case whole
+        case tiles(size: Int, overlap: Double)
+    }
 
     public init(masksDirectory: URL) { self.masksDirectory = masksDirectory }
 }
@@ -183,12 +191,38 @@ public struct ScreeningStages: Sendable {
     /// The network, on the one thread the model owns.
     func infer(_ p: PreparedImage) throws(StageError) -> InferredImage {
         guard let input = p.input else { return InferredImage(prepared: p, probabilities: []) }
+        let (w, h) = p.inputSize
         do {
-            let probs = try model.probabilities(Tensor(input, shape: [1, 3, p.inputSize.height, p.inputSize.width]))
-            return InferredImage(prepared: p, probabilities: probs.values())
+            guard case .tiles(let size, let overlap) = options.tiling, size < max(w, h) else {
+                let probs = try model.probabilities(Tensor(input, shape: [1, 3, h, w]))
+                return InferredImage(prepared: p, probabilities: probs.values())
+            }
+            return InferredImage(prepared: p, probabilities: try Self.tiledProbabilities(
+                model: model, input: input, width: w, height: h, size: size, overlap: overlap))
         } catch {
             throw StageError(stage: "infer", message: "\(error)", permanent: false)
         }
+    }
+
+    /// Probabilities [4, h, w] from overlapping tiles of the planar input [3, h, w], blended with Gaussian weights.
+    static func tiledProbabilities(model: SegmentationModel, input: [Float], width w: Int, height h: Int, size: Int,
+                                   overlap: Double) throws -> [Float] {
+        let tw = min(size, w), th = min(size, h)
+        let plan = TilePlan(width: w, height: h, tileWidth: tw, tileHeight: th,
+                            overlap: max(0, min(size - 1, Int((Double(size) * overlap).rounded()))))
+        var blender = TileBlender(plan: plan, channels: model.architecture.numClasses)
+        for (index, tile) in plan.tiles.enumerated() {
+            var patch = [Float](repeating: 0, count: 3 * tile.width * tile.height)
+            for c in 0..<3 {
+                for y in 0..<tile.height {
+                    let src = (c * h + tile.y + y) * w + tile.x, dst = (c * tile.height + y) * tile.width
+                    for x in 0..<tile.width { patch[dst + x] = input[src + x] }
+                }
+            }
+            let probs = try model.probabilities(Tensor(patch, shape: [1, 3, tile.height, tile.width]))
+            blender.add(tile: index, values: probs.values())
+        }
+        return blender.result()
     }
 
     /// Masks, statistics, overlay; then findings and completion in one transaction.

@@ -32,6 +32,15 @@ struct ScreenCommand: ParsableCommand {
     @Flag(name: .long, help: "Do not write overlay images.")
     var noOverlays = false
 
+    @Flag(name: .long, help: "Whole image through the network, as the official test mode (the default).")
+    var whole = false
+
+    @Option(name: .long, help: "Tiles of this side (pixels at the model scale) instead of the whole image.")
+    var tile: Int?
+
+    @Option(name: .long, help: "Tile overlap as a fraction of the tile side.")
+    var overlap: Double = 0.25
+
     @Option(name: .long, help: "Images in flight at once (memory ≈ this × 160 MB for 4288×2848 photographs).")
     var concurrency: Int = 3
 
@@ -56,6 +65,9 @@ struct ScreenCommand: ParsableCommand {
     func validate() throws {
         if (input == nil) != (output == nil) { throw ValidationError("-i and -o go together") }
         if concurrency < 1 { throw ValidationError("--concurrency must be at least 1") }
+        if whole && tile != nil { throw ValidationError("--whole and --tile exclude each other") }
+        if let tile, tile < 32 { throw ValidationError("--tile must be at least 32 pixels") }
+        if !(0..<0.9).contains(overlap) { throw ValidationError("--overlap must be in [0, 0.9)") }
         if !(lease >= 1) { throw ValidationError("--lease must be at least 1 second") }
     }
 
@@ -85,6 +97,7 @@ struct ScreenCommand: ParsableCommand {
         var options = ScreeningOptions(masksDirectory: masksDir)
         options.saveProbabilities = saveProbabilities
         options.writeOverlays = !noOverlays
+        if let tile { options.tiling = .tiles(size: tile, overlap: overlap) }
         var settings = WorkerSettings()
         settings.slots = concurrency
         settings.limit = limit

@@ -1,0 +1,26 @@
+import Checkpoints
+import Foundation
+import Network
+import Tensor
+import Testing
+import TestSupport
+@testable import Pipeline
+
+@Test("Tiled inference: one tile covering the input is the whole-image result; overlapping tiles cover every pixel",
+      .enabled(if: SharedFixtures.available, Comment(rawValue: SharedFixtures.skipReason)))
+func tiledInference() throws {
+    let loaded = try WeightLoader.load(SharedFixtures.parity.appendingPathComponent("tiny_m2mrf_C.pth"))
+    let model = try SegmentationModel(architecture: loaded.architecture, weights: loaded.tensors)
+    let (w, h) = (96, 64)
+    var rng = SystemRandomNumberGenerator()
+    let input = (0..<(3 * w * h)).map { _ in Float.random(in: -2...2, using: &rng) }
+    let whole = try model.probabilities(Tensor(input, shape: [1, 3, h, w])).values()
+
+    let single = try ScreeningStages.tiledProbabilities(model: model, input: input, width: w, height: h, size: 96, overlap: 0.25)
+    #expect(Tensor.relativeError(single, whole) < 1e-6)
+
+    let tiled = try ScreeningStages.tiledProbabilities(model: model, input: input, width: w, height: h, size: 48, overlap: 0.25)
+    #expect(tiled.count == whole.count)
+    #expect(tiled.allSatisfy { $0 > 0 && $0 < 1 })  // every pixel covered by some tile: probabilities, never the 0 of a gap
+    #expect(Tensor.relativeError(tiled, whole) < 0.5)  // the same network on overlapping views: close, not equal
+}
