@@ -11,6 +11,14 @@ public enum EngineThreads {
 
     public static var blasThreads: Int { Int(openblas_get_num_threads()) }
 
+    /// Everything a command-line process that runs the network sets up first: passive OpenMP waiting (may re-exec),
+    /// single-threaded OpenBLAS, and malloc keeping activation buffers mapped between passes.
+    public static func configureProcessForEngine() {
+        ensurePassiveWaitPolicy()
+        configureBLASForEngine()
+        configureMemoryForEngine()
+    }
+
     /// libgomp's default wait policy spins its threads between parallel regions, which on a loaded or small machine
     /// burns the cores the other pipeline stages need. The policy is read once, when libgomp loads, so a process that
     /// was started without `OMP_WAIT_POLICY` sets it and replaces itself (same arguments) before any engine work.

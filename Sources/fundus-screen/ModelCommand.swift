@@ -21,9 +21,7 @@ struct ModelCommand: ParsableCommand {
         @Option(help: "safetensors file to write.") var output: String
 
         func run() throws {
-            EngineThreads.ensurePassiveWaitPolicy()
-            EngineThreads.configureBLASForEngine()
-            EngineThreads.configureMemoryForEngine()
+            EngineThreads.configureProcessForEngine()
             let model = try ModelWeights.model(from: URL(fileURLWithPath: weights))
             let file = try Safetensors.read(URL(fileURLWithPath: input))
             let x = try file.require("input", in: input)
@@ -43,9 +41,7 @@ struct ModelCommand: ParsableCommand {
         @Option(help: "safetensors file to write.") var output: String
 
         func run() throws {
-            EngineThreads.ensurePassiveWaitPolicy()
-            EngineThreads.configureBLASForEngine()
-            EngineThreads.configureMemoryForEngine()
+            EngineThreads.configureProcessForEngine()
             let model = try ModelWeights.model(from: URL(fileURLWithPath: weights))
             let file = try Safetensors.read(URL(fileURLWithPath: input))
             let x = try file.require("train.input", in: input)

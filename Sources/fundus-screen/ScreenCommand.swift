@@ -73,9 +73,7 @@ struct ScreenCommand: ParsableCommand {
 
     func run() throws {
         let logger = global.makeLogger("fundus-screen.screen")
-        EngineThreads.ensurePassiveWaitPolicy()
-        EngineThreads.configureBLASForEngine()
-        EngineThreads.configureMemoryForEngine()
+        EngineThreads.configureProcessForEngine()
         let location = DatabaseLocation.resolve(database: global.database, stateDirectory: global.stateDir.map { URL(fileURLWithPath: $0) })
         let conninfo = try Database.conninfo(for: location, logger: logger)
         let connection = try Database.connect(location, logger: logger)
