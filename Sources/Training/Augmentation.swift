@@ -48,7 +48,13 @@ public struct TrainingAugmentation: Sendable {
         let c = configuration
         var image = Self.rescale(sample, long: c.scaleLong, short: c.scaleShort, ratio: rng.uniform(c.ratioRange[0], c.ratioRange[1]))
         if c.flipsAndRotations { image = Self.orient(image, Orientation(rawValue: rng.below(6))!) }
-        image = Self.randomCrop(image, height: c.cropHeight, width: c.cropWidth, catMaxRatio: c.catMaxRatio, rng: &rng)
+        // The extra draw happens only when lesion-centred crops are on, so the official stream stays as it was.
+        if let p = c.lesionCropProbability, p > 0, rng.unit() < p,
+           let centred = Self.lesionCentredCrop(image, height: c.cropHeight, width: c.cropWidth, rng: &rng) {
+            image = centred
+        } else {
+            image = Self.randomCrop(image, height: c.cropHeight, width: c.cropWidth, catMaxRatio: c.catMaxRatio, rng: &rng)
+        }
         if c.photometricDistortion { PhotometricDistortion().apply(&image.rgb, rng: &rng) }
         return image
     }
@@ -132,9 +138,34 @@ public struct TrainingAugmentation: Sendable {
                 box = draw(&rng)
             }
         }
+        return cut(s, y: box.y, x: box.x, height: h, width: w)
+    }
+
+    /// A crop around a lesion pixel: a label value among the annotated classes present is drawn uniformly, then one
+    /// of its pixels, then the crop's position so that pixel lies uniformly inside it (clamped to the image).
+    /// Nil when the image has no annotated lesion pixel (the caller draws a random crop instead).
+    public static func lesionCentredCrop(_ s: LabelledImage, height ch: Int, width cw: Int, rng: inout TrainingRNG) -> LabelledImage? {
+        var counts = [Int](repeating: 0, count: 5)
+        for v in s.labels where v >= 1 && v <= 4 { counts[Int(v)] += 1 }
+        let present = (1...4).filter { counts[$0] > 0 && s.annotated[$0 - 1] }
+        guard !present.isEmpty else { return nil }
+        let value = UInt8(present[rng.below(present.count)])
+        var k = rng.below(counts[Int(value)]), at = 0
+        for (i, v) in s.labels.enumerated() where v == value {
+            if k == 0 { at = i; break }
+            k -= 1
+        }
+        let h = min(ch, s.height), w = min(cw, s.width)
+        let py = at / s.width, px = at % s.width
+        let y = min(max(py - rng.below(h), 0), s.height - h)
+        let x = min(max(px - rng.below(w), 0), s.width - w)
+        return cut(s, y: y, x: x, height: h, width: w)
+    }
+
+    static func cut(_ s: LabelledImage, y y0: Int, x x0: Int, height h: Int, width w: Int) -> LabelledImage {
         var rgb = [UInt8](repeating: 0, count: 3 * w * h), labels = [UInt8](repeating: 0, count: w * h)
         for y in 0..<h {
-            let src = (box.y + y) * s.width + box.x
+            let src = (y0 + y) * s.width + x0
             labels.replaceSubrange(y * w ..< (y + 1) * w, with: s.labels[src ..< src + w])
             rgb.replaceSubrange(3 * y * w ..< 3 * (y + 1) * w, with: s.rgb[3 * src ..< 3 * (src + w)])
         }

@@ -37,13 +37,19 @@ public struct LabelledSample: Sendable, Equatable {
 /// Unlike the official `prepare_labels.py`, which silently skipped mask files whose names did not match and so
 /// produced all-black labels, a mask that matches no image is an error naming the file.
 public struct LesionDataset: Sendable {
-    public enum Layout: String, Sendable, Codable { case idrid, ddr, nnunet }
+    public enum Layout: String, Sendable, Codable { case idrid, ddr, nnunet, database }
 
     public var root: URL
     public var layout: Layout
     public var samples: [LabelledSample]
-    /// The classes the dataset annotates (every sample here shares them).
+    /// The classes the dataset annotates (for a folder every sample shares them; for database annotations, the
+    /// classes any image annotates: each sample says its own).
     public var annotated: Set<LesionClass>
+    /// Where the set came from, when it is not a folder (e.g. "database annotations (train)").
+    public var origin: String?
+
+    /// The folder, or where the set came from: for messages and model cards.
+    public var source: String { origin ?? root.path }
 
     static let imageExtensions: Set<String> = ["jpg", "jpeg", "png", "tif", "tiff"]
     static let maskExtensions: Set<String> = ["png", "tif", "tiff"]
@@ -74,6 +80,51 @@ public struct LesionDataset: Sendable {
             return narrowed
         }
         return dataset
+    }
+
+    /// The samples named in `names` (image stems, e.g. `IDRiD_01`), in the order given; an unknown name is an error
+    /// that lists what the folder holds, so a typo never trains on fewer images than asked.
+    public func selecting(_ names: [String]) throws(TrainingError) -> LesionDataset {
+        let byName = Dictionary(samples.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        var chosen: [LabelledSample] = [], seen = Set<String>()
+        for name in names where seen.insert(name).inserted {
+            guard let sample = byName[name] else {
+                let known = samples.map(\.name)
+                throw TrainingError(.dataset, "\(source) has no image '\(name)' (it holds \(known.prefix(8).joined(separator: ", "))\(known.count > 8 ? ", … \(known.count) in all" : ""))")
+            }
+            chosen.append(sample)
+        }
+        guard !chosen.isEmpty else { throw TrainingError(.dataset, "no images selected from \(source)") }
+        var subset = self
+        subset.samples = chosen
+        return subset
+    }
+
+    /// Expands a selection such as `IDRiD_01-IDRiD_10,IDRiD_13`: commas separate items; `A-B` is every name from A
+    /// to B by numeric suffix (same prefix; zero-padded when both ends have one width), `A` alone is itself.
+    public static func expandSelection(_ text: String) throws(TrainingError) -> [String] {
+        var names: [String] = []
+        for item in text.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !item.isEmpty {
+            let ends = item.split(separator: "-", omittingEmptySubsequences: false).map(String.init)
+            if ends.count == 2, let a = numbered(ends[0]), let b = numbered(ends[1]), a.prefix == b.prefix, a.number <= b.number {
+                // Zero-padded when both ends are written at one width (IDRiD_01-IDRiD_10), plain otherwise (a9-a11).
+                let width = a.digits == b.digits ? a.digits : 0
+                for n in a.number...b.number {
+                    let digits = String(n)
+                    names.append(a.prefix + String(repeating: "0", count: max(0, width - digits.count)) + digits)
+                }
+            } else {
+                names.append(item)
+            }
+        }
+        guard !names.isEmpty else { throw TrainingError(.dataset, "the image selection '\(text)' names no images") }
+        return names
+    }
+
+    private static func numbered(_ name: String) -> (prefix: String, number: Int, digits: Int)? {
+        let digits = name.reversed().prefix { $0.isNumber }
+        guard !digits.isEmpty, let n = Int(String(digits.reversed())) else { return nil }
+        return (String(name.dropLast(digits.count)), n, digits.count)
     }
 
     static func files(in folder: URL) throws(TrainingError) -> [String] {

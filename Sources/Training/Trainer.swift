@@ -25,11 +25,13 @@ public struct TrainingProgress: Sendable {
     public var imagesPerSecond: Double
     /// Seconds to the end at the current speed.
     public var secondsLeft: Double
+    /// Share of the wall time spent loading and augmenting samples (the rest is the network and the update).
+    public var dataShare: Double = 0
 
     public var line: String {
         let eta = Int(secondsLeft.isFinite ? secondsLeft : 0)
-        return String(format: "iter %d/%d  loss %.4f  lr %.6f  %.2f img/s  ETA %dh%02dm%02ds",
-                      iteration, iterations, loss, learningRate, imagesPerSecond, eta / 3600, eta / 60 % 60, eta % 60)
+        return String(format: "iter %d/%d  loss %.4f  lr %.6f  %.2f img/s  data %.0f%%  ETA %dh%02dm%02ds",
+                      iteration, iterations, loss, learningRate, imagesPerSecond, 100 * dataShare, eta / 3600, eta / 60 % 60, eta % 60)
     }
 }
 
@@ -96,10 +98,13 @@ public struct Trainer<Model: TrainableModel> {
         let loss = LossSettings(bceWeight: configuration.bceWeight)
         let started = Date(), startIteration = iteration
         var losses: [Float] = []
+        var dataSeconds = 0.0
         while iteration < end {
             var accumulator = GradientAccumulator()
             for _ in 0..<configuration.accumulation {
+                let loading = Date()
                 let batch = try nextBatch()
+                dataSeconds += Date().timeIntervalSince(loading)
                 let result = try model.trainingStep(batch, loss: loss)
                 guard result.loss.isFinite else {
                     throw TrainingError(.model, "training: the loss became \(result.loss) at iteration \(iteration); lower the learning rate or check the data")
@@ -120,7 +125,8 @@ public struct Trainer<Model: TrainableModel> {
                 let speed = seconds > 0 ? images / seconds : 0
                 let progress = TrainingProgress(iteration: iteration, iterations: configuration.iterations, loss: meanLoss,
                                                 learningRate: learningRate, imagesPerSecond: speed,
-                                                secondsLeft: speed > 0 ? Double((configuration.iterations - iteration) * configuration.effectiveBatch) / speed : .infinity)
+                                                secondsLeft: speed > 0 ? Double((configuration.iterations - iteration) * configuration.effectiveBatch) / speed : .infinity,
+                                                dataShare: seconds > 0 ? dataSeconds / seconds : 0)
                 logger.info("training: \(progress.line)")
                 onProgress?(progress)
             }

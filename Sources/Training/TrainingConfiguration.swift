@@ -19,6 +19,11 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     public var scaleShort: Int = 960
     public var ratioRange: [Double] = [0.5, 2.0]
     public var catMaxRatio: Double = 0.75
+    /// Share of crops centred on a lesion instead of drawn uniformly (nnU-Net's foreground oversampling; not in the
+    /// official pipeline, nil or 0 = off): a lesion class present in the image is drawn uniformly, then one of its
+    /// pixels, which lands at a uniform position inside the crop. Rare, small classes (MA, SE) then appear in crops
+    /// often enough to learn from in a short schedule.
+    public var lesionCropProbability: Double?
     public var photometricDistortion = true
     /// Online flips and 90° rotations (the official code made these offline, ×6; see Augmentation).
     public var flipsAndRotations = true
@@ -50,6 +55,7 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
         try check(scaleLong > 0 && scaleShort > 0, "scale \(scaleLong)×\(scaleShort) must be positive")
         try check(ratioRange.count == 2 && ratioRange[0] > 0 && ratioRange[0] <= ratioRange[1], "ratio range \(ratioRange) must be [low, high] with 0 < low ≤ high")
         try check(mean.count == 3 && std.count == 3 && std.allSatisfy { $0 > 0 }, "mean and std need 3 values, std positive")
+        try check((0...1).contains(lesionCropProbability ?? 0), "the lesion crop probability must lie in 0…1, got \(lesionCropProbability ?? 0)")
         try check(checkpointInterval > 0, "checkpoint interval must be positive, got \(checkpointInterval)")
         try check(schedule.maxIterations == iterations, "the schedule runs \(schedule.maxIterations) iterations, the run \(iterations)")
     }

@@ -8,10 +8,10 @@ import Store
 
 /// What `fundus-screen train` asks for.
 public struct TrainingRequest: Sendable {
-    /// Training set folder (IDRiD, DDR or nnU-Net layout).
-    public var data: URL
-    /// Validation set folder; without one the model is registered without figures (and promotion will refuse it).
-    public var validation: URL?
+    /// Training set: a folder (IDRiD, DDR or nnU-Net layout) or the database's annotations.
+    public var data: TrainingData
+    /// Validation set; without one the model is registered without figures (and promotion will refuse it).
+    public var validation: TrainingData?
     /// Weights to start from (fine-tuning); nil trains `architecture` from its initialisation.
     public var initialWeights: URL?
     public var architecture: ModelArchitecture?
@@ -29,8 +29,20 @@ public struct TrainingRequest: Sendable {
     public var validateActive = true
     /// Log a progress line every this many iterations.
     public var logInterval = 10
+    /// Only these images of the training / validation folder (stems, e.g. IDRiD_01); nil: all of them.
+    public var trainingImages: [String]?
+    public var validationImages: [String]?
+    /// Memory for decoded training samples (each is decoded once while it fits; 0 decodes on every draw).
+    public var cacheBytes = 4 << 30
 
     public init(data: URL, validation: URL?, initialWeights: URL?, architecture: ModelArchitecture?,
+                configuration: TrainingConfiguration, workDirectory: URL, modelDirectory: URL, name: String) {
+        self.init(data: .folder(data), validation: validation.map { .folder($0) }, initialWeights: initialWeights,
+                  architecture: architecture, configuration: configuration, workDirectory: workDirectory,
+                  modelDirectory: modelDirectory, name: name)
+    }
+
+    public init(data: TrainingData, validation: TrainingData?, initialWeights: URL?, architecture: ModelArchitecture?,
                 configuration: TrainingConfiguration, workDirectory: URL, modelDirectory: URL, name: String) {
         self.data = data
         self.validation = validation
@@ -56,10 +68,13 @@ public struct TrainingOutcome: Sendable {
 public enum TrainingSession {
     public static func run(_ request: TrainingRequest, connection: Connection?, logger: Logger) throws -> TrainingOutcome {
         // 1. Data.
-        let trainingSet = try LesionDataset.open(request.data, classes: request.classes, logger: logger)
+        var trainingSet = try request.data.open(classes: request.classes, connection: connection, logger: logger)
+        if let names = request.trainingImages { trainingSet = try trainingSet.selecting(names) }
         var configuration = request.configuration
         let validator = try request.validation.map {
-            try Validator(LesionDataset.open($0, logger: logger),
+            var set = try $0.open(connection: connection, logger: logger)
+            if let names = request.validationImages { set = try set.selecting(names) }
+            return try Validator(set,
                           normalisation: Normalisation(mean: configuration.mean, std: configuration.std),
                           scale: ModelScale(longEdge: configuration.scaleLong, shortEdge: configuration.scaleShort), logger: logger)
         }
@@ -87,7 +102,9 @@ public enum TrainingSession {
         let runID = try runs?.start(architecture: network.architecture.displayName, configJSON: jsonText(configuration))
         do {
             // 4. Train, continuing from the last checkpoint of this work folder.
-            var trainer = try Trainer(model: NetworkModel(network), data: DatasetSamples(trainingSet, fieldOfViewCrop: request.fieldOfViewCrop, logger: logger),
+            let samples = CachedSamples(DatasetSamples(trainingSet, fieldOfViewCrop: request.fieldOfViewCrop, logger: logger),
+                                        budgetBytes: request.cacheBytes)
+            var trainer = try Trainer(model: NetworkModel(network), data: samples,
                                       configuration: configuration, checkpointFolder: request.workDirectory, logger: logger)
             trainer.logInterval = max(1, request.logInterval)
             try trainer.resume()
@@ -97,7 +114,7 @@ public enum TrainingSession {
             var metrics = ValidationMetrics()
             if let validator {
                 let report = try validator.evaluate(trainer.model, label: request.name)
-                metrics = ValidationMetrics(validation: .init(set: validator.dataset.root.path, imageNames: validator.imageNames),
+                metrics = ValidationMetrics(validation: .init(set: validator.dataset.source, imageNames: validator.imageNames),
                                             figures: Validator.figures(report))
                 if request.validateActive, let connection, let active = try ModelRegistry(connection: connection).active() {
                     metrics.baseline = try baseline(active, validator: validator, logger: logger)
@@ -109,7 +126,7 @@ public enum TrainingSession {
             var card = ModelCard(name: request.name, version: request.name, architecture: network.architecture,
                                  normalisation: .init(mean: configuration.mean.map(Double.init), std: configuration.std.map(Double.init)),
                                  inputScale: .init(longEdge: configuration.scaleLong, shortEdge: configuration.scaleShort),
-                                 trainingData: "\(trainingSet.root.path) (\(trainingSet.layout.rawValue), \(trainingSet.samples.count) images, \(trainingSet.annotated.sorted().map(\.code).joined(separator: ",")))",
+                                 trainingData: "\(trainingSet.source) (\(trainingSet.layout.rawValue), \(trainingSet.samples.count) images, \(trainingSet.annotated.sorted().map(\.code).joined(separator: ",")))",
                                  metrics: metrics.figures.filter { $0.value.isFinite })
             card.changelog[request.name] = "trained \(configuration.iterations) iterations from \(startedFrom), seed \(configuration.seed), final loss \(fmt(losses.last.map(Double.init)))"
             let weights = try WeightLoader.save(tensors: stableExport(network), card: card,

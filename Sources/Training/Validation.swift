@@ -15,9 +15,10 @@ public struct Validator: Sendable {
     let logger: Logger
 
     public init(_ dataset: LesionDataset, normalisation: Normalisation, scale: ModelScale = .idrid, logger: Logger) throws(TrainingError) {
-        let missing = Set(LesionClass.allCases).subtracting(dataset.annotated)
+        let partial = dataset.samples.first { !Set(LesionClass.allCases).isSubset(of: $0.annotated) }
+        let missing = Set(LesionClass.allCases).subtracting(partial?.annotated ?? dataset.annotated)
         guard missing.isEmpty else {
-            throw TrainingError(.dataset, "validation set \(dataset.root.path) does not annotate \(missing.sorted().map(\.code).joined(separator: ", ")); validation needs all four classes")
+            throw TrainingError(.dataset, "validation set \(dataset.source)\(partial.map { ": \($0.name)" } ?? "") does not annotate \(missing.sorted().map(\.code).joined(separator: ", ")); validation needs all four classes")
         }
         self.dataset = dataset
         self.normalisation = normalisation

@@ -2,6 +2,7 @@ import ArgumentParser
 import CImageCodecs
 import Foundation
 import Logging
+import Store
 
 @main
 struct FundusScreen: AsyncParsableCommand {
@@ -11,7 +12,7 @@ struct FundusScreen: AsyncParsableCommand {
         version: "0.1.0 (\(String(cString: fundus_codecs_jpeg_version())), libpng \(String(cString: fundus_codecs_png_version())))",
         subcommands: [
             ScreenCommand.self, ArchiveCommand.self, QueueCommand.self, ReportCommand.self, EvaluateCommand.self,
-            TrainCommand.self, ModelCommand.self, ImageCommand.self, DatabaseCommand.self, BenchCommand.self,
+            TrainCommand.self, AnnotationsCommand.self, ModelCommand.self, ImageCommand.self, DatabaseCommand.self, BenchCommand.self,
         ]
     )
 }
@@ -26,6 +27,11 @@ struct GlobalOptions: ParsableArguments {
 
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
+
+    /// The database these options name (the embedded server of the state folder by default).
+    var location: DatabaseLocation {
+        DatabaseLocation.resolve(database: database, stateDirectory: stateDir.map { URL(fileURLWithPath: $0) })
+    }
 
     func makeLogger(_ label: String) -> Logger {
         LoggingBootstrap.once()

@@ -15,7 +15,8 @@ struct TrainCommand: ParsableCommand {
         abstract: "Train or fine-tune M2MRF-HRNetV2 on annotated images; validate; register the result as a candidate model.",
         discussion: """
         Datasets: IDRiD layout (images/ + masks/<CLS>/<image>_<CLS>.png|tif), DDR (image/ + label/<CLS>/), or \
-        nnU-Net (imagesTr/, labelsTr/, dataset.json). Classes a dataset does not annotate are left out of the loss. \
+        nnU-Net (imagesTr/, labelsTr/, dataset.json); or db:train / db:validation, the archive images whose masks \
+        were registered with `fundus-screen annotations import`. Classes a dataset does not annotate are left out of the loss. \
         Defaults follow the official config: SGD lr 0.01 momentum 0.9 weight decay 5e-4, poly 0.9 to 1e-4, \
         scale jitter 0.5–2.0, crop with cat_max_ratio 0.75, photometric distortion; plus flips and 90° rotations.
         """
@@ -23,8 +24,12 @@ struct TrainCommand: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Option(help: "Training set folder.") var data: String
-    @Option(help: "Validation set folder (all four classes annotated). Without it the model has no figures and promotion refuses it.")
+    @Option(help: "Training set: a folder, or db:train for the annotations registered in the database.") var data: String
+    @Option(help: "Only these training images, by stem: comma-separated, ranges allowed (IDRiD_01-IDRiD_10).") var images: String?
+    @Option(help: "Only these validation images (same form as --images).") var valImages: String?
+    @Option(help: "Share of crops centred on a lesion pixel (0: the official uniform crops; nnU-Net uses 0.33).") var lesionCrops: Double = 0
+    @Option(help: "MiB of memory for decoded training samples (each photograph is decoded once while they fit).") var cacheMb: Int = 4096
+    @Option(help: "Validation set: a folder or db:validation (all four classes annotated). Without it the model has no figures and promotion refuses it.")
     var val: String?
     @Option(help: "Start from this model: a registered version's name or id, 'active', or a weight file/folder.")
     var from: String?
@@ -58,6 +63,8 @@ struct TrainCommand: ParsableCommand {
         if crop.count != 2 || crop.contains(where: { $0 < 1 }) { throw ValidationError("--crop takes two positive numbers: height width") }
         if scale.count != 2 || scale.contains(where: { $0 < 1 }) { throw ValidationError("--scale takes two positive numbers: long short") }
         if iterations < 1 || batch < 1 || accumulate < 1 { throw ValidationError("--iterations, --batch and --accumulate must be positive") }
+        if !(0...1).contains(lesionCrops) { throw ValidationError("--lesion-crops is a share between 0 and 1") }
+        if cacheMb < 0 { throw ValidationError("--cache-mb must not be negative") }
         if !["idrid", "ddr"].contains(stats) { throw ValidationError("--stats is idrid or ddr") }
     }
 
@@ -83,6 +90,7 @@ struct TrainCommand: ParsableCommand {
         configuration.checkpointInterval = checkpointEvery
         configuration.flipsAndRotations = !noFlips
         configuration.photometricDistortion = !noPhotometric
+        configuration.lesionCropProbability = lesionCrops > 0 ? lesionCrops : nil
         if stats == "ddr" {
             configuration.mean = [81.205, 50.636, 21.216]
             configuration.std = [76.252, 48.798, 21.625]
@@ -90,7 +98,7 @@ struct TrainCommand: ParsableCommand {
 
         let modelName = name ?? "train-" + Self.timestamp()
         var request = TrainingRequest(
-            data: URL(fileURLWithPath: data), validation: val.map { URL(fileURLWithPath: $0) },
+            data: try TrainingData.parse(data), validation: try val.map { try TrainingData.parse($0) },
             initialWeights: try from.map { try Self.weights(of: $0, connection: connection) },
             architecture: arch.flatMap(ArchitectureName.parse), configuration: configuration,
             workDirectory: workDir.map { URL(fileURLWithPath: $0) } ?? state.appendingPathComponent("training/\(modelName)"),
@@ -99,6 +107,9 @@ struct TrainCommand: ParsableCommand {
         request.fieldOfViewCrop = !noFovCrop
         request.validateActive = !noBaseline
         request.logInterval = logEvery
+        request.cacheBytes = cacheMb << 20
+        request.trainingImages = try images.map { try LesionDataset.expandSelection($0) }
+        request.validationImages = try valImages.map { try LesionDataset.expandSelection($0) }
         if let classes {
             var set = Set<LesionClass>()
             for code in classes.split(separator: ",") {
