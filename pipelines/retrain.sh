@@ -1,24 +1,26 @@
 #!/usr/bin/env bash
 # Retrain and redeploy, safe to start from cron after graders annotate more images:
 #   1. train — fine-tune the active model (or train ARCH from its initialisation when none is active) on the
-#      annotated set; a run killed half-way is resumed from its last checkpoint when the script starts again;
+#      annotated set (by default the graders' annotations registered in the database: `annotations import`); a run killed half-way is resumed from its last checkpoint when the script starts again;
 #   2. evaluate — the candidate and the active model on the same validation images (official mAUPR/mIoU, exact AP);
 #   3. promote the candidate only if it is better; the next nightly run screens with whatever is active.
 #
-#   TRAIN_DATA=/data/annotated VAL_DATA=/data/val pipelines/retrain.sh [more `fundus-screen train` options]
+#   pipelines/retrain.sh [more `fundus-screen train` options]                 (the database's annotations)
+#   TRAIN_DATA=/data/annotated VAL_DATA=/data/val pipelines/retrain.sh [...]  (folders)
 #
-# Settings (environment): TRAIN_DATA, VAL_DATA (required; IDRiD, DDR or nnU-Net layout), ITERATIONS (default 40000),
+# Settings (environment): TRAIN_DATA, VAL_DATA (default db:train and db:validation, the annotated archive images;
+# or folders in IDRiD, DDR or nnU-Net layout), ITERATIONS (default 40000),
 # ACCUMULATE (passes per step, default 4: the official effective batch), ARCH (when no model is active; default
 # w48-C), NAME (model version name; default retrain-<UTC date>, so a second start the same day resumes),
 # METRIC (compared for promotion; default mAUPR), FUNDUS_STATE_DIR, DATABASE_URL or PG*, FUNDUS_BIN (the binary).
 # Exit status: 0 promoted, 3 trained but kept the active model (not better), anything else: failure.
 set -euo pipefail
 
-: "${TRAIN_DATA:?set TRAIN_DATA to the annotated training set}"
-: "${VAL_DATA:?set VAL_DATA to the validation set (all four classes annotated)}"
-# Paths the caller gave are relative to where it stands, not to the checkout.
-TRAIN_DATA=$(realpath -m "$TRAIN_DATA")
-VAL_DATA=$(realpath -m "$VAL_DATA")
+TRAIN_DATA=${TRAIN_DATA:-db:train}
+VAL_DATA=${VAL_DATA:-db:validation}
+# Paths the caller gave are relative to where it stands, not to the checkout (db:… names the database).
+case $TRAIN_DATA in db:*) ;; *) TRAIN_DATA=$(realpath -m "$TRAIN_DATA") ;; esac
+case $VAL_DATA in db:*) ;; *) VAL_DATA=$(realpath -m "$VAL_DATA") ;; esac
 [ -n "${FUNDUS_STATE_DIR:-}" ] && FUNDUS_STATE_DIR=$(realpath -m "$FUNDUS_STATE_DIR")
 [ -n "${FUNDUS_BIN:-}" ] && FUNDUS_BIN=$(realpath -m "$FUNDUS_BIN")
 cd "$(dirname "$0")/.."
