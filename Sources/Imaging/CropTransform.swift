@@ -101,6 +101,17 @@ public struct CropTransform: Sendable, Codable, Equatable {
         plane.withUnsafeBufferPointer { mapToOriginal($0, width: width, height: height) { $0 > threshold ? 255 : 0 } }
     }
 
+    /// 8-bit probability map in original geometry from a plane of logits, as the official inference: logits resized
+    /// to the photograph (bilinear), sigmoid last, stored as round(σ(x)·255). Thresholding the bytes above ⌊255·t⌋
+    /// agrees with σ(x) > t up to the byte's rounding.
+    public func sigmoidToOriginal(_ logits: [Float], width: Int, height: Int) -> Image {
+        logits.withUnsafeBufferPointer {
+            mapToOriginal($0, width: width, height: height) { x in
+                UInt8(max(0, min(255, (255 / (1 + expf(-x))).rounded())))
+            }
+        }
+    }
+
     /// 8-bit probability map (round(p·255)) in original geometry.
     public func probabilityToOriginal(_ plane: [Float], width: Int, height: Int) -> Image {
         plane.withUnsafeBufferPointer {

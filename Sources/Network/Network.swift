@@ -87,6 +87,16 @@ public final class SegmentationModel: @unchecked Sendable {
         }
     }
 
+    /// Eval-mode logits resized bilinearly (align_corners = false) to the input size [N, classes, H, W], before the
+    /// sigmoid: what the official `inference` resizes once more to the original photograph before its sigmoid.
+    public func upsampledLogits(_ input: Tensor) throws(NetworkError) -> Tensor {
+        try validate(input)
+        return thread.run {
+            let ops = Ops(engine: engine, bf16: bf16Inference)
+            return ops.resizeBilinearPlain(forward(input, ops).toPlain(), height: input.h, width: input.w)
+        }
+    }
+
     /// Logits and probabilities of one eval pass.
     public func logitsAndProbabilities(_ input: Tensor) throws(NetworkError) -> (logits: Tensor, probabilities: Tensor) {
         try validate(input)

@@ -53,10 +53,10 @@ public struct PreparedImage: Sendable {
     public let ungradableReasons: [String]
 }
 
-/// Probabilities [4, H, W] at the network input size, with the photograph they belong to.
+/// Logits [4, H, W] at the network input size (before the sigmoid), with the photograph they belong to.
 public struct InferredImage: Sendable {
     public let prepared: PreparedImage
-    public let probabilities: [Float]
+    public let logits: [Float]
 }
 
 /// The queue as the worker sees it: one connection per role, each used by one thread at a time.
@@ -190,22 +190,22 @@ public struct ScreeningStages: Sendable {
 
     /// The network, on the one thread the model owns.
     func infer(_ p: PreparedImage) throws(StageError) -> InferredImage {
-        guard let input = p.input else { return InferredImage(prepared: p, probabilities: []) }
+        guard let input = p.input else { return InferredImage(prepared: p, logits: []) }
         let (w, h) = p.inputSize
         do {
             guard case .tiles(let size, let overlap) = options.tiling, size < max(w, h) else {
-                let probs = try model.probabilities(Tensor(input, shape: [1, 3, h, w]))
-                return InferredImage(prepared: p, probabilities: probs.values())
+                let logits = try model.upsampledLogits(Tensor(input, shape: [1, 3, h, w]))
+                return InferredImage(prepared: p, logits: logits.values())
             }
-            return InferredImage(prepared: p, probabilities: try Self.tiledProbabilities(
+            return InferredImage(prepared: p, logits: try Self.tiledLogits(
                 model: model, input: input, width: w, height: h, size: size, overlap: overlap))
         } catch {
             throw StageError(stage: "infer", message: "\(error)", permanent: false)
         }
     }
 
-    /// Probabilities [4, h, w] from overlapping tiles of the planar input [3, h, w], blended with Gaussian weights.
-    static func tiledProbabilities(model: SegmentationModel, input: [Float], width w: Int, height h: Int, size: Int,
+    /// Logits [4, h, w] from overlapping tiles of the planar input [3, h, w], blended with Gaussian weights.
+    static func tiledLogits(model: SegmentationModel, input: [Float], width w: Int, height h: Int, size: Int,
                                    overlap: Double) throws -> [Float] {
         let tw = min(size, w), th = min(size, h)
         let plan = TilePlan(width: w, height: h, tileWidth: tw, tileHeight: th,
@@ -219,8 +219,8 @@ public struct ScreeningStages: Sendable {
                     for x in 0..<tile.width { patch[dst + x] = input[src + x] }
                 }
             }
-            let probs = try model.probabilities(Tensor(patch, shape: [1, 3, tile.height, tile.width]))
-            blender.add(tile: index, values: probs.values())
+            let logits = try model.upsampledLogits(Tensor(patch, shape: [1, 3, tile.height, tile.width]))
+            blender.add(tile: index, values: logits.values())
         }
         return blender.result()
     }
@@ -268,14 +268,15 @@ public struct ScreeningStages: Sendable {
         let spacing = job.image.pixelSpacingMM.map { PixelSpacing(millimetres: $0) }
         let measurement = LesionMeasurement(threshold: options.threshold, minimumLesionArea: options.minimumLesionArea,
                                             pixelSpacing: spacing)
-        // Probabilities in original pixels as round(p·255): a byte above the threshold byte is p > threshold, so
-        // the mask, the lesions and the probability map all agree.
+        // Probabilities in original pixels as round(p·255), from logits resized to the photograph with the sigmoid
+        // last (the official order): a byte above the threshold byte is p > threshold, so the mask, the lesions
+        // and the probability map all agree.
         var probability: [LesionClass: Image] = [:]
         var planes: [LesionClass: ScorePlane] = [:]
         for c in LesionClass.allCases {
-            let values = Array(r.probabilities[(c.rawValue * plane)..<((c.rawValue + 1) * plane)])
+            let values = Array(r.logits[(c.rawValue * plane)..<((c.rawValue + 1) * plane)])
             // Lesions exist only inside the field of view: the padded square's corners are not retina.
-            let p = Self.insideFieldOfView(transform.probabilityToOriginal(values, width: w, height: h), fov)
+            let p = Self.insideFieldOfView(transform.sigmoidToOriginal(values, width: w, height: h), fov)
             probability[c] = p
             planes[c] = try ScorePlane(width: p.width, height: p.height, probabilityBytes: p.bytes)
         }

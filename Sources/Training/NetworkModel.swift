@@ -54,6 +54,10 @@ public struct NetworkModel: TrainableModel {
         return TrainingStepResult(loss: value, gradients: gradients.mapValues { $0.values() })
     }
 
+    public func logits(_ image: [Float], height: Int, width: Int) throws -> [Float] {
+        try network.upsampledLogits(Tensor(image, shape: [1, 3, height, width])).values()
+    }
+
     public func probabilities(_ image: [Float], height: Int, width: Int) throws -> [Float] {
         try network.probabilities(Tensor(image, shape: [1, 3, height, width])).values()
     }

@@ -53,4 +53,17 @@ public protocol TrainableModel {
     mutating func trainingStep(_ batch: TrainingBatch, loss: LossSettings) throws -> TrainingStepResult
     /// Inference on one normalised image [3, H, W]: per-class probabilities [4, H, W] (sigmoid) at the same size.
     func probabilities(_ image: [Float], height: Int, width: Int) throws -> [Float]
+    /// The same pass before the sigmoid: logits [4, H, W] resized to the input size (validation maps these to the
+    /// photograph and applies the sigmoid last, as the official inference does).
+    func logits(_ image: [Float], height: Int, width: Int) throws -> [Float]
+}
+
+extension TrainableModel {
+    /// Logits recovered from probabilities, for models that only give those (clamped away from 0 and 1).
+    public func logits(_ image: [Float], height: Int, width: Int) throws -> [Float] {
+        try probabilities(image, height: height, width: width).map { p in
+            let q = min(max(p, 1e-7), 1 - 1e-7)
+            return logf(q / (1 - q))
+        }
+    }
 }

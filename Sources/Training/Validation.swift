@@ -41,12 +41,12 @@ public struct Validator: Sendable {
                 continue
             }
             let h = input.height, w = input.width, plane = h * w
-            let probabilities = try model.probabilities(normalisation.tensor(input), height: h, width: w)
+            let logits = try model.logits(normalisation.tensor(input), height: h, width: w)
             let ow = prepared.decoded.originalWidth, oh = prepared.decoded.originalHeight
             var scores: [LesionClass: ScorePlane] = [:]
             for lesion in LesionClass.allCases {
-                let values = Array(probabilities[(lesion.rawValue * plane)..<((lesion.rawValue + 1) * plane)])
-                let original = transform.probabilityToOriginal(values, width: w, height: h)
+                let values = Array(logits[(lesion.rawValue * plane)..<((lesion.rawValue + 1) * plane)])
+                let original = transform.sigmoidToOriginal(values, width: w, height: h)
                 scores[lesion] = try ScorePlane(width: original.width, height: original.height, probabilityBytes: original.bytes)
             }
             let truth = try OfficialM2MRF.overwrittenTruth(DatasetSamples.truthMasks(sample, width: ow, height: oh))

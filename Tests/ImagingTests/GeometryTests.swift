@@ -95,6 +95,12 @@ struct CropTransformTests {
         #expect(p[30, 0] == 0 && p[349, 0] == 128 && p[30, 259] == 255 && p[349, 259] == 64)
         let logits = t.maskToOriginal([-3, 2, -1, 4], width: 2, height: 2, threshold: 0)
         #expect(logits[30, 0] == 0 && logits[349, 259] == 255)
+        // Logits resized first, sigmoid last: at the corners the plane's own values, σ(−3)·255 = 12.1, σ(4)·255 = 250.5.
+        let sigmoid = t.sigmoidToOriginal([-3, 2, -1, 4], width: 2, height: 2)
+        #expect(sigmoid[30, 0] == 12 && sigmoid[349, 259] == 250 && sigmoid[349, 0] == 225 && sigmoid[30, 259] == 69)
+        // Between the corners the sigmoid of the interpolated logit, not the interpolated sigmoid.
+        let mid = sigmoid[190, 130], expected = 255 / (1 + expf(-0.5))
+        #expect(abs(Float(mid) - expected) <= 2.5)
     }
 
     @Test("A full-size map maps back identically; a half-size binary map becomes its nearest-neighbour upsampling")

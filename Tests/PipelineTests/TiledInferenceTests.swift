@@ -14,13 +14,17 @@ func tiledInference() throws {
     let (w, h) = (96, 64)
     var rng = SystemRandomNumberGenerator()
     let input = (0..<(3 * w * h)).map { _ in Float.random(in: -2...2, using: &rng) }
-    let whole = try model.probabilities(Tensor(input, shape: [1, 3, h, w])).values()
+    let whole = try model.upsampledLogits(Tensor(input, shape: [1, 3, h, w])).values()
+    let probabilities = try model.probabilities(Tensor(input, shape: [1, 3, h, w])).values()
+    #expect(Tensor.relativeError(whole.map { 1 / (1 + expf(-$0)) }, probabilities) < 1e-6)   // logits before the sigmoid
 
-    let single = try ScreeningStages.tiledProbabilities(model: model, input: input, width: w, height: h, size: 96, overlap: 0.25)
+    let single = try ScreeningStages.tiledLogits(model: model, input: input, width: w, height: h, size: 96, overlap: 0.25)
     #expect(Tensor.relativeError(single, whole) < 1e-6)
 
-    let tiled = try ScreeningStages.tiledProbabilities(model: model, input: input, width: w, height: h, size: 48, overlap: 0.25)
+    let tiled = try ScreeningStages.tiledLogits(model: model, input: input, width: w, height: h, size: 48, overlap: 0.25)
     #expect(tiled.count == whole.count)
-    #expect(tiled.allSatisfy { $0 > 0 && $0 < 1 })  // every pixel covered by some tile: probabilities, never the 0 of a gap
+    // Every pixel is covered by some tile: the blend is a weighted mean of tile logits, so it lies within their range
+    // and never is the 0 of a gap (a logit of exactly 0 is as unlikely as any other exact value).
+    #expect(tiled.allSatisfy { $0 != 0 && $0.isFinite })
     #expect(Tensor.relativeError(tiled, whole) < 0.5)  // the same network on overlapping views: close, not equal
 }
