@@ -105,11 +105,30 @@ public struct CropTransform: Sendable, Codable, Equatable {
     /// to the photograph (bilinear), sigmoid last, stored as round(σ(x)·255). Thresholding the bytes above ⌊255·t⌋
     /// agrees with σ(x) > t up to the byte's rounding.
     public func sigmoidToOriginal(_ logits: [Float], width: Int, height: Int) -> Image {
-        logits.withUnsafeBufferPointer {
-            mapToOriginal($0, width: width, height: height) { x in
-                UInt8(max(0, min(255, (255 / (1 + expf(-x))).rounded())))
+        let bounds = Self.sigmoidByteBounds
+        let low = bounds[0], high = bounds[254]
+        return logits.withUnsafeBufferPointer { plane in
+            bounds.withUnsafeBufferPointer { b in
+                mapToOriginal(plane, width: width, height: height) { x in
+                    // Most of a photograph is far from any lesion: one comparison, no exp.
+                    if x < low { return 0 }
+                    if x >= high { return 255 }
+                    var lo = 1, hi = 254   // the byte: how many bounds x reaches, between 1 and 254 here
+                    while lo < hi {
+                        let mid = (lo + hi + 1) >> 1
+                        if x >= b[mid - 1] { lo = mid } else { hi = mid - 1 }
+                    }
+                    return UInt8(lo)
+                }
             }
         }
+    }
+
+    /// bounds[k − 1] = logit((k − ½)/255): round(255·σ(x)) ≥ k exactly when x ≥ bounds[k − 1] (k = 1…255), so
+    /// the byte of a logit is found by comparisons, computed once in double precision.
+    static let sigmoidByteBounds: [Float] = (1...255).map { k in
+        let p = (Double(k) - 0.5) / 255
+        return Float(log(p / (1 - p)))
     }
 
     /// 8-bit probability map (round(p·255)) in original geometry.

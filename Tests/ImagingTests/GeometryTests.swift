@@ -101,6 +101,19 @@ struct CropTransformTests {
         // Between the corners the sigmoid of the interpolated logit, not the interpolated sigmoid.
         let mid = sigmoid[190, 130], expected = 255 / (1 + expf(-0.5))
         #expect(abs(Float(mid) - expected) <= 2.5)
+        // The byte of every logit is round(255·σ(x)), found by comparisons instead of exp: check a dense sweep.
+        let sweep = stride(from: Float(-12), through: 12, by: 0.001).map { $0 }
+        let row = CropTransform(originalWidth: sweep.count, originalHeight: 1, scale: 1,
+                                region: PixelRegion(x: 0, y: 0, width: sweep.count, height: 1))   // identity geometry
+        let bytes = row.sigmoidToOriginal(sweep, width: sweep.count, height: 1).bytes
+        var wrong = 0
+        for (x, b) in zip(sweep, bytes) {
+            let v = 255 / (1 + exp(-Double(x)))
+            // Within float precision of a rounding tie (v = k + ½) either byte is right.
+            if abs(v - v.rounded(.down) - 0.5) < 1e-5 { continue }
+            if Int(v.rounded()) != Int(b) { wrong += 1 }
+        }
+        #expect(wrong == 0)
     }
 
     @Test("A full-size map maps back identically; a half-size binary map becomes its nearest-neighbour upsampling")
