@@ -2,6 +2,7 @@
 // setjmp in the calling function here, which frees everything and returns a code.
 #include <setjmp.h>
 #include <png.h>
+#include <zlib.h>
 #include "common.h"
 
 typedef struct {
@@ -163,7 +164,7 @@ static void on_png_write(png_structp png, png_bytep src, size_t n) {
 
 static void on_png_flush(png_structp png) { (void)png; }
 
-int fundus_encode_png(const unsigned char *pixels, int width, int height, int channels, int level,
+int fundus_encode_png(const unsigned char *pixels, int width, int height, int channels, int level, int flat,
                       fundus_encoded *out) {
     memset(out, 0, sizeof *out);
     if (!pixels || width <= 0 || height <= 0 || (channels != 1 && channels != 3) || level < 0 || level > 9) {
@@ -189,6 +190,10 @@ int fundus_encode_png(const unsigned char *pixels, int width, int height, int ch
                  channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
                  PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     png_set_compression_level(s->png, level);
+    if (flat) {
+        png_set_filter(s->png, PNG_FILTER_TYPE_BASE, PNG_FILTER_NONE);
+        png_set_compression_strategy(s->png, Z_RLE);
+    }
     png_write_info(s->png, s->info);
     size_t stride = (size_t)width * (size_t)channels;
     for (int y = 0; y < height; y++) png_write_row(s->png, (png_const_bytep)(pixels + (size_t)y * stride));

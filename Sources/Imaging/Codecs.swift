@@ -167,11 +167,13 @@ public enum ImageCodec {
         }
     }
 
-    /// PNG bytes of an 8-bit grey or RGB image. `compressionLevel` 0…9 (zlib).
-    public static func encodePNG(_ image: Image, compressionLevel: Int = 6) throws -> Data {
+    /// PNG bytes of an 8-bit grey or RGB image. `compressionLevel` 0…9 (zlib). `flat`: the image is a few large
+    /// uniform regions (a binary mask): written without row filters, with zlib's run-length strategy — several
+    /// times faster for masks, and as small.
+    public static func encodePNG(_ image: Image, compressionLevel: Int = 6, flat: Bool = false) throws -> Data {
         try encode(image, what: "PNG") { pixels, out in
             fundus_encode_png(pixels, Int32(image.width), Int32(image.height), Int32(image.channels),
-                              Int32(compressionLevel), out)
+                              Int32(compressionLevel), flat ? 1 : 0, out)
         }
     }
 

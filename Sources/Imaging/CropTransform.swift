@@ -105,30 +105,14 @@ public struct CropTransform: Sendable, Codable, Equatable {
     /// to the photograph (bilinear), sigmoid last, stored as round(σ(x)·255). Thresholding the bytes above ⌊255·t⌋
     /// agrees with σ(x) > t up to the byte's rounding.
     public func sigmoidToOriginal(_ logits: [Float], width: Int, height: Int) -> Image {
-        let bounds = Self.sigmoidByteBounds
-        let low = bounds[0], high = bounds[254]
+        let table = SigmoidBytes.shared
         return logits.withUnsafeBufferPointer { plane in
-            bounds.withUnsafeBufferPointer { b in
-                mapToOriginal(plane, width: width, height: height) { x in
-                    // Most of a photograph is far from any lesion: one comparison, no exp.
-                    if x < low { return 0 }
-                    if x >= high { return 255 }
-                    var lo = 1, hi = 254   // the byte: how many bounds x reaches, between 1 and 254 here
-                    while lo < hi {
-                        let mid = (lo + hi + 1) >> 1
-                        if x >= b[mid - 1] { lo = mid } else { hi = mid - 1 }
-                    }
-                    return UInt8(lo)
+            table.bounds.withUnsafeBufferPointer { bounds in
+                table.start.withUnsafeBufferPointer { start in
+                    mapToOriginal(plane, width: width, height: height) { x in table.byte(x, bounds: bounds, start: start) }
                 }
             }
         }
-    }
-
-    /// bounds[k − 1] = logit((k − ½)/255): round(255·σ(x)) ≥ k exactly when x ≥ bounds[k − 1] (k = 1…255), so
-    /// the byte of a logit is found by comparisons, computed once in double precision.
-    static let sigmoidByteBounds: [Float] = (1...255).map { k in
-        let p = (Double(k) - 0.5) / 255
-        return Float(log(p / (1 - p)))
     }
 
     /// 8-bit probability map (round(p·255)) in original geometry.
@@ -136,5 +120,46 @@ public struct CropTransform: Sendable, Codable, Equatable {
         plane.withUnsafeBufferPointer {
             mapToOriginal($0, width: width, height: height) { UInt8(max(0, min(255, ($0 * 255).rounded()))) }
         }
+    }
+}
+
+/// round(255·σ(x)) without exp: the byte of a logit is how many of the 255 bounds logit((k − ½)/255) it reaches.
+/// A table over [−6.25, 6.25) in steps far finer than the bounds' spacing (≥ 1/63.75) gives the byte at most one
+/// away; one or two comparisons with the exact bounds settle it. Most of a photograph lies below the first bound.
+struct SigmoidBytes: Sendable {
+    static let shared = SigmoidBytes()
+    static let low: Float = -6.25, high: Float = 6.25, cells = 4096
+
+    /// bounds[k − 1] = logit((k − ½)/255), k = 1…255, in double precision then rounded to float.
+    let bounds: [Float]
+    /// The byte at the start of each cell.
+    let start: [UInt8]
+    let scale: Float
+
+    init() {
+        bounds = (1...255).map { k in
+            let p = (Double(k) - 0.5) / 255
+            return Float(log(p / (1 - p)))
+        }
+        scale = Float(Self.cells) / (Self.high - Self.low)
+        let step = Double(Self.high - Self.low) / Double(Self.cells)
+        var start = [UInt8](repeating: 0, count: Self.cells)
+        var k = 0
+        for i in 0..<Self.cells {
+            let x = Float(Double(Self.low) + Double(i) * step)
+            while k < 255 && x >= bounds[k] { k += 1 }
+            start[i] = UInt8(k)
+        }
+        self.start = start
+    }
+
+    @inline(__always)
+    func byte(_ x: Float, bounds: UnsafeBufferPointer<Float>, start: UnsafeBufferPointer<UInt8>) -> UInt8 {
+        if x < bounds[0] { return 0 }
+        if x >= bounds[254] { return 255 }
+        var k = Int(start[min(Self.cells - 1, max(0, Int((x - Self.low) * scale)))])
+        while k < 255 && x >= bounds[k] { k += 1 }
+        while k > 0 && x < bounds[k - 1] { k -= 1 }
+        return UInt8(k)
     }
 }

@@ -118,12 +118,13 @@ public enum MaskFiles {
     /// Writes one 8-bit grey PNG per class atomically (temporary file, then rename); returns the files.
     /// Binary masks should hold 0/255, probability maps round(p·255) (see `CropTransform`).
     @discardableResult
+    /// `flat`: binary masks (fast run-length PNG); false for probability maps, whose gradients want row filters.
     public static func write(_ masks: [(code: String, image: Image)], directory: URL, imageStem: String,
-                             suffix: String = "") throws -> [URL] {
+                             suffix: String = "", flat: Bool = true) throws -> [URL] {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         return try masks.map { entry in
             let url = url(directory: directory, imageStem: imageStem, code: entry.code, suffix: suffix)
-            try AtomicFile.write(ImageCodec.encodePNG(entry.image.grey(), compressionLevel: 3), to: url)
+            try AtomicFile.write(ImageCodec.encodePNG(entry.image.grey(), compressionLevel: 3, flat: flat), to: url)
             return url
         }
     }

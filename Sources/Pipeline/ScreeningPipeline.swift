@@ -291,7 +291,7 @@ public struct ScreeningStages: Sendable {
             let maskURL = try MaskFiles.write([(c.code, mask)], directory: directory, imageStem: stem)[0]
             var probURL: URL? = nil
             if options.saveProbabilities {
-                probURL = try MaskFiles.write([(c.code, p)], directory: directory, imageStem: stem, suffix: "_prob")[0]
+                probURL = try MaskFiles.write([(c.code, p)], directory: directory, imageStem: stem, suffix: "_prob", flat: false)[0]
             }
             probability[c] = nil
             if options.writeOverlays {

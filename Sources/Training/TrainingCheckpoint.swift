@@ -1,5 +1,6 @@
 import Checkpoints
 import Foundation
+import Network
 
 /// Where the data sampler stands: the shuffled order of the current pass over the dataset and the next position.
 public struct SampleOrder: Codable, Sendable, Equatable {
@@ -139,5 +140,24 @@ public struct TrainingCheckpoint: Sendable, Equatable {
             throw TrainingError(.checkpoint, "\(pointer.path) says iteration \(latest.iteration), \(latest.file) holds \(checkpoint.iteration)")
         }
         return checkpoint
+    }
+}
+
+/// The weights of a run in progress as a model bundle (`<name>.safetensors` + `metadata.json`) that `screen`,
+/// `evaluate` and `train --from` take: to look at a long run's masks before it ends, or keep a good iteration.
+public enum TrainingSnapshot {
+    public static func export(_ checkpoint: TrainingCheckpoint, from folder: URL, name: String, to directory: URL) throws -> URL {
+        let c = checkpoint.configuration
+        guard let architecture = c.architecture else {
+            throw TrainingError(.checkpoint, "\(folder.path): the checkpoint does not name its architecture")
+        }
+        var model = NetworkModel(try SegmentationModel(architecture: architecture))
+        try model.load(checkpoint.model)
+        var card = ModelCard(name: name, version: name, architecture: architecture,
+                             normalisation: .init(mean: c.mean.map(Double.init), std: c.std.map(Double.init)),
+                             inputScale: .init(longEdge: c.scaleLong, shortEdge: c.scaleShort),
+                             trainingData: "snapshot of a training run (\(folder.path))")
+        card.changelog[name] = "iteration \(checkpoint.iteration) of \(c.iterations), seed \(c.seed) (not validated)"
+        return try WeightLoader.save(tensors: TrainingSession.stableExport(model.network), card: card, to: directory)
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Checkpoints
 import Foundation
+import Training
 import Network
 import Tensor
 
@@ -9,9 +10,28 @@ struct ModelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "model",
         abstract: "Inspect weight files, run the network on stored tensors, and manage model versions.",
-        subcommands: [ModelInspect.self, ModelList.self, ModelPromote.self, ModelRollback.self, Init.self, Forward.self,
+        subcommands: [ModelInspect.self, ModelList.self, ModelPromote.self, ModelRollback.self, Snapshot.self, Init.self, Forward.self,
                       Gradients.self, Time.self]
     )
+
+    /// `fundus-screen model snapshot`: the newest checkpoint of a training run as a model bundle.
+    struct Snapshot: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Save the newest checkpoint of a training run (its --work-dir) as a model bundle, while it runs.")
+        @Option(help: "The run's work folder (train --work-dir).") var workDir: String
+        @Option(help: "Folder for the bundle.") var out: String
+        @Option(help: "Model name (default snapshot-<iteration>).") var name: String?
+
+        func run() throws {
+            let folder = URL(fileURLWithPath: workDir)
+            guard let checkpoint = try TrainingCheckpoint.latest(in: folder) else {
+                throw ValidationError("\(workDir) holds no training checkpoint yet")
+            }
+            let bundleName = name ?? "snapshot-\(checkpoint.iteration)"
+            let url = try TrainingSnapshot.export(checkpoint, from: folder, name: bundleName, to: URL(fileURLWithPath: out))
+            print("iteration \(checkpoint.iteration)/\(checkpoint.configuration.iterations): \(url.path)")
+        }
+    }
 
     struct Forward: ParsableCommand {
         static let configuration = CommandConfiguration(

@@ -64,9 +64,10 @@ int fundus_decode_png(const unsigned char *data, size_t size, int mode, uint64_t
 /// TIFF decode (first directory): palette, bilevel, grey, RGB; none/LZW/deflate/PackBits/…; strips or tiles.
 int fundus_decode_tiff(const unsigned char *data, size_t size, int mode, uint64_t max_pixels, fundus_decoded *out);
 
-/// PNG encode of 1 (grey) or 3 (RGB) channel 8-bit pixels; `compression_level` 0…9.
+/// PNG encode of 1 (grey) or 3 (RGB) channel 8-bit pixels; `compression_level` 0…9. `flat` non-zero: for images
+/// of few large flat regions (binary masks): no row filters and zlib's run-length strategy, several times faster.
 int fundus_encode_png(const unsigned char *pixels, int width, int height, int channels, int compression_level,
-                      fundus_encoded *out);
+                      int flat, fundus_encoded *out);
 /// JPEG encode of 1 or 3 channel 8-bit pixels; `quality` 1…100.
 int fundus_encode_jpeg(const unsigned char *pixels, int width, int height, int channels, int quality,
                        fundus_encoded *out);
