@@ -1,0 +1,43 @@
+import ArgumentParser
+import Checkpoints
+import Foundation
+import Imaging
+import Network
+import Tensor
+import Store
+import Training
+
+/// `fundus-screen model validate`: a model's official figures on an annotated set, without training or registering.
+struct ModelValidate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "validate",
+        abstract: "Validate a model on annotated images: official mAUPR/mIoU (M2MRF metric) and exact AP, per class.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "A model bundle folder or weight file (.safetensors, .pth).") var model: String
+    @Option(help: "Validation set: a folder or db:validation (all four classes annotated).") var val: String
+    @Option(help: "Only these images, by stem: comma-separated, ranges allowed (IDRiD_11-IDRiD_14).") var valImages: String?
+
+    func run() throws {
+        let logger = global.makeLogger("fundus-screen.model")
+        EngineThreads.configureProcessForEngine()
+        let data = try TrainingData.parse(val)
+        let connection: Connection? = if case .annotations = data { try Database.connect(global.location, logger: logger) } else { nil }
+        var set = try data.open(connection: connection, logger: logger)
+        if let valImages { set = try set.selecting(LesionDataset.expandSelection(valImages)) }
+        let loaded = try WeightLoader.load(URL(fileURLWithPath: model))
+        let network = try SegmentationModel(architecture: loaded.architecture, weights: loaded.tensors, weightsFile: model)
+        let card = loaded.card
+        let normalisation = card.map { Normalisation(mean: $0.normalisation.mean.map(Float.init), std: $0.normalisation.std.map(Float.init)) }
+            ?? .idrid
+        let scale = card.map { ModelScale(longEdge: $0.inputScale.longEdge, shortEdge: $0.inputScale.shortEdge) } ?? .idrid
+        let validator = try Validator(set, normalisation: normalisation, scale: scale, logger: logger)
+        let report = try validator.evaluate(NetworkModel(network), label: card?.name ?? model)
+        let f = Validator.figures(report)
+        func v(_ key: String) -> String { f[key].map { String(format: "%.4f", $0) } ?? "–" }
+        print("\(card?.name ?? model) on \(set.source) (\(set.samples.count) images)")
+        print("  official: mAUPR \(v("mAUPR"))  mIoU \(v("mIoU"))  mF1 \(v("mF1"))   exact mAP \(v("mAP"))")
+        for c in ["EX", "HE", "SE", "MA"] {
+            print("  \(c): AUPR \(v("AUPR." + c))  IoU \(v("IoU." + c))  AP \(v("AP." + c))")
+        }
+    }
+}
