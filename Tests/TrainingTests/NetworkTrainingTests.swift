@@ -64,6 +64,37 @@ func networkKillAndResume() throws {
     #expect(s["decode_head.convs.0.bn.running_mean"] != fresh["decode_head.convs.0.bn.running_mean"])
 }
 
+@Test("Lesion-centred crops and the sample cache keep kill-and-resume exact; a snapshot of the last checkpoint is the model")
+func networkResumeWithLesionCropsAndSnapshot() throws {
+    var configuration = networkConfiguration()
+    configuration.lesionCropProbability = 0.5
+    configuration.bceWeight = 1
+    let a = try temporaryFolder("lesionstraight"), b = try temporaryFolder("lesionkilled"), out = try temporaryFolder("snapshot")
+    defer { for f in [a, b, out] { try? FileManager.default.removeItem(at: f) } }
+    func trainer(_ folder: URL) throws -> Trainer<NetworkModel> {
+        try Trainer(model: NetworkModel(SegmentationModel(architecture: .tinyFixture(variant: .C))),
+                    data: CachedSamples(networkSamples(), budgetBytes: 1 << 20),
+                    configuration: configuration, checkpointFolder: folder, logger: logger)
+    }
+    var straight = try trainer(a)
+    try straight.run()
+    var killed = try trainer(b)
+    try killed.run(stoppingAt: 5)
+    var resumed = try trainer(b)
+    #expect(try resumed.resume() == 4)
+    try resumed.run()
+    let s = straight.model.state, r = resumed.model.state
+    #expect(s.names.filter { s[$0] != r[$0] }.isEmpty)
+
+    // The snapshot bundle of the finished run loads as the same network.
+    let checkpoint = try #require(try TrainingCheckpoint.latest(in: a))
+    let bundle = try TrainingSnapshot.export(checkpoint, from: a, name: "snap", to: out)
+    let loaded = try WeightLoader.load(bundle)
+    #expect(loaded.card?.name == "snap" && loaded.architecture == .tinyFixture(variant: .C))
+    let snapshot = NetworkModel(try SegmentationModel(architecture: loaded.architecture, weights: loaded.tensors)).state
+    #expect(s.names.filter { s[$0] != snapshot[$0] }.isEmpty)
+}
+
 @Test("M2MRF network: our bdice on the engine's resized logits matches the engine's own; partial labels train")
 func networkOwnLoss() throws {
     var rng = TrainingRNG(seed: 4)
