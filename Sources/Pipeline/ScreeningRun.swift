@@ -73,7 +73,9 @@ public enum ModelResolver {
         let loaded = try WeightLoader.load(url)
         let path = loaded.source.standardizedFileURL.path
         let checksum = try SHA256.hex(fileAt: URL(fileURLWithPath: path))
-        let name = loaded.card.map { "\($0.name)-\($0.version)" } ?? url.deletingPathExtension().lastPathComponent
+        // A bundle whose version is its name (what `train` writes) is registered under that name, not "x-x".
+        let name = loaded.card.map { $0.version == $0.name ? $0.name : "\($0.name)-\($0.version)" }
+            ?? url.deletingPathExtension().lastPathComponent
         if let existing = try registry.find(name: name) {
             guard existing.checksum == checksum else {
                 throw ScreeningRunError("\(path): a model version named '\(name)' is registered already with other weights " +

@@ -20,7 +20,7 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Split the profiled run by convolution shape, not only by layer kind.") var shapes = false
 
     func run() throws {
-        EngineThreads.ensurePassiveWaitPolicy()
+        EngineThreads.configureProcessForEngine()
         guard let v = ModelArchitecture.Variant(rawValue: variant) else {
             throw ValidationError("unknown variant '\(variant)': plain, A, B, C or D")
         }

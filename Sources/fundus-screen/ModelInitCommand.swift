@@ -22,8 +22,7 @@ extension ModelCommand {
         var prior = 0.01
 
         func run() throws {
-            EngineThreads.ensurePassiveWaitPolicy()
-            EngineThreads.configureBLASForEngine()
+            EngineThreads.configureProcessForEngine()
             let architecture = try FreshModel.architecture(named: arch)
             let weights = try FreshModel.create(architecture: architecture, name: name ?? "untrained-\(arch)",
                                                 prior: prior > 0 ? prior : nil, to: URL(fileURLWithPath: out))
@@ -47,7 +46,7 @@ extension ModelCommand {
         @Option(help: "Timed runs (after one warm-up).") var runs = 3
 
         func run() throws {
-            EngineThreads.ensurePassiveWaitPolicy()
+            EngineThreads.configureProcessForEngine()
             let architecture = try weights.map { try WeightLoader.load(URL(fileURLWithPath: $0)).architecture }
                 ?? FreshModel.architecture(named: arch)
             let report = try NetworkBenchmark.run(architecture: architecture, height: height, width: width, runs: runs) {

@@ -70,8 +70,7 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         let logger = global.makeLogger("fundus-screen.train")
-        EngineThreads.ensurePassiveWaitPolicy()
-        EngineThreads.configureBLASForEngine()
+        EngineThreads.configureProcessForEngine()
         let location = DatabaseLocation.resolve(database: global.database, stateDirectory: global.stateDir.map { URL(fileURLWithPath: $0) })
         let connection = try Database.connect(location, logger: logger)
         let state = global.stateDir.map { URL(fileURLWithPath: $0) } ?? DatabaseLocation.defaultStateDirectory()
