@@ -108,7 +108,8 @@ func learns() throws {
     #expect(late < early * 0.7, "loss \(early) → \(late)")
     #expect(lines.all.count == 6)
     #expect(lines.all.last?.hasPrefix("iter 60/60  loss ") == true)
-    #expect(lines.all.last?.contains("img/s  ETA 0h00m00s") == true)
+    #expect(lines.all.last?.contains("img/s  data ") == true)
+    #expect(lines.all.last?.hasSuffix("%  ETA 0h00m00s") == true)
 }
 
 final class LockedLines: @unchecked Sendable {
