@@ -1,19 +1,7 @@
 import Foundation
 
-/// One tile of a plan: a rectangle of the input, in pixels.
-public struct Tile: Sendable, Equatable, Codable {
-    public var x: Int
-    public var y: Int
-    public var width: Int
-    public var height: Int
-
-    public init(x: Int, y: Int, width: Int, height: Int) {
-        self.x = x
-        self.y = y
-        self.width = width
-        self.height = height
-    }
-}
+/// One tile of a plan: a rectangle of the input, in pixels (always inside it).
+public typealias Tile = PixelRegion
 
 /// Overlapping tiles over an image of any size, as nnU-Net and MONAI's sliding window place them: along each
 /// axis, the fewest tiles whose overlap is at least `overlap` pixels, spread evenly from edge to edge. An axis

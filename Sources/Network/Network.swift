@@ -82,8 +82,7 @@ public final class SegmentationModel: @unchecked Sendable {
         try validate(input)
         return thread.run {
             let ops = Ops(engine: engine, bf16: bf16Inference)
-            let logits = forward(input, ops).toPlain()
-            return ops.sigmoid(ops.resizeBilinearPlain(logits, height: input.h, width: input.w))
+            return ops.sigmoid(inputSizeLogits(input, ops))
         }
     }
 
@@ -91,10 +90,12 @@ public final class SegmentationModel: @unchecked Sendable {
     /// sigmoid: what the official `inference` resizes once more to the original photograph before its sigmoid.
     public func upsampledLogits(_ input: Tensor) throws(NetworkError) -> Tensor {
         try validate(input)
-        return thread.run {
-            let ops = Ops(engine: engine, bf16: bf16Inference)
-            return ops.resizeBilinearPlain(forward(input, ops).toPlain(), height: input.h, width: input.w)
-        }
+        return thread.run { inputSizeLogits(input, Ops(engine: engine, bf16: bf16Inference)) }
+    }
+
+    /// The forward pass's logits resized bilinearly to the input's height and width.
+    private func inputSizeLogits(_ input: Tensor, _ ops: Ops) -> Tensor {
+        ops.resizeBilinearPlain(forward(input, ops).toPlain(), height: input.h, width: input.w)
     }
 
     /// Logits and probabilities of one eval pass.

@@ -105,9 +105,9 @@ public struct AnnotationImport {
         for (sample, path) in zip(dataset.samples, paths) where byPath[path] == nil {
             checksums[path] = try SHA256.hex(fileAt: sample.image)
         }
-        let byChecksum = try Annotations(connection: connection).imageIDs(forChecksums: Array(checksums.values))
-        var outcome = Outcome()
         let annotations = Annotations(connection: connection)
+        let byChecksum = try annotations.imageIDs(forChecksums: Array(checksums.values))
+        var outcome = Outcome()
         for (sample, path) in zip(dataset.samples, paths) {
             guard let id = byPath[path] ?? checksums[path].flatMap({ byChecksum[$0] }) else {
                 outcome.notInArchive.append(path)

@@ -33,7 +33,7 @@ struct AnnotationsCommand: ParsableCommand {
 
         func run() throws {
             let logger = global.makeLogger("fundus-screen.annotations")
-            let connection = try Database.connect(global.location, logger: logger)
+            let connection = try Database.connect(global.databaseLocation, logger: logger)
             let outcome = try AnnotationImport(connection: connection, logger: logger).register(
                 folder: URL(fileURLWithPath: folder), split: AnnotationSplit(rawValue: split)!,
                 images: try images.map { try LesionDataset.expandSelection($0) }, grader: grader)
@@ -57,7 +57,7 @@ struct AnnotationsCommand: ParsableCommand {
 
         func run() throws {
             let logger = global.makeLogger("fundus-screen.annotations")
-            let images = try Annotations(connection: Database.connect(global.location, logger: logger))
+            let images = try Annotations(connection: Database.connect(global.databaseLocation, logger: logger))
                 .list(split: split.flatMap(AnnotationSplit.init(rawValue:)))
             if images.isEmpty { print("no annotated images"); return }
             for image in images {
@@ -76,7 +76,7 @@ struct AnnotationsCommand: ParsableCommand {
 
         func run() throws {
             let logger = global.makeLogger("fundus-screen.annotations")
-            let annotations = Annotations(connection: try Database.connect(global.location, logger: logger))
+            let annotations = Annotations(connection: try Database.connect(global.databaseLocation, logger: logger))
             for id in ids { print(try annotations.remove(imageID: id) ? "removed \(id)" : "image \(id) had no annotation") }
         }
     }

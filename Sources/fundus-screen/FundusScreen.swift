@@ -2,7 +2,6 @@ import ArgumentParser
 import CImageCodecs
 import Foundation
 import Logging
-import Store
 
 @main
 struct FundusScreen: AsyncParsableCommand {
@@ -27,11 +26,6 @@ struct GlobalOptions: ParsableArguments {
 
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
-
-    /// The database these options name (the embedded server of the state folder by default).
-    var location: DatabaseLocation {
-        DatabaseLocation.resolve(database: database, stateDirectory: stateDir.map { URL(fileURLWithPath: $0) })
-    }
 
     func makeLogger(_ label: String) -> Logger {
         LoggingBootstrap.once()

@@ -21,7 +21,7 @@ struct ModelValidate: ParsableCommand {
         let logger = global.makeLogger("fundus-screen.model")
         EngineThreads.configureProcessForEngine()
         let data = try TrainingData.parse(val)
-        let connection: Connection? = if case .annotations = data { try Database.connect(global.location, logger: logger) } else { nil }
+        let connection: Connection? = if case .annotations = data { try Database.connect(global.databaseLocation, logger: logger) } else { nil }
         var set = try data.open(connection: connection, logger: logger)
         if let valImages { set = try set.selecting(LesionDataset.expandSelection(valImages)) }
         let loaded = try WeightLoader.load(URL(fileURLWithPath: model))

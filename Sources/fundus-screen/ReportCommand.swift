@@ -62,8 +62,7 @@ struct ReportCommand: ParsableCommand {
             if let findings {
                 patients = try JSONReportSource(file: URL(fileURLWithPath: findings)).patients(selection)
             } else {
-                let location = DatabaseLocation.resolve(
-                    database: global.database, stateDirectory: global.stateDir.map { URL(fileURLWithPath: $0) })
+                let location = global.databaseLocation
                 let connection = try Database.connect(location, logger: logger)
                 defer { connection.close() }
                 patients = try StoreReportSource(connection: connection).patients(selection)

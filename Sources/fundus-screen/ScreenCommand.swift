@@ -74,7 +74,7 @@ struct ScreenCommand: ParsableCommand {
     func run() throws {
         let logger = global.makeLogger("fundus-screen.screen")
         EngineThreads.configureProcessForEngine()
-        let location = DatabaseLocation.resolve(database: global.database, stateDirectory: global.stateDir.map { URL(fileURLWithPath: $0) })
+        let location = global.databaseLocation
         let conninfo = try Database.conninfo(for: location, logger: logger)
         let connection = try Database.connect(location, logger: logger)
         let loaded = try ModelResolver.resolve(model.map { .named($0) } ?? .active, connection: connection, logger: logger)

@@ -71,7 +71,7 @@ struct TrainCommand: ParsableCommand {
     func run() throws {
         let logger = global.makeLogger("fundus-screen.train")
         EngineThreads.configureProcessForEngine()
-        let location = DatabaseLocation.resolve(database: global.database, stateDirectory: global.stateDir.map { URL(fileURLWithPath: $0) })
+        let location = global.databaseLocation
         let connection = try Database.connect(location, logger: logger)
         let state = global.stateDir.map { URL(fileURLWithPath: $0) } ?? DatabaseLocation.defaultStateDirectory()
 
@@ -158,7 +158,7 @@ struct ModelList: ParsableCommand {
 
     func run() throws {
         let logger = global.makeLogger("fundus-screen.model")
-        let location = DatabaseLocation.resolve(database: global.database, stateDirectory: global.stateDir.map { URL(fileURLWithPath: $0) })
+        let location = global.databaseLocation
         let versions = try ModelRegistry(connection: Database.connect(location, logger: logger)).list()
         if versions.isEmpty { print("no model versions registered"); return }
         func row(_ cells: [String]) -> String {
@@ -185,7 +185,7 @@ struct ModelPromote: ParsableCommand {
 
     func run() throws {
         let logger = global.makeLogger("fundus-screen.model")
-        let location = DatabaseLocation.resolve(database: global.database, stateDirectory: global.stateDir.map { URL(fileURLWithPath: $0) })
+        let location = global.databaseLocation
         let rollout = ModelRollout(registry: ModelRegistry(connection: try Database.connect(location, logger: logger)), metric: metric)
         let (decision, version) = try rollout.promote(id, force: force)
         guard decision.promote else {
@@ -203,7 +203,7 @@ struct ModelRollback: ParsableCommand {
 
     func run() throws {
         let logger = global.makeLogger("fundus-screen.model")
-        let location = DatabaseLocation.resolve(database: global.database, stateDirectory: global.stateDir.map { URL(fileURLWithPath: $0) })
+        let location = global.databaseLocation
         let (from, to) = try ModelRollout(registry: ModelRegistry(connection: try Database.connect(location, logger: logger))).rollback()
         print("rolled back from \(from?.name ?? "none") to \(to.name) (id \(to.id))")
     }
