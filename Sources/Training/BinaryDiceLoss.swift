@@ -19,8 +19,13 @@ public enum BinaryDiceLoss {
     public static let classes = 4
 
     /// The loss and its gradient with respect to the logits (same layout as `logits`).
+    ///
+    /// With `batchDice`, each class's sums run over every image of the batch annotated for it, and the loss is the
+    /// mean over the classes annotated anywhere in the batch: `L = (1/|C|) Σ_c L_c` (nnU-Net's "batch dice", not
+    /// the official loss). A crop without a class then still pays for that class's false positives through the
+    /// batch's denominator, where the per-image form gives it almost no gradient.
     public static func evaluate(logits: [Float], labels: [UInt8], annotated: [Bool], batch n: Int, height h: Int, width w: Int,
-                                bceWeight: Float = 0) throws(TrainingError) -> (loss: Float, gradient: [Float]) {
+                                bceWeight: Float = 0, batchDice: Bool = false) throws(TrainingError) -> (loss: Float, gradient: [Float]) {
         let c = classes, hw = h * w
         guard logits.count == n * c * hw, labels.count == n * hw, annotated.count == n * c else {
             throw TrainingError(.model, "loss: \(logits.count) logits, \(labels.count) labels and \(annotated.count) flags do not fit a batch of \(n) × \(c) × \(h) × \(w)")
@@ -28,17 +33,24 @@ public enum BinaryDiceLoss {
         if let bad = labels.first(where: { $0 > UInt8(c) }) {
             throw TrainingError(.model, "loss: label value \(bad) is not 0 (background) or 1…\(c)")
         }
+        // The dice terms: each a class and the images its sums run over, with its weight in the mean.
+        var terms: [(cls: Int, images: [Int], weight: Double)] = []
+        if batchDice {
+            let present = (0..<c).map { cls in (0..<n).filter { annotated[$0 * c + cls] } }.enumerated().filter { !$0.element.isEmpty }
+            for (cls, images) in present { terms.append((cls, images, 1.0 / Double(present.count))) }
+        } else {
+            for image in 0..<n {
+                let classesHere = (0..<c).filter { annotated[image * c + $0] }
+                for cls in classesHere { terms.append((cls, [image], 1.0 / (Double(n) * Double(classesHere.count)))) }
+            }
+        }
         var gradient = [Float](repeating: 0, count: logits.count)
         var loss = 0.0
-        let bceElements = Double(annotated.filter { $0 }.count * hw)
-        for image in 0..<n {
-            let classesHere = (0..<c).filter { annotated[image * c + $0] }
-            guard !classesHere.isEmpty else { continue }
-            let weight = 1.0 / (Double(n) * Double(classesHere.count))
-            for cls in classesHere {
-                let base = (image * c + cls) * hw
-                let target = UInt8(cls + 1)
-                var sumPG = 0.0, sumP = 0.0, sumG = 0.0
+        for term in terms {
+            let target = UInt8(term.cls + 1)
+            var sumPG = 0.0, sumP = 0.0, sumG = 0.0
+            for image in term.images {
+                let base = (image * c + term.cls) * hw
                 for i in 0..<hw {
                     let p = sigmoid(Double(logits[base + i]))
                     let g: Double = labels[image * hw + i] == target ? 1 : 0
@@ -46,17 +58,25 @@ public enum BinaryDiceLoss {
                     sumP += p
                     sumG += g
                 }
-                let numerator = 2 * sumPG + smooth, denominator = sumP + sumG + smooth
-                loss += weight * (1 - numerator / denominator)
-                // dL/dp_i = −(2·g_i·den − num) / den²; dp/dx = p(1 − p).
+            }
+            let numerator = 2 * sumPG + smooth, denominator = sumP + sumG + smooth
+            loss += term.weight * (1 - numerator / denominator)
+            // dL/dp_i = −(2·g_i·den − num) / den²; dp/dx = p(1 − p).
+            for image in term.images {
+                let base = (image * c + term.cls) * hw
                 for i in 0..<hw {
                     let p = sigmoid(Double(logits[base + i]))
                     let g: Double = labels[image * hw + i] == target ? 1 : 0
                     let dp = -(2 * g * denominator - numerator) / (denominator * denominator)
-                    gradient[base + i] = Float(weight * dp * p * (1 - p))
+                    gradient[base + i] = Float(term.weight * dp * p * (1 - p))
                 }
-                if bceWeight != 0 {
-                    let k = Double(bceWeight) / bceElements
+            }
+        }
+        if bceWeight != 0 {
+            let k = Double(bceWeight) / Double(annotated.filter { $0 }.count * hw)
+            for image in 0..<n {
+                for cls in 0..<c where annotated[image * c + cls] {
+                    let base = (image * c + cls) * hw, target = UInt8(cls + 1)
                     for i in 0..<hw {
                         let x = Double(logits[base + i])
                         let g: Double = labels[image * hw + i] == target ? 1 : 0

@@ -38,16 +38,16 @@ public struct NetworkModel: TrainableModel {
     public mutating func trainingStep(_ batch: TrainingBatch, loss: LossSettings) throws -> TrainingStepResult {
         let input = Tensor(batch.images, shape: [batch.count, 3, batch.height, batch.width])
         let value: Float, gradients: [String: Tensor]
-        if loss.bceWeight == 0 && batch.annotated.allSatisfy({ $0 }) && !alwaysOwnLoss {
+        if loss.bceWeight == 0 && !loss.batchDice && batch.annotated.allSatisfy({ $0 }) && !alwaysOwnLoss {
             // The official loss on every class: the engine's bdice, checked against PyTorch's numbers.
             (value, gradients) = try network.trainingStep(input: input, labels: batch.labels.map { Int32($0) })
         } else {
-            // Partially-labelled images or BCE: our loss on the logits the engine resized to the crop, which leaves
+            // Partially-labelled images, BCE or batch dice: our loss on the logits the engine resized to the crop, which leaves
             // out the classes an image is not annotated for.
             (value, gradients) = try network.trainingStep(input: input) { logits in
                 let (l, g) = try BinaryDiceLoss.evaluate(logits: logits.values(), labels: batch.labels, annotated: batch.annotated,
                                                          batch: batch.count, height: batch.height, width: batch.width,
-                                                         bceWeight: loss.bceWeight)
+                                                         bceWeight: loss.bceWeight, batchDice: loss.batchDice)
                 return (l, Tensor(g, shape: logits.shape))
             }
         }

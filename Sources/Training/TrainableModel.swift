@@ -26,7 +26,12 @@ public struct TrainingBatch: Sendable, Equatable {
 /// What the loss adds beyond the official bdice (see `BinaryDiceLoss`).
 public struct LossSettings: Sendable, Equatable {
     public var bceWeight: Float
-    public init(bceWeight: Float = 0) { self.bceWeight = bceWeight }
+    /// Dice sums over the whole batch per class instead of per image (see `BinaryDiceLoss.evaluate`).
+    public var batchDice: Bool
+    public init(bceWeight: Float = 0, batchDice: Bool = false) {
+        self.bceWeight = bceWeight
+        self.batchDice = batchDice
+    }
 }
 
 /// The mean loss of a batch and its gradient for every trainable tensor, by name.

@@ -35,6 +35,8 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     public var weightDecay: Float = 5e-4
     /// Weight of a binary cross-entropy term added to bdice; 0 is the official loss.
     public var bceWeight: Float = 0
+    /// Dice over the batch per class instead of per image (nnU-Net's batch dice; nil or false = official).
+    public var batchDice: Bool?
     /// Save the training state every this many iterations (official 5 000).
     public var checkpointInterval: Int = 5_000
     /// The network being trained, when known (the card of the result carries it).

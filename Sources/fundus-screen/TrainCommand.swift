@@ -43,6 +43,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Base learning rate.") var lr: Double = 0.01
     @Option(help: "Final learning rate of the poly schedule.") var minLr: Double = 1e-4
     @Option(help: "Weight of a BCE term added to bdice (0: the official loss).") var bce: Float = 0
+    @Flag(help: "Dice over the whole batch per class instead of per image (nnU-Net's batch dice; not the official loss).")
+    var batchDice = false
     @Option(parsing: .upToNextOption, help: "Model scale, long edge and short edge (IDRiD 1440 960; DDR 1024 1024).")
     var scale: [Int] = [1440, 960]
     @Option(help: "Normalisation statistics: idrid or ddr.") var stats: String = "idrid"
@@ -86,6 +88,7 @@ struct TrainCommand: ParsableCommand {
         configuration.scaleLong = scale[0]
         configuration.scaleShort = scale[1]
         configuration.bceWeight = bce
+        configuration.batchDice = batchDice ? true : nil
         configuration.checkpointInterval = checkpointEvery
         configuration.flipsAndRotations = !noFlips
         configuration.photometricDistortion = !noPhotometric

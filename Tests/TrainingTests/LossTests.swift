@@ -56,6 +56,43 @@ func bdiceGradient() throws {
     }
 }
 
+@Test("Batch dice: finite differences, one image equals per-image dice, and a hand-computed batch")
+func batchDiceGradient() throws {
+    var rng = TrainingRNG(seed: 5)
+    let n = 2, h = 2, w = 3
+    let logits = (0..<(n * 4 * h * w)).map { _ in Float(rng.uniform(-2, 2)) }
+    let labels = (0..<(n * h * w)).map { _ in UInt8(rng.below(5)) }
+    let annotated = [true, true, false, true, true, false, false, true]   // SE nowhere, HE only in image 0
+    let (_, g) = try BinaryDiceLoss.evaluate(logits: logits, labels: labels, annotated: annotated, batch: n, height: h, width: w,
+                                             bceWeight: 0.25, batchDice: true)
+    #expect(g[(1 * 4 + 1) * h * w ..< (1 * 4 + 3) * h * w].allSatisfy { $0 == 0 })   // image 1: HE and SE not annotated
+    let eps: Float = 1e-2
+    for i in 0..<logits.count {
+        var plus = logits, minus = logits
+        plus[i] += eps
+        minus[i] -= eps
+        let lp = try BinaryDiceLoss.evaluate(logits: plus, labels: labels, annotated: annotated, batch: n, height: h, width: w, bceWeight: 0.25, batchDice: true).loss
+        let lm = try BinaryDiceLoss.evaluate(logits: minus, labels: labels, annotated: annotated, batch: n, height: h, width: w, bceWeight: 0.25, batchDice: true).loss
+        let numeric = (lp - lm) / (2 * eps)
+        #expect(abs(numeric - g[i]) < 2e-3, "logit \(i): numeric \(numeric), analytic \(g[i])")
+    }
+    // One image: the batch is the image.
+    let one = Array(logits[0..<(4 * h * w)]), oneLabels = Array(labels[0..<(h * w)])
+    let perImage = try BinaryDiceLoss.evaluate(logits: one, labels: oneLabels, annotated: [true, true, true, true], batch: 1, height: h, width: w)
+    let batch = try BinaryDiceLoss.evaluate(logits: one, labels: oneLabels, annotated: [true, true, true, true], batch: 1, height: h, width: w, batchDice: true)
+    #expect(perImage.loss == batch.loss && perImage.gradient == batch.gradient)
+    // Two 1×1 images, EX only: logits 0 (p = ½) everywhere, EX in image 0 only. Per image: image 0 has
+    // 1 − (1 + ε)/(1.5 + ε), image 1 has 1 − ε/(0.5 + ε) ≈ 1; over the batch: 1 − (1 + ε)/(2 + ε).
+    let flags = [true, false, false, false, true, false, false, false]
+    let l0 = try BinaryDiceLoss.evaluate(logits: [Float](repeating: 0, count: 8), labels: [1, 0], annotated: flags, batch: 2, height: 1, width: 1, batchDice: true)
+    let e = BinaryDiceLoss.smooth
+    #expect(abs(Double(l0.loss) - (1 - (1 + e) / (2 + e))) < 1e-6)
+    // Image 1's false positive now has a gradient of the same size as image 0's missing half.
+    #expect(l0.gradient[4] > 0 && l0.gradient[0] < 0)
+    let official = try BinaryDiceLoss.evaluate(logits: [Float](repeating: 0, count: 8), labels: [1, 0], annotated: flags, batch: 2, height: 1, width: 1)
+    #expect(abs(Double(official.loss) - ((1 - (1 + e) / (1.5 + e)) + (1 - e / (0.5 + e))) / 2) < 1e-6)
+}
+
 @Test("Label values outside 0…4 and mis-sized buffers are refused")
 func bdiceRefuses() {
     #expect(throws: TrainingError.self) {
