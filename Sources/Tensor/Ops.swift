@@ -89,24 +89,19 @@ public struct Ops {
             shift.data[ch] = bias.data[ch] - mean.data[ch] * scale.data[ch]
         }
         let y = Tensor(shape: x.shape, layout: .blocked16, zeroed: false)
-        engine.timed("batchnorm") {
-            Self.laneAffine(x, scale: scale, shift: shift, into: y)
-            if let residual {
-                precondition(residual.shape == x.shape && residual.layout == .blocked16, "residual \(residual.shape) for \(x.shape)")
-                y.add(residual)
-            }
-            if relu { for i in 0..<y.storageCount { y.data[i] = max(y.data[i], 0) } }
+        if let residual {
+            precondition(residual.shape == x.shape && residual.layout == .blocked16, "residual \(residual.shape) for \(x.shape)")
         }
+        engine.timed("batchnorm") { Self.laneAffine(x, scale: scale, shift: shift, residual: residual, relu: relu, into: y) }
         guard let tape, tracks(x, weight, bias, residual) else { return y }
         y.requiresGrad = true
         let training = self.training
         tape.record("batchnorm") {
             guard let dy = tape.takeGradient(y) else { return }
-            if relu { for i in 0..<dy.storageCount where y.data[i] <= 0 { dy.data[i] = 0 } }  // dy is ours now
             defer { if let residual { tape.accumulate(residual, dy) } }  // after the reads below
-            // Σdy and Σdy·x̂ per channel, x̂ = (x − mean)·invstd.
-            let sdy = Self.laneSums(dy, nil, center: nil)
-            let sdyxc = Self.laneSums(dy, x, center: mean)  // Σ dy·(x − mean)
+            // Σdy and Σdy·x̂ per channel, x̂ = (x − mean)·invstd, in one pass that also applies ReLU's mask to dy
+            // (dy is ours now).
+            let (sdy, sdyxc) = Self.laneGradientSums(dy, x, center: mean, reluOutput: relu ? y : nil)
             let dw = Tensor(shape: [C]), db = Tensor(shape: [C])
             for ch in 0..<C {
                 dw.data[ch] = Float(sdyxc[ch] * Double(invstd.data[ch]))
@@ -128,9 +123,9 @@ public struct Ops {
                 }
             }
             let dx = Tensor(shape: x.shape, layout: .blocked16, zeroed: false)
-            let plane = HW * 16
-            for pi in 0..<(x.n * x.channelBlocks) {
-                let lane = (pi % x.channelBlocks) * 16
+            let plane = HW * 16, cb = x.channelBlocks
+            Self.forEachPlane(x.n * cb, floatsPerPlane: plane) { pi in
+                let lane = (pi % cb) * 16
                 let g = dy.data + pi * plane, xv = x.data + pi * plane, o = dx.data + pi * plane
                 let pa = a.data + lane, pb = b.data + lane, pc = c.data + lane, pm = mean.data + lane
                 for i in 0..<HW {
@@ -142,45 +137,130 @@ public struct Ops {
         return y
     }
 
+    /// Runs `body(plane)` for each of `planes` (an image's block of 16 channels): on every core through Dispatch
+    /// when the work is large enough to pay for it, else in order on this thread. Each plane writes only its own
+    /// memory, so results do not depend on the threads.
+    static func forEachPlane(_ planes: Int, floatsPerPlane: Int, _ body: (Int) -> Void) {
+        if planes > 1 && planes * floatsPerPlane >= 1 << 16 {
+            // The planes write disjoint memory and concurrentPerform returns after the last: safe to share the body.
+            struct SharedBody: @unchecked Sendable { let run: (Int) -> Void }
+            withoutActuallyEscaping(body) { body in
+                let shared = SharedBody(run: body)
+                DispatchQueue.concurrentPerform(iterations: planes) { shared.run($0) }
+            }
+        } else {
+            for pi in 0..<planes { body(pi) }
+        }
+    }
+
     /// Per channel lane: Σ u (v == nil) or Σ u·(v − center), over N, H, W of blocked tensors. Float partial sums
-    /// over runs of 64 pixels, accumulated in Double.
+    /// over runs of 64 pixels, accumulated in Double per plane; planes are then added in order (deterministic).
     static func laneSums(_ u: Tensor, _ v: Tensor?, center: Tensor?) -> [Double] {
-        let cb = u.channelBlocks, HW = u.h * u.w, plane = HW * 16
-        var out = [Double](repeating: 0, count: cb * 16)
-        var part = [Float](repeating: 0, count: 16)
-        for pi in 0..<(u.n * cb) {
-            let k = pi % cb
-            let up = u.data + pi * plane
-            let vp = v.map { $0.data + pi * plane }
-            let cp = center.map { $0.data + k * 16 }
-            var i = 0
-            while i < HW {
-                let end = min(i + 64, HW)
-                part.withUnsafeMutableBufferPointer { acc in
-                    for l in 0..<16 { acc[l] = 0 }
-                    if let vp, let cp {
-                        for j in i..<end { for l in 0..<16 { acc[l] += up[j * 16 + l] * (vp[j * 16 + l] - cp[l]) } }
-                    } else if let vp {
-                        for j in i..<end { for l in 0..<16 { acc[l] += up[j * 16 + l] * vp[j * 16 + l] } }
-                    } else {
-                        for j in i..<end { for l in 0..<16 { acc[l] += up[j * 16 + l] } }
+        let cb = u.channelBlocks, HW = u.h * u.w, plane = HW * 16, planes = u.n * cb
+        var partial = [Double](repeating: 0, count: planes * 16)
+        partial.withUnsafeMutableBufferPointer { buffer in
+            let sums = buffer.baseAddress!
+            forEachPlane(planes, floatsPerPlane: plane) { pi in
+                let up = u.data + pi * plane
+                let vp = v.map { $0.data + pi * plane }
+                let cp = center.map { $0.data + (pi % cb) * 16 }
+                let out = sums + pi * 16
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: 16) { acc in
+                    var i = 0
+                    while i < HW {
+                        let end = min(i + 64, HW)
+                        for l in 0..<16 { acc[l] = 0 }
+                        if let vp, let cp {
+                            for j in i..<end { for l in 0..<16 { acc[l] += up[j * 16 + l] * (vp[j * 16 + l] - cp[l]) } }
+                        } else if let vp {
+                            for j in i..<end { for l in 0..<16 { acc[l] += up[j * 16 + l] * vp[j * 16 + l] } }
+                        } else {
+                            for j in i..<end { for l in 0..<16 { acc[l] += up[j * 16 + l] } }
+                        }
+                        for l in 0..<16 { out[l] += Double(acc[l]) }
+                        i = end
                     }
                 }
-                for l in 0..<16 { out[k * 16 + l] += Double(part[l]) }
-                i = end
             }
+        }
+        return reducePlanes(partial, channelBlocks: cb)
+    }
+
+    /// BatchNorm backward's two sums in one pass: Σ dy and Σ dy·(x − center) per lane. With `reluOutput`, first
+    /// zeroes dy where that ReLU output is ≤ 0 (in place). Same summation order as `laneSums`.
+    static func laneGradientSums(_ dy: Tensor, _ x: Tensor, center: Tensor, reluOutput: Tensor?) -> (sum: [Double], centred: [Double]) {
+        let cb = dy.channelBlocks, HW = dy.h * dy.w, plane = HW * 16, planes = dy.n * cb
+        var partial = [Double](repeating: 0, count: planes * 32)
+        partial.withUnsafeMutableBufferPointer { buffer in
+            let sums = buffer.baseAddress!
+            forEachPlane(planes, floatsPerPlane: plane) { pi in
+                let g = dy.data + pi * plane, xv = x.data + pi * plane
+                let yv = reluOutput.map { $0.data + pi * plane }
+                let cp = center.data + (pi % cb) * 16
+                let out = sums + pi * 32
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: 32) { acc in
+                    var i = 0
+                    while i < HW {
+                        let end = min(i + 64, HW)
+                        for l in 0..<32 { acc[l] = 0 }
+                        if let yv {
+                            for j in i..<end {
+                                for l in 0..<16 {
+                                    let k = j * 16 + l
+                                    let d = yv[k] > 0 ? g[k] : 0
+                                    g[k] = d
+                                    acc[l] += d
+                                    acc[16 + l] += d * (xv[k] - cp[l])
+                                }
+                            }
+                        } else {
+                            for j in i..<end {
+                                for l in 0..<16 {
+                                    let k = j * 16 + l
+                                    acc[l] += g[k]
+                                    acc[16 + l] += g[k] * (xv[k] - cp[l])
+                                }
+                            }
+                        }
+                        for l in 0..<32 { out[l] += Double(acc[l]) }
+                        i = end
+                    }
+                }
+            }
+        }
+        let sum = reducePlanes((0..<planes).flatMap { partial[$0 * 32 ..< $0 * 32 + 16] }, channelBlocks: cb)
+        let centred = reducePlanes((0..<planes).flatMap { partial[$0 * 32 + 16 ..< $0 * 32 + 32] }, channelBlocks: cb)
+        return (sum, centred)
+    }
+
+    /// Adds per-plane lane sums (plane pi = image pi / cb, channel block pi % cb) into per-channel sums, in order.
+    private static func reducePlanes(_ partial: [Double], channelBlocks cb: Int) -> [Double] {
+        var out = [Double](repeating: 0, count: cb * 16)
+        for pi in 0..<(partial.count / 16) {
+            for l in 0..<16 { out[(pi % cb) * 16 + l] += partial[pi * 16 + l] }
         }
         return out
     }
 
-    /// y = scale·x + shift per channel lane.
-    static func laneAffine(_ x: Tensor, scale: Tensor, shift: Tensor, into y: Tensor) {
+    /// y = scale·x + shift per channel lane, optionally + residual and then ReLU, in one pass.
+    static func laneAffine(_ x: Tensor, scale: Tensor, shift: Tensor, residual: Tensor? = nil, relu: Bool = false, into y: Tensor) {
         let cb = x.channelBlocks, HW = x.h * x.w, plane = HW * 16
-        for pi in 0..<(x.n * cb) {
+        forEachPlane(x.n * cb, floatsPerPlane: plane) { pi in
             let k = pi % cb
             let xp = x.data + pi * plane, yp = y.data + pi * plane
             let s = scale.data + k * 16, t = shift.data + k * 16
-            for i in 0..<HW { for l in 0..<16 { yp[i * 16 + l] = xp[i * 16 + l] * s[l] + t[l] } }
+            if let residual {
+                let rp = residual.data + pi * plane
+                if relu {
+                    for i in 0..<HW { for l in 0..<16 { yp[i * 16 + l] = max(xp[i * 16 + l] * s[l] + t[l] + rp[i * 16 + l], 0) } }
+                } else {
+                    for i in 0..<HW { for l in 0..<16 { yp[i * 16 + l] = xp[i * 16 + l] * s[l] + t[l] + rp[i * 16 + l] } }
+                }
+            } else if relu {
+                for i in 0..<HW { for l in 0..<16 { yp[i * 16 + l] = max(xp[i * 16 + l] * s[l] + t[l], 0) } }
+            } else {
+                for i in 0..<HW { for l in 0..<16 { yp[i * 16 + l] = xp[i * 16 + l] * s[l] + t[l] } }
+            }
         }
     }
 

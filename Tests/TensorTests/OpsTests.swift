@@ -158,3 +158,52 @@ func plainResize() {
     let plain = ops.resizeBilinearPlain(x.toPlain(), height: 19, width: 30).values()
     #expect(plain == blocked)
 }
+
+@Test("BatchNorm on tensors large enough to run on several threads: forward and backward equal a Double reference, and repeat bit for bit")
+func batchNormThreadedMatchesReference() {
+    let shape = [2, 40, 40, 40]   // 3 channel blocks × 2 images, 153,600 floats: the threaded path
+    let (n, c, hw) = (2, 40, 1600)
+    let x = randomTensor(shape, seed: 31, scale: 2), residual = randomTensor(shape, seed: 32)
+    let weight = randomTensor([c], blocked: false, seed: 33), bias = randomTensor([c], blocked: false, seed: 34)
+    var rnd = SeededRandom(35)
+    let upstream = rnd.floats(n * c * hw)
+    func run() -> (y: [Float], dx: [Float], dw: [Float], db: [Float], dr: [Float]) {
+        let tape = Tape()
+        for t in [x, residual, weight, bias] { t.requiresGrad = true }
+        let y = Ops(engine: ComputeEngine(), tape: tape, training: true)
+            .batchNorm(x, weight: weight, bias: bias, runningMean: Tensor(shape: [c]), runningVar: Tensor(shape: [c]),
+                       residual: residual, relu: true)
+        tape.backward(from: y, gradient: Tensor(upstream, shape: shape))
+        return (y.values(), tape.gradient(x)!.values(), tape.gradient(weight)!.values(), tape.gradient(bias)!.values(),
+                tape.gradient(residual)!.values())
+    }
+    let got = run(), again = run()
+    #expect(got.y == again.y && got.dx == again.dx && got.dw == again.dw)
+    // Reference in Double, NCHW: y = relu(w·x̂ + b + r); g = dy·[y > 0]; dx = w·invstd·(g − mean g − x̂·mean(g·x̂)).
+    let xv = x.values(), rv = residual.values(), wv = weight.values(), bv = bias.values()
+    var worst = (y: 0.0, dx: 0.0, dw: 0.0, db: 0.0, dr: 0.0)
+    for ch in 0..<c {
+        let idx = (0..<n).flatMap { b in (0..<hw).map { (b * c + ch) * hw + $0 } }
+        let m = Double(idx.count)
+        let mean = idx.reduce(0.0) { $0 + Double(xv[$1]) } / m
+        let variance = idx.reduce(0.0) { $0 + (Double(xv[$1]) - mean) * (Double(xv[$1]) - mean) } / m
+        let invstd = 1 / (variance + 1e-5).squareRoot()
+        var g = [Double](), xhat = [Double]()
+        for i in idx {
+            let xh = (Double(xv[i]) - mean) * invstd
+            let y = max(Double(wv[ch]) * xh + Double(bv[ch]) + Double(rv[i]), 0)
+            worst.y = max(worst.y, abs(y - Double(got.y[i])))
+            xhat.append(xh)
+            g.append(y > 0 ? Double(upstream[i]) : 0)
+        }
+        let sg = g.reduce(0, +), sgx = zip(g, xhat).reduce(0.0) { $0 + $1.0 * $1.1 }
+        worst.dw = max(worst.dw, abs(sgx - Double(got.dw[ch])) / max(1, abs(sgx)))
+        worst.db = max(worst.db, abs(sg - Double(got.db[ch])) / max(1, abs(sg)))
+        for (k, i) in idx.enumerated() {
+            let dx = Double(wv[ch]) * invstd * (g[k] - sg / m - xhat[k] * sgx / m)
+            worst.dx = max(worst.dx, abs(dx - Double(got.dx[i])))
+            worst.dr = max(worst.dr, abs(g[k] - Double(got.dr[i])))
+        }
+    }
+    #expect(worst.y < 1e-4 && worst.dx < 1e-4 && worst.dw < 1e-4 && worst.db < 1e-4 && worst.dr == 0, "worst errors \(worst)")
+}
