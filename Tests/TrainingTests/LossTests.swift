@@ -44,15 +44,21 @@ func bdiceGradient() throws {
     let labels = (0..<(n * h * w)).map { _ in UInt8(rng.below(5)) }
     let annotated = [true, false, true, true, true, true, true, true]
     let (_, g) = try BinaryDiceLoss.evaluate(logits: logits, labels: labels, annotated: annotated, batch: n, height: h, width: w, bceWeight: 0.5)
+    try expectFiniteDifferences(logits, g, at: stride(from: 0, to: logits.count, by: 5)) {
+        try BinaryDiceLoss.evaluate(logits: $0, labels: labels, annotated: annotated, batch: n, height: h, width: w, bceWeight: 0.5).loss
+    }
+}
+
+/// Central differences (step 1e-2) of `loss` at the given logits agree with the analytic `gradient` within 2e-3.
+private func expectFiniteDifferences(_ logits: [Float], _ gradient: [Float], at indices: some Sequence<Int>,
+                                     _ loss: ([Float]) throws -> Float) throws {
     let eps: Float = 1e-2
-    for i in stride(from: 0, to: logits.count, by: 5) {
+    for i in indices {
         var plus = logits, minus = logits
         plus[i] += eps
         minus[i] -= eps
-        let lp = try BinaryDiceLoss.evaluate(logits: plus, labels: labels, annotated: annotated, batch: n, height: h, width: w, bceWeight: 0.5).loss
-        let lm = try BinaryDiceLoss.evaluate(logits: minus, labels: labels, annotated: annotated, batch: n, height: h, width: w, bceWeight: 0.5).loss
-        let numeric = (lp - lm) / (2 * eps)
-        #expect(abs(numeric - g[i]) < 2e-3, "logit \(i): numeric \(numeric), analytic \(g[i])")
+        let numeric = (try loss(plus) - loss(minus)) / (2 * eps)
+        #expect(abs(numeric - gradient[i]) < 2e-3, "logit \(i): numeric \(numeric), analytic \(gradient[i])")
     }
 }
 
@@ -66,15 +72,9 @@ func batchDiceGradient() throws {
     let (_, g) = try BinaryDiceLoss.evaluate(logits: logits, labels: labels, annotated: annotated, batch: n, height: h, width: w,
                                              bceWeight: 0.25, batchDice: true)
     #expect(g[(1 * 4 + 1) * h * w ..< (1 * 4 + 3) * h * w].allSatisfy { $0 == 0 })   // image 1: HE and SE not annotated
-    let eps: Float = 1e-2
-    for i in 0..<logits.count {
-        var plus = logits, minus = logits
-        plus[i] += eps
-        minus[i] -= eps
-        let lp = try BinaryDiceLoss.evaluate(logits: plus, labels: labels, annotated: annotated, batch: n, height: h, width: w, bceWeight: 0.25, batchDice: true).loss
-        let lm = try BinaryDiceLoss.evaluate(logits: minus, labels: labels, annotated: annotated, batch: n, height: h, width: w, bceWeight: 0.25, batchDice: true).loss
-        let numeric = (lp - lm) / (2 * eps)
-        #expect(abs(numeric - g[i]) < 2e-3, "logit \(i): numeric \(numeric), analytic \(g[i])")
+    try expectFiniteDifferences(logits, g, at: 0..<logits.count) {
+        try BinaryDiceLoss.evaluate(logits: $0, labels: labels, annotated: annotated, batch: n, height: h, width: w,
+                                    bceWeight: 0.25, batchDice: true).loss
     }
     // One image: the batch is the image.
     let one = Array(logits[0..<(4 * h * w)]), oneLabels = Array(labels[0..<(h * w)])
