@@ -13,7 +13,7 @@ import Foundation
 /// A_n is the set of classes annotated for image n. When every image annotates all four, |A_n| = 4 and this is the
 /// official `mean_n (1/4) Σ_c L_nc` exactly; a class an image does not annotate gets neither loss nor gradient,
 /// instead of being taught "no lesion here". The BCE term, when its weight is non-zero, is the mean over the
-/// annotated (image, class, pixel) elements of `BCEWithLogits`.
+/// annotated (image, class, pixel) elements of `BCEWithLogits`, with `pos_weight` on the lesion pixels when asked.
 public enum BinaryDiceLoss {
     public static let smooth: Double = 1e-5
     public static let classes = 4
@@ -25,7 +25,7 @@ public enum BinaryDiceLoss {
     /// the official loss). A crop without a class then still pays for that class's false positives through the
     /// batch's denominator, where the per-image form gives it almost no gradient.
     public static func evaluate(logits: [Float], labels: [UInt8], annotated: [Bool], batch n: Int, height h: Int, width w: Int,
-                                bceWeight: Float = 0, batchDice: Bool = false) throws(TrainingError) -> (loss: Float, gradient: [Float]) {
+                                bceWeight: Float = 0, batchDice: Bool = false, bcePositiveWeight: Float = 1) throws(TrainingError) -> (loss: Float, gradient: [Float]) {
         let c = classes, hw = h * w
         guard logits.count == n * c * hw, labels.count == n * hw, annotated.count == n * c else {
             throw TrainingError(.model, "loss: \(logits.count) logits, \(labels.count) labels and \(annotated.count) flags do not fit a batch of \(n) × \(c) × \(h) × \(w)")
@@ -73,15 +73,17 @@ public enum BinaryDiceLoss {
             }
         }
         if bceWeight != 0 {
-            let k = Double(bceWeight) / Double(annotated.filter { $0 }.count * hw)
+            let k = Double(bceWeight) / Double(annotated.filter { $0 }.count * hw), w = Double(bcePositiveWeight)
             for image in 0..<n {
                 for cls in 0..<c where annotated[image * c + cls] {
                     let base = (image * c + cls) * hw, target = UInt8(cls + 1)
                     for i in 0..<hw {
                         let x = Double(logits[base + i])
                         let g: Double = labels[image * hw + i] == target ? 1 : 0
-                        loss += k * (max(x, 0) - x * g + log1p(exp(-abs(x))))
-                        gradient[base + i] += Float(k * (sigmoid(x) - g))
+                        // PyTorch: (1 − g)·x + (1 + (w − 1)·g)·softplus(−x); d/dx = (1 − g) − (1 + (w − 1)·g)·(1 − σ(x)).
+                        let lw = 1 + (w - 1) * g
+                        loss += k * ((1 - g) * x + lw * (log1p(exp(-abs(x))) + max(-x, 0)))
+                        gradient[base + i] += Float(k * ((1 - g) - lw * (1 - sigmoid(x))))
                     }
                 }
             }

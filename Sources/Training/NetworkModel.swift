@@ -47,7 +47,8 @@ public struct NetworkModel: TrainableModel {
             (value, gradients) = try network.trainingStep(input: input) { logits in
                 let (l, g) = try BinaryDiceLoss.evaluate(logits: logits.values(), labels: batch.labels, annotated: batch.annotated,
                                                          batch: batch.count, height: batch.height, width: batch.width,
-                                                         bceWeight: loss.bceWeight, batchDice: loss.batchDice)
+                                                         bceWeight: loss.bceWeight, batchDice: loss.batchDice,
+                                                         bcePositiveWeight: loss.bcePositiveWeight)
                 return (l, Tensor(g, shape: logits.shape))
             }
         }

@@ -28,9 +28,12 @@ public struct LossSettings: Sendable, Equatable {
     public var bceWeight: Float
     /// Dice sums over the whole batch per class instead of per image (see `BinaryDiceLoss.evaluate`).
     public var batchDice: Bool
-    public init(bceWeight: Float = 0, batchDice: Bool = false) {
+    /// Weight of the lesion pixels in the BCE term (PyTorch's `pos_weight`; 1 = plain BCE).
+    public var bcePositiveWeight: Float
+    public init(bceWeight: Float = 0, batchDice: Bool = false, bcePositiveWeight: Float = 1) {
         self.bceWeight = bceWeight
         self.batchDice = batchDice
+        self.bcePositiveWeight = bcePositiveWeight
     }
 }
 

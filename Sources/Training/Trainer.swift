@@ -95,7 +95,8 @@ public struct Trainer<Model: TrainableModel> {
     @discardableResult
     public mutating func run(stoppingAt stop: Int? = nil) throws -> [Float] {
         let end = min(stop ?? configuration.iterations, configuration.iterations)
-        let loss = LossSettings(bceWeight: configuration.bceWeight, batchDice: configuration.batchDice ?? false)
+        let loss = LossSettings(bceWeight: configuration.bceWeight, batchDice: configuration.batchDice ?? false,
+                                bcePositiveWeight: configuration.bcePositiveWeight ?? 1)
         let started = Date(), startIteration = iteration
         var losses: [Float] = []
         var dataSeconds = 0.0

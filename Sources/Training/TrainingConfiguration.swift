@@ -37,6 +37,8 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     public var bceWeight: Float = 0
     /// Dice over the batch per class instead of per image (nnU-Net's batch dice; nil or false = official).
     public var batchDice: Bool?
+    /// Weight of the lesion pixels in the BCE term (PyTorch's `pos_weight`; nil or 1 = plain BCE).
+    public var bcePositiveWeight: Float?
     /// Save the training state every this many iterations (official 5 000).
     public var checkpointInterval: Int = 5_000
     /// The network being trained, when known (the card of the result carries it).
@@ -58,6 +60,7 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
         try check(ratioRange.count == 2 && ratioRange[0] > 0 && ratioRange[0] <= ratioRange[1], "ratio range \(ratioRange) must be [low, high] with 0 < low ≤ high")
         try check(mean.count == 3 && std.count == 3 && std.allSatisfy { $0 > 0 }, "mean and std need 3 values, std positive")
         try check((0...1).contains(lesionCropProbability ?? 0), "the lesion crop probability must lie in 0…1, got \(lesionCropProbability ?? 0)")
+        try check((bcePositiveWeight ?? 1) > 0, "the BCE positive weight must be positive, got \(bcePositiveWeight ?? 1)")
         try check(checkpointInterval > 0, "checkpoint interval must be positive, got \(checkpointInterval)")
         try check(schedule.maxIterations == iterations, "the schedule runs \(schedule.maxIterations) iterations, the run \(iterations)")
     }

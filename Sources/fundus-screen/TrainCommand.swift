@@ -43,6 +43,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Base learning rate.") var lr: Double = 0.01
     @Option(help: "Final learning rate of the poly schedule.") var minLr: Double = 1e-4
     @Option(help: "Weight of a BCE term added to bdice (0: the official loss).") var bce: Float = 0
+    @Option(help: "Weight of lesion pixels in the BCE term (PyTorch's pos_weight; 1: plain BCE).") var bcePosWeight: Float = 1
     @Flag(help: "Dice over the whole batch per class instead of per image (nnU-Net's batch dice; not the official loss).")
     var batchDice = false
     @Option(parsing: .upToNextOption, help: "Model scale, long edge and short edge (IDRiD 1440 960; DDR 1024 1024).")
@@ -89,6 +90,7 @@ struct TrainCommand: ParsableCommand {
         configuration.scaleShort = scale[1]
         configuration.bceWeight = bce
         configuration.batchDice = batchDice ? true : nil
+        configuration.bcePositiveWeight = bcePosWeight != 1 ? bcePosWeight : nil
         configuration.checkpointInterval = checkpointEvery
         configuration.flipsAndRotations = !noFlips
         configuration.photometricDistortion = !noPhotometric

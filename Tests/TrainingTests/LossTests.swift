@@ -49,6 +49,31 @@ func bdiceGradient() throws {
     }
 }
 
+@Test("BCE with a positive weight: finite differences, PyTorch's pos_weight formula on one pixel, weight 1 is plain BCE")
+func bcePositiveWeight() throws {
+    var rng = TrainingRNG(seed: 4)
+    let n = 2, h = 2, w = 3
+    let logits = (0..<(n * 4 * h * w)).map { _ in Float(rng.uniform(-3, 3)) }
+    let labels = (0..<(n * h * w)).map { _ in UInt8(rng.below(5)) }
+    let annotated = [true, true, true, true, true, false, true, true]
+    let (_, g) = try BinaryDiceLoss.evaluate(logits: logits, labels: labels, annotated: annotated, batch: n, height: h, width: w,
+                                             bceWeight: 0.5, batchDice: true, bcePositiveWeight: 8)
+    try expectFiniteDifferences(logits, g, at: 0..<logits.count) {
+        try BinaryDiceLoss.evaluate(logits: $0, labels: labels, annotated: annotated, batch: n, height: h, width: w,
+                                    bceWeight: 0.5, batchDice: true, bcePositiveWeight: 8).loss
+    }
+    let plain = try BinaryDiceLoss.evaluate(logits: logits, labels: labels, annotated: annotated, batch: n, height: h, width: w, bceWeight: 0.5)
+    let one = try BinaryDiceLoss.evaluate(logits: logits, labels: labels, annotated: annotated, batch: n, height: h, width: w,
+                                          bceWeight: 0.5, bcePositiveWeight: 1)
+    #expect(plain.loss == one.loss && plain.gradient == one.gradient)
+    // One 1×1 image annotated for EX only, an EX pixel with logit x = −1: dice 1 − (2p + ε)/(p + 1 + ε) plus
+    // BCE pos_weight 3: 3·log(1 + e^1) (PyTorch: −pw·y·log σ(x) − (1 − y)·log(1 − σ(x))).
+    let x = -1.0, p = 1 / (1 + exp(1.0)), e = BinaryDiceLoss.smooth
+    let single = try BinaryDiceLoss.evaluate(logits: [Float(x), 0, 0, 0], labels: [1], annotated: [true, false, false, false],
+                                             batch: 1, height: 1, width: 1, bceWeight: 1, bcePositiveWeight: 3)
+    #expect(abs(Double(single.loss) - ((1 - (2 * p + e) / (p + 1 + e)) + 3 * log(1 + exp(1.0)))) < 1e-5)
+}
+
 /// Central differences (step 1e-2) of `loss` at the given logits agree with the analytic `gradient` within 2e-3.
 private func expectFiniteDifferences(_ logits: [Float], _ gradient: [Float], at indices: some Sequence<Int>,
                                      _ loss: ([Float]) throws -> Float) throws {

@@ -43,7 +43,8 @@ struct ToyPixelModel: TrainableModel {
         let hw = batch.height * batch.width
         let (loss, dLogits) = try BinaryDiceLoss.evaluate(logits: logits(batch), labels: batch.labels, annotated: batch.annotated,
                                                           batch: batch.count, height: batch.height, width: batch.width,
-                                                          bceWeight: settings.bceWeight, batchDice: settings.batchDice)
+                                                          bceWeight: settings.bceWeight, batchDice: settings.batchDice,
+                                                          bcePositiveWeight: settings.bcePositiveWeight)
         var dw = [Float](repeating: 0, count: 12), db = [Float](repeating: 0, count: 4)
         for n in 0..<batch.count {
             for c in 0..<4 {
