@@ -12,7 +12,7 @@
 # or folders in IDRiD, DDR or nnU-Net layout), ITERATIONS (default 40000),
 # ACCUMULATE (passes per step, default 4: the official effective batch), ARCH (when no model is active; default
 # w48-C), NAME (model version name; default retrain-<UTC date>, so a second start the same day resumes),
-# METRIC (compared for promotion; default mAUPR), FUNDUS_STATE_DIR, DATABASE_URL or PG*, FUNDUS_BIN (the binary).
+# METRIC (compared for promotion; default mAP, the exact mean average precision), FUNDUS_STATE_DIR, DATABASE_URL or PG*, FUNDUS_BIN (the binary).
 # Exit status: 0 promoted, 3 trained but kept the active model (not better), anything else: failure.
 set -euo pipefail
 
@@ -30,7 +30,7 @@ ITERATIONS=${ITERATIONS:-40000}
 ACCUMULATE=${ACCUMULATE:-4}
 ARCH=${ARCH:-w48-C}
 NAME=${NAME:-retrain-$(date -u +%Y%m%d)}
-METRIC=${METRIC:-mAUPR}
+METRIC=${METRIC:-mAP}
 export FUNDUS_STATE_DIR=$STATE
 mkdir -p "$STATE"
 

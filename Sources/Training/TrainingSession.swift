@@ -119,7 +119,7 @@ public enum TrainingSession {
                 if request.validateActive, let connection, let active = try ModelRegistry(connection: connection).active() {
                     metrics.baseline = try baseline(active, validator: validator, logger: logger)
                 }
-                logger.info("validation: \(request.name): mAUPR \(fmt(metrics.figures["mAUPR"])) mIoU \(fmt(metrics.figures["mIoU"])) mAP \(fmt(metrics.figures["mAP"]))\(metrics.baseline.map { " (active \($0.model): mAUPR \(fmt($0.figures["mAUPR"])))" } ?? "")")
+                logger.info("validation: \(request.name): mAUPR \(fmt(metrics.figures["mAUPR"])) mIoU \(fmt(metrics.figures["mIoU"])) mAP \(fmt(metrics.figures["mAP"]))\(metrics.baseline.map { " (active \($0.model): mAUPR \(fmt($0.figures["mAUPR"])) mAP \(fmt($0.figures["mAP"])))" } ?? "")")
             }
 
             // 6. The bundle: weights + model card.

@@ -6,9 +6,9 @@ import TestSupport
 
 private let zeros = String(repeating: "0", count: 64)
 
-private func register(_ registry: ModelRegistry, _ name: String, mAUPR: Double?) throws -> ModelVersion {
+private func register(_ registry: ModelRegistry, _ name: String, mAP: Double?) throws -> ModelVersion {
     let set = ValidationMetrics.ValidationSet(set: "/val", imageNames: ["a", "b"])
-    let metrics = ValidationMetrics(validation: set, figures: mAUPR.map { ["mAUPR": $0] } ?? [:])
+    let metrics = ValidationMetrics(validation: set, figures: mAP.map { ["mAP": $0] } ?? [:])
     return try registry.register(name: name, architecture: "HRNetV2-W8 M2MRF-C", weightsPath: "/models/\(name)", checksum: zeros,
                                  metricsJSON: metrics.json)
 }
@@ -18,9 +18,9 @@ func rollout() async throws {
     try await withTestDatabase { db in
         let registry = ModelRegistry(connection: try db.connect())
         let rollout = ModelRollout(registry: registry)
-        _ = try register(registry, "v1", mAUPR: 0.50)
-        _ = try register(registry, "v2", mAUPR: 0.55)
-        _ = try register(registry, "v3", mAUPR: 0.40)
+        _ = try register(registry, "v1", mAP: 0.50)
+        _ = try register(registry, "v2", mAP: 0.55)
+        _ = try register(registry, "v3", mAP: 0.40)
 
         #expect(try rollout.promote("v1", force: false).decision.promote)           // nothing active yet
         let better = try rollout.promote("v2", force: false)
@@ -47,7 +47,7 @@ func rollbackNothing() async throws {
         let registry = ModelRegistry(connection: try db.connect())
         let rollout = ModelRollout(registry: registry)
         #expect(throws: TrainingError.self) { try rollout.rollback() }
-        _ = try register(registry, "only", mAUPR: 0.5)
+        _ = try register(registry, "only", mAP: 0.5)
         _ = try rollout.promote("only", force: false)
         #expect(throws: TrainingError.self) { try rollout.rollback() }
     }
