@@ -38,10 +38,8 @@ func bdicePartial() throws {
 
 @Test("bdice (+BCE) gradient agrees with finite differences")
 func bdiceGradient() throws {
-    var rng = TrainingRNG(seed: 3)
     let n = 2, h = 3, w = 2
-    let logits = (0..<(n * 4 * h * w)).map { _ in Float(rng.uniform(-2, 2)) }
-    let labels = (0..<(n * h * w)).map { _ in UInt8(rng.below(5)) }
+    let (logits, labels) = randomBatch(seed: 3, n: n, h: h, w: w, spread: 2)
     let annotated = [true, false, true, true, true, true, true, true]
     let (_, g) = try BinaryDiceLoss.evaluate(logits: logits, labels: labels, annotated: annotated, batch: n, height: h, width: w, bceWeight: 0.5)
     try expectFiniteDifferences(logits, g, at: stride(from: 0, to: logits.count, by: 5)) {
@@ -51,10 +49,8 @@ func bdiceGradient() throws {
 
 @Test("BCE with a positive weight: finite differences, PyTorch's pos_weight formula on one pixel, weight 1 is plain BCE")
 func bcePositiveWeight() throws {
-    var rng = TrainingRNG(seed: 4)
     let n = 2, h = 2, w = 3
-    let logits = (0..<(n * 4 * h * w)).map { _ in Float(rng.uniform(-3, 3)) }
-    let labels = (0..<(n * h * w)).map { _ in UInt8(rng.below(5)) }
+    let (logits, labels) = randomBatch(seed: 4, n: n, h: h, w: w, spread: 3)
     let annotated = [true, true, true, true, true, false, true, true]
     let (_, g) = try BinaryDiceLoss.evaluate(logits: logits, labels: labels, annotated: annotated, batch: n, height: h, width: w,
                                              bceWeight: 0.5, batchDice: true, bcePositiveWeight: 8)
@@ -74,6 +70,14 @@ func bcePositiveWeight() throws {
     #expect(abs(Double(single.loss) - ((1 - (2 * p + e) / (p + 1 + e)) + 3 * log(1 + exp(1.0)))) < 1e-5)
 }
 
+/// Seeded logits uniform in (−spread, spread) for [n, 4, h, w] and labels 0…4 for [n, h, w], drawn in that order.
+private func randomBatch(seed: UInt64, n: Int, h: Int, w: Int, spread: Double) -> (logits: [Float], labels: [UInt8]) {
+    var rng = TrainingRNG(seed: seed)
+    let logits = (0..<(n * 4 * h * w)).map { _ in Float(rng.uniform(-spread, spread)) }
+    let labels = (0..<(n * h * w)).map { _ in UInt8(rng.below(5)) }
+    return (logits, labels)
+}
+
 /// Central differences (step 1e-2) of `loss` at the given logits agree with the analytic `gradient` within 2e-3.
 private func expectFiniteDifferences(_ logits: [Float], _ gradient: [Float], at indices: some Sequence<Int>,
                                      _ loss: ([Float]) throws -> Float) throws {
@@ -89,10 +93,8 @@ private func expectFiniteDifferences(_ logits: [Float], _ gradient: [Float], at 
 
 @Test("Batch dice: finite differences, one image equals per-image dice, and a hand-computed batch")
 func batchDiceGradient() throws {
-    var rng = TrainingRNG(seed: 5)
     let n = 2, h = 2, w = 3
-    let logits = (0..<(n * 4 * h * w)).map { _ in Float(rng.uniform(-2, 2)) }
-    let labels = (0..<(n * h * w)).map { _ in UInt8(rng.below(5)) }
+    let (logits, labels) = randomBatch(seed: 5, n: n, h: h, w: w, spread: 2)
     let annotated = [true, true, false, true, true, false, false, true]   // SE nowhere, HE only in image 0
     let (_, g) = try BinaryDiceLoss.evaluate(logits: logits, labels: labels, annotated: annotated, batch: n, height: h, width: w,
                                              bceWeight: 0.25, batchDice: true)
