@@ -72,3 +72,67 @@ func bf16Convolution() {
     #expect(e < 1e-2, "relative error \(e)")
     #expect(e > 0 || !engine.bf16Available, "bf16 ran in f32 although oneDNN offered bf16")
 }
+
+/// dL/dx and dL/dw of PyTorch's Conv2d for a given dL/dy, in Double and in the most obvious loops.
+func referenceConvolutionBackward(_ x: [Float], _ xs: [Int], _ w: [Float], _ ws: [Int], dy: [Float], stride: Int,
+                                  padding: Int) -> (dx: [Float], dw: [Float]) {
+    let (N, C, H, W) = (xs[0], xs[1], xs[2], xs[3])
+    let (O, kh, kw) = (ws[0], ws[2], ws[3])
+    let Ho = (H + 2 * padding - kh) / stride + 1, Wo = (W + 2 * padding - kw) / stride + 1
+    var dx = [Double](repeating: 0, count: x.count), dw = [Double](repeating: 0, count: w.count)
+    for n in 0..<N {
+        for o in 0..<O {
+            for oy in 0..<Ho {
+                for ox in 0..<Wo {
+                    let g = Double(dy[((n * O + o) * Ho + oy) * Wo + ox])
+                    for c in 0..<C {
+                        for i in 0..<kh {
+                            let iy = oy * stride - padding + i
+                            if iy < 0 || iy >= H { continue }
+                            for j in 0..<kw {
+                                let ix = ox * stride - padding + j
+                                if ix < 0 || ix >= W { continue }
+                                let xi = ((n * C + c) * H + iy) * W + ix, wi = ((o * C + c) * kh + i) * kw + j
+                                dx[xi] += g * Double(w[wi])
+                                dw[wi] += g * Double(x[xi])
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return (dx.map { Float($0) }, dw.map { Float($0) })
+}
+
+/// The convolutions of HRNet at the shipped widths and odd sizes: 3×3 stride 2 from odd maps (the fuse and
+/// transition paths), 3×3 stride 1, 1×1. Backward must equal the definition to float rounding, not "about".
+let wideBackwardCases: [([Int], [Int], Int, Int)] = [
+    ([2, 32, 7, 11], [128, 32, 3, 3], 2, 1),
+    ([2, 32, 14, 22], [32, 32, 3, 3], 2, 1),
+    ([2, 16, 28, 44], [16, 16, 3, 3], 2, 1),
+    ([2, 64, 5, 7], [64, 64, 3, 3], 2, 1),
+    ([2, 16, 13, 9], [64, 16, 3, 3], 2, 1),
+    ([2, 32, 7, 11], [32, 32, 3, 3], 1, 1),
+    ([2, 128, 4, 6], [128, 128, 3, 3], 1, 1),
+    ([2, 64, 7, 11], [16, 64, 1, 1], 1, 0),
+    ([2, 48, 9, 5], [96, 48, 3, 3], 2, 1),
+]
+
+@Test("Convolution backward equals the Double definition at network widths and odd sizes", arguments: wideBackwardCases.indices)
+func convolutionBackwardExact(_ k: Int) {
+    let (xs, ws, stride, padding) = wideBackwardCases[k]
+    let x = randomTensor(xs, seed: 21 + UInt64(k))
+    let w = randomTensor(ws, blocked: false, seed: 41 + UInt64(k))
+    let os = [xs[0], ws[0], ComputeEngine.convolutionOutput(xs[2], kernel: ws[2], stride: stride, padding: padding),
+              ComputeEngine.convolutionOutput(xs[3], kernel: ws[3], stride: stride, padding: padding)]
+    let dy = randomTensor(os, seed: 61 + UInt64(k))
+    let engine = ComputeEngine()
+    _ = engine.convolution(x, weight: w, bias: nil, stride: stride, padding: padding, training: true)
+    let dx = engine.convolutionBackwardData(dy, weight: w, inputShape: xs, stride: stride, padding: padding)
+    let (dw, _) = engine.convolutionBackwardWeights(x, dy, weightShape: ws, hasBias: false, stride: stride, padding: padding)
+    let ref = referenceConvolutionBackward(x.values(), xs, w.values(), ws, dy: dy.values(), stride: stride, padding: padding)
+    let eX = Tensor.relativeError(dx.values(), ref.dx), eW = Tensor.relativeError(dw.values(), ref.dw)
+    #expect(eX < 1e-5, "\(xs) * \(ws) stride \(stride): dL/dx relative error \(eX) [\(engine.implementations)]")
+    #expect(eW < 1e-5, "\(xs) * \(ws) stride \(stride): dL/dw relative error \(eW) [\(engine.implementations)]")
+}
