@@ -74,6 +74,10 @@ public final class ComputeEngine: @unchecked Sendable {
     public var implementations: [String: Int] = [:]
     /// False once oneDNN refused a bf16 convolution on this CPU; bf16 requests then run in f32.
     public internal(set) var bf16Available = true
+    /// When not nil, every ReLU of a training pass appends its decisions here (output > 0, in NCHW order), in the
+    /// order the ReLUs run. A check can then replay the same piecewise-linear function elsewhere: a float32 pass and
+    /// an exact one disagree on activations within rounding of zero, and one such ReLU moves a whole layer's gradient.
+    public var reluDecisions: [[Bool]]?
 
     public init() {
         var e: dnnl_engine_t?

@@ -93,6 +93,7 @@ public struct Ops {
             precondition(residual.shape == x.shape && residual.layout == .blocked16, "residual \(residual.shape) for \(x.shape)")
         }
         engine.timed("batchnorm") { Self.laneAffine(x, scale: scale, shift: shift, residual: residual, relu: relu, into: y) }
+        if relu && training { recordDecisions(y) }
         guard let tape, tracks(x, weight, bias, residual) else { return y }
         y.requiresGrad = true
         let training = self.training
@@ -264,11 +265,18 @@ public struct Ops {
         }
     }
 
+    /// Appends a ReLU output's decisions to `engine.reluDecisions` when a check asked for them.
+    private func recordDecisions(_ y: Tensor) {
+        guard engine.reluDecisions != nil else { return }
+        engine.reluDecisions!.append(y.values().map { $0 > 0 })
+    }
+
     // MARK: Elementwise
 
     public func relu(_ x: Tensor) -> Tensor {
         let y = Tensor(shape: x.shape, layout: x.layout, zeroed: false)
         engine.timed("relu") { for i in 0..<x.storageCount { y.data[i] = max(x.data[i], 0) } }
+        if training { recordDecisions(y) }
         guard let tape, tracks(x) else { return y }
         y.requiresGrad = true
         tape.record("relu") {
