@@ -24,12 +24,12 @@ public enum LocalFolder {
             .map { root.appendingPathComponent($0).standardizedFileURL.path }
         let ids = try Archive(connection: connection).ids(forPaths: paths)
         let imageIDs = paths.compactMap { ids[$0] }.sorted()
+        // The archive's screening jobs (same key: one job per image and model version), on the local queue; images
+        // an archive import queued already come over to it.
         let queue = JobQueue(connection: connection, logger: logger)
-        let added = try queue.enqueue(imageIDs.map {
-            NewJob(kind: JobQueue.screeningKind, queue: Self.queue, imageID: $0, modelVersionID: modelVersionID,
-                   uniqueKey: "screen:\($0):\(modelVersionID)")
-        })
-        return Imported(imageIDs: imageIDs, enqueued: added.count)
+        let added = try queue.enqueueScreening(imageIDs: imageIDs, modelVersionID: modelVersionID, queue: Self.queue)
+        try queue.moveWaitingScreening(imageIDs: imageIDs, modelVersionID: modelVersionID, to: Self.queue)
+        return Imported(imageIDs: imageIDs, enqueued: added)
     }
 
     /// `findings.csv` (one row per image × class) and `findings.json` for the folder's images.

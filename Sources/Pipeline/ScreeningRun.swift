@@ -53,8 +53,9 @@ public enum ModelResolver {
                                             "register one with `fundus-screen train` or point FUNDUS_MODEL at a model folder")
                 }
                 version = try registerFile(shipped, registry: registry, logger: logger)
-                try registry.promote(id: version.id)
-                logger.notice("no active model: registered and activated the shipped model", metadata: ["model": "\(version.name)"])
+                let activation = try registry.activate(id: version.id)
+                logger.notice("no active model: registered and activated the shipped model",
+                              metadata: ["model": "\(version.name)", "images queued": "\(activation.queued)"])
             }
         case .named(let name):
             if let found = try registry.find(name: name) {

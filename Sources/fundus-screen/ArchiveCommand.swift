@@ -53,7 +53,8 @@ struct ArchiveCommand: ParsableCommand {
             } else if let model = report.modelVersion {
                 print("enqueued \(report.enqueued) screening jobs for model \(model)")
             } else {
-                print("no active model version: nothing enqueued (promote a model, then import again to enqueue)")
+                print("no active model version yet: nothing enqueued now; the first model made active " +
+                      "(`fundus-screen screen` activates the shipped one) queues every image")
             }
         }
     }
