@@ -204,7 +204,7 @@ public struct ArchiveImporter {
 
         guard enqueue else { return }
         guard let model = try ModelRegistry(connection: connection).active() else {
-            logger.warning("no active model version: images imported, nothing enqueued for screening")
+            logger.warning("no active model version: images imported, nothing enqueued for screening yet (the first model made active queues them)")
             return
         }
         report.modelVersion = model.name
