@@ -120,7 +120,7 @@ struct QueueCommand: ParsableCommand {
             let registry = ModelRegistry(connection: connection)
             let versions = try registry.list()
             guard let version = versions.first(where: { String($0.id) == model }) ?? versions.first(where: { $0.name == model }) else {
-                throw ValidationError("no model version with id or name '\(model)' (see `fundus-screen model list`)")
+                throw DatabaseError(.notFound, "no model version with id or name '\(model)'", hint: "see `fundus-screen model list`")
             }
             let added = try JobQueue(connection: connection, logger: logger)
                 .enqueueRescreen(modelVersionID: version.id, since: since.flatMap(Self.parseSince), priority: priority)
