@@ -21,11 +21,22 @@ let package = Package(
             linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16"), .linkedLibrary("tiff")]
         ),
 
+        // DICOM through DCMTK (Debian libdcmtk-dev: no pkg-config file; headers under /usr/include/dcmtk, found as
+        // "dcmtk/..."). C++ inside, a C interface outside.
+        .target(
+            name: "CDicom",
+            linkerSettings: [
+                .linkedLibrary("dcmimage"), .linkedLibrary("dcmimgle"), .linkedLibrary("dcmjpeg"), .linkedLibrary("dcmjpls"),
+                .linkedLibrary("dcmdata"), .linkedLibrary("ijg8"), .linkedLibrary("ijg12"), .linkedLibrary("ijg16"),
+                .linkedLibrary("dcmtkcharls"), .linkedLibrary("oflog"), .linkedLibrary("ofstd"), .linkedLibrary("stdc++"),
+            ]
+        ),
+
         // Our modules; see ../shared/design/ARCHITECTURE.md for who may import whom.
         .target(name: "Tensor", dependencies: ["CDNNL", "CBLAS"]),
         .target(name: "Checkpoints", dependencies: ["Tensor"]),
         .target(name: "Network", dependencies: ["Tensor", "Checkpoints"]),
-        .target(name: "Imaging", dependencies: ["CImageCodecs"]),
+        .target(name: "Imaging", dependencies: ["CImageCodecs", "CDicom"]),
         .target(name: "Lesions"),
         .target(name: "Store", dependencies: ["CPostgres", .product(name: "Logging", package: "swift-log")]),
         .target(name: "Pipeline", dependencies: [

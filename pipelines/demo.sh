@@ -8,7 +8,10 @@
 #
 # The photographs: $SAMPLE_ARCHIVE when set, else the IDRiD images of ../shared/data/idrid/images when present
 # (the project cannot ship IDRiD), else a small synthetic archive made here: fundus-like pictures with a circular
-# field of view and dark and bright spots, plus a black frame (ungradable; DEMO_SYNTHETIC=1 always uses these).
+# field of view and dark and bright spots, plus a black frame (ungradable; DEMO_SYNTHETIC=1 always uses these),
+# and beside them one real photograph: scikit-image's data/retina.jpg (CC0), taken from its wheel with
+# `pip download --no-deps scikit-image`, screened as it is and as a DICOM file made from it with DCMTK's img2dcm
+# (DEMO_NO_DOWNLOAD=1 skips it; without network the demo says so and goes on with the synthetic pictures).
 # The model: models/default (the shipped
 # one) when present, else a freshly initialised network, whose findings mean nothing.
 set -euo pipefail
@@ -97,6 +100,50 @@ png(os.path.join(out, "demo02_L.png"), 1536, 1024, [bytearray(3 * 1536) for _ in
 PY
 fi
 
+# A real photograph, when the sample is the synthetic one: scikit-image ships retina.jpg ("Fundus photograph of
+# normal left eye", Mikael Häggström, CC0 1.0) in its wheel; only that file is taken out of it.
+REAL_PHOTO=""
+if [ "$SAMPLE" = "$OUT/sample" ] && [ "${DEMO_NO_DOWNLOAD:-0}" != 1 ]; then
+    if [ ! -s "$SAMPLE/retina_L.jpg" ]; then
+        WHEELS=$(mktemp -d)
+        echo "demo: fetching a real fundus photograph: scikit-image's data/retina.jpg (CC0), from its wheel (pip download)"
+        if python3 -m pip download --no-deps --only-binary=:all: --quiet --dest "$WHEELS" scikit-image >"$WHEELS/pip.log" 2>&1 &&
+           python3 - "$WHEELS" "$SAMPLE/retina_L.jpg" <<'PY'
+import glob, os, sys, zipfile
+wheel = sorted(glob.glob(os.path.join(sys.argv[1], "scikit_image-*.whl")))[-1]
+with zipfile.ZipFile(wheel) as z:
+    data = z.read("skimage/data/retina.jpg")
+with open(sys.argv[2] + ".part", "wb") as f:
+    f.write(data)
+os.replace(sys.argv[2] + ".part", sys.argv[2])
+PY
+        then
+            echo "demo: got retina_L.jpg ($(wc -c <"$SAMPLE/retina_L.jpg") bytes) from $(basename "$(ls "$WHEELS"/scikit_image-*.whl)")"
+        else
+            echo "demo: could not fetch scikit-image's retina.jpg (no network, or no pip: python3 -m pip); going on with the synthetic pictures only" >&2
+            tail -n 3 "$WHEELS/pip.log" 2>/dev/null | sed 's/^/demo:   /' >&2 || true
+        fi
+        rm -rf "$WHEELS"
+    fi
+    if [ -s "$SAMPLE/retina_L.jpg" ]; then
+        REAL_PHOTO="$SAMPLE/retina_L.jpg"
+        # The same photograph as a DICOM file (no extension, as on a DICOM medium): patient and eye from its tags.
+        if command -v img2dcm >/dev/null; then
+            [ -s "$SAMPLE/RETINA01" ] || img2dcm -q "$REAL_PHOTO" "$SAMPLE/RETINA01" -k "(0010,0020)=DICOM-DEMO-1" \
+                -k "(0020,0062)=L" -k "(0008,0060)=OP" -k "(0008,103E)=scikit-image retina.jpg, CC0"
+        else
+            echo "demo: img2dcm (Debian package dcmtk) is missing: no DICOM copy of the photograph" >&2
+        fi
+        cat >"$SAMPLE/CREDITS.txt" <<'TXT'
+retina_L.jpg and RETINA01 (the same photograph wrapped as DICOM by DCMTK's img2dcm): scikit-image's
+skimage/data/retina.jpg, "Fundus photograph of normal left eye" by Mikael Häggström, Wikimedia Commons,
+CC0 1.0 Universal Public Domain Dedication (Häggström M., "Medical gallery of Mikael Häggström 2014",
+WikiJournal of Medicine 1 (2), doi:10.15347/wjm/2014.008). Taken from the scikit-image wheel on PyPI.
+The other pictures here are synthetic, made by pipelines/demo.sh.
+TXT
+    fi
+fi
+
 # --- the model ----------------------------------------------------------------------------------------------------
 MODEL_ARGS=()
 if [ -f "$ROOT/models/default/metadata.json" ]; then
@@ -140,15 +187,21 @@ fi
 
 
 first_overlay=$(find "$OUT" -name '*_overlay.jpg' | sort | head -n 1)
+real_overlays=$(find "$OUT" \( -name 'retina_L_overlay.jpg' -o -name 'RETINA01_overlay.jpg' \) | sort | tr '\n' ' ')
 cat <<EOF
 
 demo: done. Where to look:
   findings, one row per image and lesion class:  $OUT/findings.csv   (and findings.json)
   masks, one PNG per class (<image>_EX/HE/SE/MA.png, 0 or 255):  $OUT/<patient>/
   overlays (lesions in their class colours):     ${first_overlay:-$OUT/<patient>/<image>_overlay.jpg}
-${REPORTS:+  per-patient reports:                           $REPORTS
+${real_overlays:+  the real photograph, as JPEG and as DICOM:     $real_overlays
+}${REPORTS:+  per-patient reports:                           $REPORTS
 }  the database (embedded PostgreSQL):             $STATE
 EOF
+if [ -n "$REAL_PHOTO" ]; then
+    echo "demo: retina_L.jpg and its DICOM copy RETINA01 are scikit-image's data/retina.jpg (Mikael Häggström, CC0 1.0;"
+    echo "      see $SAMPLE/CREDITS.txt); the other sample pictures are synthetic."
+fi
 if [ ${#MODEL_ARGS[@]} -gt 0 ]; then
     echo "demo: REMEMBER: these findings come from an untrained network and mean nothing." >&2
 fi

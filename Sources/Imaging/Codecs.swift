@@ -6,9 +6,12 @@ public enum ImageFormat: String, Sendable, CaseIterable {
     case jpeg = "JPEG"
     case png = "PNG"
     case tiff = "TIFF"
+    /// DICOM (through CDicom, see Dicom.swift): `DICM` after the 128-byte preamble.
+    case dicom = "DICOM"
 
     /// The format whose signature starts `bytes`, or nil.
     public static func sniff(_ bytes: some Collection<UInt8>) -> ImageFormat? {
+        if DicomFile.hasPreamble(bytes) { return .dicom }
         let head = Array(bytes.prefix(8))
         if head.count >= 3, head[0] == 0xFF, head[1] == 0xD8, head[2] == 0xFF { return .jpeg }
         if head.count >= 8, head == [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] { return .png }
@@ -27,6 +30,7 @@ public enum ImageFormat: String, Sendable, CaseIterable {
         case .jpeg: ["jpg", "jpeg", "jpe", "jfif"]
         case .png: ["png"]
         case .tiff: ["tif", "tiff"]
+        case .dicom: ["dcm", "dicom"]
         }
     }
 }
@@ -106,13 +110,14 @@ public enum ImageCodec {
         guard let format = ImageFormat.sniff(data) else {
             let head = data.prefix(8).map { String(format: "%02x", $0) }.joined(separator: " ")
             throw ImagingError(.unknownFormat,
-                               "\(name): not a JPEG, PNG or TIFF file (first bytes: \(head))")
+                               "\(name): not a JPEG, PNG, TIFF or DICOM file (first bytes: \(head))")
         }
         var note: String? = nil
         let ext = (name as NSString).pathExtension.lowercased()
         if !ext.isEmpty, !format.extensions.contains(ext) {
             note = "\((name as NSString).lastPathComponent) is a \(format.rawValue), not what its .\(ext) extension says; decoded as \(format.rawValue)"
         }
+        if format == .dicom { return try DicomFile.decode(data, mode: mode, options: options, name: name, note: note) }
         let cMode: Int32 = mode == .rgb ? Int32(FUNDUS_DECODE_RGB) : Int32(FUNDUS_DECODE_LABEL)
         let limit = UInt64(max(0, options.maxPixels))
         var result = fundus_decoded()
@@ -137,6 +142,8 @@ public enum ImageCodec {
                 return fundus_decode_png(bytes, raw.count, cMode, limit, &result)
             case .tiff:
                 return fundus_decode_tiff(bytes, raw.count, cMode, limit, &result)
+            case .dicom:
+                return Int32(FUNDUS_CODEC_BAD_ARGUMENT)  // decoded by DicomFile above
             }
         }
         guard status == FUNDUS_CODEC_OK, let pixels = result.pixels else {

@@ -15,21 +15,17 @@ public enum LocalFolder {
 
     public static func importAndEnqueue(_ folder: URL, connection: Connection, modelVersionID: Int64,
                                         logger: Logger) throws -> Imported {
-        let importer = ArchiveImporter(connection: connection, pattern: try FileNamePattern(), enqueue: false, logger: logger)
+        let importer = ArchiveImporter(connection: connection, pattern: try FileNamePattern(), enqueue: false,
+                                       dicom: DicomIntake.tagReader, logger: logger)
         let report = try importer.importDirectory(folder)
         for skipped in report.skipped { logger.warning("not imported: \(skipped)") }
-        let root = folder.standardizedFileURL
-        let paths = try FileManager.default.subpathsOfDirectory(atPath: root.path)
-            .filter { ArchiveImporter.imageExtensions.contains(URL(fileURLWithPath: $0).pathExtension.lowercased()) }
-            .map { root.appendingPathComponent($0).standardizedFileURL.path }
-        let ids = try Archive(connection: connection).ids(forPaths: paths)
-        let imageIDs = paths.compactMap { ids[$0] }.sorted()
+        let imageIDs = report.imageIDs
+        // The archive's screening jobs (same key: one job per image and model version), on the local queue; images
+        // an archive import queued already come over to it.
         let queue = JobQueue(connection: connection, logger: logger)
-        let added = try queue.enqueue(imageIDs.map {
-            NewJob(kind: JobQueue.screeningKind, queue: Self.queue, imageID: $0, modelVersionID: modelVersionID,
-                   uniqueKey: "screen:\($0):\(modelVersionID)")
-        })
-        return Imported(imageIDs: imageIDs, enqueued: added.count)
+        let added = try queue.enqueueScreening(imageIDs: imageIDs, modelVersionID: modelVersionID, queue: Self.queue)
+        try queue.moveWaitingScreening(imageIDs: imageIDs, modelVersionID: modelVersionID, to: Self.queue)
+        return Imported(imageIDs: imageIDs, enqueued: added)
     }
 
     /// `findings.csv` (one row per image × class) and `findings.json` for the folder's images.

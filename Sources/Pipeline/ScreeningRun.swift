@@ -39,8 +39,11 @@ public struct LoadedModel: Sendable {
 }
 
 public enum ModelResolver {
-    /// Finds (or registers) the model version and loads its weights.
-    public static func resolve(_ selection: ModelSelection, connection: Connection, logger: Logger) throws -> LoadedModel {
+    /// Finds (or registers) the model version and loads its weights. `shippedModel`: what a database with no active
+    /// model registers and activates (which queues the whole archive for it).
+    public static func resolve(_ selection: ModelSelection, connection: Connection,
+                               shippedModel: @autoclosure () -> URL? = ShippedModel.locate(),
+                               logger: Logger) throws -> LoadedModel {
         let registry = ModelRegistry(connection: connection)
         let version: ModelVersion
         switch selection {
@@ -48,13 +51,14 @@ public enum ModelResolver {
             if let active = try registry.active() {
                 version = active
             } else {
-                guard let shipped = ShippedModel.locate() else {
+                guard let shipped = shippedModel() else {
                     throw ScreeningRunError("no active model in the registry and no shipped model found (models/default); " +
                                             "register one with `fundus-screen train` or point FUNDUS_MODEL at a model folder")
                 }
-                version = try registerFile(shipped, registry: registry, logger: logger)
-                try registry.promote(id: version.id)
-                logger.notice("no active model: registered and activated the shipped model", metadata: ["model": "\(version.name)"])
+                let activation = try registry.activate(id: registerFile(shipped, registry: registry, logger: logger).id)
+                version = activation.version
+                logger.notice("no active model: registered and activated the shipped model",
+                              metadata: ["model": "\(version.name)", "images queued": "\(activation.queued)"])
             }
         case .named(let name):
             if let found = try registry.find(name: name) {

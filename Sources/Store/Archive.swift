@@ -75,7 +75,19 @@ public struct Archive {
         return found
     }
 
-    /// Adds images, `batchSize` rows per statement; a path already present is skipped. Returns path → id of
+    /// Images with these SOP Instance UIDs: uid → (id, path).
+    public func ids(forInstanceUIDs uids: [String], batchSize: Int = 10_000) throws -> [String: (id: Int64, path: String)] {
+        var found: [String: (id: Int64, path: String)] = [:]
+        for start in stride(from: 0, to: uids.count, by: batchSize) {
+            let batch = Array(uids[start..<min(uids.count, start + batchSize)])
+            for row in try connection.query(ArchiveSQL.imageIDsByInstanceUID, [batch], name: "ImageIDsByInstanceUID").rows {
+                found[try row.decode("instance_uid")] = (try row.decode("id"), try row.decode("path"))
+            }
+        }
+        return found
+    }
+
+    /// Adds images, `batchSize` rows per statement; a path (or a SOP Instance UID) already present is skipped. Returns path → id of
     /// the images added.
     @discardableResult
     public func add(_ images: [NewImage], batchSize: Int = 5000) throws -> [String: Int64] {
@@ -112,13 +124,18 @@ enum ArchiveSQL {
         SELECT id, path FROM images WHERE path = ANY($1::text[])
         """
 
-    /// Adds images from parallel arrays; a path already in the archive is skipped. Returns what was added.
+    static let imageIDsByInstanceUID = """
+        SELECT id, path, instance_uid FROM images WHERE instance_uid = ANY($1::text[])
+        """
+
+    /// Adds images from parallel arrays; a path or a SOP Instance UID already in the archive is skipped. Returns
+    /// what was added.
     static let imageInsertMany = """
         INSERT INTO images (path, patient_id, laterality, acquired_on, study_uid, instance_uid, checksum_sha256, size_bytes,
                             pixel_spacing_mm)
         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::date[], $5::text[], $6::text[], $7::text[],
                              $8::bigint[], $9::double precision[])
-        ON CONFLICT (path) DO NOTHING
+        ON CONFLICT DO NOTHING
         RETURNING id, path
         """
 

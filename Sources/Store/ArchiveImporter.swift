@@ -11,13 +11,47 @@ public struct ImportReport: Sendable {
     public var skipped: [String] = []
     /// Screening jobs enqueued for the active model.
     public var enqueued = 0
+    /// Every archive image this import added or found there already (also by SOP Instance UID), sorted.
+    public var imageIDs: [Int64] = []
     /// The active model the images were enqueued for; nil when there is none.
     public var modelVersion: String?
     public var seconds = 0.0
 }
 
+/// What a DICOM file's tags give the archive. Store reads no pixels: the caller's `DicomTagReader` (Pipeline's,
+/// over Imaging's DCMTK reader) reads the file.
+public struct DicomTags: Sendable, Equatable {
+    public var patientID: String?
+    /// Image Laterality (else Laterality) as written: R and L become the eye; B and U say nothing about it.
+    public var laterality: String?
+    /// Study date, `YYYY-MM-DD` or DICOM's `YYYYMMDD`.
+    public var studyDate: String?
+    public var studyUID: String?
+    public var instanceUID: String?
+    public var pixelSpacingMM: Double?
+
+    public init(patientID: String? = nil, laterality: String? = nil, studyDate: String? = nil, studyUID: String? = nil,
+                instanceUID: String? = nil, pixelSpacingMM: Double? = nil) {
+        self.patientID = patientID
+        self.laterality = laterality
+        self.studyDate = studyDate
+        self.studyUID = studyUID
+        self.instanceUID = instanceUID
+        self.pixelSpacingMM = pixelSpacingMM
+    }
+}
+
+/// Reads a DICOM file's tags, and checks that its photograph can be decoded; throws an error whose description
+/// says what is wrong with the file (the importer adds the path).
+public typealias DicomTagReader = @Sendable (_ path: String) throws -> DicomTags
+
 /// Imports image files into the archive, from a folder or a CSV manifest, and enqueues their screening with
 /// the active model. Paths already in the archive are skipped without reading the files again.
+///
+/// DICOM files are recognised by their preamble (`DICM` at byte 128), with or without `.dcm`; patient, eye, study
+/// date and UIDs come from their tags (a manifest's columns override them; the file name is the last resort), and a
+/// SOP Instance UID already in the archive is the image already there. A DICOMDIR folder is imported as every
+/// DICOM file under it (the DICOMDIR file itself is its index, not an image).
 public struct ArchiveImporter {
     /// Extensions of the photographs we read.
     public static let imageExtensions: Set<String> = ["jpg", "jpeg", "png", "tif", "tiff"]
@@ -28,12 +62,16 @@ public struct ArchiveImporter {
     /// Priority of the screening jobs (1 on-demand … 3 nightly).
     public var priority: Int
     public var enqueue: Bool
+    /// Reads DICOM files' tags; nil: DICOM files are skipped, saying so.
+    public var dicom: DicomTagReader?
 
-    public init(connection: Connection, pattern: FileNamePattern, priority: Int = 3, enqueue: Bool = true, logger: Logger) {
+    public init(connection: Connection, pattern: FileNamePattern, priority: Int = 3, enqueue: Bool = true,
+                dicom: DicomTagReader? = nil, logger: Logger) {
         self.connection = connection
         self.pattern = pattern
         self.priority = priority
         self.enqueue = enqueue
+        self.dicom = dicom
         self.logger = logger
     }
 
@@ -47,14 +85,18 @@ public struct ArchiveImporter {
         var checksum: String?
         var size: Int64?
         var spacing: Double?
+        /// A DICOM file (by its preamble): its tags fill what the manifest did not give.
+        var isDicom = false
         /// Where it came from, for messages: a path or `manifest.csv line 12`.
         var origin: String
     }
 
-    /// Every image file under `directory` (recursively); patient and eye from the file name.
+    /// Every image file under `directory` (recursively): JPEG, PNG and TIFF by their extension, DICOM by its
+    /// preamble; patient and eye from DICOM tags, else the file name. `directory` may also be a DICOMDIR file.
     public func importDirectory(_ directory: URL) throws -> ImportReport {
         let start = Date()
-        let root = directory.standardizedFileURL
+        var root = directory.standardizedFileURL
+        if root.lastPathComponent.uppercased() == "DICOMDIR", !isFolder(root) { root = root.deletingLastPathComponent() }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: root.path, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw DatabaseError(.invalidInput, "\(root.path) is not a folder")
@@ -63,12 +105,27 @@ public struct ArchiveImporter {
             throw DatabaseError(.invalidInput, "cannot list \(root.path)")
         }
         var candidates: [Candidate] = []
-        for case let url as URL in walker where Self.imageExtensions.contains(url.pathExtension.lowercased()) {
+        var report = ImportReport()
+        for case let url as URL in walker {
             let path = url.standardizedFileURL.path
-            candidates.append(Candidate(path: path, origin: path))
+            let ext = url.pathExtension.lowercased()
+            if Self.imageExtensions.contains(ext) {
+                candidates.append(Candidate(path: path, origin: path))
+                continue
+            }
+            // The DICOMDIR is the folder's index; the images it lists lie under the folder and are imported as files.
+            if url.lastPathComponent.uppercased() == "DICOMDIR" { continue }
+            guard (try? url.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true else { continue }
+            if DicomPreamble.present(atPath: path) {
+                var c = Candidate(path: path, origin: path)
+                c.isDicom = true
+                candidates.append(c)
+            } else if ext == "dcm" {
+                report.considered += 1
+                report.skipped.append("\(path): named .dcm but has no DICOM preamble (DICM at byte 128): not read")
+            }
         }
         candidates.sort { $0.path < $1.path }
-        var report = ImportReport()
         try finish(candidates, report: &report)
         report.seconds = Date().timeIntervalSince(start)
         return report
@@ -109,6 +166,7 @@ public struct ArchiveImporter {
             guard let rawPath = value(pathColumn) else { report.skipped.append("\(origin): no path"); continue }
             let path = Self.normalisedPath(rawPath.hasPrefix("/") ? rawPath : basePath + "/" + rawPath)
             var c = Candidate(path: path, origin: "\(origin) (\(rawPath))")
+            c.isDicom = !Self.imageExtensions.contains(Self.fileExtension(path)) && DicomPreamble.present(atPath: path)
             c.patient = value(patientColumn)
             if let eye = value(eyeColumn) {
                 guard let l = Laterality(parsing: eye) else {
@@ -171,7 +229,35 @@ public struct ArchiveImporter {
         var fresh = candidates.filter { existing[$0.path] == nil }
         logger.info("importing images", metadata: ["new": "\(fresh.count)", "alreadyPresent": "\(existing.count)"])
 
-        // Patient and eye from the file name where no column gave them.
+        // DICOM tags where no column gave a value; a file whose photograph cannot be read is skipped, saying why.
+        fresh = try readDicomTags(fresh, report: &report)
+        phase("read DICOM tags")
+        // The same SOP Instance UID is the same image: already in the archive, or twice in this import.
+        var sameInstance: [Int64] = []
+        let uids = fresh.compactMap(\.instanceUID)
+        if !uids.isEmpty {
+            let known = try archive.ids(forInstanceUIDs: uids)
+            var firstPath: [String: String] = [:]
+            fresh = fresh.filter { c in
+                guard let uid = c.instanceUID else { return true }
+                if let image = known[uid] {
+                    sameInstance.append(image.id)
+                    logger.info("same DICOM instance as an archive image: not added again",
+                                metadata: ["file": "\(c.path)", "image": "\(image.path)", "instance": "\(uid)"])
+                    return false
+                }
+                if let first = firstPath[uid] {
+                    logger.info("same DICOM instance twice in this import: added once",
+                                metadata: ["file": "\(c.path)", "first": "\(first)", "instance": "\(uid)"])
+                    return false
+                }
+                firstPath[uid] = c.path
+                return true
+            }
+            report.alreadyPresent += uids.count - fresh.filter { $0.instanceUID != nil }.count
+        }
+
+        // Patient and eye from the file name where no column or tag gave them.
         for i in fresh.indices where fresh[i].patient == nil || fresh[i].eye == nil {
             let stem = Self.fileStem(fresh[i].path)
             let match = pattern.match(stem)
@@ -201,17 +287,73 @@ public struct ArchiveImporter {
         phase("insert images")
         report.added = added.count
         report.alreadyPresent += images.count - added.count  // added meanwhile by another import
+        // Same instance as a file listed earlier in this import: the image that file became.
+        let addedUIDs = Set(images.filter { added[$0.path] != nil }.compactMap(\.instanceUID))
+        let twins = Set(uids).subtracting(addedUIDs)
+        if !twins.isEmpty { sameInstance += try archive.ids(forInstanceUIDs: Array(twins)).values.map(\.id) }
+        report.imageIDs = Array(Set(Array(existing.values) + Array(added.values) + sameInstance)).sorted()
 
         guard enqueue else { return }
         guard let model = try ModelRegistry(connection: connection).active() else {
-            logger.warning("no active model version: images imported, nothing enqueued for screening")
+            logger.warning("no active model version: images imported, nothing enqueued for screening yet (the first model made active queues them)")
             return
         }
         report.modelVersion = model.name
-        let ids = Array(existing.values) + Array(added.values)
         report.enqueued = try JobQueue(connection: connection, logger: logger)
-            .enqueueScreening(imageIDs: ids.sorted(), modelVersionID: model.id, priority: priority)
+            .enqueueScreening(imageIDs: report.imageIDs, modelVersionID: model.id, priority: priority)
         phase("enqueue screening")
+    }
+
+    /// Reads the tags of the DICOM candidates (in parallel) and fills what no manifest column gave; drops, with
+    /// their reason, the files whose photograph cannot be read.
+    private func readDicomTags(_ input: [Candidate], report: inout ImportReport) throws -> [Candidate] {
+        let positions = input.indices.filter { input[$0].isDicom }
+        guard !positions.isEmpty else { return input }
+        guard let reader = dicom else {
+            let dropped = Set(positions)
+            for i in positions { report.skipped.append("\(input[i].origin): a DICOM file, and this import reads no DICOM") }
+            return input.indices.filter { !dropped.contains($0) }.map { input[$0] }
+        }
+        var results = [Result<DicomTags, any Error>](repeating: .failure(DatabaseError(.invalidInput, "not read")),
+                                                    count: positions.count)
+        results.withUnsafeMutableBufferPointer { buffer in
+            // Disjoint writers: iteration k writes only slot k; read after concurrentPerform returns.
+            nonisolated(unsafe) let out = buffer
+            DispatchQueue.concurrentPerform(iterations: positions.count) { k in
+                out[k] = Result { try reader(input[positions[k]].path) }
+            }
+        }
+        var output = input
+        var dropped = Set<Int>()
+        for (k, i) in positions.enumerated() {
+            switch results[k] {
+            case .failure(let error):
+                report.skipped.append("\(input[i].origin): \(error)")
+                dropped.insert(i)
+            case .success(let tags):
+                var c = output[i]
+                if c.patient == nil { c.patient = tags.patientID.map(Self.trimmed).flatMap { $0.isEmpty ? nil : $0 } }
+                if c.eye == nil { c.eye = tags.laterality.flatMap(Laterality.init(parsing:)) }
+                if c.acquiredOn == nil { c.acquiredOn = tags.studyDate.flatMap(CalendarDate.normalise) }
+                if c.studyUID == nil { c.studyUID = tags.studyUID }
+                if c.instanceUID == nil { c.instanceUID = tags.instanceUID }
+                if c.spacing == nil { c.spacing = tags.pixelSpacingMM }
+                output[i] = c
+            }
+        }
+        return output.indices.filter { !dropped.contains($0) }.map { output[$0] }
+    }
+
+    private func isFolder(_ url: URL) -> Bool {
+        var isDirectory: ObjCBool = false
+        return FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) && isDirectory.boolValue
+    }
+
+    /// The extension, lower-case, without the dot ("" when none).
+    static func fileExtension(_ path: String) -> String {
+        let name = path.split(separator: "/").last.map(String.init) ?? path
+        guard let dot = name.lastIndex(of: "."), dot != name.startIndex else { return "" }
+        return name[name.index(after: dot)...].lowercased()
     }
 
     // String path handling: Foundation's URL costs tens of microseconds a call, seconds for a 100,000-row manifest.
@@ -271,5 +413,18 @@ public struct ArchiveImporter {
             }
         }
         return slots
+    }
+}
+
+/// DICOM's file preamble: 128 bytes, then `DICM`. The only way an importer tells a DICOM file (named `.dcm`, or
+/// nothing at all, as DICOMDIR folders name them) from other files; reading and decoding it is Imaging's work.
+enum DicomPreamble {
+    static func present(atPath path: String) -> Bool {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var bytes = [UInt8](repeating: 0, count: 132)
+        let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 132, 0) }
+        return n == 132 && bytes[128...] == [0x44, 0x49, 0x43, 0x4D]
     }
 }

@@ -64,13 +64,13 @@ public struct JobQueue: Sendable {
     /// Enqueues screening of these images with a model version: one job per (image, model version), never two,
     /// and none for an image that already has a result for that version. Returns how many were added.
     @discardableResult
-    public func enqueueScreening(imageIDs: [Int64], modelVersionID: Int64, priority: Int = 3, maxAttempts: Int = 5,
-                                 batchSize: Int = 10_000) throws -> Int {
+    public func enqueueScreening(imageIDs: [Int64], modelVersionID: Int64, queue: String = JobQueue.screeningQueue,
+                                 priority: Int = 3, maxAttempts: Int = 5, batchSize: Int = 10_000) throws -> Int {
         var added = 0
         for start in stride(from: 0, to: imageIDs.count, by: batchSize) {
             let batch = Array(imageIDs[start..<min(imageIDs.count, start + batchSize)])
             let result = try connection.query(QueueSQL.jobInsertScreening, [
-                batch, modelVersionID, Self.screeningQueue, priority, maxAttempts,
+                batch, modelVersionID, queue, priority, maxAttempts,
             ], name: "JobInsertScreening")
             added += result.rows.count
         }

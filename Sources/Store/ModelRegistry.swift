@@ -41,10 +41,33 @@ public struct ModelRegistry {
         return try Self.decode(result.rows[0])
     }
 
-    /// Makes a model version the active one, retiring the one active before, in one transaction.
+    /// Makes a model version the active one, retiring the one active before, in one transaction (see `activate`).
     @discardableResult
     public func promote(id: Int64) throws -> ModelVersion {
+        try activate(id: id).version
+    }
+
+    /// Makes a model version the active one and queues the screening that follows from it, in one transaction:
+    /// on the first activation every image of the archive; on a promotion the images waiting for the version it
+    /// replaces (whose jobs are cancelled) and any never queued; on a rollback also what was imported while it was
+    /// retired. New images from then on are queued by the import. Re-screening the rest of the archive is the
+    /// operator's call (`JobQueue.enqueueRescreen`). Activating the active version changes nothing.
+    @discardableResult
+    public func activate(id: Int64, queue: String = JobQueue.screeningQueue, priority: Int = 3,
+                         maxAttempts: Int = 5) throws -> ModelActivation {
         try connection.transaction { conn in
+            // Row locks on the version and the active one: concurrent activations take turns.
+            let locked = try conn.query("""
+                SELECT \(Self.columns) FROM model_versions WHERE id = $1 OR status = 'active' ORDER BY id FOR UPDATE
+                """, [id], name: "ModelVersionLockForActivation").rows.map(Self.decode)
+            guard let target = locked.first(where: { $0.id == id }) else {
+                throw DatabaseError(.notFound, "no model version with id \(id)")
+            }
+            let replaced = locked.first { $0.status == .active && $0.id != id }
+            let queued = try conn.query(QueueSQL.jobInsertScreeningOnActivation, [id, queue, priority, maxAttempts],
+                                        name: "JobInsertScreeningOnActivation").rows.count
+            let superseded = try conn.query(QueueSQL.jobCancelSupersededScreening, [id, target.name],
+                                            name: "JobCancelSupersededScreening").rows.count
             try conn.query("""
                 UPDATE model_versions SET status = 'retired', retired_at = now()
                 WHERE status = 'active' AND id <> $1
@@ -55,7 +78,7 @@ public struct ModelRegistry {
                 RETURNING \(Self.columns)
                 """, [id], name: "ModelVersionPromote")
             guard let row = result.rows.first else { throw DatabaseError(.notFound, "no model version with id \(id)") }
-            return try Self.decode(row)
+            return ModelActivation(version: try Self.decode(row), replaced: replaced, queued: queued, superseded: superseded)
         }
     }
 

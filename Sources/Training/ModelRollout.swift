@@ -20,21 +20,23 @@ public struct ModelRollout {
         throw TrainingError(.registry, "no model version with id or name '\(reference)' (see `fundus-screen model list`)")
     }
 
-    /// Makes the candidate active when it is better than the active one (or when forced). Returns the decision and
-    /// the version as it now stands.
-    public func promote(_ reference: String, force: Bool) throws -> (decision: PromotionDecision, version: ModelVersion) {
+    /// Makes the candidate active when it is better than the active one (or when forced). Returns the decision,
+    /// the version as it now stands, and how many images were queued for it (see `ModelRegistry.activate`).
+    public func promote(_ reference: String, force: Bool) throws -> (decision: PromotionDecision, version: ModelVersion, queued: Int) {
         let candidate = try find(reference)
         let active = try registry.active()
         let decision = Promotion.decide(candidate: (candidate.name, ValidationMetrics.parse(candidate.metricsJSON)),
                                         active: active.map { ($0.name, ValidationMetrics.parse($0.metricsJSON)) },
                                         metric: metric, force: force)
-        guard decision.promote else { return (decision, candidate) }
-        return (decision, try registry.promote(id: candidate.id))
+        guard decision.promote else { return (decision, candidate, 0) }
+        let activation = try registry.activate(id: candidate.id)
+        return (decision, activation.version, activation.queued)
     }
 
     /// Re-activates the model that was active before the current one (the most recently retired version that was
-    /// once promoted). No metric check: rolling back is the operator's call.
-    public func rollback() throws -> (from: ModelVersion?, to: ModelVersion) {
+    /// once promoted). No metric check: rolling back is the operator's call. `queued`: images queued for it (those
+    /// imported while it was retired, and those waiting for the version it replaces).
+    public func rollback() throws -> (from: ModelVersion?, to: ModelVersion, queued: Int) {
         let versions = try registry.list()
         let current = versions.first { $0.status == .active }
         let earlier = versions
@@ -43,6 +45,7 @@ public struct ModelRollout {
         guard let earlier else {
             throw TrainingError(.registry, "no earlier active model to roll back to\(current.map { " (\($0.name) is the first one promoted)" } ?? "")")
         }
-        return (current, try registry.promote(id: earlier.id))
+        let activation = try registry.activate(id: earlier.id)
+        return (current, activation.version, activation.queued)
     }
 }

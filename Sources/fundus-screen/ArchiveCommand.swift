@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Pipeline
 import Store
 
 /// `fundus-screen archive …`: the photographs the screening works on.
@@ -9,16 +10,20 @@ struct ArchiveCommand: ParsableCommand {
 
     struct Import: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Import image files (a folder, or a CSV manifest) and enqueue their screening with the active model.",
+            abstract: "Import photographs (a folder, a DICOMDIR, or a CSV manifest) and enqueue their screening with the active model.",
             discussion: """
                 A manifest has a header line; columns: path (required, relative to the manifest), patient, eye \
                 (R/L, right/left, OD/OS), acquired_on, pixel_spacing_mm, sha256, size_bytes, study_uid, instance_uid. \
-                Patient and eye missing from the manifest, or when importing a folder, come from the file name via \
-                --pattern. Files already in the archive are skipped.
+                DICOM files are recognised by their preamble, with or without .dcm: patient, eye, study date and \
+                UIDs come from their tags (Patient ID, Image Laterality or Laterality, Study Date, SOP Instance \
+                UID); a SOP Instance UID already in the archive is that image. A DICOMDIR folder (or the DICOMDIR \
+                file) imports every DICOM file under it. A DICOM file that cannot be decoded (truncated, no pixel \
+                data, JPEG 2000, multi-frame) is skipped with the reason. Patient and eye missing from the manifest \
+                and the tags come from the file name via --pattern. Files already in the archive are skipped.
                 """)
         @OptionGroup var global: GlobalOptions
 
-        @Argument(help: "Folder of images (searched recursively for .jpg, .jpeg, .png, .tif, .tiff).")
+        @Argument(help: "Folder of images (searched recursively for .jpg, .jpeg, .png, .tif, .tiff and DICOM files), or a DICOMDIR.")
         var folder: String?
 
         @Option(help: "CSV manifest instead of a folder.")
@@ -41,7 +46,7 @@ struct ArchiveCommand: ParsableCommand {
         func run() throws {
             let (connection, logger) = try global.connect("fundus.archive")
             let importer = ArchiveImporter(connection: connection, pattern: try FileNamePattern(pattern), priority: priority,
-                                           enqueue: !noEnqueue, logger: logger)
+                                           enqueue: !noEnqueue, dicom: DicomIntake.tagReader, logger: logger)
             let report = try manifest.map { try importer.importManifest(URL(fileURLWithPath: $0)) }
                 ?? importer.importDirectory(URL(fileURLWithPath: folder!))
             print("considered \(report.considered), added \(report.added), already present \(report.alreadyPresent), "
@@ -53,7 +58,8 @@ struct ArchiveCommand: ParsableCommand {
             } else if let model = report.modelVersion {
                 print("enqueued \(report.enqueued) screening jobs for model \(model)")
             } else {
-                print("no active model version: nothing enqueued (promote a model, then import again to enqueue)")
+                print("no active model version yet: nothing enqueued now; the first model made active " +
+                      "(`fundus-screen screen` activates the shipped one) queues every image")
             }
         }
     }

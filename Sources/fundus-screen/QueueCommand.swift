@@ -6,7 +6,7 @@ import Store
 struct QueueCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "queue", abstract: "Inspect and operate the job queue.",
-        subcommands: [Status.self, List.self, Retry.self, Discard.self, Purge.self])
+        subcommands: [Status.self, List.self, Retry.self, Discard.self, Purge.self, Rescreen.self])
 
     struct Status: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Jobs by queue and state, with mean wait and run times.")
@@ -84,6 +84,51 @@ struct QueueCommand: ParsableCommand {
             let age = try Age.seconds(olderThan)
             let (connection, logger) = try global.connect("fundus.queue")
             print("purged \(try JobQueue(connection: connection, logger: logger).purge(olderThan: age)) finished jobs")
+        }
+    }
+    struct Rescreen: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Queue the archive for a model version: every image without a result for it.",
+            discussion: """
+                Promoting a model queues only new images (and those still waiting for the model it replaced); \
+                this queues the rest of the archive, or what was imported since --since. Running it again adds \
+                nothing: an image is queued once per model version. A model that is not active is screened only \
+                by `fundus-screen screen --model NAME`.
+                """)
+        @OptionGroup var global: GlobalOptions
+        @Option(help: "Model version id or name (see `fundus-screen model list`).") var model: String
+        @Option(help: "Only images imported at or after this time (ISO 8601, e.g. 2026-11-23T02:00:00Z, or a date 2026-11-23).")
+        var since: String?
+        @Option(help: "Priority of the jobs: 1 (on demand) … 4; the nightly backlog is 3.") var priority: Int = 3
+
+        func validate() throws {
+            if !(1...4).contains(priority) { throw ValidationError("--priority must be 1…4") }
+            if let since, Self.parseSince(since) == nil {
+                throw ValidationError("--since \(since): expected an ISO 8601 time such as 2026-11-23T02:00:00Z or a date 2026-11-23")
+            }
+        }
+
+        static func parseSince(_ text: String) -> Date? {
+            if let time = ReportCommand.parseTime(text) { return time }
+            let day = ISO8601DateFormatter()
+            day.formatOptions = [.withFullDate]
+            return day.date(from: text)
+        }
+
+        func run() throws {
+            let (connection, logger) = try global.connect("fundus.queue")
+            let registry = ModelRegistry(connection: connection)
+            let versions = try registry.list()
+            guard let version = versions.first(where: { String($0.id) == model }) ?? versions.first(where: { $0.name == model }) else {
+                throw DatabaseError(.notFound, "no model version with id or name '\(model)'", hint: "see `fundus-screen model list`")
+            }
+            let added = try JobQueue(connection: connection, logger: logger)
+                .enqueueRescreen(modelVersionID: version.id, since: since.flatMap(Self.parseSince), priority: priority)
+            print("queued \(added) images for model \(version.name) (id \(version.id))"
+                  + (since.map { " imported since \($0)" } ?? ""))
+            if version.status != .active {
+                print("\(version.name) is not the active model: screen them with `fundus-screen screen --model \(version.name)`")
+            }
         }
     }
 }

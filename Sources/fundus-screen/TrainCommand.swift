@@ -192,12 +192,14 @@ struct ModelPromote: ParsableCommand {
         let logger = global.makeLogger("fundus-screen.model")
         let location = global.databaseLocation
         let rollout = ModelRollout(registry: ModelRegistry(connection: try Database.connect(location, logger: logger)), metric: metric)
-        let (decision, version) = try rollout.promote(id, force: force)
+        let (decision, version, queued) = try rollout.promote(id, force: force)
         guard decision.promote else {
             print("refused: \(decision.reason)")
             throw ExitCode(3)
         }
         print("promoted \(version.name) (id \(version.id)): \(decision.reason)")
+        print("queued \(queued) images for it; new imports are queued for it from now on " +
+              "(`fundus-screen queue rescreen --model \(version.id)` queues the rest of the archive)")
     }
 }
 
@@ -209,7 +211,7 @@ struct ModelRollback: ParsableCommand {
     func run() throws {
         let logger = global.makeLogger("fundus-screen.model")
         let location = global.databaseLocation
-        let (from, to) = try ModelRollout(registry: ModelRegistry(connection: try Database.connect(location, logger: logger))).rollback()
-        print("rolled back from \(from?.name ?? "none") to \(to.name) (id \(to.id))")
+        let (from, to, queued) = try ModelRollout(registry: ModelRegistry(connection: try Database.connect(location, logger: logger))).rollback()
+        print("rolled back from \(from?.name ?? "none") to \(to.name) (id \(to.id)); queued \(queued) images for it")
     }
 }
