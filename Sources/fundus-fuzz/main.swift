@@ -168,14 +168,12 @@ func makeSeeds(out: URL, photographs: [String]) throws {
 
 // MARK: main
 
-var args = Array(CommandLine.arguments.dropFirst())
-guard let command = args.first else { fail("usage: fundus-fuzz seeds|run|save …") }
-args.removeFirst()
-func option(_ name: String) -> String? {
+func option(_ name: String, in args: [String]) -> String? {
     guard let i = args.firstIndex(of: name), i + 1 < args.count else { return nil }
     return args[i + 1]
 }
-func options(_ name: String) -> [String] {
+
+func options(_ name: String, in args: [String]) -> [String] {
     var out: [String] = []
     var i = 0
     while i < args.count {
@@ -184,39 +182,28 @@ func options(_ name: String) -> [String] {
     return out
 }
 
-switch command {
-case "seeds":
-    guard let out = args.first else { fail("usage: fundus-fuzz seeds OUT_DIR [PHOTOGRAPH…]") }
-    do { try makeSeeds(out: URL(fileURLWithPath: out), photographs: Array(args.dropFirst())) } catch { fail("\(error)") }
+/// The index being worked on and since when, for the watchdog thread.
+final class Watch: @unchecked Sendable {
+    private let lock = NSLock()
+    private var index = -1
+    private var since = Date()
+    func set(_ i: Int) { lock.lock(); index = i; since = Date(); lock.unlock() }
+    func get() -> (Int, Date) { lock.lock(); defer { lock.unlock() }; return (index, since) }
+}
 
-case "save":
-    guard let index = option("--index").flatMap(Int.init), let file = args.last else { fail("usage: fundus-fuzz save --seeds DIR --index K FILE") }
-    let seeds = seedFiles(options("--seeds")).map { ($0, [UInt8]((try? Data(contentsOf: $0)) ?? Data())) }
-    let m = mutant(index, seeds: seeds)
-    do { try Data(m.bytes).write(to: URL(fileURLWithPath: file)) } catch { fail("\(error)") }
-    print("fundus-fuzz: mutant \(index) (\(m.name), \(m.bytes.count) bytes) written to \(file)")
-
-case "run":
-    let seeds = seedFiles(options("--seeds")).map { ($0, [UInt8]((try? Data(contentsOf: $0)) ?? Data())) }
-    let count = option("--count").flatMap(Int.init) ?? 1000
-    let first = option("--first").flatMap(Int.init) ?? 0
-    let timeout = option("--timeout").flatMap(Double.init) ?? 10
-    let work = URL(fileURLWithPath: option("--work") ?? FileManager.default.currentDirectoryPath)
+func runInputs(_ args: [String]) -> Never {
+    let seeds = seedFiles(options("--seeds", in: args)).map { ($0, [UInt8]((try? Data(contentsOf: $0)) ?? Data())) }
+    let count = option("--count", in: args).flatMap(Int.init) ?? 1000
+    let first = option("--first", in: args).flatMap(Int.init) ?? 0
+    let timeout = option("--timeout", in: args).flatMap(Double.init) ?? 10
+    let work = URL(fileURLWithPath: option("--work", in: args) ?? FileManager.default.currentDirectoryPath)
     var prep = PreparationOptions()
     prep.modelScale = ModelScale(longEdge: 480, shortEdge: 320)
     prep.analysisSize = 320
-    if let limit = option("--max-pixels").flatMap(Int.init) { prep.decode.maxPixels = limit }
+    if let limit = option("--max-pixels", in: args).flatMap(Int.init) { prep.decode.maxPixels = limit }
     try? FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
     let current = work.appendingPathComponent("current")
 
-    // The watchdog: the index being worked on and since when.
-    final class Watch: @unchecked Sendable {
-        let lock = NSLock()
-        var index = -1
-        var since = Date()
-        func set(_ i: Int) { lock.lock(); index = i; since = Date(); lock.unlock() }
-        func get() -> (Int, Date) { lock.lock(); defer { lock.unlock() }; return (index, since) }
-    }
     let watch = Watch()
     let watchdog = Thread {
         while true {
@@ -231,7 +218,8 @@ case "run":
     }
     watchdog.start()
 
-    var came = 0, unclear: [(Int, String)] = []
+    var came = 0
+    var unclear: [(Int, String)] = []
     var refused: [ImagingError.Code: Int] = [:]
     var slowest = (index: -1, seconds: 0.0)
     let start = Date()
@@ -254,12 +242,34 @@ case "run":
     try? FileManager.default.removeItem(at: current)
     let seconds = Date().timeIntervalSince(start)
     let codes = refused.sorted { $0.value > $1.value }.map { "\($0.key.rawValue) \($0.value)" }.joined(separator: ", ")
-    print(String(format: "fundus-fuzz: inputs %d…%d from %d seeds: %d came through, %d refused (%@), %d unclear rejections; " +
-                 "slowest input %d at %.3f s; %.1f s in all", first, first + count - 1, seeds.count, came,
-                 count - came, codes, unclear.count, slowest.index, slowest.seconds, seconds))
+    print("fundus-fuzz: inputs \(first)…\(first + count - 1) from \(seeds.count) seeds: \(came) came through, "
+          + "\(count - came) refused (\(codes)), \(unclear.count) unclear rejections; slowest input \(slowest.index) at "
+          + String(format: "%.3f s; %.1f s in all", slowest.seconds, seconds))
     for (i, message) in unclear.prefix(20) { print("  unclear rejection of input \(i): \(message)") }
     exit(unclear.isEmpty ? 0 : 1)
-
-default:
-    fail("unknown command \(command); use seeds, run or save")
 }
+
+func main() {
+    let all = Array(CommandLine.arguments.dropFirst())
+    guard let command = all.first else { fail("usage: fundus-fuzz seeds|run|save …") }
+    let args = Array(all.dropFirst())
+    switch command {
+    case "seeds":
+        guard let out = args.first else { fail("usage: fundus-fuzz seeds OUT_DIR [PHOTOGRAPH…]") }
+        do { try makeSeeds(out: URL(fileURLWithPath: out), photographs: Array(args.dropFirst())) } catch { fail("\(error)") }
+    case "save":
+        guard let index = option("--index", in: args).flatMap(Int.init), let file = args.last else {
+            fail("usage: fundus-fuzz save --seeds DIR --index K FILE")
+        }
+        let seeds = seedFiles(options("--seeds", in: args)).map { ($0, [UInt8]((try? Data(contentsOf: $0)) ?? Data())) }
+        let m = mutant(index, seeds: seeds)
+        do { try Data(m.bytes).write(to: URL(fileURLWithPath: file)) } catch { fail("\(error)") }
+        print("fundus-fuzz: mutant \(index) (\(m.name), \(m.bytes.count) bytes) written to \(file)")
+    case "run":
+        runInputs(args)
+    default:
+        fail("unknown command \(command); use seeds, run or save")
+    }
+}
+
+main()
