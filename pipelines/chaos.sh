@@ -198,7 +198,7 @@ start_worker() {
     spawned=$((spawned + 1))
     # Without CAP_DAC_OVERRIDE root obeys file modes, so the chmod period refuses the workers' writes.
     setpriv --bounding-set -dac_override,-dac_read_search -- \
-        "$BIN" screen --database "$URL" --masks "$MASKS" --concurrency 2 --lease 10 --log-level info \
+        "$BIN" screen --database "$URL" --masks "$MASKS" --concurrency 2 --lease 10 --log-level debug \
         >"$LOGS/worker-$spawned.out" 2>"$LOGS/worker-$spawned.log" &
     worker_pid[$slot]=$!
 }
@@ -355,6 +355,16 @@ check "temporary files left" "$temporaries" 0
 printf '  %-58s %s\n' "mask files" "$(wc -l <"$WORK/masks-disk.txt")"
 printf '  %-58s %s\n' "failed attempts recorded / jobs rescued from dead workers" "$failures_recorded / $rescues"
 printf '  %-58s %s\n' "completed jobs that needed more than one attempt" "$retried"
+printf '  %-58s %s\n' "most attempts a completed job needed (limit $(sql "SELECT max(max_attempts) FROM jobs"))" \
+    "$(sql "SELECT coalesce(max(attempt), 0) FROM jobs WHERE state = 'completed'")"
+printf '  %-58s %s\n' "completed jobs that needed more than 5 attempts" "$(sql "SELECT count(*) FROM jobs WHERE state = 'completed' AND attempt > 5")"
+echo "  failed attempts by cause:"
+sql "SELECT '    ' || rpad(cause, 56) || ' ' || n FROM (
+       SELECT CASE WHEN e ? 'rescued' THEN 'worker killed (lease expired, rescued)'
+                   WHEN e ->> 'message' LIKE '%: masks: %' THEN 'masks not written (refused, full)'
+                   WHEN e ->> 'message' LIKE '%: store: %' THEN 'results not stored (database away)'
+                   ELSE 'other: ' || left(e ->> 'message', 40) END AS cause, count(*) AS n
+       FROM jobs, unnest(errors) AS e GROUP BY 1 ORDER BY 2 DESC) AS c"
 # Secrets: the password must appear in no output and no log line (workers, imports, the server's log).
 leaks=$({ grep -rlF -- "$PASSWORD" "$LOGS" "$STATE/postgres/server.log" 2>/dev/null || true; } | wc -l)
 check "files of output or logs showing the role's password" "$leaks" 0
