@@ -6,6 +6,7 @@ let package = Package(
     name: "fundus-screen",
     products: [
         .executable(name: "fundus-screen", targets: ["fundus-screen"]),
+        .executable(name: "fundus-fuzz", targets: ["fundus-fuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -55,6 +56,8 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // Mutation fuzzing of the decoders and the field of view (pipelines/fuzz.sh).
+        .executableTarget(name: "fundus-fuzz", dependencies: ["Imaging"]),
 
         // Test support: where ../shared is, and a private PostgreSQL server per test.
         .target(name: "TestSupport", dependencies: ["Store", .product(name: "Logging", package: "swift-log")]),

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(libopenblas-dev libdnnl-dev libjpeg62-turbo-dev libpng-dev libtiff-dev libpq-dev postgresql pkg-config
-          libdcmtk-dev dcmtk)
+          libdcmtk-dev dcmtk libjpeg-turbo-progs)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

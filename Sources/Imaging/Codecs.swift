@@ -46,9 +46,33 @@ public enum DecodeMode: Sendable {
 }
 
 public struct DecodeOptions: Sendable {
-    /// Refuse images whose declared width × height exceeds this, before allocating anything for pixels.
-    /// Default 100 M pixels: the largest fundus cameras (DDR up to 3456×5184 = 18 MP) fit five times over.
-    public var maxPixels: Int = 100_000_000
+    /// Refuse images whose declared width × height exceeds this, before allocating anything for pixels (a
+    /// decompression bomb: a few kilobytes claiming 65,000 × 65,000 are refused right after the header is read).
+    /// Default `defaultMaxPixels`: 100 M pixels, where the largest fundus cameras (DDR up to 3456×5184 = 18 MP)
+    /// fit five times over; `FUNDUS_MAX_PIXELS` in the environment or `--max-pixels` change it.
+    public var maxPixels: Int = DecodeOptions.defaultMaxPixels
+
+    /// The environment variable that sets the default pixel limit of every decode.
+    public static let maxPixelsVariable = "FUNDUS_MAX_PIXELS"
+    public static let builtInMaxPixels = 100_000_000
+
+    /// `$FUNDUS_MAX_PIXELS` when it is a positive whole number, else 100 M (the CLI refuses a malformed value
+    /// with `maxPixelsSetting(environment:)` before anything is decoded).
+    public static let defaultMaxPixels: Int = (try? maxPixelsSetting(environment: ProcessInfo.processInfo.environment))
+        ?? builtInMaxPixels
+
+    /// The limit `environment` asks for, the built-in one when it asks for none; an error names a malformed value.
+    public static func maxPixelsSetting(environment: [String: String]) throws -> Int {
+        guard let text = environment[maxPixelsVariable]?.trimmingCharacters(in: .whitespaces), !text.isEmpty else {
+            return builtInMaxPixels
+        }
+        let digits = text.replacingOccurrences(of: "_", with: "")
+        guard let value = Int(digits), value > 0 else {
+            throw ImagingError(.invalidArgument,
+                               "\(maxPixelsVariable)=\(text.debugDescription) is not a positive number of pixels (e.g. 100000000)")
+        }
+        return value
+    }
     /// JPEG only: decode at 1/s size with libjpeg-turbo's DCT scaling (1, 2, 4 or 8); other formats ignore it.
     public var jpegScale: Int = 1
     /// JPEG only, when set: ignore `jpegScale` and take the largest scale (1, 2, 4 or 8) whose decoded short side
@@ -57,7 +81,7 @@ public struct DecodeOptions: Sendable {
     /// then sees a DCT-downscaled image rather than OpenCV's bilinear reduction of the full one (the official path).
     public var jpegMinimumShortSide: Int? = nil
 
-    public init(maxPixels: Int = 100_000_000, jpegScale: Int = 1, jpegMinimumShortSide: Int? = nil) {
+    public init(maxPixels: Int = DecodeOptions.defaultMaxPixels, jpegScale: Int = 1, jpegMinimumShortSide: Int? = nil) {
         self.maxPixels = maxPixels
         self.jpegScale = jpegScale
         self.jpegMinimumShortSide = jpegMinimumShortSide

@@ -121,11 +121,19 @@ public enum MaskFiles {
     /// `flat`: binary masks (fast run-length PNG); false for probability maps, whose gradients want row filters.
     public static func write(_ masks: [(code: String, image: Image)], directory: URL, imageStem: String,
                              suffix: String = "", flat: Bool = true) throws -> [URL] {
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try createFolder(directory)
         return try masks.map { entry in
             let url = url(directory: directory, imageStem: imageStem, code: entry.code, suffix: suffix)
             try AtomicFile.write(ImageCodec.encodePNG(entry.image.grey(), compressionLevel: 3, flat: flat), to: url)
             return url
+        }
+    }
+
+    /// Creates the folder (and its parents) or says in one line why not (Foundation's error prints a dictionary).
+    static func createFolder(_ directory: URL) throws {
+        do { try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true) } catch {
+            let posix = ((error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError).map { String(cString: strerror(Int32($0.code))) }
+            throw ImagingError(.writeFailed, "\(directory.path): cannot create the folder: \(posix ?? error.localizedDescription)")
         }
     }
 

@@ -177,7 +177,7 @@ public struct ScreeningStages: Sendable {
         }
         let photo: PreparedPhotograph
         do { photo = try Preparation.prepare(contentsOf: url, options: options.preparation) } catch {
-            throw StageError(stage: "decode", message: "\(error)", permanent: true)
+            throw StageError(stage: "decode", message: "\(error)", permanent: Self.isPermanent(error))
         }
         guard photo.analysis.isGradable, let input = photo.input else {
             let reasons = photo.analysis.reasons.map(\.explanation)
@@ -186,6 +186,17 @@ public struct ScreeningStages: Sendable {
         }
         return PreparedImage(photograph: photo, input: options.normalisation.tensor(input),
                              inputSize: (input.width, input.height), ungradableReasons: [])
+    }
+
+    /// Whether a decode failure is the file's own fault. A file that exists but cannot be read now (an I/O error,
+    /// too many open files, a share that went away) or memory that ran out may work on the next attempt; bad
+    /// bytes, an unknown format or a size above the pixel limit never will.
+    static func isPermanent(_ error: any Error) -> Bool {
+        guard let error = error as? ImagingError else { return true }
+        switch error.code {
+        case .unreadable, .outOfMemory: return false
+        default: return true
+        }
     }
 
     /// The network, on the one thread the model owns.
@@ -262,8 +273,8 @@ public struct ScreeningStages: Sendable {
         }
         let (w, h) = r.prepared.inputSize
         let plane = w * h
-        let stem = URL(fileURLWithPath: job.image.path).deletingPathExtension().lastPathComponent
-        let directory = options.masksDirectory.appendingPathComponent(Self.safeName(job.image.patientID))
+        let (directory, stem) = Self.maskLocation(patientID: job.image.patientID, imagePath: job.image.path,
+                                                  masksDirectory: options.masksDirectory)
         let fovArea = Self.fieldOfViewArea(fov)
         let spacing = job.image.pixelSpacingMM.map { PixelSpacing(millimetres: $0) }
         let measurement = LesionMeasurement(threshold: options.threshold, minimumLesionArea: options.minimumLesionArea,
@@ -356,6 +367,26 @@ public struct ScreeningStages: Sendable {
             if x1 >= x0 { area += x1 - x0 + 1 }
         }
         return max(area, 1)
+    }
+
+    /// Where an image's masks and overlay go: `<masks>/<safe patient>/<safe stem>_<CLS>.png`, always inside the
+    /// masks folder whatever the patient identifier and the file name hold.
+    static func maskLocation(patientID: String, imagePath: String, masksDirectory: URL) -> (directory: URL, stem: String) {
+        let name = imagePath.split(separator: "/", omittingEmptySubsequences: true).last.map(String.init) ?? imagePath
+        let stem = name.lastIndex(of: ".").map { $0 == name.startIndex ? name : String(name[..<$0]) } ?? name
+        return (masksDirectory.appendingPathComponent(safeName(patientID), isDirectory: true), safeStem(stem))
+    }
+
+    /// A file-name stem as it is, except: control characters (newlines, tabs, escapes) and '/' become '_', a
+    /// leading '.' too (no hidden files, nothing that looks like a temporary file), and it is cut to 200 bytes of
+    /// UTF-8 so that `<stem>_EX_prob.png` stays within the 255 bytes a file name may have.
+    static func safeStem(_ stem: String) -> String {
+        var out = String(String.UnicodeScalarView(stem.unicodeScalars.map {
+            $0.properties.generalCategory == .control || $0 == "/" || $0 == "\u{FFFD}" ? "_" : $0
+        }))
+        if out.hasPrefix(".") { out = "_" + out.dropFirst() }
+        while out.utf8.count > 200 { out.removeLast() }
+        return out.isEmpty ? "_" : out
     }
 
     /// A folder name from a patient identifier: letters, digits, '-', '_' and '.', never '..' or empty.

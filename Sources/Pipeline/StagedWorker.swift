@@ -84,6 +84,11 @@ public struct WorkerSettings: Sendable {
     /// At most a third of the lease, so one late beat never loses a live job.
     public var heartbeatInterval: Double = 5
     public var pollInterval: Double = 2
+    /// After a transient failure in the finish stage (masks not written, results not stored: the disk or the
+    /// database, not the image) the worker claims nothing new for 1 s, doubling with each such failure in a row up
+    /// to this; the first image finished resets it. Without the pause a worker facing a full disk claimed, screened
+    /// and failed the backlog one image after another, spending an attempt of each (pipelines/chaos.sh).
+    public var maximumFaultPause: Double = 60
 
     public init() {}
 }
@@ -108,6 +113,9 @@ public final class StagedWorker<Source: JobSource, Prepared: Sendable, Inferred:
     private var nextTicket = 0
     private var claimedTotal = 0
     private let slots: SlotCounter
+    // The environment's run of transient finish failures and the claim pause it sets (guarded by heldLock).
+    private var faultsInARow = 0
+    private var pausedUntil: Date?
 
     public init(source: Source, stages: Stages<Job, Prepared, Inferred>, settings: WorkerSettings, logger: Logger,
                 progress: RunProgress, clock: StageClock = StageClock(), shutdown: ShutdownSignal = ShutdownSignal()) {
@@ -202,6 +210,7 @@ public final class StagedWorker<Source: JobSource, Prepared: Sendable, Inferred:
             while let t = toFinish.take() {
                 do {
                     let outcome = try clock.measure("finish") { () throws(StageError) -> RunProgress.Outcome in try stages.finish(t.job, t.value) }
+                    environmentRecovered()
                     drop(t.id)
                     progress.advance(outcome)
                 } catch {
@@ -222,6 +231,10 @@ public final class StagedWorker<Source: JobSource, Prepared: Sendable, Inferred:
         var waitingNoted = false
         while !shutdown.isRequested {
             if let limit = settings.limit, claimedCount() >= limit { break }
+            if let wait = pauseLeft(), wait > 0 {
+                Thread.sleep(forTimeInterval: min(wait, 0.25))
+                continue
+            }
             var free = slots.takeAll()  // blocks until at least one slot is free
             if let limit = settings.limit, free > limit - claimedCount() {
                 slots.give(free - (limit - claimedCount()))
@@ -310,9 +323,35 @@ public final class StagedWorker<Source: JobSource, Prepared: Sendable, Inferred:
         progress.advance(.released)
     }
 
+    /// Seconds until claiming may resume; nil when not paused.
+    private func pauseLeft() -> Double? {
+        heldLock.lock()
+        defer { heldLock.unlock() }
+        return pausedUntil.map { $0.timeIntervalSinceNow }
+    }
+
+    private func environmentFailed(_ error: StageError) {
+        heldLock.lock()
+        faultsInARow += 1
+        let pause = min(settings.maximumFaultPause, pow(2, Double(min(faultsInARow - 1, 30))))
+        pausedUntil = Date().addingTimeInterval(pause)
+        let n = faultsInARow
+        heldLock.unlock()
+        logger.notice("the disk or the database fails, not the image: claiming no new images for a while",
+                      metadata: ["seconds": "\(pause)", "failures in a row": "\(n)", "stage": "\(error.stage)"])
+    }
+
+    private func environmentRecovered() {
+        heldLock.lock()
+        faultsInARow = 0
+        pausedUntil = nil
+        heldLock.unlock()
+    }
+
     private func failJob(_ id: Int, _ job: Job, _ thrown: any Error, stage: String) {
         // Stages throw StageError; anything else is unexpected and treated as transient (retried, then discarded).
         let error = thrown as? StageError ?? StageError(stage: stage, message: "\(thrown)", permanent: false)
+        if stage == "finish" && !error.permanent { environmentFailed(error) }
         logger.error("job failed", metadata: ["job": "\(job)", "stage": "\(error.stage)", "error": "\(error.message)",
                                                "permanent": "\(error.permanent)"])
         do { try source.fail(job, error: error) } catch {

@@ -106,17 +106,24 @@ public struct ArchiveImporter {
         }
         var candidates: [Candidate] = []
         var report = ImportReport()
+        let realRoot = Self.realPath(root.path) ?? root.path
         for case let url as URL in walker {
             let path = url.standardizedFileURL.path
             let ext = url.pathExtension.lowercased()
-            if Self.imageExtensions.contains(ext) {
-                candidates.append(Candidate(path: path, origin: path))
-                continue
-            }
             // The DICOMDIR is the folder's index; the images it lists lie under the folder and are imported as files.
             if url.lastPathComponent.uppercased() == "DICOMDIR" { continue }
-            guard (try? url.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true else { continue }
-            if DicomPreamble.present(atPath: path) {
+            let isImage = Self.imageExtensions.contains(ext)
+            if !isImage && (try? url.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) != true { continue }
+            // A symbolic link (to a file, or a folder on the way) that leads out of the archive is not followed:
+            // the archive holds what lies under its folder, whatever links someone left in it.
+            if let outside = Self.leavesFolder(path, realRoot: realRoot) {
+                report.considered += 1
+                report.skipped.append("\(path.debugDescription): \(outside)")
+                continue
+            }
+            if isImage {
+                candidates.append(Candidate(path: path, origin: path))
+            } else if DicomPreamble.present(atPath: path) {
                 var c = Candidate(path: path, origin: path)
                 c.isDicom = true
                 candidates.append(c)
@@ -164,7 +171,17 @@ public struct ArchiveImporter {
                 return v.isEmpty ? nil : v
             }
             guard let rawPath = value(pathColumn) else { report.skipped.append("\(origin): no path"); continue }
+            // PostgreSQL text cannot hold NUL, and a C call would stop reading a path at it: refuse the row here
+            // rather than fail the whole batch's insert.
+            if let column = fields.firstIndex(where: { $0.contains("\u{0}") }) {
+                let header = column < table.header.count ? table.header[column] : "column \(column + 1)"
+                report.skipped.append("\(origin): the \(header) field holds a NUL byte"); continue
+            }
             let path = Self.normalisedPath(rawPath.hasPrefix("/") ? rawPath : basePath + "/" + rawPath)
+            if !rawPath.hasPrefix("/"), !path.hasPrefix(basePath == "/" ? "/" : basePath + "/") {
+                report.skipped.append("\(origin): path \(rawPath.debugDescription) climbs out of the manifest's folder \(basePath)")
+                continue
+            }
             var c = Candidate(path: path, origin: "\(origin) (\(rawPath))")
             c.isDicom = !Self.imageExtensions.contains(Self.fileExtension(path)) && DicomPreamble.present(atPath: path)
             c.patient = value(patientColumn)
@@ -368,6 +385,23 @@ public struct ArchiveImporter {
             parts.append(part)
         }
         return "/" + parts.joined(separator: "/")
+    }
+
+    /// The real path (symbolic links resolved), or nil when it cannot be resolved.
+    static func realPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+
+    /// Why `path` (found under the archive folder whose real path is `realRoot`) is not part of the archive: it
+    /// resolves outside it through a symbolic link, or cannot be resolved. Nil when it is inside.
+    static func leavesFolder(_ path: String, realRoot: String) -> String? {
+        guard let real = realPath(path) else {
+            return "cannot resolve the path (\(String(cString: strerror(errno)))): not imported"
+        }
+        if real == realRoot || real.hasPrefix(realRoot == "/" ? "/" : realRoot + "/") { return nil }
+        return "a symbolic link to \(real.debugDescription), outside the archive folder \(realRoot.debugDescription): not imported"
     }
 
     /// The file name without folder and extension.

@@ -349,17 +349,17 @@ public final class Connection: @unchecked Sendable {
         if !ok { throw DatabaseError(.invalidInput, "channel name \(channel.debugDescription) is not a plain identifier") }
     }
 
-    /// The connection string with any password replaced, for messages.
-    static func redacted(_ conninfo: String) -> String {
+    /// The connection string with every password replaced, for messages and for printing back to people: the
+    /// keyword form (`password=…`, quoted values with `\'` escapes included), URI query parameters
+    /// (`?password=…`, also `sslpassword`) and URI user info (`postgres://user:…@`, also with an empty user).
+    public static func redacted(_ conninfo: String) -> String {
         if conninfo.isEmpty { return "libpq environment" }
         var text = conninfo
-        if let r = text.range(of: #"password\s*=\s*('[^']*'|\S+)"#, options: .regularExpression) {
-            text.replaceSubrange(r, with: "password=***")
-        }
-        if let r = text.range(of: #"://[^:/@]+:[^@]+@"#, options: .regularExpression) {
-            let user = text[r].dropFirst(3).prefix { $0 != ":" }
-            text.replaceSubrange(r, with: "://\(user):***@")
-        }
+        // A quoted keyword value runs to its closing quote (skipping escapes); anything else to the next space.
+        // In a URI that hides the rest of the query too, which errs on the safe side.
+        text = text.replacingOccurrences(of: #"(?i)(password\s*=\s*)('(?:\\.|[^'\\])*'?|\S*)"#, with: "$1***",
+                                         options: .regularExpression)
+        text = text.replacingOccurrences(of: #"(://[^:/@?#\s]*):[^@/?#\s]*@"#, with: "$1:***@", options: .regularExpression)
         return text
     }
 

@@ -31,3 +31,14 @@ public enum DatabaseLocation: Sendable, Equatable {
         return URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(".fundus-screen")
     }
 }
+
+extension DatabaseLocation: CustomStringConvertible {
+    /// For messages and logs: a connection string never shows its password.
+    public var description: String {
+        switch self {
+        case .connectionString(let s): return Connection.redacted(s)
+        case .libpqEnvironment: return "libpq environment (PG* variables)"
+        case .embedded(let state): return "embedded server under \(state.path)"
+        }
+    }
+}

@@ -85,7 +85,7 @@ extension JobQueue {
     /// Returns how many jobs were added.
     @discardableResult
     public func enqueueRescreen(modelVersionID: Int64, since: Date? = nil, queue: String = JobQueue.screeningQueue,
-                                priority: Int = 3, maxAttempts: Int = 5) throws -> Int {
+                                priority: Int = 3, maxAttempts: Int = JobQueue.screeningMaxAttempts) throws -> Int {
         guard (1...4).contains(priority) else { throw DatabaseError(.invalidInput, "job priority \(priority) is outside 1…4") }
         let exists = try connection.query("SELECT 1 FROM model_versions WHERE id = $1", [modelVersionID],
                                           name: "ModelVersionExists")

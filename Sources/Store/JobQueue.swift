@@ -61,11 +61,20 @@ public struct JobQueue: Sendable {
         return ids
     }
 
+    /// Attempts a screening job gets before it is discarded. Transient faults (disk full, a folder refusing writes,
+    /// the database restarting, a worker killed mid-image) each cost an attempt, and a worker fails a claimed image
+    /// within seconds while the fault lasts; with 5 attempts the backoff (5, 10, 20, 40 s) let a disk that stayed
+    /// full for about a minute and a quarter discard every image claimed meanwhile (pipelines/chaos.sh found it).
+    /// With 25, as River's default, the capped backoff rides out about three hours of a fault; an image that is
+    /// bad by itself fails permanently at once and never uses this budget.
+    public static let screeningMaxAttempts = 25
+
     /// Enqueues screening of these images with a model version: one job per (image, model version), never two,
     /// and none for an image that already has a result for that version. Returns how many were added.
     @discardableResult
     public func enqueueScreening(imageIDs: [Int64], modelVersionID: Int64, queue: String = JobQueue.screeningQueue,
-                                 priority: Int = 3, maxAttempts: Int = 5, batchSize: Int = 10_000) throws -> Int {
+                                 priority: Int = 3, maxAttempts: Int = JobQueue.screeningMaxAttempts,
+                                 batchSize: Int = 10_000) throws -> Int {
         var added = 0
         for start in stride(from: 0, to: imageIDs.count, by: batchSize) {
             let batch = Array(imageIDs[start..<min(imageIDs.count, start + batchSize)])

@@ -54,7 +54,7 @@ public struct ModelRegistry {
     /// operator's call (`JobQueue.enqueueRescreen`). Activating the active version changes nothing.
     @discardableResult
     public func activate(id: Int64, queue: String = JobQueue.screeningQueue, priority: Int = 3,
-                         maxAttempts: Int = 5) throws -> ModelActivation {
+                         maxAttempts: Int = JobQueue.screeningMaxAttempts) throws -> ModelActivation {
         try connection.transaction { conn in
             // Row locks on the version and the active one: concurrent activations take turns.
             let locked = try conn.query("""

@@ -91,7 +91,8 @@ struct DatabaseCommand: ParsableCommand {
 
         func run() throws {
             switch global.databaseLocation {
-            case .connectionString(let s): print(s)
+            // What the user gave, less its password: this output ends up in terminals, logs and tickets.
+            case .connectionString(let s): print(Connection.redacted(s))
             case .libpqEnvironment: print("(libpq PG* environment variables)")
             case .embedded:
                 print(try global.embeddedServer(for: "db url").start().url)

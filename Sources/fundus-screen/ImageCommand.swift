@@ -28,8 +28,8 @@ struct ImageCommand: ParsableCommand {
         @Option(help: "JPEG DCT scaling for speed: decode at 1/N size (1, 2, 4, 8); results stay in original pixels.")
         var jpegScale: Int = 1
 
-        @Option(help: "Refuse images with more pixels than this.")
-        var maxPixels: Int = 100_000_000
+        @Option(help: "Refuse images with more pixels than this (default $FUNDUS_MAX_PIXELS, else 100000000).")
+        var maxPixels: Int = DecodeOptions.defaultMaxPixels
 
         func run() throws {
             var failures = 0

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Imaging
 import Logging
 import Pipeline
 import Store
@@ -56,6 +57,11 @@ struct ScreenCommand: ParsableCommand {
     @Option(name: .long, help: "Seconds without a heartbeat after which another worker takes a job over (its worker presumed dead).")
     var lease: Double = 60
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Refuse photographs declaring more pixels than this, before decoding them (decompression bombs).",
+        discussion: "Default: $FUNDUS_MAX_PIXELS, else 100000000 (100 megapixels). Refused images fail permanently with the reason."))
+    var maxPixels: Int?
+
     @Option(name: .customShort("i"), help: "Local form: a folder of photographs to import and screen.")
     var input: String?
 
@@ -69,6 +75,10 @@ struct ScreenCommand: ParsableCommand {
         if let tile, tile < 32 { throw ValidationError("--tile must be at least 32 pixels") }
         if !(0..<0.9).contains(overlap) { throw ValidationError("--overlap must be in [0, 0.9)") }
         if !(lease >= 1) { throw ValidationError("--lease must be at least 1 second") }
+        if let maxPixels, maxPixels < 1 { throw ValidationError("--max-pixels must be positive") }
+        do { _ = try DecodeOptions.maxPixelsSetting(environment: ProcessInfo.processInfo.environment) } catch {
+            throw ValidationError("\(error)")
+        }
     }
 
     func run() throws {
@@ -95,6 +105,7 @@ struct ScreenCommand: ParsableCommand {
         var options = ScreeningOptions(masksDirectory: masksDir)
         options.saveProbabilities = saveProbabilities
         options.writeOverlays = !noOverlays
+        if let maxPixels { options.preparation.decode.maxPixels = maxPixels }
         if let tile { options.tiling = .tiles(size: tile, overlap: overlap) }
         var settings = WorkerSettings()
         settings.slots = concurrency

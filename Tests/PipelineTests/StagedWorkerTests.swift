@@ -106,3 +106,29 @@ func shutdownReleases() {
     #expect(rec.finished.count + source.released.count == handled.count)  // nothing twice
     #expect(handled == Set(1...handled.count))                              // nothing claimed was lost
 }
+
+@Test("While the disk or the database fails (transient finish failures) the worker pauses claiming instead of failing the backlog")
+func pausesClaimingDuringEnvironmentFaults() {
+    let source = ListSource(Array(1...200))
+    let rec = Recorder()
+    let faultEnds = Date().addingTimeInterval(1.5)
+    let stages = Stages<Int, Int, Int>(
+        prepare: { $0 },
+        infer: { x in Thread.sleep(forTimeInterval: 0.002); return x },
+        finish: { job, _ throws(StageError) in
+            if Date() < faultEnds { throw StageError(stage: "masks", message: "No space left on device", permanent: false) }
+            rec.leave(job)
+            return .screened
+        })
+    var settings = WorkerSettings()
+    settings.slots = 2
+    settings.maximumFaultPause = 2
+    let worker = StagedWorker(source: source, stages: stages, settings: settings, logger: Logger(label: "test"),
+                              progress: RunProgress(total: nil, logger: Logger(label: "test"), interactive: false))
+    worker.run()
+    // Without the pause the 1.5 s fault failed about 200 images (2 ms each); with it, the images in flight when
+    // each pause began.
+    #expect(source.failed.count <= 8, "\(source.failed.count) images failed during the fault")
+    #expect(source.failed.allSatisfy { !$0.1.permanent })
+    #expect(rec.finished.count + source.failed.count == 200)
+}
