@@ -40,10 +40,25 @@ public struct ReferenceModel {
     public var reluDecisions: [[Bool]]?
     private let cursor = Cursor()
 
-    final class Cursor { var next = 0 }
+    final class Cursor {
+        var next = 0
+        var recording = false
+        var recorded: [[Double]] = []
+    }
+
+    /// The inputs of every ReLU of one pass (NCHW, in the order the ReLUs run): where a float32 pass decided
+    /// differently, these say how near zero the exact value was.
+    public func preActivations(_ input: RefTensor, labels: [Int32]) -> [[Double]] {
+        cursor.recording = true
+        cursor.recorded = []
+        defer { cursor.recording = false; cursor.recorded = [] }
+        _ = loss(input, labels: labels)
+        return cursor.recorded
+    }
 
     /// y = relu(v) with this pass's sign or the replayed decision.
     func applyReLU(_ y: inout RefTensor) {
+        if cursor.recording { cursor.recorded.append(y.data) }
         guard let decisions = reluDecisions else {
             for i in 0..<y.data.count { y.data[i] = max(y.data[i], 0) }
             return
