@@ -58,15 +58,33 @@ public struct ModelCard: Codable, Sendable, Equatable {
     /// The weight file this card describes (set by `WeightLoader.save`).
     public var weightsFile: String?
 
+    /// The lesion classes, in channel order, of every model.
+    public static let lesionClasses = ["EX", "HE", "SE", "MA"]
+    /// Name of the optional fifth output channel: the optic disc (not a lesion; issue #16).
+    public static let discClass = "OD"
+
+    /// Output channel names of a head with `numClasses` channels: the four lesions, then the disc for a fifth.
+    public static func classNames(numClasses: Int) -> [String] {
+        switch numClasses {
+        case 4: lesionClasses
+        case 5: lesionClasses + [discClass]
+        default: (0..<numClasses).map { $0 < 4 ? lesionClasses[$0] : "class\($0)" }
+        }
+    }
+
+    /// Whether the model has the optic-disc channel (channel 4, after the lesions).
+    public var hasDiscChannel: Bool { classes.count > 4 && classes[4].uppercased() == Self.discClass }
+
+    /// `classes` nil: `classNames(numClasses:)` of the architecture.
     public init(name: String, version: String, architecture: ModelArchitecture,
-                classes: [String] = ["EX", "HE", "SE", "MA"], normalisation: Normalisation = .idrid,
+                classes: [String]? = nil, normalisation: Normalisation = .idrid,
                 inputScale: InputScale = .idrid, threshold: Double = 0.5, trainingData: String = "",
                 metrics: [String: Double] = [:], created: Date = Date(), changelog: [String: String] = [:],
                 weightsFile: String? = nil) {
         self.name = name
         self.version = version
         self.architecture = architecture
-        self.classes = classes
+        self.classes = classes ?? Self.classNames(numClasses: architecture.numClasses)
         self.normalisation = normalisation
         self.inputScale = inputScale
         self.threshold = threshold
@@ -89,7 +107,7 @@ public struct ModelCard: Codable, Sendable, Equatable {
         name = try c.decode(String.self, forKey: .name)
         version = try c.decode(String.self, forKey: .version)
         architecture = try c.decode(ModelArchitecture.self, forKey: .architecture)
-        classes = try c.decodeIfPresent([String].self, forKey: .classes) ?? ["EX", "HE", "SE", "MA"]
+        classes = try c.decodeIfPresent([String].self, forKey: .classes) ?? Self.classNames(numClasses: architecture.numClasses)
         normalisation = try c.decode(Normalisation.self, forKey: .normalisation)
         inputScale = try c.decode(InputScale.self, forKey: .inputScale)
         threshold = try c.decodeIfPresent(Double.self, forKey: .threshold) ?? 0.5

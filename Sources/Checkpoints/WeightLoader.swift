@@ -31,7 +31,7 @@ public struct LoadedWeights: Sendable {
             }
             if names.count == architecture.numClasses { return names }
         }
-        return architecture.numClasses == 4 ? ["EX", "HE", "SE", "MA"] : (0..<architecture.numClasses).map { "class\($0)" }
+        return ModelCard.classNames(numClasses: architecture.numClasses)
     }
 }
 
@@ -110,7 +110,7 @@ public enum WeightLoader {
     }
 
     /// A folder means the one `.safetensors` file inside it.
-    static func weightFile(_ url: URL) throws(CheckpointError) -> URL {
+    public static func weightFile(_ url: URL) throws(CheckpointError) -> URL {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) else {
             throw .unreadable(file: url.path, reason: "no such file")

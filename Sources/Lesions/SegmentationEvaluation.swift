@@ -105,6 +105,9 @@ public struct EvaluationReport: Codable, Sendable, Equatable {
     public var meanPresenceAUC: Double?
     public var meanImageDice: Double?
     public var classes: [ClassEvaluation]
+    /// The optic disc's overlap with its truth, for a model with the disc channel on images with disc masks; never
+    /// part of the lesion means above.
+    public var disc: DiscOverlap?
 }
 
 /// Fine-histogram geometry: bin = float32 bit pattern >> 12; 1.0 (0x3F800000) is the last bin.

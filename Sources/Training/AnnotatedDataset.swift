@@ -26,11 +26,12 @@ public enum TrainingData: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    /// Opens the set: scans the folder, or reads the split's annotated images from the database.
-    public func open(classes: Set<LesionClass>? = nil, connection: Connection?, logger: Logger) throws -> LesionDataset {
+    /// Opens the set: scans the folder, or reads the split's annotated images from the database. `disc`: also the
+    /// optic-disc masks of a folder (database annotations have none: the disc is then not annotated).
+    public func open(classes: Set<LesionClass>? = nil, disc: Bool = false, connection: Connection?, logger: Logger) throws -> LesionDataset {
         switch self {
         case let .folder(url):
-            return try LesionDataset.open(url, classes: classes, logger: logger)
+            return try LesionDataset.open(url, classes: classes, disc: disc, logger: logger)
         case let .annotations(split):
             guard let connection else { throw TrainingError(.configuration, "db:\(split.rawValue) needs the database") }
             return try LesionDataset.annotated(try Annotations(connection: connection).list(split: split), split: split,

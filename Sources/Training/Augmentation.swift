@@ -1,5 +1,6 @@
 import Foundation
 import Imaging
+import Lesions
 
 /// An RGB8 photograph with its merged label map, as a training sample flows through augmentation.
 public struct LabelledImage: Sendable, Equatable {
@@ -8,13 +9,15 @@ public struct LabelledImage: Sendable, Equatable {
     public var height: Int
     /// Interleaved RGB, row-major, 3·width·height bytes.
     public var rgb: [UInt8]
-    /// width·height: 0 background, 1…4 = EX, HE, SE, MA (MA > SE > HE > EX where masks overlap).
+    /// width·height: 0 background, 1…4 = EX, HE, SE, MA (MA > SE > HE > EX where masks overlap), 5 = optic disc
+    /// for a model with the disc channel (under every lesion).
     public var labels: [UInt8]
-    /// Which of EX, HE, SE, MA this image is annotated for.
+    /// Per output channel of the model, whether this image is annotated for it: EX, HE, SE, MA, and the optic disc
+    /// when the model has that fifth channel.
     public var annotated: [Bool]
 
     public init(name: String, width: Int, height: Int, rgb: [UInt8], labels: [UInt8], annotated: [Bool]) {
-        precondition(rgb.count == 3 * width * height && labels.count == width * height && annotated.count == 4,
+        precondition(rgb.count == 3 * width * height && labels.count == width * height && annotated.count >= LesionClass.allCases.count,
                      "\(name): buffers do not fit \(width)×\(height)")
         self.name = name
         self.width = width
@@ -141,13 +144,15 @@ public struct TrainingAugmentation: Sendable {
         return cut(s, y: box.y, x: box.x, height: h, width: w)
     }
 
-    /// A crop around a lesion pixel: a label value among the annotated classes present is drawn uniformly, then one
-    /// of its pixels, then the crop's position so that pixel lies uniformly inside it (clamped to the image).
-    /// Nil when the image has no annotated lesion pixel (the caller draws a random crop instead).
+    /// A crop around a lesion pixel: a label value among the annotated lesion classes present is drawn uniformly,
+    /// then one of its pixels, then the crop's position so that pixel lies uniformly inside it (clamped to the image).
+    /// Only the four lesions are drawn among, never the optic disc. Nil when the image has no annotated lesion pixel
+    /// (the caller draws a random crop instead).
     public static func lesionCentredCrop(_ s: LabelledImage, height ch: Int, width cw: Int, rng: inout TrainingRNG) -> LabelledImage? {
-        var counts = [Int](repeating: 0, count: 5)
-        for v in s.labels where v >= 1 && v <= 4 { counts[Int(v)] += 1 }
-        let present = (1...4).filter { counts[$0] > 0 && s.annotated[$0 - 1] }
+        let lesions = LesionClass.allCases.count
+        var counts = [Int](repeating: 0, count: lesions + 1)
+        for v in s.labels where v >= 1 && Int(v) <= lesions { counts[Int(v)] += 1 }
+        let present = (1...lesions).filter { counts[$0] > 0 && s.annotated[$0 - 1] }
         guard !present.isEmpty else { return nil }
         let value = UInt8(present[rng.below(present.count)])
         var k = rng.below(counts[Int(value)]), at = 0

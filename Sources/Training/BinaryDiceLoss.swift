@@ -3,8 +3,9 @@ import Foundation
 /// The official training loss, `BinaryLoss(loss_type='dice', smooth=1e-5)` ("bdice", m2mrf-reference.md §3),
 /// extended to partially-labelled data, optionally plus binary cross-entropy.
 ///
-/// Input: logits [N, 4, H, W] already resized to the label size, labels [N, H, W] with 0 = background and
-/// v = 1…4 the class v−1 (the merged map, MA > SE > HE > EX), and for each image which classes its dataset annotates.
+/// Input: logits [N, C, H, W] already resized to the label size (C = 4 lesions, or 5 with the optic disc), labels
+/// [N, H, W] with 0 = background and v = 1…C the channel v−1 (the merged map, MA > SE > HE > EX > OD), and for each
+/// image which channels its dataset annotates ([N, C]; C is taken from these flags).
 /// Per image n and class c, with p = sigmoid(logit), g = (label == c+1), sums over the H·W pixels:
 ///
 ///     L_nc = 1 − (2·Σpg + ε) / (Σp + Σg + ε),   ε = 1e-5
@@ -16,6 +17,7 @@ import Foundation
 /// annotated (image, class, pixel) elements of `BCEWithLogits`, with `pos_weight` on the lesion pixels when asked.
 public enum BinaryDiceLoss {
     public static let smooth: Double = 1e-5
+    /// The lesion classes; a model with the optic disc has one channel more, which the loss treats like any other.
     public static let classes = 4
 
     /// The loss and its gradient with respect to the logits (same layout as `logits`).
@@ -26,8 +28,9 @@ public enum BinaryDiceLoss {
     /// batch's denominator, where the per-image form gives it almost no gradient.
     public static func evaluate(logits: [Float], labels: [UInt8], annotated: [Bool], batch n: Int, height h: Int, width w: Int,
                                 bceWeight: Float = 0, batchDice: Bool = false, bcePositiveWeight: Float = 1) throws(TrainingError) -> (loss: Float, gradient: [Float]) {
-        let c = classes, hw = h * w
-        guard logits.count == n * c * hw, labels.count == n * hw, annotated.count == n * c else {
+        // Channels from the flags: 4, or 5 with the optic disc (label value 5).
+        let c = n > 0 ? annotated.count / n : classes, hw = h * w
+        guard n > 0, annotated.count == n * c, logits.count == n * c * hw, labels.count == n * hw, annotated.count == n * c else {
             throw TrainingError(.model, "loss: \(logits.count) logits, \(labels.count) labels and \(annotated.count) flags do not fit a batch of \(n) × \(c) × \(h) × \(w)")
         }
         if let bad = labels.first(where: { $0 > UInt8(c) }) {

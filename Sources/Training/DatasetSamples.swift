@@ -10,11 +10,14 @@ import Logging
 public struct DatasetSamples: TrainingSampleSource {
     public let dataset: LesionDataset
     public let fieldOfViewCrop: Bool
+    /// Output channels of the model trained: 4 (the lesions) or 5 (and the optic disc).
+    public let channels: Int
     let logger: Logger
 
-    public init(_ dataset: LesionDataset, fieldOfViewCrop: Bool = true, logger: Logger) {
+    public init(_ dataset: LesionDataset, fieldOfViewCrop: Bool = true, channels: Int = 4, logger: Logger) {
         self.dataset = dataset
         self.fieldOfViewCrop = fieldOfViewCrop
+        self.channels = channels
         self.logger = logger
     }
 
@@ -25,8 +28,9 @@ public struct DatasetSamples: TrainingSampleSource {
         let decoded = try ImageCodec.decode(contentsOf: sample.image, mode: .rgb)
         let photo = decoded.image
         let masks = try Self.truthMasks(sample, width: photo.width, height: photo.height)
+        let disc = channels > LesionClass.allCases.count ? try Self.discMask(sample, width: photo.width, height: photo.height) : nil
         let labels = Image(width: photo.width, height: photo.height, channels: 1,
-                           pixels: LabelMap.merge(masks, pixels: photo.pixelCount))
+                           pixels: LabelMap.merge(masks, disc: disc, pixels: photo.pixelCount))
         var image = photo, labelImage = labels
         if fieldOfViewCrop {
             let analysis = FieldOfViewDetector.analyse(decoded)
@@ -38,9 +42,19 @@ public struct DatasetSamples: TrainingSampleSource {
                 logger.warning("training: \(sample.image.lastPathComponent): no field of view found; using the whole photograph")
             }
         }
-        let annotated = LesionClass.allCases.map { sample.annotated.contains($0) }
+        let annotated = sample.annotatedChannels(channels)
         return LabelledImage(name: sample.name, width: image.width, height: image.height, rgb: image.bytes,
                              labels: labelImage.bytes, annotated: annotated)
+    }
+
+    /// The optic-disc mask (non-zero = disc) at the photograph's size; nil when the sample has none.
+    public static func discMask(_ sample: LabelledSample, width: Int, height: Int) throws -> [UInt8]? {
+        guard let url = sample.discMask else { return nil }
+        let mask = try ImageCodec.decode(contentsOf: url, mode: .label).image
+        guard mask.width == width && mask.height == height else {
+            throw TrainingError(.dataset, "\(url.path) is \(mask.width)×\(mask.height), its photograph \(sample.image.lastPathComponent) \(width)×\(height)")
+        }
+        return mask.bytes
     }
 
     /// Per-class truth masks (non-zero = lesion) at the photograph's size; annotated classes without a file are

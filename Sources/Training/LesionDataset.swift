@@ -17,12 +17,24 @@ public struct LabelledSample: Sendable, Equatable {
     public var image: URL
     public var labels: LabelSource
     public var annotated: Set<LesionClass>
+    /// The optic-disc mask (non-zero = disc), when the set is read with the disc (`LesionDataset.open(disc: true)`)
+    /// and this image has one. An image without one is not annotated for the disc: its disc channel is left out of
+    /// the loss.
+    public var discMask: URL?
 
-    public init(name: String, image: URL, labels: LabelSource, annotated: Set<LesionClass>) {
+    public init(name: String, image: URL, labels: LabelSource, annotated: Set<LesionClass>, discMask: URL? = nil) {
         self.name = name
         self.image = image
         self.labels = labels
         self.annotated = annotated
+        self.discMask = discMask
+    }
+
+    /// Per output channel, whether this image is annotated for it: EX, HE, SE, MA, then (for `channels` 5) the disc.
+    public func annotatedChannels(_ channels: Int) -> [Bool] {
+        var flags = LesionClass.allCases.map { annotated.contains($0) }
+        if channels > flags.count { flags.append(discMask != nil) }
+        return flags + [Bool](repeating: false, count: max(0, channels - flags.count))
     }
 }
 
@@ -55,7 +67,8 @@ public struct LesionDataset: Sendable {
     static let maskExtensions: Set<String> = ["png", "tif", "tiff"]
 
     /// Recognises the layout of `root` and scans it. `classes`, when given, overrides which classes are annotated.
-    public static func open(_ root: URL, classes: Set<LesionClass>? = nil, logger: Logger) throws(TrainingError) -> LesionDataset {
+    /// `disc`: also read the optic-disc masks (`masks/OD/<image>_OD.*` in the IDRiD layout, `label/OD/` in DDR's).
+    public static func open(_ root: URL, classes: Set<LesionClass>? = nil, disc: Bool = false, logger: Logger) throws(TrainingError) -> LesionDataset {
         let fm = FileManager.default
         func isDirectory(_ name: String) -> Bool {
             var dir: ObjCBool = false
@@ -65,9 +78,9 @@ public struct LesionDataset: Sendable {
         if isDirectory("imagesTr") {
             dataset = try scanNNUNet(root, logger: logger)
         } else if isDirectory("images") && isDirectory("masks") {
-            dataset = try scanPerClassMasks(root, layout: .idrid, imageFolder: "images", maskFolder: "masks", classes: classes, logger: logger)
+            dataset = try scanPerClassMasks(root, layout: .idrid, imageFolder: "images", maskFolder: "masks", classes: classes, disc: disc, logger: logger)
         } else if isDirectory("image") && isDirectory("label") {
-            dataset = try scanPerClassMasks(root, layout: .ddr, imageFolder: "image", maskFolder: "label", classes: classes, logger: logger)
+            dataset = try scanPerClassMasks(root, layout: .ddr, imageFolder: "image", maskFolder: "label", classes: classes, disc: disc, logger: logger)
         } else {
             throw TrainingError(.dataset, "\(root.path) is not a dataset folder: expected images/ + masks/ (IDRiD), image/ + label/ (DDR) or imagesTr/ + labelsTr/ + dataset.json (nnU-Net)")
         }
@@ -159,7 +172,7 @@ public struct LesionDataset: Sendable {
     }
 
     static func scanPerClassMasks(_ root: URL, layout: Layout, imageFolder: String, maskFolder: String,
-                                  classes: Set<LesionClass>?, logger: Logger) throws(TrainingError) -> LesionDataset {
+                                  classes: Set<LesionClass>?, disc: Bool = false, logger: Logger) throws(TrainingError) -> LesionDataset {
         let imageDir = root.appendingPathComponent(imageFolder), maskDir = root.appendingPathComponent(maskFolder)
         var images: [String: URL] = [:]
         for name in try files(in: imageDir) {
@@ -176,7 +189,12 @@ public struct LesionDataset: Sendable {
 
         var present = Set<LesionClass>()
         var masks: [String: [LesionClass: URL]] = [:]
+        var discMasks: [String: URL] = [:]
         for folder in try files(in: maskDir) {
+            if disc && folder == OpticDisc.code {
+                discMasks = try scanDiscMasks(maskDir.appendingPathComponent(folder), layout: layout, images: images, imageDir: imageDir)
+                continue
+            }
             guard let lesion = LesionClass(code: folder), folder == lesion.code else {
                 logger.notice("dataset: ignoring \(maskFolder)/\(folder): not a lesion class folder (EX, HE, SE, MA)")
                 continue
@@ -231,10 +249,42 @@ public struct LesionDataset: Sendable {
             }
         }
         let samples = images.keys.sorted().map { stem in
-            LabelledSample(name: stem, image: images[stem]!, labels: .masks(masks[stem] ?? [:]), annotated: annotated)
+            LabelledSample(name: stem, image: images[stem]!, labels: .masks(masks[stem] ?? [:]), annotated: annotated,
+                           discMask: discMasks[stem])
         }
-        logger.info("dataset: \(root.path): \(layout.rawValue) layout, \(samples.count) images, annotated \(annotated.sorted().map(\.code).joined(separator: ","))")
+        if disc && discMasks.isEmpty {
+            logger.warning("dataset: \(root.path) has no \(maskFolder)/\(OpticDisc.code) masks; the optic disc is not annotated on any image")
+        }
+        logger.info("dataset: \(root.path): \(layout.rawValue) layout, \(samples.count) images, annotated \(annotated.sorted().map(\.code).joined(separator: ","))\(disc ? ", optic disc on \(discMasks.count)" : "")")
         return LesionDataset(root: root, layout: layout, samples: samples, annotated: annotated)
+    }
+
+    /// The optic-disc masks of a per-class layout: image stem → file.
+    static func scanDiscMasks(_ dir: URL, layout: Layout, images: [String: URL], imageDir: URL) throws(TrainingError) -> [String: URL] {
+        var out: [String: URL] = [:]
+        let suffix = "_" + OpticDisc.code
+        for name in try files(in: dir) {
+            let (base, ext) = splitExtension(name)
+            let file = dir.appendingPathComponent(name)
+            guard maskExtensions.contains(ext) else { throw TrainingError(.dataset, "\(file.path): a mask must be PNG or TIFF") }
+            let stem: String
+            if layout == .idrid {
+                guard base.hasSuffix(suffix) else {
+                    throw TrainingError(.dataset, "\(file.path): an IDRiD optic-disc mask is named <image>\(suffix).\(ext)")
+                }
+                stem = String(base.dropLast(suffix.count))
+            } else {
+                stem = base
+            }
+            guard images[stem] != nil else {
+                throw TrainingError(.dataset, "\(file.path) matches no image in \(imageDir.path) (looked for \(stem).*)")
+            }
+            if let other = out[stem] {
+                throw TrainingError(.dataset, "two \(OpticDisc.code) masks for \(stem): \(other.lastPathComponent) and \(name)")
+            }
+            out[stem] = file
+        }
+        return out
     }
 
     /// Label names nnU-Net datasets use for our classes.
@@ -311,8 +361,14 @@ public struct LesionDataset: Sendable {
 /// overwriting earlier ones as the official `prepare_labels.py` does (MA > SE > HE > EX).
 public enum LabelMap {
     /// Merges binary masks (non-zero = lesion), each `pixels` long; classes absent from `masks` stay 0.
-    public static func merge(_ masks: [LesionClass: [UInt8]], pixels: Int) -> [UInt8] {
+    /// `disc` (non-zero = optic disc), when given, is written first as `OpticDisc.labelIndex` (5), so every lesion
+    /// pixel overwrites it: the disc has the lowest precedence.
+    public static func merge(_ masks: [LesionClass: [UInt8]], disc: [UInt8]? = nil, pixels: Int) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: pixels)
+        if let disc {
+            let v = UInt8(OpticDisc.labelIndex)
+            for i in 0..<min(pixels, disc.count) where disc[i] != 0 { out[i] = v }
+        }
         for lesion in LesionClass.allCases {   // EX, HE, SE, MA: later writes win
             guard let mask = masks[lesion] else { continue }
             let v = UInt8(lesion.labelIndex)

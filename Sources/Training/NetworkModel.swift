@@ -36,6 +36,9 @@ public struct NetworkModel: TrainableModel {
     var alwaysOwnLoss = false
 
     public mutating func trainingStep(_ batch: TrainingBatch, loss: LossSettings) throws -> TrainingStepResult {
+        guard batch.channels == network.architecture.numClasses else {
+            throw TrainingError(.model, "the batch is annotated for \(batch.channels) channels, the network has \(network.architecture.numClasses) outputs")
+        }
         let input = Tensor(batch.images, shape: [batch.count, 3, batch.height, batch.width])
         let value: Float, gradients: [String: Tensor]
         if loss.bceWeight == 0 && !loss.batchDice && batch.annotated.allSatisfy({ $0 }) && !alwaysOwnLoss {

@@ -1,8 +1,8 @@
 import Foundation
 
 /// A batch as the network trains on it: normalised images [N, 3, H, W] (RGB, zero where padded), the merged label
-/// maps [N, H, W] (0 background, 1…4 = EX, HE, SE, MA), and per image which of the 4 classes its dataset annotates
-/// ([N, 4], row-major).
+/// maps [N, H, W] (0 background, 1…4 = EX, HE, SE, MA, 5 = optic disc), and per image which of the model's C output
+/// channels its dataset annotates ([N, C], row-major; C = 4, or 5 with the optic disc).
 public struct TrainingBatch: Sendable, Equatable {
     public var count: Int
     public var height: Int
@@ -13,7 +13,8 @@ public struct TrainingBatch: Sendable, Equatable {
 
     public init(count: Int, height: Int, width: Int, images: [Float], labels: [UInt8], annotated: [Bool]) {
         precondition(images.count == count * 3 * height * width && labels.count == count * height * width
-                     && annotated.count == count * 4, "batch buffers do not fit \(count)×\(height)×\(width)")
+                     && count > 0 && annotated.count % count == 0 && annotated.count / count >= 4,
+                     "batch buffers do not fit \(count)×\(height)×\(width)")
         self.count = count
         self.height = height
         self.width = width
@@ -21,6 +22,9 @@ public struct TrainingBatch: Sendable, Equatable {
         self.labels = labels
         self.annotated = annotated
     }
+
+    /// Output channels the annotated flags are given for (4, or 5 with the optic disc).
+    public var channels: Int { annotated.count / count }
 }
 
 /// What the loss adds beyond the official bdice (see `BinaryDiceLoss`).
@@ -59,9 +63,9 @@ public protocol TrainableModel {
     /// Forward and backward on one batch in training mode (BN batch statistics, running stats updated):
     /// the loss of `BinaryDiceLoss` (bdice over annotated classes, plus BCE when asked) and its gradients.
     mutating func trainingStep(_ batch: TrainingBatch, loss: LossSettings) throws -> TrainingStepResult
-    /// Inference on one normalised image [3, H, W]: per-class probabilities [4, H, W] (sigmoid) at the same size.
+    /// Inference on one normalised image [3, H, W]: per-channel probabilities [C, H, W] (sigmoid) at the same size.
     func probabilities(_ image: [Float], height: Int, width: Int) throws -> [Float]
-    /// The same pass before the sigmoid: logits [4, H, W] resized to the input size (validation maps these to the
+    /// The same pass before the sigmoid: logits [C, H, W] resized to the input size (validation maps these to the
     /// photograph and applies the sigmoid last, as the official inference does).
     func logits(_ image: [Float], height: Int, width: Int) throws -> [Float]
 }

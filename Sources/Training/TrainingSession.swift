@@ -18,6 +18,9 @@ public struct TrainingRequest: Sendable {
     public var configuration: TrainingConfiguration
     /// Classes to train on (others are left out of the loss); nil: what the dataset annotates.
     public var classes: Set<LesionClass>?
+    /// Also train the optic disc (a fifth output channel) from the training set's OD masks: a four-class model
+    /// given by `initialWeights` gains the channel (`DiscHead.expand`); a model that has it keeps training it.
+    public var disc = false
     public var fieldOfViewCrop = true
     /// Checkpoints of this run (resumed from when present).
     public var workDirectory: URL
@@ -67,12 +70,17 @@ public struct TrainingOutcome: Sendable {
 /// bundle → register the candidate. Promotion is a separate, explicit step (`ModelRollout`).
 public enum TrainingSession {
     public static func run(_ request: TrainingRequest, connection: Connection?, logger: Logger) throws -> TrainingOutcome {
-        // 1. Data.
-        var trainingSet = try request.data.open(classes: request.classes, connection: connection, logger: logger)
+        // 1. Data. The disc masks are read when the disc is trained, or when the starting model already has it.
+        var startingCard: ModelCard?
+        if let url = request.initialWeights, !request.disc {
+            startingCard = try? ModelCard.beside(WeightLoader.weightFile(url))
+        }
+        let disc = request.disc || startingCard?.hasDiscChannel == true || (request.architecture?.numClasses ?? 4) > 4
+        var trainingSet = try request.data.open(classes: request.classes, disc: disc, connection: connection, logger: logger)
         if let names = request.trainingImages { trainingSet = try trainingSet.selecting(names) }
         var configuration = request.configuration
         let validator = try request.validation.map {
-            var set = try $0.open(connection: connection, logger: logger)
+            var set = try $0.open(disc: disc, connection: connection, logger: logger)
             if let names = request.validationImages { set = try set.selecting(names) }
             return try Validator(set,
                           normalisation: Normalisation(mean: configuration.mean, std: configuration.std),
@@ -87,9 +95,18 @@ public enum TrainingSession {
             if let asked = request.architecture, asked != loaded.architecture {
                 throw TrainingError(.configuration, "\(url.path) holds \(loaded.architecture.displayName), not the asked \(asked.displayName)")
             }
-            network = try SegmentationModel(architecture: loaded.architecture, weights: loaded.tensors, weightsFile: url.path)
+            var architecture = loaded.architecture, tensors = loaded.tensors
             startedFrom = loaded.card.map { $0.version == $0.name ? $0.name : "\($0.name) \($0.version)" } ?? url.lastPathComponent
-        } else if let architecture = request.architecture {
+            if disc && architecture.numClasses == LesionClass.allCases.count {
+                (tensors, architecture) = try DiscHead.expand(tensors, architecture: architecture, seed: configuration.seed)
+                logger.notice("training: \(startedFrom) has the \(LesionClass.allCases.count) lesion channels; added the optic-disc channel \(OpticDisc.channel) to decode_head.conv_seg (weights normal std \(DiscHead.initialStd), bias 0; the lesion channels copied exactly)")
+                startedFrom += " + optic-disc channel"
+            } else if disc && architecture.numClasses != OpticDisc.channel + 1 {
+                throw TrainingError(.configuration, "\(url.path) has \(architecture.numClasses) output channels; the optic disc needs a model with the 4 lesion channels (to expand) or 5")
+            }
+            network = try SegmentationModel(architecture: architecture, weights: tensors, weightsFile: url.path)
+        } else if var architecture = request.architecture {
+            if disc { architecture.numClasses = OpticDisc.channel + 1 }
             network = try SegmentationModel(architecture: architecture)
         } else {
             throw TrainingError(.configuration, "give the network to train: --arch, or --from a model")
@@ -102,7 +119,8 @@ public enum TrainingSession {
         let runID = try runs?.start(architecture: network.architecture.displayName, configJSON: jsonText(configuration))
         do {
             // 4. Train, continuing from the last checkpoint of this work folder.
-            let samples = CachedSamples(DatasetSamples(trainingSet, fieldOfViewCrop: request.fieldOfViewCrop, logger: logger),
+            let samples = CachedSamples(DatasetSamples(trainingSet, fieldOfViewCrop: request.fieldOfViewCrop,
+                                                       channels: network.architecture.numClasses, logger: logger),
                                         budgetBytes: request.cacheBytes)
             var trainer = try Trainer(model: NetworkModel(network), data: samples,
                                       configuration: configuration, checkpointFolder: request.workDirectory, logger: logger)
@@ -126,7 +144,7 @@ public enum TrainingSession {
             var card = ModelCard(name: request.name, version: request.name, architecture: network.architecture,
                                  normalisation: .init(mean: configuration.mean.map(Double.init), std: configuration.std.map(Double.init)),
                                  inputScale: .init(longEdge: configuration.scaleLong, shortEdge: configuration.scaleShort),
-                                 trainingData: "\(trainingSet.source) (\(trainingSet.layout.rawValue), \(trainingSet.samples.count) images, \(trainingSet.annotated.sorted().map(\.code).joined(separator: ",")))",
+                                 trainingData: "\(trainingSet.source) (\(trainingSet.layout.rawValue), \(trainingSet.samples.count) images, \(trainingSet.annotated.sorted().map(\.code).joined(separator: ","))\(disc ? ", optic disc on \(trainingSet.samples.filter { $0.discMask != nil }.count)" : ""))",
                                  metrics: metrics.figures.filter { $0.value.isFinite })
             card.changelog[request.name] = "trained \(configuration.iterations) iterations from \(startedFrom), seed \(configuration.seed), final loss \(fmt(losses.last.map(Double.init)))"
             let weights = try WeightLoader.save(tensors: stableExport(network), card: card,

@@ -31,6 +31,7 @@ public struct Validator: Sendable {
 
     public func evaluate(_ model: some TrainableModel, label: String = "model") throws -> EvaluationReport {
         var evaluation = SegmentationEvaluation(operatingThreshold: 0.5)
+        var disc = DiscOverlap()
         var options = PreparationOptions()
         options.modelScale = scale
         let started = Date()
@@ -42,6 +43,7 @@ public struct Validator: Sendable {
             }
             let h = input.height, w = input.width, plane = h * w
             let logits = try model.logits(normalisation.tensor(input), height: h, width: w)
+            let channels = logits.count / plane
             let ow = prepared.decoded.originalWidth, oh = prepared.decoded.originalHeight
             var scores: [LesionClass: ScorePlane] = [:]
             for lesion in LesionClass.allCases {
@@ -51,9 +53,18 @@ public struct Validator: Sendable {
             }
             let truth = try OfficialM2MRF.overwrittenTruth(DatasetSamples.truthMasks(sample, width: ow, height: oh))
             try evaluation.add(imageID: sample.name, scores: scores, truth: truth)
+            // The optic disc, beside the lesions: for a model with the disc channel, on images with a disc mask.
+            if channels > OpticDisc.channel, let truthDisc = try DatasetSamples.discMask(sample, width: ow, height: oh) {
+                let k = OpticDisc.channel
+                let original = transform.sigmoidToOriginal(Array(logits[(k * plane)..<((k + 1) * plane)]), width: w, height: h)
+                try disc.add(predicted: ScorePlane(width: original.width, height: original.height, probabilityBytes: original.bytes),
+                             truth: truthDisc)
+            }
             logger.info("validation: \(label) \(i + 1)/\(dataset.samples.count) \(sample.name) (\(String(format: "%.0f", Date().timeIntervalSince(started))) s)")
         }
-        return evaluation.report()
+        var report = evaluation.report()
+        if disc.images > 0 { report.disc = disc }
+        return report
     }
 
     /// The registry's figures from a report: official means, exact mAP, presence AUC, and per class.
@@ -68,6 +79,11 @@ public struct Validator: Sendable {
             f["AUPR." + c.code] = c.official.aupr
             if let v = c.official.iou { f["IoU." + c.code] = v }
             if let v = c.averagePrecision { f["AP." + c.code] = v }
+        }
+        // The disc is reported beside the lesions, never in their means.
+        if let d = report.disc {
+            if let v = d.iou { f["IoU." + OpticDisc.code] = v }
+            if let v = d.dice { f["Dice." + OpticDisc.code] = v }
         }
         return f
     }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Checkpoints
 import Foundation
 import Imaging
+import Lesions
 import Network
 import Tensor
 import Store
@@ -14,7 +15,7 @@ struct ModelValidate: ParsableCommand {
         abstract: "Validate a model on annotated images: official mAUPR/mIoU (M2MRF metric) and exact AP, per class.")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "A model bundle folder or weight file (.safetensors, .pth).") var model: String
-    @Option(help: "Validation set: a folder or db:validation (all four classes annotated).") var val: String
+    @Option(help: "Validation set: a folder or db:validation (all four classes annotated). A model with the optic-disc channel is also scored on the set's OD masks (IoU.OD, Dice.OD).") var val: String
     @Option(help: "Only these images, by stem: comma-separated, ranges allowed (IDRiD_11-IDRiD_14).") var valImages: String?
 
     func run() throws {
@@ -22,9 +23,10 @@ struct ModelValidate: ParsableCommand {
         EngineThreads.configureProcessForEngine()
         let data = try TrainingData.parse(val)
         let connection: Connection? = if case .annotations = data { try Database.connect(global.databaseLocation, logger: logger) } else { nil }
-        var set = try data.open(connection: connection, logger: logger)
-        if let valImages { set = try set.selecting(LesionDataset.expandSelection(valImages)) }
         let loaded = try WeightLoader.load(URL(fileURLWithPath: model))
+        let hasDisc = loaded.architecture.numClasses > OpticDisc.channel
+        var set = try data.open(disc: hasDisc, connection: connection, logger: logger)
+        if let valImages { set = try set.selecting(LesionDataset.expandSelection(valImages)) }
         let network = try SegmentationModel(architecture: loaded.architecture, weights: loaded.tensors, weightsFile: model)
         let card = loaded.card
         let normalisation = card.map { Normalisation(mean: $0.normalisation.mean.map(Float.init), std: $0.normalisation.std.map(Float.init)) }
@@ -38,6 +40,13 @@ struct ModelValidate: ParsableCommand {
         print("  official: mAUPR \(v("mAUPR"))  mIoU \(v("mIoU"))  mF1 \(v("mF1"))   exact mAP \(v("mAP"))")
         for c in ["EX", "HE", "SE", "MA"] {
             print("  \(c): AUPR \(v("AUPR." + c))  IoU \(v("IoU." + c))  AP \(v("AP." + c))")
+        }
+        if hasDisc {
+            if let d = report.disc {
+                print("  OD (optic disc, \(d.images) images with a disc mask; not in the lesion means): IoU \(v("IoU.OD"))  Dice \(v("Dice.OD"))")
+            } else {
+                print("  OD: the model has the optic-disc channel, but no validation image has an OD mask")
+            }
         }
     }
 }

@@ -55,6 +55,9 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Name of the model version (default train-<date>-<time>).") var name: String?
     @Option(help: "Folder for checkpoints (default <state>/training/<name>); a run resumes from what is there.") var workDir: String?
     @Option(help: "Folder for model bundles (default <state>/models).") var modelsDir: String?
+    @Flag(help: ArgumentHelp("Also train the optic disc as a fifth output channel (OD), from the set's masks/OD; images without an OD mask leave it out of their loss.",
+                             discussion: "With --from a four-class model, the head's final 1×1 conv gains the OD channel (newly initialised; the lesion channels copied exactly). A model that has the channel keeps training it without this flag."))
+    var disc = false
     @Flag(help: "Train on whole photographs instead of the field-of-view square.") var noFovCrop = false
     @Flag(help: "No online flips and 90° rotations (the official code made them offline).") var noFlips = false
     @Flag(help: "No photometric distortion.") var noPhotometric = false
@@ -109,6 +112,7 @@ struct TrainCommand: ParsableCommand {
             modelDirectory: modelsDir.map { URL(fileURLWithPath: $0) } ?? state.appendingPathComponent("models"),
             name: modelName)
         request.fieldOfViewCrop = !noFovCrop
+        request.disc = disc
         request.validateActive = !noBaseline
         request.logInterval = logEvery
         request.cacheBytes = cacheMb << 20
