@@ -22,11 +22,16 @@ public struct OverlayLayer: Sendable {
     public var code: String
     public var colour: RGBColour
     public var mask: Image
+    public var style: Style
 
-    public init(code: String, colour: RGBColour, mask: Image) {
+    /// `fill` tints every mask pixel (lesions); `outline` paints only the mask's border, opaque (the optic disc).
+    public enum Style: Sendable { case fill, outline }
+
+    public init(code: String, colour: RGBColour, mask: Image, style: Style = .fill) {
         self.code = code
         self.colour = colour
         self.mask = mask
+        self.style = style
     }
 }
 
@@ -53,17 +58,41 @@ public enum Overlay {
             }
         }
         let a = Float(max(0, min(1, opacity)))
-        let masks = layers.map { k == 1 ? $0.mask.grey() : anyPool($0.mask.grey(), factor: k) }
+        let masks = layers.map { layer in
+            let m = k == 1 ? layer.mask.grey() : anyPool(layer.mask.grey(), factor: k)
+            return layer.style == .outline ? border(m) : m
+        }
         return Image(width: base.width, height: base.height, channels: 3) { out in
             base.withPixels { src in _ = out.update(fromContentsOf: src) }
             for (index, layer) in layers.enumerated() {
                 let colour = [Float(layer.colour.red), Float(layer.colour.green), Float(layer.colour.blue)]
+                let alpha: Float = layer.style == .outline ? 1 : a
                 masks[index].withPixels { m in
                     for i in 0..<m.count where m[i] > 0 {
                         for c in 0..<3 {
                             let v = Float(out[3 * i + c])
-                            out[3 * i + c] = UInt8((v + (colour[c] - v) * a).rounded())
+                            out[3 * i + c] = UInt8((v + (colour[c] - v) * alpha).rounded())
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The set pixels of a one-channel mask that touch an unset pixel or the frame (4-neighbours), thickened by one
+    /// pixel inwards so the outline stays visible after a downscaled view.
+    static func border(_ mask: Image) -> Image {
+        let w = mask.width, h = mask.height
+        return Image(width: w, height: h, channels: 1) { out in
+            mask.withPixels { m in
+                func on(_ x: Int, _ y: Int) -> Bool { x >= 0 && y >= 0 && x < w && y < h && m[y * w + x] > 0 }
+                for y in 0..<h {
+                    for x in 0..<w where m[y * w + x] > 0 {
+                        var edge = false
+                        for d in 1...2 where !edge {
+                            edge = !on(x - d, y) || !on(x + d, y) || !on(x, y - d) || !on(x, y + d)
+                        }
+                        if edge { out[y * w + x] = 255 }
                     }
                 }
             }

@@ -276,7 +276,23 @@ public struct ScreeningStages: Sendable {
         let (directory, stem) = Self.maskLocation(patientID: job.image.patientID, imagePath: job.image.path,
                                                   masksDirectory: options.masksDirectory)
         let fovArea = Self.fieldOfViewArea(fov)
-        let spacing = job.image.pixelSpacingMM.map { PixelSpacing(millimetres: $0) }
+        // The optic disc, when the model has its channel: found or not, centre, equivalent-circle diameter. Without
+        // a pixel spacing, lesion areas in mm² are estimated from the disc taken as 1.8 mm across (and say so).
+        var disc: DiscFinding?, discMask: Image?
+        if model.architecture.numClasses > OpticDisc.channel {
+            let k = OpticDisc.channel
+            let p = Self.insideFieldOfView(
+                transform.sigmoidToOriginal(Array(r.logits[(k * plane)..<((k + 1) * plane)]), width: w, height: h), fov)
+            disc = DiscFinding.measure(try ScorePlane(width: p.width, height: p.height, probabilityBytes: p.bytes),
+                                       threshold: options.threshold)
+            if options.writeOverlays, disc?.found == true {
+                let cut = UInt8(max(0, min(255, Int((options.threshold * 255).rounded(.down)))))
+                discMask = Image(width: p.width, height: p.height, channels: 1, pixels: p.bytes.map { $0 > cut ? 255 : 0 })
+            }
+        }
+        let measuredSpacing = job.image.pixelSpacingMM.map { PixelSpacing(millimetres: $0) }
+        let discSpacing = measuredSpacing == nil ? disc?.estimatedPixelSpacing : nil
+        let spacing = measuredSpacing ?? discSpacing
         let measurement = LesionMeasurement(threshold: options.threshold, minimumLesionArea: options.minimumLesionArea,
                                             pixelSpacing: spacing)
         // Probabilities in original pixels as round(p·255), from logits resized to the photograph with the sigmoid
@@ -320,6 +336,12 @@ public struct ScreeningStages: Sendable {
                 }))
         }
         if options.writeOverlays {
+            if let discMask {
+                // The disc's outline in neutral white, so a reader sees it was recognised (and not taken for a lesion).
+                let c = OpticDisc.colour
+                layers.append(OverlayLayer(code: OpticDisc.code, colour: RGBColour(red: c.red, green: c.green, blue: c.blue),
+                                           mask: discMask, style: .outline))
+            }
             let overlay = Overlay.draw(on: photo.decoded.image, layers: layers, maxLongSide: 1600)
             try MaskFiles.writeImage(overlay, to: directory.appendingPathComponent("\(stem)_overlay.jpg"))
         }
@@ -328,7 +350,12 @@ public struct ScreeningStages: Sendable {
             imageID: job.image.id, modelVersionID: modelVersionID, gradability: .gradable,
             flag: Store.ScreeningFlag(suspected: flag == .suspectedMoreThanMildDR, rule: options.rule.name,
                                       ruleVersion: "\(options.rule.version)"),
-            findings: findings)
+            findings: findings,
+            disc: disc.map { d in
+                OpticDiscRecord(found: d.found, centreX: d.centreX, centreY: d.centreY, diameterPixels: d.diameterPixels,
+                                areaPixels: d.area.map(Int64.init), areaMM2FromDisc: discSpacing != nil,
+                                assumedDiameterMM: discSpacing != nil ? OpticDisc.assumedDiameterMillimetres : nil)
+            })
     }
 
     /// The image with every pixel outside the field-of-view circle set to 0.

@@ -12,7 +12,9 @@ import Lesions
 /// - one `Observation` per row with a class: `code` ← `class_code` (display `class_name`), `bodySite` ← `eye`
 ///   (R/L), `valueQuantity` ← `lesion_count`, `component`s ← `area_px` (pixels), `fov_share` (fraction 0–1),
 ///   `area_mm2` (mm², empty when the pixel spacing is unknown), `largest_px`; `effectiveDateTime` ← `screened_at`;
-///   `derivedFrom`/media ← `mask_path`.
+///   `derivedFrom`/media ← `mask_path`. `area_mm2_basis` says where the mm² come from ("pixel spacing", or
+///   "optic disc estimate" when no spacing was known and the disc diameter was taken as 1.8 mm); `optic_disc` is the
+///   disc found by a model with the disc channel (centre and diameter in pixels), empty for other models.
 public struct FindingsRow: Codable, Sendable, Equatable {
     public var patientID: String
     public var eye: String
@@ -38,12 +40,17 @@ public struct FindingsRow: Codable, Sendable, Equatable {
     public var modelVersion: String
     /// ISO 8601 UTC.
     public var screenedAt: String
+    /// "pixel spacing", "optic disc estimate (1.8 mm disc)", or empty when there are no mm².
+    public var areaMM2Basis: String = ""
+    /// The optic disc as the model found it ("optic disc at (x, y), d px across" / "optic disc not found"); empty for
+    /// models without the disc channel.
+    public var opticDisc: String = ""
 
     /// Column names, in order; the CSV header and the JSON keys.
     public static let columns = [
         "patient_id", "eye", "image_id", "image_path", "screening_run", "gradable", "ungradable_reasons", "class_code",
         "class_name", "lesion_count", "area_px", "fov_share", "area_mm2", "largest_px", "mask_path", "flag_raised", "flag_rule",
-        "flag_rule_version", "flag_reason", "model_version", "screened_at",
+        "flag_rule_version", "flag_reason", "model_version", "screened_at", "area_mm2_basis", "optic_disc",
     ]
 
     enum CodingKeys: String, CodingKey, CaseIterable {
@@ -52,7 +59,7 @@ public struct FindingsRow: Codable, Sendable, Equatable {
             className = "class_name", lesionCount = "lesion_count", areaPx = "area_px", fovShare = "fov_share",
             areaMM2 = "area_mm2", largestPx = "largest_px", maskPath = "mask_path", flagRaised = "flag_raised", flagRule = "flag_rule",
             flagRuleVersion = "flag_rule_version", flagReason = "flag_reason", modelVersion = "model_version",
-            screenedAt = "screened_at"
+            screenedAt = "screened_at", areaMM2Basis = "area_mm2_basis", opticDisc = "optic_disc"
     }
 
     // Absent numbers are written as null, so every JSON row has every key (pandas, jq and FHIR mappers like that).
@@ -79,6 +86,8 @@ public struct FindingsRow: Codable, Sendable, Equatable {
         try c.encode(flagReason, forKey: .flagReason)
         try c.encode(modelVersion, forKey: .modelVersion)
         try c.encode(screenedAt, forKey: .screenedAt)
+        try c.encode(areaMM2Basis, forKey: .areaMM2Basis)
+        try c.encode(opticDisc, forKey: .opticDisc)
     }
 
     /// The cells in `columns` order, as CSV text (before quoting).
@@ -88,7 +97,7 @@ public struct FindingsRow: Codable, Sendable, Equatable {
             patientID, eye, imageID, imagePath, screeningRun, gradable ? "true" : "false", ungradableReasons, classCode,
             className, num(lesionCount), num(areaPx), fovShare.map { Format.fixed($0, digits: 8) } ?? "",
             areaMM2.map { Format.fixed($0, digits: 4) } ?? "", num(largestPx), maskPath, flagRaised ? "true" : "false", flagRule,
-            flagRuleVersion, flagReason, modelVersion, screenedAt,
+            flagRuleVersion, flagReason, modelVersion, screenedAt, areaMM2Basis, opticDisc,
         ]
     }
 
@@ -111,6 +120,11 @@ public enum FindingsExport {
                     lesionCount: nil, areaPx: nil, fovShare: nil, areaMM2: nil, largestPx: nil, maskPath: "",
                     flagRaised: eye.flag.raised, flagRule: eye.flag.rule, flagRuleVersion: eye.flag.ruleVersion,
                     flagReason: eye.flagReason, modelVersion: eye.modelVersion, screenedAt: Format.iso8601(eye.screenedAt))
+                if let disc = eye.opticDisc {
+                    base.opticDisc = disc.found
+                        ? "optic disc at (\(Int((disc.centreX ?? 0).rounded())), \(Int((disc.centreY ?? 0).rounded()))), \(Int((disc.diameterPixels ?? 0).rounded())) px across"
+                        : "optic disc not found"
+                }
                 let findings = eye.findingsInClassOrder
                 if findings.isEmpty || !eye.gradability.gradable {
                     rows.append(base)
@@ -123,6 +137,9 @@ public enum FindingsExport {
                     base.areaPx = f.areaPixels
                     base.fovShare = f.fieldOfViewShare
                     base.areaMM2 = f.areaMM2
+                    base.areaMM2Basis = f.areaMM2 == nil ? ""
+                        : eye.opticDisc?.areasEstimatedFromDisc == true
+                            ? "optic disc estimate (\(String(format: "%.1f", eye.opticDisc?.assumedDiameterMM ?? 1.8)) mm disc)" : "pixel spacing"
                     base.largestPx = f.largestPixels
                     base.maskPath = f.maskPath ?? ""
                     rows.append(base)

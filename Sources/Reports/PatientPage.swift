@@ -151,6 +151,11 @@ public enum PatientPage {
             })</ul>
             """
         let table: Markup = eye.gradability.gradable ? findingsTable(eye) : ""
+        // The optic disc (models with the disc channel): where it is, and whether the mm² are estimates from it.
+        let disc: Markup = eye.opticDisc.map { d in
+            let text = d.summary.prefix(1).uppercased() + d.summary.dropFirst()
+            return "\n<p class=\"disc\">\(text)</p>"
+        } ?? ""
         let run: Markup = eye.screeningRun.map { " · run <code>\($0)</code>" } ?? ""
         return """
             <section class="eye \(outcome.cssClass)">
@@ -162,7 +167,7 @@ public enum PatientPage {
             \(overlay)
             </div>
             \(legend)
-            \(table)
+            \(table)\(disc)
             <p class="provenance">Model <code>\(eye.modelVersion)</code> · screened \(Format.day(eye.screenedAt))\(run)<br>\
             Source <code>\(eye.photograph)</code></p>
             </section>

@@ -21,12 +21,15 @@ public struct EyeReport: Codable, Sendable, Equatable {
     public var screenedAt: Date
     /// The screening run that produced these findings, when known (for `--run` and the exports).
     public var screeningRun: String?
+    /// The optic disc, when the model has the disc channel (issue #16); nil otherwise.
+    public var opticDisc: OpticDisc?
 
     public init(
         laterality: Laterality, imageID: String, photograph: String, overlay: String? = nil,
         gradability: Gradability, findings: [ClassFindings], flag: Flag, modelVersion: String,
-        screenedAt: Date, screeningRun: String? = nil
+        screenedAt: Date, screeningRun: String? = nil, opticDisc: OpticDisc? = nil
     ) {
+        self.opticDisc = opticDisc
         self.laterality = laterality
         self.imageID = imageID
         self.photograph = photograph
@@ -60,6 +63,39 @@ public struct EyeReport: Codable, Sendable, Equatable {
 
     /// Findings in the official class order (EX, HE, SE, MA), whatever order they arrived in.
     public var findingsInClassOrder: [ClassFindings] { findings.sorted { $0.lesionClass < $1.lesionClass } }
+}
+
+extension EyeReport {
+    /// Where the optic disc is in the photograph (pixels) and how large; whether the mm² areas are estimates from it.
+    public struct OpticDisc: Codable, Sendable, Equatable {
+        public var found: Bool
+        public var centreX: Double?
+        public var centreY: Double?
+        public var diameterPixels: Double?
+        /// The findings' mm² areas were estimated from the disc diameter taken as `assumedDiameterMM`.
+        public var areasEstimatedFromDisc: Bool
+        public var assumedDiameterMM: Double?
+
+        public init(found: Bool, centreX: Double? = nil, centreY: Double? = nil, diameterPixels: Double? = nil,
+                    areasEstimatedFromDisc: Bool = false, assumedDiameterMM: Double? = nil) {
+            self.found = found
+            self.centreX = centreX
+            self.centreY = centreY
+            self.diameterPixels = diameterPixels
+            self.areasEstimatedFromDisc = areasEstimatedFromDisc
+            self.assumedDiameterMM = assumedDiameterMM
+        }
+
+        /// "optic disc at (812, 604), 270 px across" / "optic disc not found", and the estimate's provenance.
+        public var summary: String {
+            guard found, let x = centreX, let y = centreY, let d = diameterPixels else { return "optic disc not found" }
+            var text = "optic disc at (\(Int(x.rounded())), \(Int(y.rounded()))), \(Int(d.rounded())) px across"
+            if areasEstimatedFromDisc {
+                text += "; areas in mm² are estimates from the optic disc diameter taken as \(String(format: "%.1f", assumedDiameterMM ?? 1.8)) mm (no pixel spacing known)"
+            }
+            return text
+        }
+    }
 }
 
 // The pieces of an eye's report are nested in `EyeReport`, so they never clash with Lesions' and Store's own

@@ -31,6 +31,12 @@ enum ReportSQL {
         SELECT result_id, lesion_class, lesion_count, area_px, fov_share, area_mm2, largest_lesion_px, mask_path
         FROM findings WHERE result_id = ANY($1::bigint[])
         """
+
+    /// The optic discs of these results ($1: result ids; sql/0006).
+    static let discsOfResults = """
+        SELECT result_id, found, centre_x, centre_y, diameter_px, area_mm2_from_disc, assumed_diameter_mm
+        FROM optic_discs WHERE result_id = ANY($1::bigint[])
+        """
 }
 
 /// Patients and their newest screening results from the database: for every image of a selected patient, the
@@ -64,6 +70,16 @@ public struct StoreReportSource: ReportSource {
                     largestPixels: try row.decode("largest_lesion_px"), maskPath: try row.decodeIfPresent("mask_path")))
             }
         }
+        var discs: [Int64: EyeReport.OpticDisc] = [:]
+        if !resultIDs.isEmpty {
+            for row in try connection.query(ReportSQL.discsOfResults, [resultIDs], name: "ReportDiscsOfResults").rows {
+                discs[try row.decode("result_id")] = EyeReport.OpticDisc(
+                    found: try row.decode("found"), centreX: try row.decodeIfPresent("centre_x"),
+                    centreY: try row.decodeIfPresent("centre_y"), diameterPixels: try row.decodeIfPresent("diameter_px"),
+                    areasEstimatedFromDisc: try row.decode("area_mm2_from_disc"),
+                    assumedDiameterMM: try row.decodeIfPresent("assumed_diameter_mm"))
+            }
+        }
         var order: [String] = []
         var eyes: [String: [EyeReport]] = [:]
         for row in images {
@@ -83,7 +99,7 @@ public struct StoreReportSource: ReportSource {
                     raised: flagged ?? false, rule: try row.decodeIfPresent("flag_rule") ?? "",
                     ruleVersion: try row.decodeIfPresent("flag_rule_version") ?? "", reason: ""),
                 modelVersion: try row.decode("model_version"), screenedAt: try row.decode("screened_at"),
-                screeningRun: run.map(String.init))
+                screeningRun: run.map(String.init), opticDisc: discs[resultID])
             if eyes[patient] == nil { order.append(patient) }
             eyes[patient, default: []].append(eye)
         }

@@ -65,6 +65,32 @@ public struct Finding: Sendable, Equatable {
     }
 }
 
+/// The optic disc on one image, from a model with the disc channel (sql/0006): found or not, where (pixels of the
+/// photograph) and how large. Not a lesion: it is never among the findings.
+public struct OpticDiscRecord: Sendable, Equatable {
+    public var found: Bool
+    public var centreX: Double?
+    public var centreY: Double?
+    /// Equivalent-circle diameter of the largest disc component, pixels.
+    public var diameterPixels: Double?
+    public var areaPixels: Int64?
+    /// The findings' mm² areas are estimates from this disc's diameter taken as `assumedDiameterMM` (the image had
+    /// no pixel spacing), not measurements.
+    public var areaMM2FromDisc: Bool
+    public var assumedDiameterMM: Double?
+
+    public init(found: Bool, centreX: Double? = nil, centreY: Double? = nil, diameterPixels: Double? = nil,
+                areaPixels: Int64? = nil, areaMM2FromDisc: Bool = false, assumedDiameterMM: Double? = nil) {
+        self.found = found
+        self.centreX = centreX
+        self.centreY = centreY
+        self.diameterPixels = diameterPixels
+        self.areaPixels = areaPixels
+        self.areaMM2FromDisc = areaMM2FromDisc
+        self.assumedDiameterMM = assumedDiameterMM
+    }
+}
+
 /// Everything one model version found on one image.
 public struct ScreeningResult: Sendable, Equatable {
     public static let lesionClasses = ["EX", "HE", "SE", "MA"]
@@ -77,9 +103,12 @@ public struct ScreeningResult: Sendable, Equatable {
     public var flag: ScreeningFlag?
     /// One per lesion class, for gradable images; none for ungradable ones.
     public var findings: [Finding]
+    /// The optic disc, for a gradable image screened by a model with the disc channel.
+    public var disc: OpticDiscRecord?
 
     public init(imageID: Int64, modelVersionID: Int64, screeningRunID: Int64? = nil, gradability: Gradability,
-                flag: ScreeningFlag?, findings: [Finding]) {
+                flag: ScreeningFlag?, findings: [Finding], disc: OpticDiscRecord? = nil) {
+        self.disc = disc
         self.imageID = imageID
         self.modelVersionID = modelVersionID
         self.screeningRunID = screeningRunID
@@ -103,6 +132,16 @@ public struct ScreeningResult: Sendable, Equatable {
             guard (finding.lesionCount == 0) == (finding.areaPixels == 0), finding.largestLesionPixels <= finding.areaPixels else {
                 throw bad("\(finding.lesionClass): count \(finding.lesionCount), area \(finding.areaPixels) px and largest lesion \(finding.largestLesionPixels) px disagree")
             }
+        }
+        if let d = disc {
+            if d.found != (d.centreX != nil && d.centreY != nil && d.diameterPixels != nil && d.areaPixels != nil) {
+                throw bad("the optic disc is \(d.found ? "found without" : "not found but has") a centre, diameter and area")
+            }
+            if (d.diameterPixels ?? 1) <= 0 || (d.areaPixels ?? 1) <= 0 { throw bad("the optic disc needs a positive diameter and area") }
+            if d.areaMM2FromDisc && (!d.found || d.assumedDiameterMM == nil) {
+                throw bad("areas estimated from the optic disc need a found disc and its assumed diameter")
+            }
+            if case .ungradable = gradability { throw bad("an ungradable image cannot carry an optic disc") }
         }
         switch gradability {
         case .gradable:
@@ -133,6 +172,10 @@ public struct ScreeningResults {
                 result.flag?.suspected, result.flag?.rule, result.flag?.ruleVersion,
             ], name: "ScreeningResultInsert")
             let resultID: Int64 = try inserted.rows[0].decode("id")
+            if let d = result.disc {
+                try conn.query(FindingsSQL.discInsert, [resultID, d.found, d.centreX, d.centreY, d.diameterPixels, d.areaPixels,
+                                                        d.areaMM2FromDisc, d.assumedDiameterMM], name: "OpticDiscInsert")
+            }
             guard !result.findings.isEmpty else { return }
             let f = result.findings
             try conn.query(FindingsSQL.findingInsertMany, [
@@ -183,8 +226,15 @@ public struct ScreeningResults {
                            largestLesionPixels: try f.decode("largest_lesion_px"), maskPath: try f.decodeIfPresent("mask_path"),
                            probabilityMapPath: try f.decodeIfPresent("probability_path"), lesions: lesions[cls] ?? [])
         }
+        let disc = try connection.query(FindingsSQL.discGet, [resultID], name: "OpticDiscGet").rows.first.map { d in
+            OpticDiscRecord(found: try d.decode("found"), centreX: try d.decodeIfPresent("centre_x"),
+                            centreY: try d.decodeIfPresent("centre_y"), diameterPixels: try d.decodeIfPresent("diameter_px"),
+                            areaPixels: try d.decodeIfPresent("area_px"), areaMM2FromDisc: try d.decode("area_mm2_from_disc"),
+                            assumedDiameterMM: try d.decodeIfPresent("assumed_diameter_mm"))
+        }
         return ScreeningResult(imageID: imageID, modelVersionID: modelVersionID,
                                screeningRunID: try row.decodeIfPresent("screening_run_id"),
-                               gradability: gradable ? .gradable : .ungradable(reasons: reasons), flag: flag, findings: findings)
+                               gradability: gradable ? .gradable : .ungradable(reasons: reasons), flag: flag, findings: findings,
+                               disc: disc)
     }
 }

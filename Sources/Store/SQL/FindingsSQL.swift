@@ -28,6 +28,18 @@ enum FindingsSQL {
                                  $8::bigint[], $9::double precision[], $10::double precision[], $11::real[], $12::real[])
         """
 
+    /// The optic disc of result $1 (sql/0006).
+    static let discInsert = """
+        INSERT INTO optic_discs (result_id, found, centre_x, centre_y, diameter_px, area_px, area_mm2_from_disc,
+                                 assumed_diameter_mm)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        """
+
+    static let discGet = """
+        SELECT found, centre_x, centre_y, diameter_px, area_px, area_mm2_from_disc, assumed_diameter_mm
+        FROM optic_discs WHERE result_id = $1
+        """
+
     static let resultGet = """
         SELECT id, screening_run_id, gradable, ungradable_reasons, flagged, flag_rule, flag_rule_version
         FROM screening_results WHERE image_id = $1 AND model_version_id = $2

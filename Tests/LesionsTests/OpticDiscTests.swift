@@ -1,0 +1,53 @@
+import Foundation
+import Lesions
+import Testing
+
+@Suite("Optic disc findings")
+struct OpticDiscTests {
+    /// A filled disc of radius `r` centred at (cx, cy), plus a small bright speck elsewhere.
+    static func discPlane(width: Int, height: Int, cx: Double, cy: Double, r: Double) throws -> (ScorePlane, Int) {
+        var p = [Float](repeating: 0.1, count: width * height)
+        var area = 0
+        for y in 0..<height {
+            for x in 0..<width where (Double(x) - cx) * (Double(x) - cx) + (Double(y) - cy) * (Double(y) - cy) <= r * r {
+                p[y * width + x] = 0.9
+                area += 1
+            }
+        }
+        for y in 2..<5 { for x in 2..<5 { p[y * width + x] = 0.8 } }   // a 9-pixel reflex, not the disc
+        return (try ScorePlane(width: width, height: height, probabilities: p), area)
+    }
+
+    @Test("Centre and equivalent-circle diameter of the largest component above 0.5")
+    func geometry() throws {
+        let (plane, area) = try Self.discPlane(width: 200, height: 150, cx: 120, cy: 70, r: 25)
+        let disc = DiscFinding.measure(plane)
+        #expect(disc.found)
+        #expect(disc.area == area)
+        #expect(abs(disc.centreX! - 120) < 1e-9 && abs(disc.centreY! - 70) < 1e-9)
+        #expect(abs(disc.diameterPixels! - 50) < 0.5)
+        #expect(abs(disc.diameterPixels! - 2 * (Double(area) / Double.pi).squareRoot()) < 1e-9)
+        let spacing = try #require(disc.estimatedPixelSpacing)
+        #expect(abs(spacing.rowSpacingMillimetres - 1.8 / disc.diameterPixels!) < 1e-12)
+    }
+
+    @Test("No pixel above the threshold: not found, no spacing estimate")
+    func notFound() throws {
+        let plane = try ScorePlane(width: 10, height: 10, probabilities: [Float](repeating: 0.5, count: 100))
+        let disc = DiscFinding.measure(plane)
+        #expect(!disc.found && disc.centreX == nil && disc.diameterPixels == nil && disc.estimatedPixelSpacing == nil)
+    }
+
+    @Test("Disc IoU and Dice against a truth mask")
+    func overlap() throws {
+        var overlap = DiscOverlap()
+        let predicted = try ScorePlane(width: 4, height: 1, probabilityBytes: [255, 255, 0, 200])
+        try overlap.add(predicted: predicted, truth: [1, 0, 0, 1])
+        #expect(overlap.intersection == 2 && overlap.predicted == 3 && overlap.truth == 2)
+        #expect(overlap.iou == 2.0 / 3.0)
+        #expect(overlap.dice == 0.8)
+        #expect(throws: LesionsError.self) { try overlap.add(predicted: predicted, truth: [1]) }
+        #expect(OpticDisc.isPresent(in: ["EX", "HE", "SE", "MA", "OD"]) && !OpticDisc.isPresent(in: ["EX", "HE", "SE", "MA"]))
+        #expect(!LesionClass.allCases.map(\.code).contains("OD"), "the disc is no lesion class")
+    }
+}
