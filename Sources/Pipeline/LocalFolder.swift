@@ -34,7 +34,7 @@ public enum LocalFolder {
         try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
         let archive = Archive(connection: connection)
         let results = ScreeningResults(connection: connection)
-        var csv = "image,patient,eye,gradable,ungradable_reasons,suspected_dr,rule,class,lesion_count,area_px,fov_share,area_mm2,largest_lesion_px,mask\n"
+        var csv = "image,patient,eye,gradable,ungradable_reasons,suspected_dr,rule,class,lesion_count,area_px,fov_share,area_mm2,largest_lesion_px,mask,area_mm2_basis\n"
         var json: [[String: Any]] = []
         func field(_ s: String) -> String {
             s.contains(",") || s.contains("\"") || s.contains("\n") ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
@@ -53,22 +53,38 @@ public enum LocalFolder {
                 entry["gradable"] = true
                 entry["suspected_more_than_mild_dr"] = result.flag?.suspected ?? false
                 entry["rule"] = result.flag.map { "\($0.rule) v\($0.ruleVersion)" } ?? ""
+                // Where the mm² come from: the image's pixel spacing, or (models with the optic-disc channel, no
+                // spacing known) an estimate from the disc diameter taken as 1.8 mm.
+                let fromDisc = result.disc?.areaMM2FromDisc == true
+                let basis = fromDisc ? "estimate from optic disc (\(String(format: "%.1f", result.disc?.assumedDiameterMM ?? 1.8)) mm diameter assumed)" : "pixel spacing"
+                if let d = result.disc {
+                    var disc: [String: Any] = ["found": d.found]
+                    if d.found {
+                        disc["centre_x"] = d.centreX ?? 0
+                        disc["centre_y"] = d.centreY ?? 0
+                        disc["diameter_px"] = d.diameterPixels ?? 0
+                        disc["area_px"] = d.areaPixels ?? 0
+                    }
+                    disc["area_mm2_estimated_from_disc"] = fromDisc
+                    if let a = d.assumedDiameterMM { disc["assumed_diameter_mm"] = a }
+                    entry["optic_disc"] = disc
+                }
                 var classes: [String: Any] = [:]
                 for f in result.findings {
                     classes[f.lesionClass] = ["count": f.lesionCount, "area_px": f.areaPixels, "fov_share": f.fieldOfViewShare,
                                               "area_mm2": f.areaMM2 as Any? ?? NSNull(), "largest_lesion_px": f.largestLesionPixels,
-                                              "mask": f.maskPath ?? ""]
+                                              "area_mm2_basis": f.areaMM2 == nil ? "" : basis, "mask": f.maskPath ?? ""]
                     csv += [stem, image.patientID, image.laterality?.rawValue ?? "", "true", "",
                             "\(result.flag?.suspected ?? false)", result.flag?.rule ?? "", f.lesionClass, "\(f.lesionCount)",
                             "\(f.areaPixels)", String(format: "%.6f", f.fieldOfViewShare), f.areaMM2.map { String(format: "%.4f", $0) } ?? "",
-                            "\(f.largestLesionPixels)", f.maskPath ?? ""].map(field).joined(separator: ",") + "\n"
+                            "\(f.largestLesionPixels)", f.maskPath ?? "", f.areaMM2 == nil ? "" : basis].map(field).joined(separator: ",") + "\n"
                 }
                 entry["classes"] = classes
             case .ungradable(let reasons):
                 entry["gradable"] = false
                 entry["ungradable_reasons"] = reasons
                 csv += [stem, image.patientID, image.laterality?.rawValue ?? "", "false", reasons.joined(separator: "; "),
-                        "", "", "", "", "", "", "", "", ""].map(field).joined(separator: ",") + "\n"
+                        "", "", "", "", "", "", "", "", "", ""].map(field).joined(separator: ",") + "\n"
             }
             json.append(entry)
         }
