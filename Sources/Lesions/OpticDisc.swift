@@ -14,6 +14,10 @@ public enum OpticDisc {
     public static let labelIndex = LesionClass.allCases.count + 1
     /// Taken optic disc diameter when no pixel spacing is known (a typical adult disc is about 1.5–2 mm across).
     public static let assumedDiameterMillimetres = 1.8
+    /// Disc diameter over field-of-view diameter that a real disc has (about 0.1–0.2 in 45°–50° photographs), with
+    /// margin. A component outside it (an untrained channel marking the whole retina, a speck) is still reported,
+    /// but lesion areas are not estimated from it.
+    public static let plausibleDiameterShare: ClosedRange<Double> = 0.05...0.3
     /// Overlay outline colour: neutral white, so it is never read as a lesion colour.
     public static let colour: (red: UInt8, green: UInt8, blue: UInt8) = (255, 255, 255)
 
@@ -63,6 +67,20 @@ public struct DiscFinding: Codable, Sendable, Equatable {
     public var estimatedPixelSpacing: PixelSpacing? {
         guard found, let d = diameterPixels, d > 0 else { return nil }
         return PixelSpacing(millimetres: OpticDisc.assumedDiameterMillimetres / d)
+    }
+
+    /// `estimatedPixelSpacing`, only when the disc's size is plausible beside the field of view
+    /// (`OpticDisc.plausibleDiameterShare` of its diameter); nil otherwise.
+    public func estimatedPixelSpacing(fieldOfViewDiameter: Double?) -> PixelSpacing? {
+        guard let spacing = estimatedPixelSpacing else { return nil }
+        guard let f = fieldOfViewDiameter, f > 0 else { return spacing }
+        return isPlausible(fieldOfViewDiameter: f) ? spacing : nil
+    }
+
+    /// Whether the diameter lies within `OpticDisc.plausibleDiameterShare` of the field of view's.
+    public func isPlausible(fieldOfViewDiameter f: Double) -> Bool {
+        guard found, let d = diameterPixels, f > 0 else { return false }
+        return OpticDisc.plausibleDiameterShare.contains(d / f)
     }
 }
 

@@ -291,7 +291,13 @@ public struct ScreeningStages: Sendable {
             }
         }
         let measuredSpacing = job.image.pixelSpacingMM.map { PixelSpacing(millimetres: $0) }
-        let discSpacing = measuredSpacing == nil ? disc?.estimatedPixelSpacing : nil
+        let discSpacing = measuredSpacing == nil ? disc?.estimatedPixelSpacing(fieldOfViewDiameter: 2 * fov.radius) : nil
+        if measuredSpacing == nil, let d = disc, d.found, !d.isPlausible(fieldOfViewDiameter: 2 * fov.radius) {
+            logger.notice("optic disc of implausible size; lesion areas in mm² not estimated from it", metadata: [
+                "image": "\(job.image.path)", "disc_diameter_px": "\(Int((d.diameterPixels ?? 0).rounded()))",
+                "fov_diameter_px": "\(Int((2 * fov.radius).rounded()))",
+            ])
+        }
         let spacing = measuredSpacing ?? discSpacing
         let measurement = LesionMeasurement(threshold: options.threshold, minimumLesionArea: options.minimumLesionArea,
                                             pixelSpacing: spacing)

@@ -29,6 +29,10 @@ struct OpticDiscTests {
         #expect(abs(disc.diameterPixels! - 2 * (Double(area) / Double.pi).squareRoot()) < 1e-9)
         let spacing = try #require(disc.estimatedPixelSpacing)
         #expect(abs(spacing.rowSpacingMillimetres - 1.8 / disc.diameterPixels!) < 1e-12)
+        // Only from a disc of plausible size beside the field of view (50 px in a 400 px field: 0.125).
+        #expect(disc.estimatedPixelSpacing(fieldOfViewDiameter: 400) == spacing)
+        #expect(disc.estimatedPixelSpacing(fieldOfViewDiameter: 100) == nil, "half the field: an untrained channel, not a disc")
+        #expect(disc.estimatedPixelSpacing(fieldOfViewDiameter: 2000) == nil)
     }
 
     @Test("No pixel above the threshold: not found, no spacing estimate")
