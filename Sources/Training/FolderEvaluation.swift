@@ -104,12 +104,34 @@ public enum FolderEvaluation {
                 "truth_lesions": "\(row.truthLesions)", "predicted_lesions": "\(row.predictedLesions)",
             ])
         }
+        // The optic disc, beside the lesions: where both folders hold `<image>_OD` files (predictions of a model with
+        // the disc channel, and IDRiD's OD truth).
+        let predictedDiscs = try discFiles(in: options.predictions), truthDiscs = try discFiles(in: options.truth)
+        var disc = DiscOverlap()
+        for name in names {
+            guard let p = predictedDiscs[name], let t = truthDiscs[name] else { continue }
+            let (pw, ph, values) = try readPrediction(p)
+            let truth = try ImageCodec.decode(contentsOf: t, mode: .label).image
+            guard truth.width == pw && truth.height == ph else {
+                throw EvaluationError("\(p.path) is \(pw)×\(ph), but \(t.path) is \(truth.width)×\(truth.height)")
+            }
+            let isMask = options.predictionKind == .mask || (options.predictionKind == .auto && values.allSatisfy { $0 <= 1 })
+            let plane = isMask ? try ScorePlane(width: pw, height: ph, mask: values)
+                : try ScorePlane(width: pw, height: ph, probabilityBytes: values)
+            try disc.add(predicted: plane, truth: truth.bytes, threshold: options.operatingThreshold)
+        }
+        var report = evaluation.report()
+        if disc.images > 0 {
+            report.disc = disc
+            logger.info("optic disc", metadata: ["images": "\(disc.images)", "IoU": "\(disc.iou.map { String(format: "%.4f", $0) } ?? "–")",
+                                                 "Dice": "\(disc.dice.map { String(format: "%.4f", $0) } ?? "–")"])
+        }
         logger.info("evaluation done", metadata: [
             "images": "\(rows.count)", "seconds": "\(String(format: "%.1f", Date().timeIntervalSince(started)))",
         ])
         return Result(
             predictions: options.predictions.path, truth: options.truth.path, truthOverlap: options.truthOverlap,
-            minimumLesionArea: options.minimumLesionArea, report: evaluation.report(), images: rows)
+            minimumLesionArea: options.minimumLesionArea, report: report, images: rows)
     }
 
     private static func evaluateImage(
@@ -207,6 +229,24 @@ public enum FolderEvaluation {
         return files
     }
 
+    /// `<image>_OD.<png|tif|tiff>` files directly in `folder` or in its `OD/` sub-folder: image → file.
+    static func discFiles(in folder: URL) throws -> [String: URL] {
+        var out: [String: URL] = [:]
+        let fm = FileManager.default
+        for place in [folder, folder.appendingPathComponent(OpticDisc.code)] {
+            var isDirectory: ObjCBool = false
+            guard fm.fileExists(atPath: place.path, isDirectory: &isDirectory), isDirectory.boolValue else { continue }
+            for entry in try fm.contentsOfDirectory(atPath: place.path).sorted() {
+                let ns = entry as NSString
+                guard ["png", "tif", "tiff"].contains(ns.pathExtension.lowercased()) else { continue }
+                let stem = ns.deletingPathExtension, suffix = "_" + OpticDisc.code
+                guard stem.uppercased().hasSuffix(suffix), stem.count > suffix.count else { continue }
+                out[String(stem.dropLast(suffix.count))] = place.appendingPathComponent(entry)
+            }
+        }
+        return out
+    }
+
     /// "IDRiD_01_EX.png" → ("IDRiD_01", .hardExudate).
     static func parseName(_ file: String) -> (String, LesionClass)? {
         let ns = file as NSString
@@ -246,6 +286,9 @@ public enum FolderEvaluation {
         }
         out += "mean " + [r.meanAveragePrecision, nil, nil, nil, r.meanImageDice, r.meanPresenceAUC]
             .map { pad(num($0), 9) }.joined() + "\n"
+        if let d = r.disc {
+            out += "\nOptic disc (not a lesion; \(d.images) images with OD predictions and truth): IoU \(num(d.iou))  Dice \(num(d.dice))\n"
+        }
         return out
     }
 }

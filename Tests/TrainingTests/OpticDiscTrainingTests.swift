@@ -152,3 +152,20 @@ struct OpticDiscTrainingTests {
         #expect(decoded.classes == card.classes)
     }
 }
+
+@Test("evaluate: OD files in both folders give the disc's IoU and Dice beside the lesion metrics")
+func folderEvaluationDisc() throws {
+    let root = try temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: root) }
+    let w = 4, h = 2
+    let truth = root.appendingPathComponent("truth"), predicted = root.appendingPathComponent("pred")
+    try writePNG(truth.appendingPathComponent("EX/A_EX.png"), width: w, height: h, channels: 1, pixels: [255, 0, 0, 0, 0, 0, 0, 0])
+    try writePNG(predicted.appendingPathComponent("A_EX.png"), width: w, height: h, channels: 1, pixels: [1, 0, 0, 0, 0, 0, 0, 0])
+    try writePNG(truth.appendingPathComponent("OD/A_OD.png"), width: w, height: h, channels: 1, pixels: [0, 0, 255, 255, 0, 0, 255, 255])
+    try writePNG(predicted.appendingPathComponent("A_OD.png"), width: w, height: h, channels: 1, pixels: [0, 0, 0, 1, 0, 0, 1, 1])
+    let result = try FolderEvaluation.run(.init(predictions: predicted, truth: truth), logger: logger)
+    let disc = try #require(result.report.disc)
+    #expect(disc.images == 1 && disc.iou == 0.75 && disc.dice == 6.0 / 7.0)
+    #expect(result.report.classes.map(\.code) == ["EX", "HE", "SE", "MA"], "the disc is never a lesion class")
+    #expect(FolderEvaluation.table(result).contains("Optic disc"))
+}
