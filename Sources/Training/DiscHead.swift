@@ -1,6 +1,7 @@
 import Checkpoints
 import Foundation
 import Lesions
+import Network
 
 /// Growing a four-lesion model into one that also learns the optic disc (issue #16): the head's final 1×1 conv
 /// (`decode_head.conv_seg`) gains a fifth output channel, initialised as the official code initialises the classifier
@@ -38,9 +39,9 @@ public enum DiscHead {
         out.set(biasName, StoredTensor(floats: bias.floats() + [0], shape: [lesions + 1]))
         var expanded = architecture
         expanded.numClasses = lesions + 1
-        if let old = out.metadata["fundus.architecture"], !old.isEmpty,
-           let json = try? JSONEncoder().encode(expanded) {
-            out.metadata["fundus.architecture"] = String(decoding: json, as: UTF8.self)
+        // Weight files that carry their architecture must carry the expanded one.
+        if out.metadata[ModelWeights.architectureKey] != nil, let json = try? JSONEncoder().encode(expanded) {
+            out.metadata[ModelWeights.architectureKey] = String(decoding: json, as: UTF8.self)
         }
         return (out, expanded)
     }
