@@ -117,18 +117,27 @@ public struct CropTransform: Sendable, Codable, Equatable {
         let x0 = max(0, square.x), x1 = min(originalWidth, square.x + square.width)
         let y0 = max(0, square.y), y1 = min(originalHeight, square.y + square.height)
         // Each pass sampled with mapToOriginal's taps, its sigmoid summed in float at the original pixel.
-        var sum = [Float](repeating: 0, count: (x1 - x0 > 0 && y1 - y0 > 0) ? (x1 - x0) * (y1 - y0) : 0)
+        let rowWidth = max(0, x1 - x0)
+        var sum = [Float](repeating: 0, count: y1 > y0 ? rowWidth * (y1 - y0) : 0)
         if !sum.isEmpty {
-            for p in planes {
-                p.withUnsafeBufferPointer { plane in
-                    forEachOriginalSample(plane, width: width, height: height) { index, logit in
-                        sum[index] += 1 / (1 + expf(-logit))
+            let xs = Self.taps(x0, x1, origin: region.x, side: region.width, size: width, scale: scale)
+            let ys = Self.taps(y0, y1, origin: region.y, side: region.height, size: height, scale: scale)
+            sum.withUnsafeMutableBufferPointer { acc in
+                for p in planes {
+                    p.withUnsafeBufferPointer { plane in
+                        for (row, t) in ys.enumerated() {
+                            let a = t.0 * width, b = t.1 * width, o = row * rowWidth
+                            for (col, s) in xs.enumerated() {
+                                let top = plane[a + s.0] + (plane[a + s.1] - plane[a + s.0]) * s.2
+                                let bottom = plane[b + s.0] + (plane[b + s.1] - plane[b + s.0]) * s.2
+                                acc[o + col] += 1 / (1 + expf(-(top + (bottom - top) * t.2)))
+                            }
+                        }
                     }
                 }
             }
         }
         let scaleDown = 1 / Float(k)
-        let rowWidth = x1 - x0
         return Image(width: originalWidth, height: originalHeight, channels: 1) { out in
             guard x1 > x0, y1 > y0 else { return }
             for row in 0..<(y1 - y0) {
@@ -136,27 +145,6 @@ public struct CropTransform: Sendable, Codable, Equatable {
                 for col in 0..<rowWidth {
                     out[o + col] = UInt8(max(0, min(255, (sum[row * rowWidth + col] * scaleDown * 255).rounded())))
                 }
-            }
-        }
-    }
-
-    /// The bilinear sample (as `mapToOriginal`) of a network-space plane at every original pixel inside the square,
-    /// handed to `body` with its index in the square-inside-the-image region (row-major).
-    func forEachOriginalSample(_ plane: UnsafeBufferPointer<Float>, width: Int, height: Int,
-                               _ body: (Int, Float) -> Void) {
-        let square = squareInOriginal
-        let x0 = max(0, square.x), x1 = min(originalWidth, square.x + square.width)
-        let y0 = max(0, square.y), y1 = min(originalHeight, square.y + square.height)
-        guard x1 > x0, y1 > y0 else { return }
-        let xs = Self.taps(x0, x1, origin: region.x, side: region.width, size: width, scale: scale)
-        let ys = Self.taps(y0, y1, origin: region.y, side: region.height, size: height, scale: scale)
-        let rowWidth = x1 - x0
-        for (row, t) in ys.enumerated() {
-            let a = t.0 * width, b = t.1 * width
-            for (col, s) in xs.enumerated() {
-                let top = plane[a + s.0] + (plane[a + s.1] - plane[a + s.0]) * s.2
-                let bottom = plane[b + s.0] + (plane[b + s.1] - plane[b + s.0]) * s.2
-                body(row * rowWidth + col, top + (bottom - top) * t.2)
             }
         }
     }

@@ -45,9 +45,15 @@ func ttaOfEquivariantNetwork() {
     // Four logit planes, each a function of the pixel's own three channels only: flips commute with it.
     func network(_ x: [Float]) -> [Float] {
         let plane = h * w
-        return (0..<4).flatMap { c in
-            (0..<plane).map { i in x[i] * Float(c + 1) - x[plane + i] + 0.5 * x[2 * plane + i] - Float(c) }
+        var out = [Float](repeating: 0, count: 4 * plane)
+        for c in 0..<4 {
+            let weight = Float(c + 1), bias = Float(c)
+            for i in 0..<plane {
+                let r = x[i] * weight, g = x[plane + i], b: Float = 0.5 * x[2 * plane + i]
+                out[c * plane + i] = r - g + b - bias
+            }
         }
+        return out
     }
     let plain = network(input)
     let passes = TestTimeAugmentation.mirroring.passes(input, height: h, width: w, infer: network)
