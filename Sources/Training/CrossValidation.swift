@@ -252,6 +252,9 @@ public enum CrossValidation {
         if !absent.isEmpty {
             out += "Absent classes (left out as above): "
                 + absent.map { "fold \($0.fold): \($0.absentClasses.joined(separator: ", "))" }.joined(separator: "; ") + ".\n"
+            out += "For comparison, the official four-class means, which count an absent class as 0: "
+                + s.results.map { "fold \($0.fold) mAUPR \(f($0.officialMeanAUPR)), mIoU \(f($0.officialMeanIoU))" }
+                    .joined(separator: "; ") + ".\n"
         }
         return out
     }
