@@ -69,19 +69,8 @@ public struct CropTransform: Sendable, Codable, Equatable {
         let square = squareInOriginal
         let x0 = max(0, square.x), x1 = min(originalWidth, square.x + square.width)
         let y0 = max(0, square.y), y1 = min(originalHeight, square.y + square.height)
-        // Map coordinate of original pixel centre c: ((c + 0.5)/scale − origin)·(map/side) − 0.5.
-        func taps(_ from: Int, _ to: Int, origin: Int, side: Int, size: Int) -> [(Int, Int, Float)] {
-            let s = Double(size) / Double(side)
-            return (from..<max(from, to)).map { c in
-                let u = ((Double(c) + 0.5) / Double(scale) - Double(origin)) * s - 0.5
-                var i = Int(u.rounded(.down)), f = u - Double(i)
-                if i < 0 { i = 0; f = 0 }
-                if i >= size - 1 { i = size - 1; f = 0 }
-                return (i, min(i + 1, size - 1), Float(f))
-            }
-        }
-        let xs = taps(x0, x1, origin: region.x, side: region.width, size: width)
-        let ys = taps(y0, y1, origin: region.y, side: region.height, size: height)
+        let xs = Self.taps(x0, x1, origin: region.x, side: region.width, size: width, scale: scale)
+        let ys = Self.taps(y0, y1, origin: region.y, side: region.height, size: height, scale: scale)
         return Image(width: originalWidth, height: originalHeight, channels: 1) { out in
             guard x1 > x0, y1 > y0 else { return }
             for (row, t) in ys.enumerated() {
@@ -112,6 +101,63 @@ public struct CropTransform: Sendable, Codable, Equatable {
                     mapToOriginal(plane, width: width, height: height) { x in table.byte(x, bounds: bounds, start: start) }
                 }
             }
+        }
+    }
+
+    /// Test-time augmentation's probability map: several passes' logit planes (each already in the input's
+    /// orientation, same `width × height`), each resized to the photograph (bilinear, as `sigmoidToOriginal`), the
+    /// sigmoid applied per pass, the probabilities averaged at every original pixel, stored as round(p̄·255).
+    /// This is the official order with the mean taken where the official inference takes its sigmoid; one plane
+    /// gives exactly `sigmoidToOriginal`. One pass over the photograph, no full-size float copy.
+    public func meanSigmoidToOriginal(_ planes: [[Float]], width: Int, height: Int) -> Image {
+        precondition(!planes.isEmpty && planes.allSatisfy { $0.count == width * height })
+        if planes.count == 1 { return sigmoidToOriginal(planes[0], width: width, height: height) }
+        let k = planes.count
+        let square = squareInOriginal
+        let x0 = max(0, square.x), x1 = min(originalWidth, square.x + square.width)
+        let y0 = max(0, square.y), y1 = min(originalHeight, square.y + square.height)
+        // Each pass sampled with mapToOriginal's taps, its sigmoid summed in float at the original pixel.
+        let rowWidth = max(0, x1 - x0)
+        var sum = [Float](repeating: 0, count: y1 > y0 ? rowWidth * (y1 - y0) : 0)
+        if !sum.isEmpty {
+            let xs = Self.taps(x0, x1, origin: region.x, side: region.width, size: width, scale: scale)
+            let ys = Self.taps(y0, y1, origin: region.y, side: region.height, size: height, scale: scale)
+            sum.withUnsafeMutableBufferPointer { acc in
+                for p in planes {
+                    p.withUnsafeBufferPointer { plane in
+                        for (row, t) in ys.enumerated() {
+                            let a = t.0 * width, b = t.1 * width, o = row * rowWidth
+                            for (col, s) in xs.enumerated() {
+                                let top = plane[a + s.0] + (plane[a + s.1] - plane[a + s.0]) * s.2
+                                let bottom = plane[b + s.0] + (plane[b + s.1] - plane[b + s.0]) * s.2
+                                acc[o + col] += 1 / (1 + expf(-(top + (bottom - top) * t.2)))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let scaleDown = 1 / Float(k)
+        return Image(width: originalWidth, height: originalHeight, channels: 1) { out in
+            guard x1 > x0, y1 > y0 else { return }
+            for row in 0..<(y1 - y0) {
+                let o = (y0 + row) * originalWidth + x0
+                for col in 0..<rowWidth {
+                    out[o + col] = UInt8(max(0, min(255, (sum[row * rowWidth + col] * scaleDown * 255).rounded())))
+                }
+            }
+        }
+    }
+
+    /// Map coordinate of original pixel centre c: ((c + 0.5)/scale − origin)·(map/side) − 0.5, clamped at the edges.
+    static func taps(_ from: Int, _ to: Int, origin: Int, side: Int, size: Int, scale: Int) -> [(Int, Int, Float)] {
+        let s = Double(size) / Double(side)
+        return (from..<max(from, to)).map { c in
+            let u = ((Double(c) + 0.5) / Double(scale) - Double(origin)) * s - 0.5
+            var i = Int(u.rounded(.down)), f = u - Double(i)
+            if i < 0 { i = 0; f = 0 }
+            if i >= size - 1 { i = size - 1; f = 0 }
+            return (i, min(i + 1, size - 1), Float(f))
         }
     }
 

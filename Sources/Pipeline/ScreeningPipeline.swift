@@ -28,6 +28,9 @@ public struct ScreeningOptions: Sendable {
     /// Whole image as the official test mode, or overlapping tiles blended with Gaussian weights (for a memory
     /// budget or inputs larger than the model scale). `overlap` is a fraction of the tile side.
     public var tiling: Tiling = .whole
+    /// Mirroring test-time augmentation (each pass whole or tiled as `tiling` says); the passes' sigmoid
+    /// probabilities are averaged at every photograph pixel, where the official inference takes its sigmoid.
+    public var augmentation: TestTimeAugmentation = .none
 
     public enum Tiling: Sendable, Equatable {
         case whole
@@ -53,10 +56,11 @@ public struct PreparedImage: Sendable {
     public let ungradableReasons: [String]
 }
 
-/// Logits [4, H, W] at the network input size (before the sigmoid), with the photograph they belong to.
+/// Logits [4, H, W] at the network input size (before the sigmoid), one array per test-time-augmentation pass
+/// (each in the input's orientation; one without TTA), with the photograph they belong to.
 public struct InferredImage: Sendable {
     public let prepared: PreparedImage
-    public let logits: [Float]
+    public let passes: [[Float]]
 }
 
 /// The queue as the worker sees it: one connection per role, each used by one thread at a time.
@@ -201,17 +205,25 @@ public struct ScreeningStages: Sendable {
 
     /// The network, on the one thread the model owns.
     func infer(_ p: PreparedImage) throws(StageError) -> InferredImage {
-        guard let input = p.input else { return InferredImage(prepared: p, logits: []) }
+        guard let input = p.input else { return InferredImage(prepared: p, passes: []) }
         let (w, h) = p.inputSize
         do {
-            guard case .tiles(let size, let overlap) = options.tiling, size < max(w, h) else {
-                let logits = try model.upsampledLogits(Tensor(input, shape: [1, 3, h, w]))
-                return InferredImage(prepared: p, logits: logits.values())
-            }
-            return InferredImage(prepared: p, logits: try Self.tiledLogits(
-                model: model, input: input, width: w, height: h, size: size, overlap: overlap))
+            return InferredImage(prepared: p, passes: try Self.logitPasses(
+                model: model, input: input, width: w, height: h, tiling: options.tiling, augmentation: options.augmentation))
         } catch {
             throw StageError(stage: "infer", message: "\(error)", permanent: false)
+        }
+    }
+
+    /// The one inference of screening: logits [4, h, w] of the planar input [3, h, w], whole or tiled, once per
+    /// test-time-augmentation pass (each flipped back to the input's orientation).
+    static func logitPasses(model: SegmentationModel, input: [Float], width w: Int, height h: Int, tiling: ScreeningOptions.Tiling,
+                            augmentation: TestTimeAugmentation) throws -> [[Float]] {
+        try augmentation.passes(input, height: h, width: w) { view in
+            guard case .tiles(let size, let overlap) = tiling, size < max(w, h) else {
+                return try model.upsampledLogits(Tensor(view, shape: [1, 3, h, w])).values()
+            }
+            return try tiledLogits(model: model, input: view, width: w, height: h, size: size, overlap: overlap)
         }
     }
 
@@ -282,7 +294,7 @@ public struct ScreeningStages: Sendable {
         if model.architecture.numClasses > OpticDisc.channel {
             let k = OpticDisc.channel
             let p = Self.insideFieldOfView(
-                transform.sigmoidToOriginal(Array(r.logits[(k * plane)..<((k + 1) * plane)]), width: w, height: h), fov)
+                transform.meanSigmoidToOriginal(r.passes.map { Array($0[(k * plane)..<((k + 1) * plane)]) }, width: w, height: h), fov)
             disc = DiscFinding.measure(try ScorePlane(width: p.width, height: p.height, probabilityBytes: p.bytes),
                                        threshold: options.threshold)
             if options.writeOverlays, disc?.found == true {
@@ -307,9 +319,10 @@ public struct ScreeningStages: Sendable {
         var probability: [LesionClass: Image] = [:]
         var planes: [LesionClass: ScorePlane] = [:]
         for c in LesionClass.allCases {
-            let values = Array(r.logits[(c.rawValue * plane)..<((c.rawValue + 1) * plane)])
-            // Lesions exist only inside the field of view: the padded square's corners are not retina.
-            let p = Self.insideFieldOfView(transform.sigmoidToOriginal(values, width: w, height: h), fov)
+            let range = (c.rawValue * plane)..<((c.rawValue + 1) * plane)
+            // Lesions exist only inside the field of view: the padded square's corners are not retina. With TTA the
+            // passes' probabilities are averaged here, at the photograph's pixels, after the sigmoid.
+            let p = Self.insideFieldOfView(transform.meanSigmoidToOriginal(r.passes.map { Array($0[range]) }, width: w, height: h), fov)
             probability[c] = p
             planes[c] = try ScorePlane(width: p.width, height: p.height, probabilityBytes: p.bytes)
         }

@@ -35,6 +35,11 @@ public struct TrainingRequest: Sendable {
     /// Only these images of the training / validation folder (stems, e.g. IDRiD_01); nil: all of them.
     public var trainingImages: [String]?
     public var validationImages: [String]?
+    /// Record the run and register the candidate in the database (when there is a connection). Cross-validation
+    /// folds do not.
+    public var register = true
+    /// Test-time augmentation of the validation (`.none`: the official single pass).
+    public var validationAugmentation: TestTimeAugmentation = .none
     /// Memory for decoded training samples (each is decoded once while it fits; 0 decodes on every draw).
     public var cacheBytes = 4 << 30
 
@@ -62,6 +67,10 @@ public struct TrainingOutcome: Sendable {
     public var weights: URL
     public var card: ModelCard
     public var metrics: ValidationMetrics
+    /// The candidate's full validation report (per class, absent classes visible as no truth pixels); nil without validation.
+    public var report: EvaluationReport?
+    public var trainingSeconds: Double?
+    public var validationSeconds: Double?
     public var modelVersionID: Int64?
     public var trainingRunID: Int64?
 }
@@ -82,9 +91,11 @@ public enum TrainingSession {
         let validator = try request.validation.map {
             var set = try $0.open(disc: disc, connection: connection, logger: logger)
             if let names = request.validationImages { set = try set.selecting(names) }
-            return try Validator(set,
+            var validator = try Validator(set,
                           normalisation: Normalisation(mean: configuration.mean, std: configuration.std),
                           scale: ModelScale(longEdge: configuration.scaleLong, shortEdge: configuration.scaleShort), logger: logger)
+            validator.augmentation = request.validationAugmentation
+            return validator
         }
 
         // 2. Network: the starting weights, or a fresh one of the asked architecture.
@@ -115,7 +126,7 @@ public enum TrainingSession {
         logger.info("training: \(network.architecture.displayName) from \(startedFrom) on \(trainingSet.samples.count) images, \(configuration.iterations) iterations, crop \(configuration.cropHeight)×\(configuration.cropWidth), batch \(configuration.batchSize)×\(configuration.accumulation)")
 
         // 3. The run in the database.
-        let runs = connection.map { TrainingRuns(connection: $0) }
+        let runs = request.register ? connection.map { TrainingRuns(connection: $0) } : nil
         let runID = try runs?.start(architecture: network.architecture.displayName, configJSON: jsonText(configuration))
         do {
             // 4. Train, continuing from the last checkpoint of this work folder.
@@ -125,13 +136,20 @@ public enum TrainingSession {
             var trainer = try Trainer(model: NetworkModel(network), data: samples,
                                       configuration: configuration, checkpointFolder: request.workDirectory, logger: logger)
             trainer.logInterval = max(1, request.logInterval)
+            let trainingStarted = Date()
             try trainer.resume()
             let losses = try trainer.run()
+            let trainingSeconds = Date().timeIntervalSince(trainingStarted)
+            let validationStarted = Date()
 
             // 5. Validate the candidate, and the active model on the same images.
             var metrics = ValidationMetrics()
+            var candidateReport: EvaluationReport?
+            var validationSeconds: Double?
             if let validator {
                 let report = try validator.evaluate(trainer.model, label: request.name)
+                candidateReport = report
+                validationSeconds = Date().timeIntervalSince(validationStarted)
                 metrics = ValidationMetrics(validation: .init(set: validator.dataset.source, imageNames: validator.imageNames),
                                             figures: Validator.figures(report))
                 if request.validateActive, let connection, let active = try ModelRegistry(connection: connection).active() {
@@ -152,7 +170,7 @@ public enum TrainingSession {
 
             // 7. Register the candidate.
             var versionID: Int64?
-            if let connection {
+            if request.register, let connection {
                 let version = try ModelRegistry(connection: connection).register(
                     name: request.name, architecture: network.architecture.displayName, weightsPath: weights.path,
                     checksum: SHA256.hex(fileAt: weights), metricsJSON: metrics.json, trainingRunID: runID)
@@ -160,7 +178,9 @@ public enum TrainingSession {
                 logger.info("registry: \(version.name) registered as candidate \(version.id)")
             }
             if let runID { try runs?.finish(id: runID, outcome: .succeeded, metricsJSON: metrics.json) }
-            return TrainingOutcome(weights: weights, card: card, metrics: metrics, modelVersionID: versionID, trainingRunID: runID)
+            return TrainingOutcome(weights: weights, card: card, metrics: metrics, report: candidateReport,
+                                   trainingSeconds: trainingSeconds, validationSeconds: validationSeconds,
+                                   modelVersionID: versionID, trainingRunID: runID)
         } catch {
             if let runID { try? runs?.finish(id: runID, outcome: .failed, error: "\(error)") }
             throw error
@@ -175,6 +195,7 @@ public enum TrainingSession {
         if let n = loaded.card?.normalisation {
             v = try Validator(validator.dataset, normalisation: Normalisation(mean: n.mean.map(Float.init), std: n.std.map(Float.init)),
                               scale: validator.scale, logger: logger)
+            v.augmentation = validator.augmentation
         }
         return .init(model: active.name, figures: Validator.figures(try v.evaluate(model, label: active.name)))
     }

@@ -2,6 +2,7 @@ import Foundation
 import Imaging
 import Lesions
 import Logging
+import Network
 
 /// Validation as the screening sees images and as the official code scores them: each photograph is prepared like a
 /// nightly job (field of view, square crop, model scale, normalisation), the network's probabilities are mapped back
@@ -12,6 +13,10 @@ public struct Validator: Sendable {
     public let dataset: LesionDataset
     public let normalisation: Normalisation
     public let scale: ModelScale
+    /// Mirroring test-time augmentation: the passes' sigmoid probabilities are averaged at every photograph pixel,
+    /// after each pass's logits were resized to the photograph (the official sigmoid point; see
+    /// `CropTransform.meanSigmoidToOriginal`). `.none` is the official single pass.
+    public var augmentation: TestTimeAugmentation = .none
     let logger: Logger
 
     public init(_ dataset: LesionDataset, normalisation: Normalisation, scale: ModelScale = .idrid, logger: Logger) throws(TrainingError) {
@@ -35,6 +40,7 @@ public struct Validator: Sendable {
         var options = PreparationOptions()
         options.modelScale = scale
         let started = Date()
+        logger.info("validation: \(label) on \(dataset.samples.count) images, \(augmentation.description) per image")
         for (i, sample) in dataset.samples.enumerated() {
             let prepared = try Preparation.prepare(contentsOf: sample.image, options: options)
             guard let input = prepared.input, let transform = prepared.transform else {
@@ -42,13 +48,16 @@ public struct Validator: Sendable {
                 continue
             }
             let h = input.height, w = input.width, plane = h * w
-            let logits = try model.logits(normalisation.tensor(input), height: h, width: w)
-            let channels = logits.count / plane
+            // The one inference of validation: each pass's logits at the input size, in the input's orientation.
+            let passes = try augmentation.passes(normalisation.tensor(input), height: h, width: w) {
+                try model.logits($0, height: h, width: w)
+            }
+            let channels = passes[0].count / plane
             let ow = prepared.decoded.originalWidth, oh = prepared.decoded.originalHeight
             var scores: [LesionClass: ScorePlane] = [:]
             for lesion in LesionClass.allCases {
-                let values = Array(logits[(lesion.rawValue * plane)..<((lesion.rawValue + 1) * plane)])
-                let original = transform.sigmoidToOriginal(values, width: w, height: h)
+                let range = (lesion.rawValue * plane)..<((lesion.rawValue + 1) * plane)
+                let original = transform.meanSigmoidToOriginal(passes.map { Array($0[range]) }, width: w, height: h)
                 scores[lesion] = try ScorePlane(width: original.width, height: original.height, probabilityBytes: original.bytes)
             }
             let truth = try OfficialM2MRF.overwrittenTruth(DatasetSamples.truthMasks(sample, width: ow, height: oh))
@@ -56,7 +65,7 @@ public struct Validator: Sendable {
             // The optic disc, beside the lesions: for a model with the disc channel, on images with a disc mask.
             if channels > OpticDisc.channel, let truthDisc = try DatasetSamples.discMask(sample, width: ow, height: oh) {
                 let k = OpticDisc.channel
-                let original = transform.sigmoidToOriginal(Array(logits[(k * plane)..<((k + 1) * plane)]), width: w, height: h)
+                let original = transform.meanSigmoidToOriginal(passes.map { Array($0[(k * plane)..<((k + 1) * plane)]) }, width: w, height: h)
                 try disc.add(predicted: ScorePlane(width: original.width, height: original.height, probabilityBytes: original.bytes),
                              truth: truthDisc)
             }

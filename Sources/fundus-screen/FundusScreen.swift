@@ -12,7 +12,7 @@ struct FundusScreen: AsyncParsableCommand {
         version: "0.1.0 (\(String(cString: fundus_codecs_jpeg_version())), libpng \(String(cString: fundus_codecs_png_version())), \(DicomFile.libraryVersion))",
         subcommands: [
             ScreenCommand.self, ArchiveCommand.self, QueueCommand.self, ReportCommand.self, EvaluateCommand.self,
-            TrainCommand.self, AnnotationsCommand.self, ModelCommand.self, ImageCommand.self, DatabaseCommand.self, BenchCommand.self,
+            TrainCommand.self, CrossvalCommand.self, AnnotationsCommand.self, ModelCommand.self, ImageCommand.self, DatabaseCommand.self, BenchCommand.self,
         ]
     )
 }

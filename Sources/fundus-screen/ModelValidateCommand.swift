@@ -17,6 +17,8 @@ struct ModelValidate: ParsableCommand {
     @Argument(help: "A model bundle folder or weight file (.safetensors, .pth).") var model: String
     @Option(help: "Validation set: a folder or db:validation (all four classes annotated). A model with the optic-disc channel is also scored on the set's OD masks (IoU.OD, Dice.OD).") var val: String
     @Option(help: "Only these images, by stem: comma-separated, ranges allowed (IDRiD_11-IDRiD_14).") var valImages: String?
+    @Flag(help: "Test-time augmentation: image + horizontal, vertical and both-axes flips, sigmoid probabilities averaged at the photograph's pixels (4 passes).")
+    var tta = false
 
     func run() throws {
         let logger = global.makeLogger("fundus-screen.model")
@@ -32,11 +34,15 @@ struct ModelValidate: ParsableCommand {
         let normalisation = card.map { Normalisation(mean: $0.normalisation.mean.map(Float.init), std: $0.normalisation.std.map(Float.init)) }
             ?? .idrid
         let scale = card.map { ModelScale(longEdge: $0.inputScale.longEdge, shortEdge: $0.inputScale.shortEdge) } ?? .idrid
-        let validator = try Validator(set, normalisation: normalisation, scale: scale, logger: logger)
+        var validator = try Validator(set, normalisation: normalisation, scale: scale, logger: logger)
+        if tta { validator.augmentation = .mirroring }
+        let started = Date()
         let report = try validator.evaluate(NetworkModel(network), label: card?.name ?? model)
         let f = Validator.figures(report)
         func v(_ key: String) -> String { f[key].map { String(format: "%.4f", $0) } ?? "–" }
-        print("\(card?.name ?? model) on \(set.source) (\(set.samples.count) images)")
+        let seconds = Date().timeIntervalSince(started)
+        print("\(card?.name ?? model) on \(set.source) (\(set.samples.count) images, \(validator.augmentation.description) per image, "
+              + String(format: "%.1f s per image)", seconds / Double(max(1, set.samples.count))))
         print("  official: mAUPR \(v("mAUPR"))  mIoU \(v("mIoU"))  mF1 \(v("mF1"))   exact mAP \(v("mAP"))")
         for c in ["EX", "HE", "SE", "MA"] {
             print("  \(c): AUPR \(v("AUPR." + c))  IoU \(v("IoU." + c))  AP \(v("AP." + c))")

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Imaging
 import Logging
+import Network
 import Pipeline
 import Store
 import Tensor
@@ -41,6 +42,9 @@ struct ScreenCommand: ParsableCommand {
 
     @Option(name: .long, help: "Tile overlap as a fraction of the tile side.")
     var overlap: Double = 0.25
+
+    @Flag(name: .long, help: "Test-time augmentation: also run the horizontal, vertical and both-axes flips and average the sigmoid probabilities at the photograph's pixels (4 network passes per image).")
+    var tta = false
 
     @Option(name: .long, help: "Images in flight at once (memory ≈ this × 160 MB for 4288×2848 photographs).")
     var concurrency: Int = 3
@@ -107,6 +111,9 @@ struct ScreenCommand: ParsableCommand {
         options.writeOverlays = !noOverlays
         if let maxPixels { options.preparation.decode.maxPixels = maxPixels }
         if let tile { options.tiling = .tiles(size: tile, overlap: overlap) }
+        if tta { options.augmentation = .mirroring }
+        let inference = "\(options.augmentation.description) per image" + (tile.map { ", each in tiles of \($0) px" } ?? ", whole image")
+        logger.info("inference: \(inference)")
         var settings = WorkerSettings()
         settings.slots = concurrency
         settings.limit = limit

@@ -24,55 +24,16 @@ struct TrainCommand: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @OptionGroup var training: TrainingOptions
     @Option(help: "Training set: a folder, or db:train for the annotations registered in the database.") var data: String
     @Option(help: "Only these training images, by stem: comma-separated, ranges allowed (IDRiD_01-IDRiD_10).") var images: String?
     @Option(help: "Only these validation images (same form as --images).") var valImages: String?
-    @Option(help: "Share of crops centred on a lesion pixel (0: the official uniform crops; nnU-Net uses 0.33).") var lesionCrops: Double = 0
-    @Option(help: "MiB of memory for decoded training samples (each photograph is decoded once while they fit).") var cacheMb: Int = 4096
     @Option(help: "Validation set: a folder or db:validation (all four classes annotated). Without it the model has no figures and promotion refuses it.")
     var val: String?
-    @Option(help: "Start from this model: a registered version's name or id, 'active', or a weight file/folder.")
-    var from: String?
-    @Option(help: "Network to train from its initialisation: \(ArchitectureName.help).") var arch: String?
-    @Option(help: "Optimiser steps.") var iterations: Int
-    @Option(parsing: .upToNextOption, help: "Training crop, height width (default 960 960: the field-of-view square at the IDRiD scale).")
-    var crop: [Int] = [960, 960]
-    @Option(help: "Images per forward/backward pass.") var batch: Int = 1
-    @Option(help: "Passes summed into one optimiser step (effective batch = batch × accumulate; official 4).") var accumulate: Int = 1
-    @Option(help: "Random seed: the run is a function of it.") var seed: UInt64 = 0
-    @Option(help: "Base learning rate.") var lr: Double = 0.01
-    @Option(help: "Final learning rate of the poly schedule.") var minLr: Double = 1e-4
-    @Option(help: "Weight of a BCE term added to bdice (0: the official loss).") var bce: Float = 0
-    @Option(help: "Weight of lesion pixels in the BCE term (PyTorch's pos_weight; 1: plain BCE).") var bcePosWeight: Float = 1
-    @Flag(help: "Dice over the whole batch per class instead of per image (nnU-Net's batch dice; not the official loss).")
-    var batchDice = false
-    @Option(parsing: .upToNextOption, help: "Model scale, long edge and short edge (IDRiD 1440 960; DDR 1024 1024).")
-    var scale: [Int] = [1440, 960]
-    @Option(help: "Normalisation statistics: idrid or ddr.") var stats: String = "idrid"
-    @Option(help: "Train only on these classes, e.g. EX,HE (the others are left out of the loss).") var classes: String?
-    @Option(help: "Save the training state every this many iterations.") var checkpointEvery: Int = 500
-    @Option(help: "Log progress every this many iterations.") var logEvery: Int = 10
     @Option(help: "Name of the model version (default train-<date>-<time>).") var name: String?
     @Option(help: "Folder for checkpoints (default <state>/training/<name>); a run resumes from what is there.") var workDir: String?
     @Option(help: "Folder for model bundles (default <state>/models).") var modelsDir: String?
-    @Flag(help: ArgumentHelp("Also train the optic disc as a fifth output channel (OD), from the set's masks/OD; images without an OD mask leave it out of their loss.",
-                             discussion: "With --from a four-class model, the head's final 1×1 conv gains the OD channel (newly initialised; the lesion channels copied exactly). A model that has the channel keeps training it without this flag."))
-    var disc = false
-    @Flag(help: "Train on whole photographs instead of the field-of-view square.") var noFovCrop = false
-    @Flag(help: "No online flips and 90° rotations (the official code made them offline).") var noFlips = false
-    @Flag(help: "No photometric distortion.") var noPhotometric = false
     @Flag(help: "Do not validate the active model alongside (promotion then needs figures on the same images).") var noBaseline = false
-
-    func validate() throws {
-        if arch == nil && from == nil { throw ValidationError("give --arch or --from") }
-        if let arch, ArchitectureName.parse(arch) == nil { throw ValidationError("unknown --arch '\(arch)': \(ArchitectureName.help)") }
-        if crop.count != 2 || crop.contains(where: { $0 < 1 }) { throw ValidationError("--crop takes two positive numbers: height width") }
-        if scale.count != 2 || scale.contains(where: { $0 < 1 }) { throw ValidationError("--scale takes two positive numbers: long short") }
-        if iterations < 1 || batch < 1 || accumulate < 1 { throw ValidationError("--iterations, --batch and --accumulate must be positive") }
-        if !(0...1).contains(lesionCrops) { throw ValidationError("--lesion-crops is a share between 0 and 1") }
-        if cacheMb < 0 { throw ValidationError("--cache-mb must not be negative") }
-        if !["idrid", "ddr"].contains(stats) { throw ValidationError("--stats is idrid or ddr") }
-    }
 
     func run() throws {
         let logger = global.makeLogger("fundus-screen.train")
@@ -81,51 +42,19 @@ struct TrainCommand: ParsableCommand {
         let connection = try Database.connect(location, logger: logger)
         let state = global.stateDir.map { URL(fileURLWithPath: $0) } ?? DatabaseLocation.defaultStateDirectory()
 
-        var configuration = TrainingConfiguration()
-        configuration.seed = seed
-        configuration.iterations = iterations
-        configuration.schedule = PolySchedule(baseLearningRate: lr, minimumLearningRate: minLr, maxIterations: iterations)
-        configuration.batchSize = batch
-        configuration.accumulation = accumulate
-        configuration.cropHeight = crop[0]
-        configuration.cropWidth = crop[1]
-        configuration.scaleLong = scale[0]
-        configuration.scaleShort = scale[1]
-        configuration.bceWeight = bce
-        configuration.batchDice = batchDice ? true : nil
-        configuration.bcePositiveWeight = bcePosWeight != 1 ? bcePosWeight : nil
-        configuration.checkpointInterval = checkpointEvery
-        configuration.flipsAndRotations = !noFlips
-        configuration.photometricDistortion = !noPhotometric
-        configuration.lesionCropProbability = lesionCrops > 0 ? lesionCrops : nil
-        if stats == "ddr" {
-            configuration.mean = [81.205, 50.636, 21.216]
-            configuration.std = [76.252, 48.798, 21.625]
-        }
-
+        let configuration = training.configuration()
         let modelName = name ?? "train-" + Self.timestamp()
         var request = TrainingRequest(
             data: try TrainingData.parse(data), validation: try val.map { try TrainingData.parse($0) },
-            initialWeights: try from.map { try Self.weights(of: $0, connection: connection) },
-            architecture: arch.flatMap(ArchitectureName.parse), configuration: configuration,
+            initialWeights: try training.from.map { try Self.weights(of: $0, connection: connection) },
+            architecture: training.arch.flatMap(ArchitectureName.parse), configuration: configuration,
             workDirectory: workDir.map { URL(fileURLWithPath: $0) } ?? state.appendingPathComponent("training/\(modelName)"),
             modelDirectory: modelsDir.map { URL(fileURLWithPath: $0) } ?? state.appendingPathComponent("models"),
             name: modelName)
-        request.fieldOfViewCrop = !noFovCrop
-        request.disc = disc
+        try training.apply(to: &request)
         request.validateActive = !noBaseline
-        request.logInterval = logEvery
-        request.cacheBytes = cacheMb << 20
         request.trainingImages = try images.map { try LesionDataset.expandSelection($0) }
         request.validationImages = try valImages.map { try LesionDataset.expandSelection($0) }
-        if let classes {
-            var set = Set<LesionClass>()
-            for code in classes.split(separator: ",") {
-                guard let c = LesionClass(code: String(code)) else { throw ValidationError("--classes: '\(code)' is not EX, HE, SE or MA") }
-                set.insert(c)
-            }
-            request.classes = set
-        }
         let outcome = try TrainingSession.run(request, connection: connection, logger: logger)
         print("model \(modelName): \(outcome.weights.path)")
         if let id = outcome.modelVersionID { print("registered as candidate \(id)") }

@@ -1,0 +1,97 @@
+import ArgumentParser
+import Foundation
+import Lesions
+import Store
+import Training
+
+/// The options that decide how a network is trained, shared by `train` and `crossval` (each fold trains exactly as
+/// `train` would with them).
+struct TrainingOptions: ParsableArguments {
+    @Option(help: "Share of crops centred on a lesion pixel (0: the official uniform crops; nnU-Net uses 0.33).") var lesionCrops: Double = 0
+    @Option(help: "MiB of memory for decoded training samples (each photograph is decoded once while they fit).") var cacheMb: Int = 4096
+    @Option(help: "Start from this model: a registered version's name or id, 'active', or a weight file/folder.")
+    var from: String?
+    @Option(help: "Network to train from its initialisation: \(ArchitectureName.help).") var arch: String?
+    @Option(help: "Optimiser steps.") var iterations: Int
+    @Option(parsing: .upToNextOption, help: "Training crop, height width (default 960 960: the field-of-view square at the IDRiD scale).")
+    var crop: [Int] = [960, 960]
+    @Option(help: "Images per forward/backward pass.") var batch: Int = 1
+    @Option(help: "Passes summed into one optimiser step (effective batch = batch × accumulate; official 4).") var accumulate: Int = 1
+    @Option(help: "Random seed: the run is a function of it.") var seed: UInt64 = 0
+    @Option(help: "Base learning rate.") var lr: Double = 0.01
+    @Option(help: "Final learning rate of the poly schedule.") var minLr: Double = 1e-4
+    @Option(help: "Weight of a BCE term added to bdice (0: the official loss).") var bce: Float = 0
+    @Option(help: "Weight of lesion pixels in the BCE term (PyTorch's pos_weight; 1: plain BCE).") var bcePosWeight: Float = 1
+    @Flag(help: "Dice over the whole batch per class instead of per image (nnU-Net's batch dice; not the official loss).")
+    var batchDice = false
+    @Option(parsing: .upToNextOption, help: "Model scale, long edge and short edge (IDRiD 1440 960; DDR 1024 1024).")
+    var scale: [Int] = [1440, 960]
+    @Option(help: "Normalisation statistics: idrid or ddr.") var stats: String = "idrid"
+    @Option(help: "Train only on these classes, e.g. EX,HE (the others are left out of the loss).") var classes: String?
+    @Option(help: "Save the training state every this many iterations.") var checkpointEvery: Int = 500
+    @Option(help: "Log progress every this many iterations.") var logEvery: Int = 10
+    @Flag(help: ArgumentHelp("Also train the optic disc as a fifth output channel (OD), from the set's masks/OD; images without an OD mask leave it out of their loss.",
+                             discussion: "With --from a four-class model, the head's final 1×1 conv gains the OD channel (newly initialised; the lesion channels copied exactly). A model that has the channel keeps training it without this flag."))
+    var disc = false
+    @Flag(help: "Train on whole photographs instead of the field-of-view square.") var noFovCrop = false
+    @Flag(help: "No online flips and 90° rotations (the official code made them offline).") var noFlips = false
+    @Flag(help: "No photometric distortion.") var noPhotometric = false
+
+    func validate() throws {
+        if arch == nil && from == nil { throw ValidationError("give --arch or --from") }
+        if let arch, ArchitectureName.parse(arch) == nil { throw ValidationError("unknown --arch '\(arch)': \(ArchitectureName.help)") }
+        if crop.count != 2 || crop.contains(where: { $0 < 1 }) { throw ValidationError("--crop takes two positive numbers: height width") }
+        if scale.count != 2 || scale.contains(where: { $0 < 1 }) { throw ValidationError("--scale takes two positive numbers: long short") }
+        if iterations < 1 || batch < 1 || accumulate < 1 { throw ValidationError("--iterations, --batch and --accumulate must be positive") }
+        if !(0...1).contains(lesionCrops) { throw ValidationError("--lesion-crops is a share between 0 and 1") }
+        if cacheMb < 0 { throw ValidationError("--cache-mb must not be negative") }
+        if !["idrid", "ddr"].contains(stats) { throw ValidationError("--stats is idrid or ddr") }
+        _ = try lesionClasses()
+    }
+
+    /// The run's configuration, as the options say.
+    func configuration() -> TrainingConfiguration {
+        var configuration = TrainingConfiguration()
+        configuration.seed = seed
+        configuration.iterations = iterations
+        configuration.schedule = PolySchedule(baseLearningRate: lr, minimumLearningRate: minLr, maxIterations: iterations)
+        configuration.batchSize = batch
+        configuration.accumulation = accumulate
+        configuration.cropHeight = crop[0]
+        configuration.cropWidth = crop[1]
+        configuration.scaleLong = scale[0]
+        configuration.scaleShort = scale[1]
+        configuration.bceWeight = bce
+        configuration.batchDice = batchDice ? true : nil
+        configuration.bcePositiveWeight = bcePosWeight != 1 ? bcePosWeight : nil
+        configuration.checkpointInterval = checkpointEvery
+        configuration.flipsAndRotations = !noFlips
+        configuration.photometricDistortion = !noPhotometric
+        configuration.lesionCropProbability = lesionCrops > 0 ? lesionCrops : nil
+        if stats == "ddr" {
+            configuration.mean = [81.205, 50.636, 21.216]
+            configuration.std = [76.252, 48.798, 21.625]
+        }
+        return configuration
+    }
+
+    /// --classes as a set; nil for all.
+    func lesionClasses() throws -> Set<LesionClass>? {
+        guard let classes else { return nil }
+        var set = Set<LesionClass>()
+        for code in classes.split(separator: ",") {
+            guard let c = LesionClass(code: String(code)) else { throw ValidationError("--classes: '\(code)' is not EX, HE, SE or MA") }
+            set.insert(c)
+        }
+        return set
+    }
+
+    /// The request's training settings from these options (data, validation and places are the command's).
+    func apply(to request: inout TrainingRequest) throws {
+        request.fieldOfViewCrop = !noFovCrop
+        request.disc = disc
+        request.logInterval = logEvery
+        request.cacheBytes = cacheMb << 20
+        request.classes = try lesionClasses()
+    }
+}

@@ -1,0 +1,137 @@
+import Foundation
+import Lesions
+import Logging
+import Testing
+@testable import Training
+
+private let logger = Logger(label: "test.crossval")
+
+private func temporaryFolder() throws -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("crossval-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    return url
+}
+
+private func figures(_ aupr: Double, _ ap: Double, _ iou: Double, pixels: Int = 100) -> CrossValidation.ClassFigures {
+    .init(truthPixels: pixels, imagesWithLesion: pixels > 0 ? 1 : 0, aupr: aupr, averagePrecision: ap, iou: iou)
+}
+
+private let absent = CrossValidation.ClassFigures(truthPixels: 0, imagesWithLesion: 0, aupr: 0, averagePrecision: nil, iou: 0)
+
+@Test("Folds: consecutive after sorting, sizes within one, every image validated exactly once and never trained on in its fold")
+func foldAssignment() throws {
+    let names = (1...14).reversed().map { String(format: "IDRiD_%02d", $0) }
+    let folds = try CrossValidation.folds(names, count: 7)
+    #expect(folds.count == 7)
+    #expect(folds[0] == ["IDRiD_01", "IDRiD_02"])
+    #expect(folds[6] == ["IDRiD_13", "IDRiD_14"])
+    #expect(folds.flatMap { $0 }.sorted() == names.sorted())
+    #expect(Set(folds.flatMap { $0 }).count == names.count)
+    for i in folds.indices {
+        let training = CrossValidation.trainingImages(folds, fold: i)
+        #expect(Set(training).isDisjoint(with: folds[i]))
+        #expect(Set(training).union(folds[i]) == Set(names))
+    }
+    // Uneven: 14 images in 4 folds → 4, 4, 3, 3.
+    let uneven = try CrossValidation.folds(names, count: 4)
+    #expect(uneven.map(\.count) == [4, 4, 3, 3])
+    #expect(uneven.flatMap { $0 } == names.sorted())
+    #expect(throws: TrainingError.self) { try CrossValidation.folds(["A", "B"], count: 3) }
+    #expect(throws: TrainingError.self) { try CrossValidation.folds(["A", "A", "B"], count: 2) }
+    #expect(throws: TrainingError.self) { try CrossValidation.folds(["A", "B"], count: 1) }
+}
+
+@Test("Aggregation: mean ± sample sd and min–max per class; a class absent from a fold is left out of its statistics and of that fold's means, and said so")
+func aggregationWithAbsentClass() throws {
+    func fold(_ n: Int, _ se: CrossValidation.ClassFigures) -> CrossValidation.FoldResult {
+        let base = Double(n)
+        return .init(fold: n, folds: 3, trainingImages: [], validationImages: ["I\(n)"], settings: "s", augmentation: "1 pass (no TTA)",
+                     classes: ["EX": figures(0.5 + base / 10, 0.4 + base / 10, 0.3), "HE": figures(0.6, 0.5, 0.4),
+                               "SE": se, "MA": figures(0.2, 0.1, 0.1)])
+    }
+    let results = [fold(1, figures(0.7, 0.6, 0.5)), fold(2, absent), fold(3, figures(0.3, 0.2, 0.1))]
+    #expect(results[1].absentClasses == ["SE"])
+    #expect(results[1].classes["SE"]?.aupr == nil)   // not the official code's 0
+    // Fold 2's mean is over EX, HE, MA only.
+    #expect(abs(results[1].mean(.aupr)! - (0.7 + 0.6 + 0.2) / 3) < 1e-12)
+    #expect(abs(results[0].mean(.aupr)! - (0.6 + 0.6 + 0.7 + 0.2) / 4) < 1e-12)
+
+    let s = CrossValidation.summarise(results, folds: 3)
+    let se = try #require(s.classes["AUPR"]?["SE"])
+    #expect(se.folds == 2 && se.excludedFolds == [2])
+    #expect(abs(se.mean! - 0.5) < 1e-12)
+    #expect(abs(se.standardDeviation! - (0.08).squareRoot()) < 1e-12)   // (0.2² + 0.2²) / (2 − 1)
+    #expect(se.minimum == 0.3 && se.maximum == 0.7)
+    let ex = try #require(s.classes["AP"]?["EX"])
+    #expect(ex.folds == 3 && ex.excludedFolds.isEmpty)
+    #expect(abs(ex.mean! - 0.6) < 1e-12 && abs(ex.standardDeviation! - 0.1) < 1e-12)
+    let means = try #require(s.means["mAUPR"])
+    #expect(means.folds == 3)
+    let foldMeans = results.map { $0.mean(.aupr)! }
+    #expect(abs(means.mean! - foldMeans.reduce(0, +) / 3) < 1e-12)
+    #expect(s.missingFolds.isEmpty)
+
+    let md = CrossValidation.markdown(s)
+    #expect(md.contains("absent"))
+    #expect(md.contains("fold 2: SE"))
+    #expect(md.contains("0.5000 ± 0.2828 (n=2)"))
+    #expect(md.contains("0.3000–0.7000"))
+
+    // One fold only: no sd, and the missing folds are listed.
+    let partial = CrossValidation.summarise([results[0]], folds: 3)
+    #expect(partial.missingFolds == [2, 3])
+    #expect(partial.classes["IoU"]?["EX"]?.standardDeviation == nil)
+    #expect(CrossValidation.markdown(partial).contains("Not finished yet: folds 2, 3"))
+}
+
+@Test("Resume: a finished fold's JSON is read, not rerun; other folds run and are saved; a result made with other options is refused")
+func resumeSkipsFinishedFold() throws {
+    let work = try temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: work) }
+    let folds = try CrossValidation.folds(["A", "B", "C", "D"], count: 2)
+    var fake = CrossValidation.FoldResult(fold: 1, folds: 2, trainingImages: ["C", "D"], validationImages: ["A", "B"],
+                                          settings: "opts", augmentation: "1 pass (no TTA)",
+                                          classes: ["EX": figures(0.9, 0.9, 0.9), "HE": figures(0.9, 0.9, 0.9),
+                                                    "SE": absent, "MA": figures(0.9, 0.9, 0.9)])
+    try CrossValidation.write(fake, to: CrossValidation.resultFile(work, fold: 1))
+
+    var ran: [Int] = []
+    let results = try CrossValidation.run(folds: folds, workDirectory: work, settings: "opts", logger: logger) {
+        n, training, validation, folder in
+        ran.append(n)
+        #expect(Set(training).isDisjoint(with: validation))
+        #expect(folder.lastPathComponent == "fold-\(n)")
+        return .init(fold: n, folds: 2, trainingImages: training, validationImages: validation, settings: "opts",
+                     augmentation: "1 pass (no TTA)", classes: ["EX": figures(0.5, 0.5, 0.5), "HE": figures(0.5, 0.5, 0.5),
+                                                                "SE": figures(0.5, 0.5, 0.5), "MA": figures(0.5, 0.5, 0.5)])
+    }
+    #expect(ran == [2])
+    #expect(results.map(\.fold) == [1, 2])
+    #expect(results[0] == fake)
+    #expect(FileManager.default.fileExists(atPath: CrossValidation.resultFile(work, fold: 2).path))
+
+    // Everything finished: nothing runs.
+    _ = try CrossValidation.run(folds: folds, workDirectory: work, settings: "opts", logger: logger) { n, _, _, _ in
+        Issue.record("fold \(n) ran again")
+        throw TrainingError(.configuration, "ran")
+    }
+    // --fold 2 only, finished: skipped too; --fold 3 does not exist.
+    #expect(throws: TrainingError.self) {
+        _ = try CrossValidation.run(folds: folds, only: 3, workDirectory: work, settings: "opts", logger: logger) { _, _, _, _ in fake }
+    }
+    // Other options: refused, naming the file.
+    #expect(throws: TrainingError.self) {
+        _ = try CrossValidation.run(folds: folds, workDirectory: work, settings: "other", logger: logger) { _, _, _, _ in fake }
+    }
+    // A fold file of another assignment: refused.
+    fake.validationImages = ["A", "C"]
+    try CrossValidation.write(fake, to: CrossValidation.resultFile(work, fold: 1))
+    #expect(throws: TrainingError.self) {
+        _ = try CrossValidation.run(folds: folds, workDirectory: work, settings: "opts", logger: logger) { _, _, _, _ in fake }
+    }
+
+    let paths = try CrossValidation.writeSummary(CrossValidation.summarise(results, folds: 2), to: work)
+    let decoded = try JSONDecoder().decode(CrossValidation.Summary.self, from: Data(contentsOf: paths.json))
+    #expect(decoded.results.count == 2)
+    #expect(try String(contentsOf: paths.markdown, encoding: .utf8).contains("| **mean ± sd** |"))
+}
