@@ -125,20 +125,20 @@ public struct ScreeningResults {
     public func write(_ result: ScreeningResult, jobID: Int64? = nil) throws {
         try result.validate()
         try connection.transaction { conn in
-            try conn.query(FindingsSQL.resultDelete, [result.imageID, result.modelVersionID], name: "ScreeningResultDelete")
+            try conn.query(FindingsSQL.resultDelete, [result.imageID, result.modelVersionID])
             var reasons: [String] = []
             if case .ungradable(let r) = result.gradability { reasons = r }
             let inserted = try conn.query(FindingsSQL.resultInsert, [
                 result.imageID, result.modelVersionID, result.screeningRunID, jobID, reasons.isEmpty, reasons,
                 result.flag?.suspected, result.flag?.rule, result.flag?.ruleVersion,
-            ], name: "ScreeningResultInsert")
+            ])
             let resultID: Int64 = try inserted.rows[0].decode("id")
             guard !result.findings.isEmpty else { return }
             let f = result.findings
             try conn.query(FindingsSQL.findingInsertMany, [
                 resultID, f.map(\.lesionClass), f.map(\.lesionCount), f.map(\.areaPixels), f.map(\.fieldOfViewShare),
                 f.map(\.areaMM2), f.map(\.largestLesionPixels), f.map(\.maskPath), f.map(\.probabilityMapPath),
-            ], name: "FindingInsertMany")
+            ])
             var classes: [String] = [], index: [Int] = [], xs: [Int] = [], ys: [Int] = [], ws: [Int] = [], hs: [Int] = []
             var areas: [Int64] = [], cx: [Double] = [], cy: [Double] = [], mean: [Double] = [], peak: [Double] = []
             for finding in f {
@@ -150,15 +150,14 @@ public struct ScreeningResults {
                 }
             }
             if !classes.isEmpty {
-                try conn.query(FindingsSQL.lesionInsertMany, [resultID, classes, index, xs, ys, ws, hs, areas, cx, cy, mean, peak],
-                               name: "LesionInsertMany")
+                try conn.query(FindingsSQL.lesionInsertMany, [resultID, classes, index, xs, ys, ws, hs, areas, cx, cy, mean, peak])
             }
         }
     }
 
     /// The stored result for (image, model version), nil when there is none.
     public func fetch(imageID: Int64, modelVersionID: Int64) throws -> ScreeningResult? {
-        let head = try connection.query(FindingsSQL.resultGet, [imageID, modelVersionID], name: "ScreeningResultGet")
+        let head = try connection.query(FindingsSQL.resultGet, [imageID, modelVersionID])
         guard let row = head.rows.first else { return nil }
         let resultID: Int64 = try row.decode("id")
         let reasons = try row.decodeArray("ungradable_reasons").compactMap { $0 }
@@ -167,7 +166,7 @@ public struct ScreeningResults {
         if let suspected: Bool = try row.decodeIfPresent("flagged") {
             flag = ScreeningFlag(suspected: suspected, rule: try row.decode("flag_rule"), ruleVersion: try row.decode("flag_rule_version"))
         }
-        let lesionRows = try connection.query(FindingsSQL.lesionList, [resultID], name: "LesionList").rows
+        let lesionRows = try connection.query(FindingsSQL.lesionList, [resultID]).rows
         var lesions: [String: [LesionRecord]] = [:]
         for l in lesionRows {
             lesions[try l.decode("lesion_class"), default: []].append(LesionRecord(
@@ -176,7 +175,7 @@ public struct ScreeningResults {
                 centroidX: try l.decode("centroid_x"), centroidY: try l.decode("centroid_y"),
                 meanProbability: try l.decode("mean_probability"), maxProbability: try l.decode("max_probability")))
         }
-        let findings = try connection.query(FindingsSQL.findingList, [resultID], name: "FindingList").rows.map { f in
+        let findings = try connection.query(FindingsSQL.findingList, [resultID]).rows.map { f in
             let cls: String = try f.decode("lesion_class")
             return Finding(lesionClass: cls, lesionCount: try f.decode("lesion_count"), areaPixels: try f.decode("area_px"),
                            fieldOfViewShare: try f.decode("fov_share"), areaMM2: try f.decodeIfPresent("area_mm2"),
