@@ -40,8 +40,9 @@ let package = Package(
         .target(name: "Imaging", dependencies: ["CImageCodecs", "CDicom"]),
         .target(name: "Lesions"),
         .target(name: "Store", dependencies: ["CPostgres", .product(name: "Logging", package: "swift-log")]),
+        // Pipeline uses Reports' findings export for the local form's findings.csv/json (one export, see README).
         .target(name: "Pipeline", dependencies: [
-            "Tensor", "Network", "Checkpoints", "Imaging", "Lesions", "Store",
+            "Tensor", "Network", "Checkpoints", "Imaging", "Lesions", "Store", "Reports",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "Training", dependencies: [
