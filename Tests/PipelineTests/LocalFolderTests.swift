@@ -74,14 +74,15 @@ struct LocalFolderTests {
             let csv = try String(contentsOf: files[0], encoding: .utf8)
             let lines = csv.split(separator: "\r\n", omittingEmptySubsequences: true).map(String.init)
             // The columns users read, in order (the same as `fundus-screen report`'s findings.csv).
-            #expect(lines.first == "\u{FEFF}" + FindingsRow.columns.joined(separator: ","))
+            #expect(Array(try Data(contentsOf: files[0]).prefix(3)) == [0xEF, 0xBB, 0xBF], "UTF-8 with a byte-order mark")
+            #expect(lines.first?.trimmingCharacters(in: ["\u{FEFF}"]) == FindingsRow.columns.joined(separator: ","))
             #expect(FindingsRow.columns == [
                 "patient_id", "eye", "image_id", "image_path", "screening_run", "gradable", "ungradable_reasons", "class_code",
                 "class_name", "lesion_count", "area_px", "fov_share", "area_mm2", "largest_px", "mask_path", "flag_raised",
                 "flag_rule", "flag_rule_version", "flag_reason", "model_version", "screened_at",
             ])
             #expect(lines.count == 1 + 4 + 1, "four classes of P1_R, one row for the ungradable P1_L, none for P2_R")
-            let cells = lines.dropFirst().map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+            let cells = lines.dropFirst().map(Self.fields)
             func column(_ name: String) -> Int { FindingsRow.columns.firstIndex(of: name)! }
             let right = cells.filter { $0[column("eye")] == "R" }
             #expect(right.map { $0[column("class_code")] } == ["EX", "HE", "SE", "MA"])
@@ -96,5 +97,22 @@ struct LocalFolderTests {
             #expect(json.count == 5)
             #expect(json.allSatisfy { Set($0.keys) == Set(FindingsRow.columns) })
         }
+    }
+
+    /// The fields of one CSV line (RFC 4180: quoted fields, doubled quotes).
+    static func fields(_ line: String) -> [String] {
+        var fields: [String] = [], field = "", quoted = false
+        var chars = Array(line)[...]
+        while let c = chars.popFirst() {
+            if quoted {
+                if c == "\"" {
+                    if chars.first == "\"" { field.append("\""); chars.removeFirst() } else { quoted = false }
+                } else { field.append(c) }
+            } else if c == "\"" { quoted = true
+            } else if c == "," { fields.append(field); field = ""
+            } else { field.append(c) }
+        }
+        fields.append(field)
+        return fields
     }
 }
