@@ -9,13 +9,9 @@ import TestSupport
 struct ScreeningJobKeyTests {
     let logger = TestPostgres.defaultLogger
 
+    /// The archive images the activation tests use: one per name, patient = name.
     func addImages(_ names: [String], connection: Connection) throws -> [Int64] {
-        let images = names.map {
-            NewImage(path: "/archive/\($0).jpg", patientID: $0, laterality: nil,
-                     checksum: SHA256.hex(Array($0.utf8)), sizeBytes: 10)
-        }
-        let added = try Archive(connection: connection).add(images)
-        return images.map { added[$0.path]! }
+        try ActivationTests().addImages(names, connection: connection)
     }
 
     @Test("The local form's enqueue and the queue's enqueue of one (image, model version) make one job")
