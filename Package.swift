@@ -35,17 +35,18 @@ let package = Package(
 
         // Our modules; see ../shared/design/ARCHITECTURE.md for who may import whom.
         .target(name: "Tensor", dependencies: ["CDNNL", "CBLAS"]),
-        .target(name: "Checkpoints", dependencies: ["Tensor"]),
+        .target(name: "Checkpoints"),
         .target(name: "Network", dependencies: ["Tensor", "Checkpoints"]),
         .target(name: "Imaging", dependencies: ["CImageCodecs", "CDicom"]),
         .target(name: "Lesions"),
         .target(name: "Store", dependencies: ["CPostgres", .product(name: "Logging", package: "swift-log")]),
+        // Pipeline uses Reports' findings export for the local form's findings.csv/json (one export, see README).
         .target(name: "Pipeline", dependencies: [
-            "Network", "Checkpoints", "Imaging", "Lesions", "Store",
+            "Tensor", "Network", "Checkpoints", "Imaging", "Lesions", "Store", "Reports",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "Training", dependencies: [
-            "Network", "Checkpoints", "Imaging", "Lesions", "Store",
+            "Tensor", "Network", "Checkpoints", "Imaging", "Lesions", "Store",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "Reports", dependencies: [
@@ -61,17 +62,22 @@ let package = Package(
 
         // Test support: where ../shared is, and a private PostgreSQL server per test.
         .target(name: "TestSupport", dependencies: ["Store", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "TensorTests", dependencies: ["Tensor", "TestSupport"]),
+        .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "TestSupport"]),
         // An independent Double-precision re-implementation of the official forward, for whole-network gradient
         // checks. Optimised even in debug builds: finite differences need many forward passes.
         .target(name: "ReferenceModel", path: "Tests/ReferenceModel", swiftSettings: [.unsafeFlags(["-O"])]),
         .testTarget(name: "NetworkTests", dependencies: ["Network", "Checkpoints", "Tensor", "TestSupport", "ReferenceModel"]),
-        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TestSupport"]),
-        .testTarget(name: "LesionsTests", dependencies: ["Lesions", "TestSupport"]),
+        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "CImageCodecs", "TestSupport"]),
+        .testTarget(name: "LesionsTests", dependencies: ["Lesions"]),
         .testTarget(name: "StoreTests", dependencies: ["Store", "TestSupport"]),
-        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Checkpoints", "Imaging", "Store", "TestSupport", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "ReportsTests", dependencies: ["Reports", "TestSupport"]),
+        .testTarget(name: "PipelineTests", dependencies: [
+            "Pipeline", "Tensor", "Network", "Checkpoints", "Imaging", "Store", "TestSupport",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "ReportsTests", dependencies: [
+            "Reports", "Imaging", "Lesions", "Store", "TestSupport", .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Lesions", "Imaging", "Store", "Network", "Checkpoints", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -9,6 +9,12 @@ public enum ImageFormat: String, Sendable, CaseIterable {
     /// DICOM (through CDicom, see Dicom.swift): `DICM` after the 128-byte preamble.
     case dicom = "DICOM"
 
+    /// The linked decoder libraries (libjpeg-turbo, libpng, DCMTK), for `fundus-screen --version` and bug reports.
+    public static var libraryVersions: String {
+        "\(String(cString: fundus_codecs_jpeg_version())), libpng \(String(cString: fundus_codecs_png_version())), "
+            + DicomFile.libraryVersion
+    }
+
     /// The format whose signature starts `bytes`, or nil.
     public static func sniff(_ bytes: some Collection<UInt8>) -> ImageFormat? {
         if DicomFile.hasPreamble(bytes) { return .dicom }

@@ -9,10 +9,8 @@ public protocol JobSource: Sendable {
     associatedtype Job: Sendable
     /// Up to `max` jobs, now. An empty array means nothing is available.
     func claim(max: Int) throws -> [Job]
-    /// Extends the lease of every job still held.
-    func heartbeat(_ jobs: [Job]) throws
-    /// Extends the leases and returns the positions in `jobs` of those whose lease was lost (rescued by another
-    /// worker). The worker calls this one; a source that cannot tell implements only `heartbeat`.
+    /// Extends the leases of the jobs still held and returns the positions in `jobs` of those whose lease was lost
+    /// (rescued by another worker).
     func renewLeases(_ jobs: [Job]) throws -> [Int]
     /// Hands a job back untouched (shutdown before work on it started).
     func release(_ job: Job) throws
@@ -28,10 +26,6 @@ public protocol JobSource: Sendable {
 
 extension JobSource {
     public func unfinishedElsewhere() throws -> Int { 0 }
-    public func renewLeases(_ jobs: [Job]) throws -> [Int] {
-        try heartbeat(jobs)
-        return []
-    }
 }
 
 /// A failure of one image in one stage, with what a user needs to act on it.

@@ -34,34 +34,18 @@ public struct Annotations {
         guard !masks.isEmpty else { throw DatabaseError(.invalidInput, "annotation of image \(imageID) names no class") }
         let codes = masks.keys.sorted()
         try connection.transaction { conn in
-            guard !(try conn.query("SELECT 1 FROM images WHERE id = $1", [imageID], name: "ImageExists").rows.isEmpty) else {
+            guard !(try conn.query(ArchiveSQL.imageExists, [imageID]).rows.isEmpty) else {
                 throw DatabaseError(.notFound, "no archive image with id \(imageID)")
             }
-            try conn.query("""
-                INSERT INTO annotated_images (image_id, split, grader) VALUES ($1, $2, $3)
-                ON CONFLICT (image_id) DO UPDATE SET split = EXCLUDED.split, grader = EXCLUDED.grader, annotated_at = now()
-                """, [imageID, split.rawValue, grader], name: "AnnotationUpsert")
-            try conn.query("DELETE FROM annotation_masks WHERE image_id = $1", [imageID], name: "AnnotationMasksClear")
-            try conn.query("""
-                INSERT INTO annotation_masks (image_id, lesion_class, mask_path)
-                SELECT $1, c, p FROM unnest($2::text[], $3::text[]) AS m(c, p)
-                """, [imageID, codes, codes.map { masks[$0]! }], name: "AnnotationMasksInsert")
+            try conn.query(AnnotationSQL.annotationUpsert, [imageID, split.rawValue, grader])
+            try conn.query(AnnotationSQL.annotationMasksClear, [imageID])
+            try conn.query(AnnotationSQL.annotationMasksInsert, [imageID, codes, codes.map { masks[$0]! }])
         }
     }
 
     /// Annotated images, optionally of one split, in path order.
     public func list(split: AnnotationSplit? = nil) throws -> [AnnotatedImage] {
-        let rows = try connection.query("""
-            SELECT a.image_id, i.path, i.patient_id, a.split, a.grader, a.annotated_at,
-                   array_agg(m.lesion_class ORDER BY m.lesion_class) AS classes,
-                   array_agg(coalesce(m.mask_path, '') ORDER BY m.lesion_class) AS masks
-            FROM annotated_images a
-            JOIN images i ON i.id = a.image_id
-            JOIN annotation_masks m ON m.image_id = a.image_id
-            WHERE $1::text IS NULL OR a.split = $1::text
-            GROUP BY a.image_id, i.path, i.patient_id, a.split, a.grader, a.annotated_at
-            ORDER BY i.path
-            """, [split?.rawValue], name: "AnnotationList").rows
+        let rows = try connection.query(AnnotationSQL.annotationList, [split?.rawValue]).rows
         return try rows.map { row in
             let classes = try row.decodeArray("classes").compactMap { $0 }, paths = try row.decodeArray("masks")
             var masks: [String: String?] = [:]
@@ -78,16 +62,13 @@ public struct Annotations {
     /// Removes an image's annotation; false when it had none.
     @discardableResult
     public func remove(imageID: Int64) throws -> Bool {
-        try connection.query("DELETE FROM annotated_images WHERE image_id = $1", [imageID], name: "AnnotationRemove").affectedRows > 0
+        try connection.query(AnnotationSQL.annotationRemove, [imageID]).affectedRows > 0
     }
 
     /// Archive ids of images by SHA-256 checksum (for matching annotation folders to archive images by content).
     public func imageIDs(forChecksums checksums: [String]) throws -> [String: Int64] {
         var found: [String: Int64] = [:]
-        for row in try connection.query("""
-            SELECT DISTINCT ON (checksum_sha256) checksum_sha256, id FROM images
-            WHERE checksum_sha256 = ANY($1::text[]) ORDER BY checksum_sha256, id
-            """, [checksums], name: "ImageIDsByChecksum").rows {
+        for row in try connection.query(ArchiveSQL.imageIDsByChecksum, [checksums]).rows {
             found[try row.decode("checksum_sha256")] = try row.decode("id")
         }
         return found

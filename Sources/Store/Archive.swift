@@ -68,7 +68,7 @@ public struct Archive {
         var found: [String: Int64] = [:]
         for start in stride(from: 0, to: paths.count, by: batchSize) {
             let batch = Array(paths[start..<min(paths.count, start + batchSize)])
-            for row in try connection.query(ArchiveSQL.imageIDsByPath, [batch], name: "ImageIDsByPath").rows {
+            for row in try connection.query(ArchiveSQL.imageIDsByPath, [batch]).rows {
                 found[try row.decode("path")] = try row.decode("id")
             }
         }
@@ -80,7 +80,7 @@ public struct Archive {
         var found: [String: (id: Int64, path: String)] = [:]
         for start in stride(from: 0, to: uids.count, by: batchSize) {
             let batch = Array(uids[start..<min(uids.count, start + batchSize)])
-            for row in try connection.query(ArchiveSQL.imageIDsByInstanceUID, [batch], name: "ImageIDsByInstanceUID").rows {
+            for row in try connection.query(ArchiveSQL.imageIDsByInstanceUID, [batch]).rows {
                 found[try row.decode("instance_uid")] = (try row.decode("id"), try row.decode("path"))
             }
         }
@@ -97,18 +97,18 @@ public struct Archive {
             let result = try connection.query(ArchiveSQL.imageInsertMany, [
                 b.map(\.path), b.map(\.patientID), b.map { $0.laterality?.rawValue }, b.map(\.acquiredOn),
                 b.map(\.studyUID), b.map(\.instanceUID), b.map(\.checksum), b.map(\.sizeBytes), b.map(\.pixelSpacingMM),
-            ], name: "ImageInsertMany")
+            ])
             for row in result.rows { added[try row.decode("path")] = try row.decode("id") }
         }
         return added
     }
 
     public func image(id: Int64) throws -> ArchiveImage? {
-        try connection.query(ArchiveSQL.imageGet, [id], name: "ImageGet").rows.first.map(Self.decode)
+        try connection.query(ArchiveSQL.imageGet, [id]).rows.first.map(Self.decode)
     }
 
     public func count() throws -> Int {
-        try connection.query("SELECT count(*) AS n FROM images", name: "ImageCount").rows[0].decode("n")
+        try connection.query(ArchiveSQL.imageCount).rows[0].decode("n")
     }
 
     static func decode(_ row: Row) throws -> ArchiveImage {
@@ -117,30 +117,4 @@ public struct Archive {
                      acquiredOn: try row.decodeIfPresent("acquired_on"), checksum: try row.decode("checksum_sha256"),
                      sizeBytes: try row.decode("size_bytes"), pixelSpacingMM: try row.decodeIfPresent("pixel_spacing_mm"))
     }
-}
-
-enum ArchiveSQL {
-    static let imageIDsByPath = """
-        SELECT id, path FROM images WHERE path = ANY($1::text[])
-        """
-
-    static let imageIDsByInstanceUID = """
-        SELECT id, path, instance_uid FROM images WHERE instance_uid = ANY($1::text[])
-        """
-
-    /// Adds images from parallel arrays; a path or a SOP Instance UID already in the archive is skipped. Returns
-    /// what was added.
-    static let imageInsertMany = """
-        INSERT INTO images (path, patient_id, laterality, acquired_on, study_uid, instance_uid, checksum_sha256, size_bytes,
-                            pixel_spacing_mm)
-        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::date[], $5::text[], $6::text[], $7::text[],
-                             $8::bigint[], $9::double precision[])
-        ON CONFLICT DO NOTHING
-        RETURNING id, path
-        """
-
-    static let imageGet = """
-        SELECT id, path, patient_id, laterality, acquired_on::text AS acquired_on, checksum_sha256, size_bytes, pixel_spacing_mm
-        FROM images WHERE id = $1
-        """
 }

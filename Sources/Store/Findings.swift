@@ -164,24 +164,24 @@ public struct ScreeningResults {
     public func write(_ result: ScreeningResult, jobID: Int64? = nil) throws {
         try result.validate()
         try connection.transaction { conn in
-            try conn.query(FindingsSQL.resultDelete, [result.imageID, result.modelVersionID], name: "ScreeningResultDelete")
+            try conn.query(FindingsSQL.resultDelete, [result.imageID, result.modelVersionID])
             var reasons: [String] = []
             if case .ungradable(let r) = result.gradability { reasons = r }
             let inserted = try conn.query(FindingsSQL.resultInsert, [
                 result.imageID, result.modelVersionID, result.screeningRunID, jobID, reasons.isEmpty, reasons,
                 result.flag?.suspected, result.flag?.rule, result.flag?.ruleVersion,
-            ], name: "ScreeningResultInsert")
+            ])
             let resultID: Int64 = try inserted.rows[0].decode("id")
             if let d = result.disc {
-                try conn.query(FindingsSQL.discInsert, [resultID, d.found, d.centreX, d.centreY, d.diameterPixels, d.areaPixels,
-                                                        d.areaMM2FromDisc, d.assumedDiameterMM], name: "OpticDiscInsert")
+                try conn.query(FindingsSQL.opticDiscInsert, [resultID, d.found, d.centreX, d.centreY, d.diameterPixels, d.areaPixels,
+                                                        d.areaMM2FromDisc, d.assumedDiameterMM])
             }
             guard !result.findings.isEmpty else { return }
             let f = result.findings
             try conn.query(FindingsSQL.findingInsertMany, [
                 resultID, f.map(\.lesionClass), f.map(\.lesionCount), f.map(\.areaPixels), f.map(\.fieldOfViewShare),
                 f.map(\.areaMM2), f.map(\.largestLesionPixels), f.map(\.maskPath), f.map(\.probabilityMapPath),
-            ], name: "FindingInsertMany")
+            ])
             var classes: [String] = [], index: [Int] = [], xs: [Int] = [], ys: [Int] = [], ws: [Int] = [], hs: [Int] = []
             var areas: [Int64] = [], cx: [Double] = [], cy: [Double] = [], mean: [Double] = [], peak: [Double] = []
             for finding in f {
@@ -193,15 +193,14 @@ public struct ScreeningResults {
                 }
             }
             if !classes.isEmpty {
-                try conn.query(FindingsSQL.lesionInsertMany, [resultID, classes, index, xs, ys, ws, hs, areas, cx, cy, mean, peak],
-                               name: "LesionInsertMany")
+                try conn.query(FindingsSQL.lesionInsertMany, [resultID, classes, index, xs, ys, ws, hs, areas, cx, cy, mean, peak])
             }
         }
     }
 
     /// The stored result for (image, model version), nil when there is none.
     public func fetch(imageID: Int64, modelVersionID: Int64) throws -> ScreeningResult? {
-        let head = try connection.query(FindingsSQL.resultGet, [imageID, modelVersionID], name: "ScreeningResultGet")
+        let head = try connection.query(FindingsSQL.resultGet, [imageID, modelVersionID])
         guard let row = head.rows.first else { return nil }
         let resultID: Int64 = try row.decode("id")
         let reasons = try row.decodeArray("ungradable_reasons").compactMap { $0 }
@@ -210,7 +209,7 @@ public struct ScreeningResults {
         if let suspected: Bool = try row.decodeIfPresent("flagged") {
             flag = ScreeningFlag(suspected: suspected, rule: try row.decode("flag_rule"), ruleVersion: try row.decode("flag_rule_version"))
         }
-        let lesionRows = try connection.query(FindingsSQL.lesionList, [resultID], name: "LesionList").rows
+        let lesionRows = try connection.query(FindingsSQL.lesionList, [resultID]).rows
         var lesions: [String: [LesionRecord]] = [:]
         for l in lesionRows {
             lesions[try l.decode("lesion_class"), default: []].append(LesionRecord(
@@ -219,22 +218,27 @@ public struct ScreeningResults {
                 centroidX: try l.decode("centroid_x"), centroidY: try l.decode("centroid_y"),
                 meanProbability: try l.decode("mean_probability"), maxProbability: try l.decode("max_probability")))
         }
-        let findings = try connection.query(FindingsSQL.findingList, [resultID], name: "FindingList").rows.map { f in
+        let findings = try connection.query(FindingsSQL.findingList, [resultID]).rows.map { f in
             let cls: String = try f.decode("lesion_class")
             return Finding(lesionClass: cls, lesionCount: try f.decode("lesion_count"), areaPixels: try f.decode("area_px"),
                            fieldOfViewShare: try f.decode("fov_share"), areaMM2: try f.decodeIfPresent("area_mm2"),
                            largestLesionPixels: try f.decode("largest_lesion_px"), maskPath: try f.decodeIfPresent("mask_path"),
                            probabilityMapPath: try f.decodeIfPresent("probability_path"), lesions: lesions[cls] ?? [])
         }
-        let disc = try connection.query(FindingsSQL.discGet, [resultID], name: "OpticDiscGet").rows.first.map { d in
-            OpticDiscRecord(found: try d.decode("found"), centreX: try d.decodeIfPresent("centre_x"),
-                            centreY: try d.decodeIfPresent("centre_y"), diameterPixels: try d.decodeIfPresent("diameter_px"),
-                            areaPixels: try d.decodeIfPresent("area_px"), areaMM2FromDisc: try d.decode("area_mm2_from_disc"),
-                            assumedDiameterMM: try d.decodeIfPresent("assumed_diameter_mm"))
-        }
+        let disc = try connection.query(FindingsSQL.opticDiscGet, [resultID]).rows.first.map(OpticDiscRecord.decode)
         return ScreeningResult(imageID: imageID, modelVersionID: modelVersionID,
                                screeningRunID: try row.decodeIfPresent("screening_run_id"),
                                gradability: gradable ? .gradable : .ungradable(reasons: reasons), flag: flag, findings: findings,
                                disc: disc)
+    }
+}
+
+extension OpticDiscRecord {
+    /// A row of `optic_discs` (sql/0006).
+    static func decode(_ d: Row) throws -> OpticDiscRecord {
+        OpticDiscRecord(found: try d.decode("found"), centreX: try d.decodeIfPresent("centre_x"),
+                        centreY: try d.decodeIfPresent("centre_y"), diameterPixels: try d.decodeIfPresent("diameter_px"),
+                        areaPixels: try d.decodeIfPresent("area_px"), areaMM2FromDisc: try d.decode("area_mm2_from_disc"),
+                        assumedDiameterMM: try d.decodeIfPresent("assumed_diameter_mm"))
     }
 }

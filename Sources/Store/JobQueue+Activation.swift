@@ -1,72 +1,5 @@
 import Foundation
 
-/// The screening work that follows the model registry: what a model version is queued for when it becomes active,
-/// and the operator's re-screen of the archive. Every statement uses the screening job's unique key
-/// `<image id>/<model version id>` (as `jobInsertScreening`), so running any of them twice adds nothing.
-extension QueueSQL {
-    /// Queues screening with model version $1 as it becomes active, in the activating transaction and before its
-    /// row is marked active ($1's earlier promotion and retirement decide the scope). $2 queue, $3 priority,
-    /// $4 max attempts. Images that already have a result for $1 are never queued. The others are queued when:
-    /// - no version was ever active before (the first activation): the whole archive;
-    /// - $1 was active once and is coming back (rollback): what was imported while it was retired;
-    /// - no model was ever asked to screen the image (it was imported while no model was active);
-    /// - the image waits for the version being replaced (jobCancelSupersededScreening cancels that job).
-    /// Activating the version that is already active queues nothing. Returns the ids inserted.
-    static let jobInsertScreeningOnActivation = """
-        INSERT INTO jobs (kind, queue, priority, max_attempts, image_id, model_version_id, unique_key)
-        SELECT 'screen', $2::text, $3::smallint, $4::integer, i.id, m.id, i.id::text || '/' || m.id::text
-        FROM model_versions m CROSS JOIN images i
-        WHERE m.id = $1::bigint AND m.status <> 'active'
-          AND NOT EXISTS (SELECT 1 FROM screening_results r WHERE r.image_id = i.id AND r.model_version_id = m.id)
-          AND (NOT EXISTS (SELECT 1 FROM model_versions o WHERE o.id <> m.id AND o.promoted_at IS NOT NULL)
-               OR (m.promoted_at IS NOT NULL AND i.imported_at >= m.retired_at)
-               OR (NOT EXISTS (SELECT 1 FROM jobs j WHERE j.kind = 'screen' AND j.image_id = i.id)
-                   AND NOT EXISTS (SELECT 1 FROM screening_results r WHERE r.image_id = i.id))
-               OR EXISTS (SELECT 1 FROM jobs j JOIN model_versions a ON a.id = j.model_version_id
-                          WHERE j.kind = 'screen' AND j.image_id = i.id AND a.status = 'active' AND a.id <> m.id
-                            AND j.state IN ('available', 'retryable')))
-        ORDER BY i.id
-        ON CONFLICT (kind, unique_key) WHERE unique_key IS NOT NULL DO NOTHING
-        RETURNING id
-        """
-
-    /// Cancels the screening jobs still waiting for the version that model version $1 replaces (the one active
-    /// now), noting $2 (the new version's name) as the reason; run after jobInsertScreeningOnActivation, which
-    /// queued their images for $1. Running jobs finish. Returns the ids cancelled.
-    static let jobCancelSupersededScreening = """
-        UPDATE jobs SET state = 'cancelled', finalized_at = now(),
-                        errors = array_append(errors, jsonb_build_object(
-                            'attempt', attempt, 'at', now(), 'worker', 'model registry',
-                            'message', 'superseded: model version ' || $2::text || ' became active'))
-        WHERE kind = 'screen' AND state IN ('available', 'retryable')
-          AND model_version_id IN (SELECT id FROM model_versions WHERE status = 'active' AND id <> $1::bigint)
-        RETURNING id
-        """
-
-    /// Re-screening of the archive with model version $1: every image imported at or after $5 (NULL: all of them)
-    /// that has no result for $1. $2 queue, $3 priority, $4 max attempts. Returns the ids inserted.
-    static let jobInsertRescreen = """
-        INSERT INTO jobs (kind, queue, priority, max_attempts, image_id, model_version_id, unique_key)
-        SELECT 'screen', $2::text, $3::smallint, $4::integer, i.id, $1::bigint, i.id::text || '/' || $1::bigint::text
-        FROM images i
-        WHERE ($5::timestamptz IS NULL OR i.imported_at >= $5::timestamptz)
-          AND NOT EXISTS (SELECT 1 FROM screening_results r WHERE r.image_id = i.id AND r.model_version_id = $1::bigint)
-        ORDER BY i.id
-        ON CONFLICT (kind, unique_key) WHERE unique_key IS NOT NULL DO NOTHING
-        RETURNING id
-        """
-
-    /// Moves the waiting screening jobs of images $1 (bigint[]) with model version $2 to queue $3 (the local form
-    /// screens a folder on its own queue, and the folder's images may have been queued by an archive import).
-    /// Returns the ids moved.
-    static let jobMoveWaitingScreening = """
-        UPDATE jobs SET queue = $3::text
-        WHERE kind = 'screen' AND image_id = ANY($1::bigint[]) AND model_version_id = $2::bigint
-          AND state IN ('available', 'retryable') AND queue <> $3::text
-        RETURNING id
-        """
-}
-
 /// What making a model version active did to the queue.
 public struct ModelActivation: Sendable {
     /// The version as it now stands (active).
@@ -87,13 +20,11 @@ extension JobQueue {
     public func enqueueRescreen(modelVersionID: Int64, since: Date? = nil, queue: String = JobQueue.screeningQueue,
                                 priority: Int = 3, maxAttempts: Int = JobQueue.screeningMaxAttempts) throws -> Int {
         guard (1...4).contains(priority) else { throw DatabaseError(.invalidInput, "job priority \(priority) is outside 1…4") }
-        let exists = try connection.query("SELECT 1 FROM model_versions WHERE id = $1", [modelVersionID],
-                                          name: "ModelVersionExists")
+        let exists = try connection.query(ModelSQL.modelVersionExists, [modelVersionID])
         guard !exists.rows.isEmpty else {
             throw DatabaseError(.notFound, "no model version with id \(modelVersionID)", hint: "see `fundus-screen model list`")
         }
-        let result = try connection.query(QueueSQL.jobInsertRescreen, [modelVersionID, queue, priority, maxAttempts, since],
-                                          name: "JobInsertRescreen")
+        let result = try connection.query(QueueSQL.jobInsertRescreen, [modelVersionID, queue, priority, maxAttempts, since])
         logger.info("queued re-screening", metadata: ["model version": "\(modelVersionID)", "jobs": "\(result.rows.count)"])
         return result.rows.count
     }
@@ -102,7 +33,6 @@ extension JobQueue {
     @discardableResult
     public func moveWaitingScreening(imageIDs: [Int64], modelVersionID: Int64, to queue: String) throws -> Int {
         guard !imageIDs.isEmpty else { return 0 }
-        return try connection.query(QueueSQL.jobMoveWaitingScreening, [imageIDs, modelVersionID, queue],
-                                    name: "JobMoveWaitingScreening").rows.count
+        return try connection.query(QueueSQL.jobMoveWaitingScreening, [imageIDs, modelVersionID, queue]).rows.count
     }
 }

@@ -55,7 +55,7 @@ public struct JobQueue: Sendable {
                 batch.map(\.kind), batch.map(\.queue), batch.map(\.priority), batch.map(\.maxAttempts),
                 batch.map(\.argsJSON), batch.map(\.imageID), batch.map(\.modelVersionID), batch.map(\.uniqueKey),
                 batch.map(\.scheduledAt),
-            ], name: "JobInsertMany")
+            ])
             ids += try result.rows.map { try $0.decode("id", as: Int64.self) }
         }
         return ids
@@ -80,7 +80,7 @@ public struct JobQueue: Sendable {
             let batch = Array(imageIDs[start..<min(imageIDs.count, start + batchSize)])
             let result = try connection.query(QueueSQL.jobInsertScreening, [
                 batch, modelVersionID, queue, priority, maxAttempts,
-            ], name: "JobInsertScreening")
+            ])
             added += result.rows.count
         }
         return added
@@ -94,7 +94,7 @@ public struct JobQueue: Sendable {
     /// it has not loaded.
     public func claim(queue: String = JobQueue.screeningQueue, limit: Int, modelVersionID: Int64? = nil) throws -> [Job] {
         guard limit > 0 else { return [] }
-        let result = try connection.query(QueueSQL.jobClaim, [queue, worker, limit, modelVersionID], name: "JobClaim")
+        let result = try connection.query(QueueSQL.jobClaim, [queue, worker, limit, modelVersionID])
         return try result.rows.map { row in
             Job(id: try row.decode("id"), kind: try row.decode("kind"), queue: try row.decode("queue"),
                 priority: try row.decode("priority"), attempt: try row.decode("attempt"),
@@ -110,8 +110,7 @@ public struct JobQueue: Sendable {
     @discardableResult
     public func heartbeat(_ leases: [JobLease]) throws -> Set<JobLease> {
         guard !leases.isEmpty else { return [] }
-        let result = try connection.query(QueueSQL.jobHeartbeat, [worker, leases.map(\.jobID), leases.map(\.attempt)],
-                                          name: "JobHeartbeat")
+        let result = try connection.query(QueueSQL.jobHeartbeat, [worker, leases.map(\.jobID), leases.map(\.attempt)])
         let held = Set(try result.rows.map { try $0.decode("id", as: Int64.self) })
         return Set(leases.filter { held.contains($0.jobID) })
     }
@@ -126,15 +125,13 @@ public struct JobQueue: Sendable {
             do {
                 guard let write else {
                     // Nothing to write with it: one statement, one round trip.
-                    let done = try connection.query(QueueSQL.jobSetCompletedIfRunning, [lease.jobID, lease.attempt, worker],
-                                                    name: "JobSetCompletedIfRunning")
+                    let done = try connection.query(QueueSQL.jobSetCompletedIfRunning, [lease.jobID, lease.attempt, worker])
                     if !done.rows.isEmpty { return .completed }
                     // Lost, or completed by this very statement before a dropped connection made it run again.
                     return try completedByThisAttempt(lease) ? .completed : .leaseLost
                 }
                 return try connection.transaction { conn in
-                    let done = try conn.query(QueueSQL.jobSetCompletedIfRunning, [lease.jobID, lease.attempt, worker],
-                                              name: "JobSetCompletedIfRunning")
+                    let done = try conn.query(QueueSQL.jobSetCompletedIfRunning, [lease.jobID, lease.attempt, worker])
                     guard !done.rows.isEmpty else { return .leaseLost }
                     try write(conn)
                     return .completed
@@ -142,7 +139,7 @@ public struct JobQueue: Sendable {
             } catch let error as DatabaseError where error.code == .connectionLost && tries < 3 {
                 logger.warning("connection lost while completing a job; checking what happened",
                                metadata: ["job": "\(lease.jobID)", "error": "\(error.message)"])
-                let state = try connection.query(QueueSQL.jobGetState, [lease.jobID], name: "JobGetState")
+                let state = try connection.query(QueueSQL.jobGetState, [lease.jobID])
                 guard let row = state.rows.first else { return .leaseLost }
                 let s: String = try row.decode("state")
                 let attempt: Int = try row.decode("attempt")
@@ -157,7 +154,7 @@ public struct JobQueue: Sendable {
     }
 
     private func completedByThisAttempt(_ lease: JobLease) throws -> Bool {
-        guard let row = try connection.query(QueueSQL.jobGetState, [lease.jobID], name: "JobGetState").rows.first else {
+        guard let row = try connection.query(QueueSQL.jobGetState, [lease.jobID]).rows.first else {
             return false
         }
         return try row.decode("state", as: String.self) == JobState.completed.rawValue
@@ -178,7 +175,7 @@ public struct JobQueue: Sendable {
         let delay = backoff.delay(afterAttempt: lease.attempt)
         let result = try connection.query(QueueSQL.jobSetFailedIfRunning, [
             lease.jobID, lease.attempt, worker, message, kind == .permanent, delay,
-        ], name: "JobSetFailedIfRunning")
+        ])
         if let row = result.rows.first {
             let state: String = try row.decode("state")
             if state == JobState.discarded.rawValue { return .discarded }
@@ -186,7 +183,7 @@ public struct JobQueue: Sendable {
         }
         // No row: the lease was lost, or this very update committed just before a dropped connection and the
         // statement ran again. Tell the two apart by the attempt it left behind.
-        let now = try connection.query(QueueSQL.jobFailedState, [lease.jobID, lease.attempt, worker], name: "JobFailedState")
+        let now = try connection.query(QueueSQL.jobFailedState, [lease.jobID, lease.attempt, worker])
         guard let row = now.rows.first else { return .leaseLost }
         let state: String = try row.decode("state")
         if state == JobState.discarded.rawValue { return .discarded }
@@ -197,7 +194,7 @@ public struct JobQueue: Sendable {
     /// their attempts are spent). Any worker may call this; returns how many were rescued.
     @discardableResult
     public func rescueExpired(lease: TimeInterval) throws -> Int {
-        let result = try connection.query(QueueSQL.jobRescueExpired, [lease], name: "JobRescueExpired")
+        let result = try connection.query(QueueSQL.jobRescueExpired, [lease])
         if !result.rows.isEmpty {
             logger.notice("rescued jobs whose worker stopped heartbeating", metadata: ["jobs": "\(result.rows.count)"])
         }
@@ -225,7 +222,7 @@ public struct JobQueue: Sendable {
     // MARK: operating
 
     public func counts() throws -> [QueueCount] {
-        try connection.query(QueueSQL.jobCountByState, name: "JobCountByState").rows.map { row in
+        try connection.query(QueueSQL.jobCountByState).rows.map { row in
             QueueCount(queue: try row.decode("queue"), state: try JobState(parsing: try row.decode("state")),
                        jobs: try row.decode("jobs"), meanWaitSeconds: try row.decodeIfPresent("mean_wait_s"),
                        meanRunSeconds: try row.decodeIfPresent("mean_run_s"))
@@ -233,7 +230,7 @@ public struct JobQueue: Sendable {
     }
 
     public func list(state: JobState?, limit: Int = 100) throws -> [JobSummary] {
-        try connection.query(QueueSQL.jobList, [state?.rawValue, limit], name: "JobList").rows.map { row in
+        try connection.query(QueueSQL.jobList, [state?.rawValue, limit]).rows.map { row in
             JobSummary(id: try row.decode("id"), kind: try row.decode("kind"), queue: try row.decode("queue"),
                        state: try JobState(parsing: try row.decode("state")), priority: try row.decode("priority"),
                        attempt: try row.decode("attempt"), maxAttempts: try row.decode("max_attempts"),
@@ -246,19 +243,19 @@ public struct JobQueue: Sendable {
 
     /// Puts jobs back to available now (not running ones); returns the ids changed.
     public func retry(ids: [Int64]) throws -> [Int64] {
-        try connection.query(QueueSQL.jobRetry, [ids], name: "JobRetry").rows.map { try $0.decode("id") }
+        try connection.query(QueueSQL.jobRetry, [ids]).rows.map { try $0.decode("id") }
     }
 
     /// Discards unfinished jobs on an operator's word; returns the ids changed.
     public func discard(ids: [Int64], by operatorName: String) throws -> [Int64] {
-        try connection.query(QueueSQL.jobDiscard, [ids, operatorName], name: "JobDiscard").rows.map { try $0.decode("id") }
+        try connection.query(QueueSQL.jobDiscard, [ids, operatorName]).rows.map { try $0.decode("id") }
     }
 
     /// Deletes finished jobs older than `age` seconds in batches; returns how many.
     public func purge(olderThan age: TimeInterval, batchSize: Int = 10_000) throws -> Int {
         var total = 0
         while true {
-            let deleted = try connection.query(QueueSQL.jobPurgeFinished, [age, batchSize], name: "JobPurgeFinished").affectedRows
+            let deleted = try connection.query(QueueSQL.jobPurgeFinished, [age, batchSize]).affectedRows
             total += deleted
             if deleted < batchSize { return total }
         }

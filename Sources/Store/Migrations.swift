@@ -52,28 +52,17 @@ public struct Migrator {
     private func ensureTable() throws {
         // Under the lock too: concurrent CREATE TABLE IF NOT EXISTS can still collide in the catalog.
         try connection.transaction { connection in
-            try connection.query("SELECT pg_advisory_xact_lock($1)", [Self.lockKey], name: "MigrationLock")
-            try connection.query("""
-                CREATE TABLE IF NOT EXISTS schema_migrations (
-                    version    integer PRIMARY KEY,
-                    name       text NOT NULL,
-                    checksum   text NOT NULL,
-                    applied_at timestamptz NOT NULL DEFAULT now()
-                )
-                """, name: "SchemaMigrationsCreate")
+            try connection.query(MigrationSQL.migrationLock, [Self.lockKey])
+            try connection.query(MigrationSQL.schemaMigrationsCreate)
         }
     }
 
     /// What is applied and what is pending. Creates nothing when the table is absent.
     public func status() throws -> Report {
-        let exists = try connection.query("SELECT to_regclass('schema_migrations') IS NOT NULL AS present",
-                                          name: "SchemaMigrationsExists")
+        let exists = try connection.query(MigrationSQL.schemaMigrationsExists)
         var applied: [AppliedMigration] = []
         if try exists.rows.first?.decode("present", as: Bool.self) == true {
-            applied = try connection.query(
-                "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version",
-                name: "SchemaMigrationsList"
-            ).rows.map {
+            applied = try connection.query(MigrationSQL.schemaMigrationsList).rows.map {
                 AppliedMigration(version: try $0.decode("version"), name: try $0.decode("name"),
                                  checksum: try $0.decode("checksum"), appliedAt: try $0.decode("applied_at"))
             }
@@ -91,9 +80,8 @@ public struct Migrator {
         var appliedNow: [Migration] = []
         for migration in migrations {
             let done: Bool = try connection.transaction { conn in
-                try conn.query("SELECT pg_advisory_xact_lock($1)", [Self.lockKey], name: "MigrationLock")
-                let present = try conn.query("SELECT 1 FROM schema_migrations WHERE version = $1", [migration.version],
-                                             name: "MigrationApplied")
+                try conn.query(MigrationSQL.migrationLock, [Self.lockKey])
+                let present = try conn.query(MigrationSQL.migrationApplied, [migration.version])
                 if !present.rows.isEmpty { return false }
                 let file = "sql/\(migration.label).sql"
                 logger.info("applying migration", metadata: ["migration": "\(file)"])
@@ -104,8 +92,7 @@ public struct Migrator {
                     error.message = "migration \(file) failed: \(error.message)"
                     throw error
                 }
-                try conn.query("INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                               [migration.version, migration.name, migration.checksum], name: "MigrationRecord")
+                try conn.query(MigrationSQL.migrationRecord, [migration.version, migration.name, migration.checksum])
                 return true
             }
             if done { appliedNow.append(migration) }

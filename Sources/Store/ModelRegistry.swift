@@ -26,18 +26,10 @@ public struct ModelRegistry {
 
     public init(connection: Connection) { self.connection = connection }
 
-    static let columns = """
-        id, name, architecture, weights_path, checksum_sha256, metrics::text AS metrics, status::text AS status,
-        training_run_id, created_at, promoted_at, retired_at
-        """
-
     public func register(name: String, architecture: String, weightsPath: String, checksum: String,
                          metricsJSON: String = "{}", trainingRunID: Int64? = nil) throws -> ModelVersion {
-        let result = try connection.query("""
-            INSERT INTO model_versions (name, architecture, weights_path, checksum_sha256, metrics, training_run_id)
-            VALUES ($1, $2, $3, $4, $5::jsonb, $6)
-            RETURNING \(Self.columns)
-            """, [name, architecture, weightsPath, checksum, metricsJSON, trainingRunID], name: "ModelVersionInsert")
+        let result = try connection.query(ModelSQL.modelVersionInsert,
+                                          [name, architecture, weightsPath, checksum, metricsJSON, trainingRunID])
         return try Self.decode(result.rows[0])
     }
 
@@ -57,49 +49,34 @@ public struct ModelRegistry {
                          maxAttempts: Int = JobQueue.screeningMaxAttempts) throws -> ModelActivation {
         try connection.transaction { conn in
             // Row locks on the version and the active one: concurrent activations take turns.
-            let locked = try conn.query("""
-                SELECT \(Self.columns) FROM model_versions WHERE id = $1 OR status = 'active' ORDER BY id FOR UPDATE
-                """, [id], name: "ModelVersionLockForActivation").rows.map(Self.decode)
+            let locked = try conn.query(ModelSQL.modelVersionLockForActivation, [id]).rows.map(Self.decode)
             guard let target = locked.first(where: { $0.id == id }) else {
                 throw DatabaseError(.notFound, "no model version with id \(id)")
             }
             let replaced = locked.first { $0.status == .active && $0.id != id }
-            let queued = try conn.query(QueueSQL.jobInsertScreeningOnActivation, [id, queue, priority, maxAttempts],
-                                        name: "JobInsertScreeningOnActivation").rows.count
-            let superseded = try conn.query(QueueSQL.jobCancelSupersededScreening, [id, target.name],
-                                            name: "JobCancelSupersededScreening").rows.count
-            try conn.query("""
-                UPDATE model_versions SET status = 'retired', retired_at = now()
-                WHERE status = 'active' AND id <> $1
-                """, [id], name: "ModelVersionRetireActive")
-            let result = try conn.query("""
-                UPDATE model_versions SET status = 'active', promoted_at = now(), retired_at = NULL
-                WHERE id = $1
-                RETURNING \(Self.columns)
-                """, [id], name: "ModelVersionPromote")
+            let queued = try conn.query(QueueSQL.jobInsertScreeningOnActivation, [id, queue, priority, maxAttempts]).rows.count
+            let superseded = try conn.query(QueueSQL.jobCancelSupersededScreening, [id, target.name]).rows.count
+            try conn.query(ModelSQL.modelVersionRetireActive, [id])
+            let result = try conn.query(ModelSQL.modelVersionPromote, [id])
             guard let row = result.rows.first else { throw DatabaseError(.notFound, "no model version with id \(id)") }
             return ModelActivation(version: try Self.decode(row), replaced: replaced, queued: queued, superseded: superseded)
         }
     }
 
     public func retire(id: Int64) throws {
-        try connection.query("""
-            UPDATE model_versions SET status = 'retired', retired_at = now() WHERE id = $1 AND status <> 'retired'
-            """, [id], name: "ModelVersionRetire")
+        try connection.query(ModelSQL.modelVersionRetire, [id])
     }
 
     public func active() throws -> ModelVersion? {
-        try connection.query("SELECT \(Self.columns) FROM model_versions WHERE status = 'active'",
-                             name: "ModelVersionActive").rows.first.map(Self.decode)
+        try connection.query(ModelSQL.modelVersionActive).rows.first.map(Self.decode)
     }
 
     public func find(name: String) throws -> ModelVersion? {
-        try connection.query("SELECT \(Self.columns) FROM model_versions WHERE name = $1", [name],
-                             name: "ModelVersionByName").rows.first.map(Self.decode)
+        try connection.query(ModelSQL.modelVersionByName, [name]).rows.first.map(Self.decode)
     }
 
     public func list() throws -> [ModelVersion] {
-        try connection.query("SELECT \(Self.columns) FROM model_versions ORDER BY id", name: "ModelVersionList").rows.map(Self.decode)
+        try connection.query(ModelSQL.modelVersionList).rows.map(Self.decode)
     }
 
     static func decode(_ row: Row) throws -> ModelVersion {
@@ -122,16 +99,12 @@ public struct TrainingRuns {
     public init(connection: Connection) { self.connection = connection }
 
     public func start(architecture: String, configJSON: String = "{}", host: String? = nil) throws -> Int64 {
-        try connection.query("""
-            INSERT INTO training_runs (architecture, config, host) VALUES ($1, $2::jsonb, $3) RETURNING id
-            """, [architecture, configJSON, host ?? JobQueue.hostName()], name: "TrainingRunStart").rows[0].decode("id")
+        try connection.query(ModelSQL.trainingRunStart, [architecture, configJSON, host ?? JobQueue.hostName()])
+            .rows[0].decode("id")
     }
 
     public func finish(id: Int64, outcome: Outcome, metricsJSON: String = "{}", error: String? = nil) throws {
-        let result = try connection.query("""
-            UPDATE training_runs SET state = $2::training_state, finished_at = now(), metrics = $3::jsonb, error = $4
-            WHERE id = $1 AND state = 'running'
-            """, [id, outcome.rawValue, metricsJSON, error], name: "TrainingRunFinish")
+        let result = try connection.query(ModelSQL.trainingRunFinish, [id, outcome.rawValue, metricsJSON, error])
         if result.affectedRows == 0 { throw DatabaseError(.notFound, "no running training run with id \(id)") }
     }
 }
@@ -143,18 +116,11 @@ public struct ScreeningRuns {
     public init(connection: Connection) { self.connection = connection }
 
     public func start(modelVersionID: Int64, worker: String, settingsJSON: String = "{}") throws -> Int64 {
-        try connection.query("""
-            INSERT INTO screening_runs (model_version_id, worker, settings) VALUES ($1, $2, $3::jsonb) RETURNING id
-            """, [modelVersionID, worker, settingsJSON], name: "ScreeningRunStart").rows[0].decode("id")
+        try connection.query(ModelSQL.screeningRunStart, [modelVersionID, worker, settingsJSON]).rows[0].decode("id")
     }
 
     public func finish(id: Int64, imagesScreened: Int, error: String? = nil) throws {
-        let result = try connection.query("""
-            UPDATE screening_runs
-            SET state = CASE WHEN $3::text IS NULL THEN 'finished' ELSE 'failed' END::screening_run_state,
-                finished_at = now(), images_screened = $2, error = $3::text
-            WHERE id = $1 AND state = 'running'
-            """, [id, imagesScreened, error], name: "ScreeningRunFinish")
+        let result = try connection.query(ModelSQL.screeningRunFinish, [id, imagesScreened, error])
         if result.affectedRows == 0 { throw DatabaseError(.notFound, "no running screening run with id \(id)") }
     }
 }

@@ -311,11 +311,8 @@ public struct PostgresServer: Sendable {
     private func ensureDatabase(_ address: ServerAddress) throws {
         let admin = try Connection(conninfo: address.conninfo(database: "postgres"), logger: logger)
         defer { admin.close() }
-        let exists = try admin.query("SELECT 1 FROM pg_database WHERE datname = $1", [Self.database], name: "DatabaseExists")
-        if exists.rows.isEmpty {
-            // CREATE DATABASE takes an identifier; ours is the fixed name above.
-            try admin.query("CREATE DATABASE \(Self.database)", name: "CreateDatabase")
-        }
+        let exists = try admin.query(ServerSQL.databaseExists, [Self.database])
+        if exists.rows.isEmpty { try admin.query(ServerSQL.databaseCreate) }
     }
 
     private func logTail(from offset: Int = 0) -> String {

@@ -1,13 +1,6 @@
 import CDNNL
 import Foundation
 
-/// A oneDNN call that failed: which primitive and the status code.
-public struct EngineError: Error, CustomStringConvertible {
-    public var operation: String
-    public var status: Int
-    public var description: String { "oneDNN \(operation) failed with status \(status)" }
-}
-
 @inline(__always)
 func check(_ status: dnnl_status_t, _ what: @autoclosure () -> String) {
     // A failing oneDNN call here means a shape or descriptor bug of ours, not bad user input: inputs are validated

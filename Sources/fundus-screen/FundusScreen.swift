@@ -1,5 +1,4 @@
 import ArgumentParser
-import CImageCodecs
 import Foundation
 import Imaging
 import Logging
@@ -9,7 +8,7 @@ struct FundusScreen: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fundus-screen",
         abstract: "Screen archives of colour fundus photographs for diabetic-retinopathy lesions (EX, HE, SE, MA).",
-        version: "0.1.0 (\(String(cString: fundus_codecs_jpeg_version())), libpng \(String(cString: fundus_codecs_png_version())), \(DicomFile.libraryVersion))",
+        version: "0.1.0 (\(ImageFormat.libraryVersions))",
         subcommands: [
             ScreenCommand.self, ArchiveCommand.self, QueueCommand.self, ReportCommand.self, EvaluateCommand.self,
             TrainCommand.self, CrossvalCommand.self, AnnotationsCommand.self, ModelCommand.self, ImageCommand.self, DatabaseCommand.self, BenchCommand.self,

@@ -28,7 +28,7 @@ final class LeaseExpirySource: JobSource, @unchecked Sendable {
         defer { pending.removeFirst(n) }
         return Array(pending.prefix(n))
     }
-    func heartbeat(_ jobs: [Int]) throws {}
+    func renewLeases(_ jobs: [Int]) throws -> [Int] { [] }
     func release(_ job: Int) throws {}
     func fail(_ job: Int, error: StageError) throws {}
     func waitForWork(timeout: Double) { Thread.sleep(forTimeInterval: 0.005) }

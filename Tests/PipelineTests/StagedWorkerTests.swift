@@ -20,7 +20,7 @@ final class ListSource: JobSource, @unchecked Sendable {
         pending.removeFirst(n)
         return out
     }
-    func heartbeat(_ jobs: [Int]) throws { lock.lock(); beats += 1; lock.unlock() }
+    func renewLeases(_ jobs: [Int]) throws -> [Int] { lock.lock(); beats += 1; lock.unlock(); return [] }
     func release(_ job: Int) throws { lock.lock(); released.append(job); lock.unlock() }
     func fail(_ job: Int, error: StageError) throws { lock.lock(); failed.append((job, error)); lock.unlock() }
     func waitForWork(timeout: Double) { Thread.sleep(forTimeInterval: min(timeout, 0.01)) }
