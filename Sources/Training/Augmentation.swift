@@ -146,13 +146,16 @@ public struct TrainingAugmentation: Sendable {
 
     /// A crop around a lesion pixel: a label value among the annotated lesion classes present is drawn uniformly,
     /// then one of its pixels, then the crop's position so that pixel lies uniformly inside it (clamped to the image).
-    /// Only the four lesions are drawn among, never the optic disc. Nil when the image has no annotated lesion pixel
-    /// (the caller draws a random crop instead).
+    /// For a model that trains the optic disc (five annotated channels) the disc is drawn among them as one more class:
+    /// the disc and the bright retina around it then come in one crop in five or so, which is where the lesion channels
+    /// learn that they are not exudate (uniform crops hold the disc too rarely). Four-channel models draw among the four
+    /// lesions only, as before. Nil when the image has no annotated pixel of those classes (the caller draws a random
+    /// crop instead).
     public static func lesionCentredCrop(_ s: LabelledImage, height ch: Int, width cw: Int, rng: inout TrainingRNG) -> LabelledImage? {
-        let lesions = LesionClass.allCases.count
-        var counts = [Int](repeating: 0, count: lesions + 1)
-        for v in s.labels where v >= 1 && Int(v) <= lesions { counts[Int(v)] += 1 }
-        let present = (1...lesions).filter { counts[$0] > 0 && s.annotated[$0 - 1] }
+        let classes = min(s.annotated.count, LesionClass.allCases.count + 1)
+        var counts = [Int](repeating: 0, count: classes + 1)
+        for v in s.labels where v >= 1 && Int(v) <= classes { counts[Int(v)] += 1 }
+        let present = (1...classes).filter { counts[$0] > 0 && s.annotated[$0 - 1] }
         guard !present.isEmpty else { return nil }
         let value = UInt8(present[rng.below(present.count)])
         var k = rng.below(counts[Int(value)]), at = 0

@@ -67,6 +67,38 @@ func sampleCache() throws {
     #expect(none.statistics.misses == 2 && none.cachedBytes == 0)
 }
 
+@Test("With the optic-disc channel, centred crops are drawn among the four lesions and the disc; without it, never on the disc")
+func discCentredCrops() throws {
+    let w = 64, h = 48
+    var labels = [UInt8](repeating: 0, count: w * h)
+    labels[40 * w + 60] = 4          // one MA pixel near the bottom-right corner
+    for y in 2..<8 { for x in 2..<8 { labels[y * w + x] = 5 } }   // the disc, top-left
+    let rgb = [UInt8](repeating: 7, count: 3 * w * h)
+    let withDisc = LabelledImage(name: "d", width: w, height: h, rgb: rgb, labels: labels, annotated: [true, true, true, true, true])
+    var rng = TrainingRNG(seed: 3)
+    var onDisc = 0, onMA = 0
+    for _ in 0..<200 {
+        let crop = try #require(TrainingAugmentation.lesionCentredCrop(withDisc, height: 16, width: 16, rng: &rng))
+        if crop.labels.contains(5) { onDisc += 1 }
+        if crop.labels.contains(4) { onMA += 1 }
+        #expect(crop.labels.contains(5) || crop.labels.contains(4))
+    }
+    // Two classes present, drawn uniformly: about half the crops each (the two sites are far apart).
+    #expect(onDisc > 60 && onMA > 60, "disc \(onDisc), MA \(onMA) of 200")
+    // A four-channel model (the disc label present in the data but not trained) is never centred on the disc.
+    let noDisc = LabelledImage(name: "n", width: w, height: h, rgb: rgb, labels: labels, annotated: [true, true, true, true])
+    for _ in 0..<50 {
+        let crop = try #require(TrainingAugmentation.lesionCentredCrop(noDisc, height: 16, width: 16, rng: &rng))
+        #expect(crop.labels.contains(4) && !crop.labels.contains(5))
+    }
+    // The disc not annotated for this image: only the lesions.
+    let unannotated = LabelledImage(name: "u", width: w, height: h, rgb: rgb, labels: labels, annotated: [true, true, true, true, false])
+    for _ in 0..<50 {
+        let crop = try #require(TrainingAugmentation.lesionCentredCrop(unannotated, height: 16, width: 16, rng: &rng))
+        #expect(crop.labels.contains(4))
+    }
+}
+
 @Test("Lesion-centred crops contain a lesion pixel of an annotated class; without lesions there is none")
 func lesionCentredCrops() throws {
     let w = 64, h = 48
