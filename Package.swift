@@ -39,7 +39,7 @@ let package = Package(
         .target(name: "Network", dependencies: ["Tensor", "Checkpoints"]),
         .target(name: "Imaging", dependencies: ["CImageCodecs", "CDicom"]),
         .target(name: "Lesions"),
-        .target(name: "Store", dependencies: ["CPostgres", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Store", dependencies: ["CPostgres", "Lesions", .product(name: "Logging", package: "swift-log")]),
         // Pipeline uses Reports' findings export for the local form's findings.csv/json (one export, see README).
         .target(name: "Pipeline", dependencies: [
             "Tensor", "Network", "Checkpoints", "Imaging", "Lesions", "Store", "Reports",

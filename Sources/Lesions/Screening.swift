@@ -59,10 +59,20 @@ public struct ScreeningRule: Codable, Sendable, Equatable, Hashable {
     }
 }
 
-/// Which eye, written R/L as DICOM Image Laterality.
+/// Which eye, written R/L as DICOM Image Laterality. The one definition: the archive (Store), the reports and the
+/// eye results all use it.
 public enum Laterality: String, Codable, Sendable, CaseIterable {
     case right = "R"
     case left = "L"
+
+    /// Reads R/L, right/left, OD/OS (oculus dexter/sinister), RE/LE, any case; nil for anything else (B, U, empty).
+    public init?(parsing text: String) {
+        switch text.trimmingCharacters(in: .whitespaces).uppercased() {
+        case "R", "RIGHT", "OD", "RE": self = .right
+        case "L", "LEFT", "OS", "LE": self = .left
+        default: return nil
+        }
+    }
 }
 
 /// One photograph's contribution to an eye's result: its findings, or why it could not be graded.

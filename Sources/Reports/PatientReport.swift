@@ -98,8 +98,8 @@ extension EyeReport {
     }
 }
 
-// The pieces of an eye's report are nested in `EyeReport`, so they never clash with Lesions' and Store's own
-// `Laterality`, `ClassFindings`, `ScreeningFlag` and `Gradability` in code that imports several modules.
+// The pieces of an eye's report are nested in `EyeReport`: how a page shows them (an eye not recorded, words for a
+// grader), made from Lesions' and Store's vocabulary at the source (`EyeReport.Laterality(_:)`), never parsed again.
 extension EyeReport {
     /// Which eye a photograph shows, written R/L as in DICOM Image Laterality. Anything else is `unknown`.
     public enum Laterality: String, Codable, Sendable, CaseIterable {
@@ -112,12 +112,18 @@ extension EyeReport {
             self = Laterality(code: text)
         }
 
-        /// Accepts R/L and right/left/OD/OS (any case); everything else is `unknown`, never an error.
+        /// Accepts what Lesions' `Laterality(parsing:)` accepts (R/L, right/left, OD/OS, any case); everything else is
+        /// `unknown`, never an error.
         public init(code: String) {
-            switch code.trimmingCharacters(in: .whitespaces).uppercased() {
-            case "R", "RIGHT", "OD": self = .right
-            case "L", "LEFT", "OS": self = .left
-            default: self = .unknown
+            self.init(Lesions.Laterality(parsing: code))
+        }
+
+        /// The archive's eye, or `unknown` when it was not recorded.
+        public init(_ eye: Lesions.Laterality?) {
+            switch eye {
+            case .right: self = .right
+            case .left: self = .left
+            case nil: self = .unknown
             }
         }
 

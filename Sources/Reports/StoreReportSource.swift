@@ -51,7 +51,7 @@ public struct StoreReportSource: ReportSource {
             var reasons: [String] = []
             if case .ungradable(let r) = image.gradability { reasons = r }
             let eye = EyeReport(
-                laterality: EyeReport.Laterality(code: image.laterality?.rawValue ?? ""),
+                laterality: EyeReport.Laterality(image.laterality),
                 imageID: URL(fileURLWithPath: image.path).deletingPathExtension().lastPathComponent, photograph: image.path,
                 overlay: pipelineOverlay(findings),
                 gradability: EyeReport.Gradability(gradable: image.gradability == .gradable, reasons: reasons),

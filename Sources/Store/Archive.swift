@@ -1,19 +1,6 @@
 import Foundation
-
-/// The eye, as DICOM Image Laterality writes it.
-public enum Laterality: String, Sendable, Equatable, CaseIterable {
-    case right = "R"
-    case left = "L"
-
-    /// Reads R/L, right/left, OD/OS (oculus dexter/sinister), any case.
-    public init?(parsing text: String) {
-        switch text.trimmingCharacters(in: .whitespaces).uppercased() {
-        case "R", "RIGHT", "OD", "RE": self = .right
-        case "L", "LEFT", "OS", "LE": self = .left
-        default: return nil
-        }
-    }
-}
+// Laterality is Lesions' (the lesion vocabulary is defined once there); the archive stores its raw value, R or L.
+@_exported import enum Lesions.Laterality
 
 /// An image of the archive as stored.
 public struct ArchiveImage: Sendable, Equatable {
