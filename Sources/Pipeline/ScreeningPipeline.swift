@@ -177,11 +177,11 @@ public struct ScreeningStages: Sendable {
     func prepare(_ job: ScreeningJob) throws(StageError) -> PreparedImage {
         let url = URL(fileURLWithPath: job.image.path)
         guard FileManager.default.fileExists(atPath: url.path) else {
-            throw StageError(stage: "decode", message: "the file is missing", permanent: true)
+            throw StageError(stage: .decode, message: "the file is missing", permanent: true)
         }
         let photo: PreparedPhotograph
         do { photo = try Preparation.prepare(contentsOf: url, options: options.preparation) } catch {
-            throw StageError(stage: "decode", message: "\(error)", permanent: Self.isPermanent(error))
+            throw StageError(stage: .decode, message: "\(error)", permanent: Self.isPermanent(error))
         }
         guard photo.analysis.isGradable, let input = photo.input else {
             let reasons = photo.analysis.reasons.map(\.explanation)
@@ -211,7 +211,7 @@ public struct ScreeningStages: Sendable {
             return InferredImage(prepared: p, passes: try Self.logitPasses(
                 model: model, input: input, width: w, height: h, tiling: options.tiling, augmentation: options.augmentation))
         } catch {
-            throw StageError(stage: "infer", message: "\(error)", permanent: false)
+            throw StageError(stage: .infer, message: "\(error)", permanent: false)
         }
     }
 
@@ -258,16 +258,16 @@ public struct ScreeningStages: Sendable {
             outcome = .ungradable
         } else {
             do {
-                result = try clock.measure("masks+lesions") { try measureAndWrite(job, r) }
+                result = try clock.measure(.masks) { try measureAndWrite(job, r) }
             } catch let e as StageError {
                 throw e
             } catch {
-                throw StageError(stage: "masks", message: "\(error)", permanent: false)
+                throw StageError(stage: .masks, message: "\(error)", permanent: false)
             }
             outcome = .screened
         }
         do {
-            switch try clock.measure("store", { try finishQueue.completeScreening(job.job.lease, result: result) }) {
+            switch try clock.measure(.store, { try finishQueue.completeScreening(job.job.lease, result: result) }) {
             case .completed: return outcome
             case .leaseLost:
                 logger.warning("job was taken over by another worker before this one finished; result not stored",
@@ -275,13 +275,13 @@ public struct ScreeningStages: Sendable {
                 return .released
             }
         } catch {
-            throw StageError(stage: "store", message: "\(error)", permanent: false)
+            throw StageError(stage: .store, message: "\(error)", permanent: false)
         }
     }
 
     func measureAndWrite(_ job: ScreeningJob, _ r: InferredImage) throws -> ScreeningResult {
         guard let photo = r.prepared.photograph, let transform = photo.transform, let fov = photo.analysis.fieldOfView else {
-            throw StageError(stage: "masks", message: "no crop transform for a gradable image", permanent: false)
+            throw StageError(stage: .masks, message: "no crop transform for a gradable image", permanent: false)
         }
         let (w, h) = r.prepared.inputSize
         let plane = w * h

@@ -120,7 +120,7 @@ public struct RunSummary: Sendable {
     public var failed = 0
     public var released = 0
     public var seconds = 0.0
-    public var stages: [(stage: String, wall: Double, cpu: Double, count: Int)] = []
+    public var stages: [(stage: Stage, wall: Double, cpu: Double, count: Int)] = []
     public var processCPUSeconds = 0.0
     public var modelVersion = ""
 
@@ -130,7 +130,7 @@ public struct RunSummary: Sendable {
                      String(format: " in %.1f s (%.2f images/s) with model %@", seconds,
                             seconds > 0 ? Double(screened + ungradable) / seconds : 0, modelVersion)]
         for s in stages {
-            lines.append(String(format: "  %-14@ %8.2f s wall  %8.2f s cpu %5.1f%%  (%d, %.2f s each)", s.stage as NSString,
+            lines.append(String(format: "  %-14@ %8.2f s wall  %8.2f s cpu %5.1f%%  (%d, %.2f s each)", s.stage.rawValue as NSString,
                                 s.wall, s.cpu, processCPUSeconds > 0 ? 100 * s.cpu / processCPUSeconds : 0,
                                 s.count, s.count > 0 ? s.wall / Double(s.count) : 0))
         }
@@ -185,9 +185,9 @@ public enum ScreeningRun {
         summary.stages = clock.snapshot().map { ($0.stage, $0.totals.wallSeconds, $0.totals.cpuSeconds, $0.totals.count) }
         // The network runs on the model's engine thread and its OpenMP team, not on the infer stage's thread (whose
         // own CPU time is the hand-over only): charge infer with what the process spent beyond the other stages'
-        // threads (claim, prepare, finish; masks+lesions and store are inside finish).
-        let others = summary.stages.filter { ["claim", "prepare", "finish"].contains($0.stage) }.map(\.cpu).reduce(0, +)
-        if let i = summary.stages.firstIndex(where: { $0.stage == "infer" }) {
+        // threads (claim, prepare, finish; masks and store are inside finish).
+        let others = summary.stages.filter { [.claim, .prepare, .finish].contains($0.stage) }.map(\.cpu).reduce(0, +)
+        if let i = summary.stages.firstIndex(where: { $0.stage == .infer }) {
             summary.stages[i].cpu = max(0, summary.processCPUSeconds - others)
         }
         summary.modelVersion = model.version.name

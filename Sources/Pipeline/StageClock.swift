@@ -9,14 +9,14 @@ public final class StageClock: @unchecked Sendable {
         public var count: Int = 0
     }
 
-    private var totals: [String: Totals] = [:]
-    private var order: [String] = []
+    private var totals: [Stage: Totals] = [:]
+    private var order: [Stage] = []
     private let lock = NSLock()
 
     public init() {}
 
     /// Runs `body`, charging its wall and this thread's CPU time to `stage`.
-    public func measure<T>(_ stage: String, _ body: () throws -> T) rethrows -> T {
+    public func measure<T>(_ stage: Stage, _ body: () throws -> T) rethrows -> T {
         let wall0 = DispatchTime.now().uptimeNanoseconds
         let cpu0 = StageClock.threadCPUSeconds()
         defer {
@@ -27,7 +27,7 @@ public final class StageClock: @unchecked Sendable {
         return try body()
     }
 
-    public func add(_ stage: String, wall: Double, cpu: Double) {
+    public func add(_ stage: Stage, wall: Double, cpu: Double) {
         lock.lock()
         defer { lock.unlock() }
         if totals[stage] == nil { order.append(stage) }
@@ -37,7 +37,7 @@ public final class StageClock: @unchecked Sendable {
     }
 
     /// Stages in the order they were first seen.
-    public func snapshot() -> [(stage: String, totals: Totals)] {
+    public func snapshot() -> [(stage: Stage, totals: Totals)] {
         lock.lock()
         defer { lock.unlock() }
         return order.map { ($0, totals[$0]!) }

@@ -28,14 +28,23 @@ extension JobSource {
     public func unfinishedElsewhere() throws -> Int { 0 }
 }
 
+/// The stages of the pipeline, one name each for errors, the stage clock and the run summary: the worker's three
+/// (`prepare` on the Dispatch queue, `infer`, `finish`), `claim` (taking jobs), and the steps errors and the clock
+/// name inside them (`decode` in prepare; `masks` — masks and lesion statistics — and `store` in finish).
+public enum Stage: String, Sendable, CaseIterable, CustomStringConvertible {
+    case claim, prepare, decode, infer, finish, masks, store
+
+    public var description: String { rawValue }
+}
+
 /// A failure of one image in one stage, with what a user needs to act on it.
 public struct StageError: Error, CustomStringConvertible, Sendable {
-    public var stage: String
+    public var stage: Stage
     public var message: String
     /// Permanent: the input itself is bad (retrying cannot help). Transient: the database, the disk, memory.
     public var permanent: Bool
 
-    public init(stage: String, message: String, permanent: Bool) {
+    public init(stage: Stage, message: String, permanent: Bool) {
         self.stage = stage
         self.message = message
         self.permanent = permanent
@@ -171,10 +180,10 @@ public final class StagedWorker<Source: JobSource, Prepared: Sendable, Inferred:
                         continue
                     }
                     do {
-                        let prepared = try clock.measure("prepare") { () throws(StageError) -> Prepared in try stages.prepare(t.job) }
+                        let prepared = try clock.measure(.prepare) { () throws(StageError) -> Prepared in try stages.prepare(t.job) }
                         toInfer.put(Ticket(id: t.id, job: t.job, value: prepared))
                     } catch {
-                        failJob(t.id, t.job, error, stage: "prepare")
+                        failJob(t.id, t.job, error, stage: .prepare)
                     }
                 }
             }
@@ -186,10 +195,10 @@ public final class StagedWorker<Source: JobSource, Prepared: Sendable, Inferred:
         let inferThread = Thread { [self] in
             while let t = toInfer.take() {
                 do {
-                    let out = try clock.measure("infer") { () throws(StageError) -> Inferred in try stages.infer(t.value) }
+                    let out = try clock.measure(.infer) { () throws(StageError) -> Inferred in try stages.infer(t.value) }
                     toFinish.put(Ticket(id: t.id, job: t.job, value: out))
                 } catch {
-                    failJob(t.id, t.job, error, stage: "infer")
+                    failJob(t.id, t.job, error, stage: .infer)
                 }
             }
             toFinish.close()
@@ -203,12 +212,12 @@ public final class StagedWorker<Source: JobSource, Prepared: Sendable, Inferred:
         finishQueue.async(group: group) { [self] in
             while let t = toFinish.take() {
                 do {
-                    let outcome = try clock.measure("finish") { () throws(StageError) -> RunProgress.Outcome in try stages.finish(t.job, t.value) }
+                    let outcome = try clock.measure(.finish) { () throws(StageError) -> RunProgress.Outcome in try stages.finish(t.job, t.value) }
                     environmentRecovered()
                     drop(t.id)
                     progress.advance(outcome)
                 } catch {
-                    failJob(t.id, t.job, error, stage: "finish")
+                    failJob(t.id, t.job, error, stage: .finish)
                 }
             }
         }
@@ -236,7 +245,7 @@ public final class StagedWorker<Source: JobSource, Prepared: Sendable, Inferred:
             }
             let jobs: [Job]
             do {
-                jobs = try clock.measure("claim") { try source.claim(max: free) }
+                jobs = try clock.measure(.claim) { try source.claim(max: free) }
             } catch {
                 logger.warning("claiming jobs failed (will retry): \(error)")
                 slots.give(free)
@@ -342,10 +351,10 @@ public final class StagedWorker<Source: JobSource, Prepared: Sendable, Inferred:
         heldLock.unlock()
     }
 
-    private func failJob(_ id: Int, _ job: Job, _ thrown: any Error, stage: String) {
+    private func failJob(_ id: Int, _ job: Job, _ thrown: any Error, stage: Stage) {
         // Stages throw StageError; anything else is unexpected and treated as transient (retried, then discarded).
         let error = thrown as? StageError ?? StageError(stage: stage, message: "\(thrown)", permanent: false)
-        if stage == "finish" && !error.permanent { environmentFailed(error) }
+        if stage == .finish && !error.permanent { environmentFailed(error) }
         logger.error("job failed", metadata: ["job": "\(job)", "stage": "\(error.stage)", "error": "\(error.message)",
                                                "permanent": "\(error.permanent)"])
         do { try source.fail(job, error: error) } catch {

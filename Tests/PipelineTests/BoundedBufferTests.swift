@@ -40,11 +40,11 @@ func closeWakes() {
 @Test("Stage clock sums wall and CPU time per stage in first-seen order")
 func stageClock() {
     let clock = StageClock()
-    clock.measure("decode") { var x = 0.0; for i in 0..<200_000 { x += Double(i).squareRoot() }; _ = x }
-    clock.measure("infer") { Thread.sleep(forTimeInterval: 0.02) }
-    clock.measure("decode") {}
+    clock.measure(.decode) { var x = 0.0; for i in 0..<200_000 { x += Double(i).squareRoot() }; _ = x }
+    clock.measure(.infer) { Thread.sleep(forTimeInterval: 0.02) }
+    clock.measure(.decode) {}
     let snap = clock.snapshot()
-    #expect(snap.map(\.stage) == ["decode", "infer"])
+    #expect(snap.map(\.stage) == [.decode, .infer])
     #expect(snap[0].totals.count == 2)
     #expect(snap[1].totals.wallSeconds >= 0.02)
     #expect(snap[1].totals.cpuSeconds < 0.02)

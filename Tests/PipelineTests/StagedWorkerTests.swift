@@ -45,7 +45,7 @@ func drainsQueue() {
             rec.enter()
             if job == 7 {
                 rec.leaveFailed()
-                throw StageError(stage: "decode", message: "job 7 is not an image", permanent: true)
+                throw StageError(stage: .decode, message: "job 7 is not an image", permanent: true)
             }
             return job * 10
         },
@@ -116,7 +116,7 @@ func pausesClaimingDuringEnvironmentFaults() {
         prepare: { $0 },
         infer: { x in Thread.sleep(forTimeInterval: 0.002); return x },
         finish: { job, _ throws(StageError) in
-            if Date() < faultEnds { throw StageError(stage: "masks", message: "No space left on device", permanent: false) }
+            if Date() < faultEnds { throw StageError(stage: .masks, message: "No space left on device", permanent: false) }
             rec.leave(job)
             return .screened
         })
