@@ -369,3 +369,45 @@ public enum FieldOfViewDetector {
         return (0..<3).map { v[$0] / m[$0][$0] }
     }
 }
+
+// The circle's geometry in the photograph's pixels: which pixels are retina. Screening counts lesion areas against
+// `area` and keeps probabilities only inside the circle.
+extension FieldOfView {
+    /// First and last column of `row` whose pixel centre lies inside the circle (x1 < x0 when none).
+    public func chord(row y: Int, width: Int) -> (Int, Int) {
+        let dy = Double(y) + 0.5 - centreY
+        let half2 = radius * radius - dy * dy
+        guard half2 > 0 else { return (1, 0) }
+        let half = half2.squareRoot()
+        let x0 = max(0, Int((centreX - half - 0.5).rounded(.up)))
+        let x1 = min(width - 1, Int((centreX + half - 0.5).rounded(.down)))
+        return (x0, x1)
+    }
+
+    /// Pixels of the photograph inside the circle (clipped by the frame as IDRiD photographs are), at least 1.
+    public var area: Int {
+        var area = 0
+        for y in 0..<imageHeight {
+            let (x0, x1) = chord(row: y, width: imageWidth)
+            if x1 >= x0 { area += x1 - x0 + 1 }
+        }
+        return max(area, 1)
+    }
+
+    /// The one-channel image with every pixel outside the circle set to 0.
+    public func masking(_ image: Image) -> Image {
+        var pixels = image.bytes
+        let w = image.width
+        for y in 0..<image.height {
+            let (x0, x1) = chord(row: y, width: w)
+            let row = y * w
+            if x1 < x0 {
+                for x in 0..<w { pixels[row + x] = 0 }
+                continue
+            }
+            for x in 0..<x0 { pixels[row + x] = 0 }
+            for x in (x1 + 1)..<max(x1 + 1, w) { pixels[row + x] = 0 }
+        }
+        return Image(width: w, height: image.height, channels: 1, pixels: pixels)
+    }
+}

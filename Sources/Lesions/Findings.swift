@@ -92,11 +92,6 @@ public struct LesionMeasurement: Sendable, Equatable {
         self.pixelSpacing = pixelSpacing
     }
 
-    /// Field-of-view area in pixels from a mask (non-zero = inside).
-    public static func fieldOfViewArea(mask: [UInt8]) -> Int {
-        mask.reduce(0) { $0 + ($1 != 0 ? 1 : 0) }
-    }
-
     /// Measures every class given. All planes must have the same size; `fieldOfViewArea` (pixels) gives the
     /// share of the field of view, `pixelSpacing` (overriding the run's) the areas in mm².
     public func measure(

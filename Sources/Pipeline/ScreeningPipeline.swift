@@ -287,14 +287,14 @@ public struct ScreeningStages: Sendable {
         let plane = w * h
         let (directory, stem) = Self.maskLocation(patientID: job.image.patientID, imagePath: job.image.path,
                                                   masksDirectory: options.masksDirectory)
-        let fovArea = Self.fieldOfViewArea(fov)
+        let fovArea = fov.area
         // The optic disc, when the model has its channel: found or not, centre, equivalent-circle diameter. Without
         // a pixel spacing, lesion areas in mm² are estimated from the disc taken as 1.8 mm across (and say so).
         var disc: DiscFinding?, discMask: Image?
         if model.architecture.numClasses > OpticDisc.channel {
             let k = OpticDisc.channel
-            let p = Self.insideFieldOfView(
-                transform.meanSigmoidToOriginal(r.passes.map { Array($0[(k * plane)..<((k + 1) * plane)]) }, width: w, height: h), fov)
+            let p = fov.masking(
+                transform.meanSigmoidToOriginal(r.passes.map { Array($0[(k * plane)..<((k + 1) * plane)]) }, width: w, height: h))
             disc = DiscFinding.measure(try ScorePlane(width: p.width, height: p.height, probabilityBytes: p.bytes),
                                        threshold: options.threshold)
             if options.writeOverlays, disc?.found == true {
@@ -322,7 +322,7 @@ public struct ScreeningStages: Sendable {
             let range = (c.rawValue * plane)..<((c.rawValue + 1) * plane)
             // Lesions exist only inside the field of view: the padded square's corners are not retina. With TTA the
             // passes' probabilities are averaged here, at the photograph's pixels, after the sigmoid.
-            let p = Self.insideFieldOfView(transform.meanSigmoidToOriginal(r.passes.map { Array($0[range]) }, width: w, height: h), fov)
+            let p = fov.masking(transform.meanSigmoidToOriginal(r.passes.map { Array($0[range]) }, width: w, height: h))
             probability[c] = p
             planes[c] = try ScorePlane(width: p.width, height: p.height, probabilityBytes: p.bytes)
         }
@@ -375,44 +375,6 @@ public struct ScreeningStages: Sendable {
                                 areaPixels: d.area.map(Int64.init), areaMM2FromDisc: discSpacing != nil,
                                 assumedDiameterMM: discSpacing != nil ? OpticDisc.assumedDiameterMillimetres : nil)
             })
-    }
-
-    /// The image with every pixel outside the field-of-view circle set to 0.
-    static func insideFieldOfView(_ image: Image, _ fov: FieldOfView) -> Image {
-        var pixels = image.bytes
-        let w = image.width
-        for y in 0..<image.height {
-            let (x0, x1) = chord(fov, row: y, width: w)
-            let row = y * w
-            if x1 < x0 {
-                for x in 0..<w { pixels[row + x] = 0 }
-                continue
-            }
-            for x in 0..<x0 { pixels[row + x] = 0 }
-            for x in (x1 + 1)..<max(x1 + 1, w) { pixels[row + x] = 0 }
-        }
-        return Image(width: w, height: image.height, channels: 1, pixels: pixels)
-    }
-
-    /// First and last column of `row` whose pixel centre lies inside the circle (x1 < x0 when none).
-    static func chord(_ fov: FieldOfView, row y: Int, width: Int) -> (Int, Int) {
-        let dy = Double(y) + 0.5 - fov.centreY
-        let half2 = fov.radius * fov.radius - dy * dy
-        guard half2 > 0 else { return (1, 0) }
-        let half = half2.squareRoot()
-        let x0 = max(0, Int((fov.centreX - half - 0.5).rounded(.up)))
-        let x1 = min(width - 1, Int((fov.centreX + half - 0.5).rounded(.down)))
-        return (x0, x1)
-    }
-
-    /// Pixels of the original image inside the field-of-view circle (the circle may be clipped by the frame).
-    static func fieldOfViewArea(_ fov: FieldOfView) -> Int {
-        var area = 0
-        for y in 0..<fov.imageHeight {
-            let (x0, x1) = chord(fov, row: y, width: fov.imageWidth)
-            if x1 >= x0 { area += x1 - x0 + 1 }
-        }
-        return max(area, 1)
     }
 
     /// Where an image's masks and overlay go: `<masks>/<safe patient>/<safe stem>_<CLS>.png`, always inside the

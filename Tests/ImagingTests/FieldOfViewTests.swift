@@ -175,3 +175,16 @@ func map(_ image: Image, _ f: (Int) -> Int) -> Image {
         image.withPixels { src in for i in 0..<src.count { p[i] = UInt8(max(0, min(255, f(Int(src[i]))))) } }
     }
 }
+
+@Test("The field-of-view area counts pixel centres inside the circle, clipped by the frame")
+func fovArea() {
+    let full = FieldOfView(centreX: 50, centreY: 50, radius: 40, imageWidth: 100, imageHeight: 100)
+    let area = full.area
+    #expect(abs(Double(area) - Double.pi * 1600) < 60)
+    // Clipped top and bottom as IDRiD photographs are: fewer pixels than the full disc.
+    let clipped = FieldOfView(centreX: 50, centreY: 50, radius: 40, imageWidth: 100, imageHeight: 60)
+    #expect(clipped.area < area)
+    let img = full.masking(Image(width: 100, height: 100, channels: 1, pixels: [UInt8](repeating: 200, count: 10_000)))
+    #expect(img.bytes.filter { $0 != 0 }.count == area)
+    #expect(img.bytes[0] == 0 && img.bytes[50 * 100 + 50] == 200)
+}

@@ -69,16 +69,3 @@ func progressCounts() {
     #expect(RunProgress.duration(67) == "1m07s")
     #expect(RunProgress.duration(3725) == "1h02m")
 }
-
-@Test("The field-of-view area counts pixel centres inside the circle, clipped by the frame")
-func fovArea() {
-    let full = FieldOfView(centreX: 50, centreY: 50, radius: 40, imageWidth: 100, imageHeight: 100)
-    let area = ScreeningStages.fieldOfViewArea(full)
-    #expect(abs(Double(area) - Double.pi * 1600) < 60)
-    // Clipped top and bottom as IDRiD photographs are: fewer pixels than the full disc.
-    let clipped = FieldOfView(centreX: 50, centreY: 50, radius: 40, imageWidth: 100, imageHeight: 60)
-    #expect(ScreeningStages.fieldOfViewArea(clipped) < area)
-    let img = ScreeningStages.insideFieldOfView(Image(width: 100, height: 100, channels: 1, pixels: [UInt8](repeating: 200, count: 10_000)), full)
-    #expect(img.bytes.filter { $0 != 0 }.count == area)
-    #expect(img.bytes[0] == 0 && img.bytes[50 * 100 + 50] == 200)
-}
