@@ -14,6 +14,29 @@ public enum LocalFolder {
         public var enqueued: Int
     }
 
+    /// What one local-form run did: the run's summary and the findings files written.
+    public struct Outcome: Sendable {
+        public var imported: Imported
+        public var summary: RunSummary
+        public var findingsFiles: [URL]
+    }
+
+    /// The whole local form: import `folder` and queue its images for the model on the local queue, screen them
+    /// (masks under `options.masksDirectory`), and write findings.csv/json of the folder's images into `output`.
+    /// Findings of images screened by an earlier run are exported too; images still unscreened (failed) are left out
+    /// of the files and named in the queue.
+    public static func screen(_ folder: URL, output: URL, model: LoadedModel, options: ScreeningOptions,
+                              settings: WorkerSettings, conninfo: String, connection: Connection,
+                              shutdown: ShutdownSignal, logger: Logger) throws -> Outcome {
+        let imported = try importAndEnqueue(folder, connection: connection, modelVersionID: model.version.id, logger: logger)
+        logger.info("local folder", metadata: ["images": "\(imported.imageIDs.count)", "newly queued": "\(imported.enqueued)"])
+        let summary = try ScreeningRun.run(conninfo: conninfo, model: model, options: options, settings: settings,
+                                           queue: queue, shutdown: shutdown, logger: logger)
+        let files = try writeFindings(imageIDs: imported.imageIDs, modelVersionID: model.version.id, connection: connection,
+                                      to: output)
+        return Outcome(imported: imported, summary: summary, findingsFiles: files)
+    }
+
     public static func importAndEnqueue(_ folder: URL, connection: Connection, modelVersionID: Int64,
                                         logger: Logger) throws -> Imported {
         let importer = ArchiveImporter(connection: connection, pattern: try FileNamePattern(), enqueue: false,

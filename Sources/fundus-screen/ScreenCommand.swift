@@ -93,19 +93,7 @@ struct ScreenCommand: ParsableCommand {
         let connection = try Database.connect(location, logger: logger)
         let loaded = try ModelResolver.resolve(model.map { .named($0) } ?? .active, connection: connection, logger: logger)
 
-        var queueName = queue
-        var masksDir = URL(fileURLWithPath: masks ?? "masks")
-        var imageIDs: [Int64] = []
-        if let input, let output {
-            let folder = URL(fileURLWithPath: input)
-            masksDir = URL(fileURLWithPath: masks ?? output)
-            let report = try LocalFolder.importAndEnqueue(folder, connection: connection, modelVersionID: loaded.version.id,
-                                                          logger: logger)
-            imageIDs = report.imageIDs
-            queueName = LocalFolder.queue
-            logger.info("local folder", metadata: ["images": "\(report.imageIDs.count)", "newly queued": "\(report.enqueued)"])
-        }
-
+        let masksDir = URL(fileURLWithPath: masks ?? output ?? "masks")
         var options = ScreeningOptions(masksDirectory: masksDir)
         options.saveProbabilities = saveProbabilities
         options.writeOverlays = !noOverlays
@@ -121,13 +109,16 @@ struct ScreenCommand: ParsableCommand {
         settings.leaseSeconds = lease
         let shutdown = ShutdownSignal()
         shutdown.install()
-        let summary = try ScreeningRun.run(conninfo: conninfo, model: loaded, options: options, settings: settings,
-                                           queue: queueName, shutdown: shutdown, logger: logger)
-        print(summary.text)
-        if let output {
-            let files = try LocalFolder.writeFindings(imageIDs: imageIDs, modelVersionID: loaded.version.id,
-                                                      connection: connection, to: URL(fileURLWithPath: output))
-            print("findings: \(files.map(\.path).joined(separator: ", "))")
+        if let input, let output {
+            let outcome = try LocalFolder.screen(URL(fileURLWithPath: input), output: URL(fileURLWithPath: output), model: loaded,
+                                                 options: options, settings: settings, conninfo: conninfo,
+                                                 connection: connection, shutdown: shutdown, logger: logger)
+            print(outcome.summary.text)
+            print("findings: \(outcome.findingsFiles.map(\.path).joined(separator: ", "))")
+        } else {
+            let summary = try ScreeningRun.run(conninfo: conninfo, model: loaded, options: options, settings: settings,
+                                               queue: queue, shutdown: shutdown, logger: logger)
+            print(summary.text)
         }
     }
 }

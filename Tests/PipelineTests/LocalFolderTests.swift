@@ -115,4 +115,43 @@ struct LocalFolderTests {
         fields.append(field)
         return fields
     }
+
+    @Test("The local form end to end: a folder screened with a real (tiny) model, masks in the output, every screened image in findings.csv, a broken file failing alone; a second run screens nothing again",
+          .enabled(if: SharedFixtures.available, Comment(rawValue: SharedFixtures.skipReason)))
+    func localFormEndToEnd() async throws {
+        let root = try ScreeningFixture.makeFolder("fundus-local-")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let folder = try ScreeningFixture.archive(in: root, idrid: 1, corrupt: true, black: false).folder
+        let output = root.appendingPathComponent("out")
+        try await withTestDatabase { db in
+            let c = try db.connect()
+            let modelFolder = try ScreeningFixture.tinyModelFolder(in: root)
+            let model = try ModelResolver.resolve(.named(modelFolder.path), connection: c, logger: logger)
+            var settings = WorkerSettings()
+            settings.slots = 2
+            settings.pollInterval = 0.2
+            let fixed = settings
+            let logger = self.logger
+            func run() async throws -> LocalFolder.Outcome {
+                try await onThreads(1) { _ in
+                    try LocalFolder.screen(folder, output: output, model: model, options: ScreeningOptions(masksDirectory: output),
+                                           settings: fixed, conninfo: db.conninfo, connection: try db.connect(),
+                                           shutdown: ShutdownSignal(), logger: logger)
+                }[0]
+            }
+            let first = try await run()
+            #expect(first.imported.imageIDs.count == 2 && first.imported.enqueued == 2)
+            #expect(first.summary.screened == 1 && first.summary.failed == 1,
+                    "the photograph screened, the broken file failed alone: \(first.summary.text)")
+            #expect(first.findingsFiles.map(\.lastPathComponent) == ["findings.csv", "findings.json"])
+            let csv = try String(contentsOf: first.findingsFiles[0], encoding: .utf8)
+            #expect(csv.contains("IDRiD_") && !csv.contains("truncated_scan"))
+            let written = try FileManager.default.subpathsOfDirectory(atPath: output.path)
+            #expect(written.contains { $0.hasSuffix("_EX.png") }, "masks in the output folder: \(written)")
+            // Idempotent: the same folder again imports nothing new and screens nothing again.
+            let second = try await run()
+            #expect(second.imported.enqueued == 0 && second.summary.screened == 0)
+            #expect(try String(contentsOf: second.findingsFiles[0], encoding: .utf8) == csv)
+        }
+    }
 }
