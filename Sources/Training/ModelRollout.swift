@@ -20,6 +20,20 @@ public struct ModelRollout {
         throw TrainingError(.registry, "no model version with id or name '\(reference)' (see `fundus-screen model list`)")
     }
 
+    /// The weights a model reference names, for `train --from` and `crossval --from`: "active", a registered
+    /// version's id or name, else a weight file or bundle folder on disk.
+    public func weights(of reference: String) throws -> URL {
+        if reference == "active" {
+            guard let active = try registry.active() else { throw TrainingError(.registry, "'active': no model version is active") }
+            return URL(fileURLWithPath: active.weightsPath)
+        }
+        if let version = try? find(reference) { return URL(fileURLWithPath: version.weightsPath) }
+        guard FileManager.default.fileExists(atPath: reference) else {
+            throw TrainingError(.registry, "'\(reference)' is neither a registered model version (id or name) nor a file or folder")
+        }
+        return URL(fileURLWithPath: reference)
+    }
+
     /// Makes the candidate active when it is better than the active one (or when forced). Returns the decision,
     /// the version as it now stands, and how many images were queued for it (see `ModelRegistry.activate`).
     public func promote(_ reference: String, force: Bool) throws -> (decision: PromotionDecision, version: ModelVersion, queued: Int) {

@@ -52,3 +52,27 @@ func rollbackNothing() async throws {
         #expect(throws: TrainingError.self) { try rollout.rollback() }
     }
 }
+
+@Test("Model references: 'active', a version's id or name, a path; anything else is a clear error")
+func modelReferences() async throws {
+    try await withTestDatabase { db in
+        let registry = ModelRegistry(connection: try db.connect())
+        let rollout = ModelRollout(registry: registry)
+        #expect(throws: TrainingError.self) { try rollout.weights(of: "active") }   // nothing active yet
+        let v1 = try register(registry, "v1", mAP: 0.5)
+        #expect(try rollout.weights(of: "v1").path == "/models/v1")
+        #expect(try rollout.weights(of: "\(v1.id)").path == "/models/v1")
+        _ = try rollout.promote("v1", force: true)
+        #expect(try rollout.weights(of: "active").path == "/models/v1")
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("ref-\(UUID().uuidString).safetensors")
+        try Data([0]).write(to: file)
+        defer { try? FileManager.default.removeItem(at: file) }
+        #expect(try rollout.weights(of: file.path) == file)
+        do {
+            _ = try rollout.weights(of: "/nowhere/v9")
+            Issue.record("an unknown reference resolved")
+        } catch let error as TrainingError {
+            #expect(error.message.contains("/nowhere/v9") && error.message.contains("neither"))
+        }
+    }
+}

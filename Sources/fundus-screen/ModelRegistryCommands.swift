@@ -1,0 +1,67 @@
+import ArgumentParser
+import Foundation
+import Lesions
+import Logging
+import Store
+import Tensor
+import Training
+
+/// `fundus-screen model list`: the registry, newest last, with each version's validation figures.
+struct ModelList: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List model versions with their status and validation figures.")
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        let logger = global.makeLogger("fundus-screen.model")
+        let location = global.databaseLocation
+        let versions = try ModelRegistry(connection: Database.connect(location, logger: logger)).list()
+        if versions.isEmpty { print("no model versions registered"); return }
+        func row(_ cells: [String]) -> String {
+            zip(cells, [5, 10, 28, 26, 8, 8, 8]).map { $0.padding(toLength: max($1, $0.count), withPad: " ", startingAt: 0) }.joined(separator: " ")
+        }
+        print(row(["id", "status", "name", "architecture", "mAUPR", "mIoU", "mAP"]))
+        for v in versions {
+            let m = ValidationMetrics.parse(v.metricsJSON).figures
+            func f(_ k: String) -> String { m[k].map { String(format: "%.4f", $0) } ?? "–" }
+            print(row(["\(v.id)", v.status.rawValue, v.name, v.architecture, f("mAUPR"), f("mIoU"), f("mAP")]))
+        }
+    }
+}
+
+/// `fundus-screen model promote ID`: make a candidate active when it validates better than the active model.
+struct ModelPromote: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "promote",
+        abstract: "Make a model version active if its validation metric beats the active one's (the next screening run uses it).")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Model version id or name.") var id: String
+    @Flag(help: "Promote even if it is not better.") var force = false
+    @Option(help: "Figure to compare (mAUPR, mIoU, mAP, …).") var metric: String = Promotion.defaultMetric
+
+    func run() throws {
+        let logger = global.makeLogger("fundus-screen.model")
+        let location = global.databaseLocation
+        let rollout = ModelRollout(registry: ModelRegistry(connection: try Database.connect(location, logger: logger)), metric: metric)
+        let (decision, version, queued) = try rollout.promote(id, force: force)
+        guard decision.promote else {
+            print("refused: \(decision.reason)")
+            throw ExitCode(3)
+        }
+        print("promoted \(version.name) (id \(version.id)): \(decision.reason)")
+        print("queued \(queued) images for it; new imports are queued for it from now on " +
+              "(`fundus-screen queue rescreen --model \(version.id)` queues the rest of the archive)")
+    }
+}
+
+/// `fundus-screen model rollback`: re-activate the model that was active before the current one.
+struct ModelRollback: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "rollback", abstract: "Re-activate the previously active model version.")
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        let logger = global.makeLogger("fundus-screen.model")
+        let location = global.databaseLocation
+        let (from, to, queued) = try ModelRollout(registry: ModelRegistry(connection: try Database.connect(location, logger: logger))).rollback()
+        print("rolled back from \(from?.name ?? "none") to \(to.name) (id \(to.id)); queued \(queued) images for it")
+    }
+}
