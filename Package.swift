@@ -70,9 +70,9 @@ let package = Package(
         .testTarget(name: "NetworkTests", dependencies: ["Network", "Checkpoints", "Tensor", "TestSupport", "ReferenceModel"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "CImageCodecs", "TestSupport"]),
         .testTarget(name: "LesionsTests", dependencies: ["Lesions"]),
-        .testTarget(name: "StoreTests", dependencies: ["Store", "TestSupport"]),
+        .testTarget(name: "StoreTests", dependencies: ["Store", "Lesions", "TestSupport"]),
         .testTarget(name: "PipelineTests", dependencies: [
-            "Pipeline", "Tensor", "Network", "Checkpoints", "Imaging", "Store", "TestSupport",
+            "Pipeline", "Tensor", "Network", "Checkpoints", "Imaging", "Lesions", "Store", "TestSupport",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "ReportsTests", dependencies: [

@@ -262,7 +262,7 @@ public struct ScreeningStages: Sendable {
                 layers.append(OverlayLayer(code: c.code, colour: RGBColour(red: col.red, green: col.green, blue: col.blue), mask: mask))
             }
             findings.append(Finding(
-                lesionClass: c.code, lesionCount: cf.count, areaPixels: Int64(cf.totalArea),
+                lesionClass: c, lesionCount: cf.count, areaPixels: Int64(cf.totalArea),
                 fieldOfViewShare: min(1, cf.fieldOfViewShare ?? 0), areaMM2: cf.totalAreaSquareMillimetres,
                 largestLesionPixels: Int64(cf.largestLesion?.area ?? 0), maskPath: maskURL.path, probabilityMapPath: probURL?.path,
                 lesions: cf.lesions.map { l in

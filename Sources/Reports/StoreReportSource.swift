@@ -41,10 +41,9 @@ public struct StoreReportSource: ReportSource {
         var order: [String] = []
         var eyes: [String: [EyeReport]] = [:]
         for image in images {
-            let findings = image.findings.compactMap { f -> EyeReport.ClassFindings? in
-                guard let lesionClass = LesionClass(code: f.lesionClass) else { return nil }
-                return EyeReport.ClassFindings(
-                    lesionClass: lesionClass, count: f.lesionCount, areaPixels: Int(f.areaPixels),
+            let findings = image.findings.map { f in
+                EyeReport.ClassFindings(
+                    lesionClass: f.lesionClass, count: f.lesionCount, areaPixels: Int(f.areaPixels),
                     fieldOfViewShare: f.fieldOfViewShare, areaMM2: f.areaMM2, largestPixels: Int(f.largestLesionPixels),
                     maskPath: f.maskPath)
             }

@@ -1,4 +1,5 @@
 import Foundation
+import Lesions
 
 /// Whether an image could be read for lesions. Ungradable is a normal outcome, with the reasons.
 public enum Gradability: Sendable, Equatable {
@@ -38,7 +39,8 @@ public struct LesionRecord: Sendable, Equatable {
 /// What one lesion class shows on one image.
 public struct Finding: Sendable, Equatable {
     /// "EX", "HE", "SE" or "MA".
-    public var lesionClass: String
+    /// Lesions' class; stored as its code (EX, HE, SE, MA).
+    public var lesionClass: LesionClass
     public var lesionCount: Int
     public var areaPixels: Int64
     /// Lesion area over field-of-view area, 0…1.
@@ -50,7 +52,7 @@ public struct Finding: Sendable, Equatable {
     public var probabilityMapPath: String?
     public var lesions: [LesionRecord]
 
-    public init(lesionClass: String, lesionCount: Int, areaPixels: Int64, fieldOfViewShare: Double, areaMM2: Double? = nil,
+    public init(lesionClass: LesionClass, lesionCount: Int, areaPixels: Int64, fieldOfViewShare: Double, areaMM2: Double? = nil,
                 largestLesionPixels: Int64, maskPath: String? = nil, probabilityMapPath: String? = nil,
                 lesions: [LesionRecord] = []) {
         self.lesionClass = lesionClass
@@ -93,8 +95,6 @@ public struct OpticDiscRecord: Sendable, Equatable {
 
 /// Everything one model version found on one image.
 public struct ScreeningResult: Sendable, Equatable {
-    public static let lesionClasses = ["EX", "HE", "SE", "MA"]
-
     public var imageID: Int64
     public var modelVersionID: Int64
     public var screeningRunID: Int64?
@@ -122,9 +122,8 @@ public struct ScreeningResult: Sendable, Equatable {
         func bad(_ text: String) -> DatabaseError {
             DatabaseError(.invalidInput, "screening result for image \(imageID), model version \(modelVersionID): \(text)")
         }
-        var seen = Set<String>()
+        var seen = Set<LesionClass>()
         for finding in findings {
-            guard Self.lesionClasses.contains(finding.lesionClass) else { throw bad("unknown lesion class \(finding.lesionClass)") }
             guard seen.insert(finding.lesionClass).inserted else { throw bad("lesion class \(finding.lesionClass) given twice") }
             guard finding.lesionCount >= 0, finding.areaPixels >= 0, (0...1).contains(finding.fieldOfViewShare) else {
                 throw bad("\(finding.lesionClass): negative count or area, or field-of-view share outside 0…1")
@@ -179,14 +178,14 @@ public struct ScreeningResults {
             guard !result.findings.isEmpty else { return }
             let f = result.findings
             try conn.query(FindingsSQL.findingInsertMany, [
-                resultID, f.map(\.lesionClass), f.map(\.lesionCount), f.map(\.areaPixels), f.map(\.fieldOfViewShare),
+                resultID, f.map(\.lesionClass.code), f.map(\.lesionCount), f.map(\.areaPixels), f.map(\.fieldOfViewShare),
                 f.map(\.areaMM2), f.map(\.largestLesionPixels), f.map(\.maskPath), f.map(\.probabilityMapPath),
             ])
             var classes: [String] = [], index: [Int] = [], xs: [Int] = [], ys: [Int] = [], ws: [Int] = [], hs: [Int] = []
             var areas: [Int64] = [], cx: [Double] = [], cy: [Double] = [], mean: [Double] = [], peak: [Double] = []
             for finding in f {
                 for (i, lesion) in finding.lesions.enumerated() {
-                    classes.append(finding.lesionClass); index.append(i)
+                    classes.append(finding.lesionClass.code); index.append(i)
                     xs.append(lesion.x); ys.append(lesion.y); ws.append(lesion.width); hs.append(lesion.height)
                     areas.append(lesion.areaPixels); cx.append(lesion.centroidX); cy.append(lesion.centroidY)
                     mean.append(lesion.meanProbability); peak.append(lesion.maxProbability)
@@ -218,12 +217,14 @@ public struct ScreeningResults {
                 centroidX: try l.decode("centroid_x"), centroidY: try l.decode("centroid_y"),
                 meanProbability: try l.decode("mean_probability"), maxProbability: try l.decode("max_probability")))
         }
-        let findings = try connection.query(FindingsSQL.findingList, [resultID]).rows.map { f in
-            let cls: String = try f.decode("lesion_class")
+        // A class this version does not know (a newer writer's) is left out.
+        let findings = try connection.query(FindingsSQL.findingList, [resultID]).rows.compactMap { f -> Finding? in
+            let code: String = try f.decode("lesion_class")
+            guard let cls = LesionClass(code: code) else { return nil }
             return Finding(lesionClass: cls, lesionCount: try f.decode("lesion_count"), areaPixels: try f.decode("area_px"),
                            fieldOfViewShare: try f.decode("fov_share"), areaMM2: try f.decodeIfPresent("area_mm2"),
                            largestLesionPixels: try f.decode("largest_lesion_px"), maskPath: try f.decodeIfPresent("mask_path"),
-                           probabilityMapPath: try f.decodeIfPresent("probability_path"), lesions: lesions[cls] ?? [])
+                           probabilityMapPath: try f.decodeIfPresent("probability_path"), lesions: lesions[code] ?? [])
         }
         let disc = try connection.query(FindingsSQL.opticDiscGet, [resultID]).rows.first.map(OpticDiscRecord.decode)
         return ScreeningResult(imageID: imageID, modelVersionID: modelVersionID,

@@ -1,4 +1,5 @@
 import Foundation
+import Lesions
 
 /// An image of the archive with one of its screening results, as reports and exports show it (findings without
 /// their per-lesion rows).
@@ -58,8 +59,10 @@ extension ScreeningResults {
         guard !images.isEmpty else { return [] }
         var byResult: [Int64: [Finding]] = [:]
         for row in try connection.query(ReportSQL.findingsOfResults, [images.map(\.resultID)]).rows {
+            // A class this version does not know (a newer writer's) is left out.
+            guard let lesionClass = LesionClass(code: try row.decode("lesion_class")) else { continue }
             byResult[try row.decode("result_id"), default: []].append(Finding(
-                lesionClass: try row.decode("lesion_class"), lesionCount: try row.decode("lesion_count"),
+                lesionClass: lesionClass, lesionCount: try row.decode("lesion_count"),
                 areaPixels: try row.decode("area_px"), fieldOfViewShare: try row.decode("fov_share"),
                 areaMM2: try row.decodeIfPresent("area_mm2"), largestLesionPixels: try row.decode("largest_lesion_px"),
                 maskPath: try row.decodeIfPresent("mask_path"), probabilityMapPath: try row.decodeIfPresent("probability_path")))

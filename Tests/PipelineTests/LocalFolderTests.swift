@@ -1,4 +1,5 @@
 import Foundation
+import Lesions
 import Logging
 import Reports
 import Store
@@ -59,9 +60,9 @@ struct LocalFolderTests {
             })
             let results = ScreeningResults(connection: c)
             let flag = ScreeningFlag(suspected: true, rule: "lesion-presence-v1", ruleVersion: "1")
-            let findings = ["EX", "HE", "SE", "MA"].enumerated().map { i, code in
-                Finding(lesionClass: code, lesionCount: i, areaPixels: Int64(i * 10), fieldOfViewShare: Double(i) * 0.001,
-                        largestLesionPixels: Int64(i == 0 ? 0 : 10), maskPath: "/masks/P1_R_\(code).png")
+            let findings = LesionClass.allCases.enumerated().map { i, lesion in
+                Finding(lesionClass: lesion, lesionCount: i, areaPixels: Int64(i * 10), fieldOfViewShare: Double(i) * 0.001,
+                        largestLesionPixels: Int64(i == 0 ? 0 : 10), maskPath: "/masks/P1_R_\(lesion.code).png")
             }
             try results.write(ScreeningResult(imageID: byName["P1_R.jpg"]!, modelVersionID: model.id, gradability: .gradable,
                                               flag: flag, findings: findings))

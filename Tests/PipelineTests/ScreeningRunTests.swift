@@ -1,5 +1,6 @@
 import Checkpoints
 import Foundation
+import Lesions
 import Imaging
 import Logging
 import Store
@@ -49,7 +50,7 @@ struct ScreeningRunTests {
                 let result = try #require(try results.fetch(imageID: id, modelVersionID: model.version.id))
                 #expect(result.gradability == .gradable)
                 #expect(result.flag != nil)
-                #expect(result.findings.map(\.lesionClass) == ["EX", "HE", "SE", "MA"])
+                #expect(result.findings.map(\.lesionClass) == LesionClass.allCases)
                 for f in result.findings {
                     #expect(f.lesions.count == f.lesionCount, "\(photo.lastPathComponent) \(f.lesionClass)")
                     #expect(f.maskPath.map { FileManager.default.fileExists(atPath: $0) } == true)

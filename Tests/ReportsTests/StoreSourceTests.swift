@@ -1,4 +1,5 @@
 import Foundation
+import Lesions
 import Logging
 import Store
 import Testing
@@ -19,7 +20,7 @@ struct StoreSourceTests {
     let logger = Logger(label: "reports-tests")
 
     static func finding(_ code: String, _ count: Int, mask: String? = nil) -> Finding {
-        Finding(lesionClass: code, lesionCount: count, areaPixels: Int64(count * 300), fieldOfViewShare: Double(count) * 0.0001,
+        Finding(lesionClass: LesionClass(code: code)!, lesionCount: count, areaPixels: Int64(count * 300), fieldOfViewShare: Double(count) * 0.0001,
                 areaMM2: count == 0 ? nil : Double(count) * 0.02, largestLesionPixels: Int64(count == 0 ? 0 : 300), maskPath: mask)
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Lesions
 import Testing
 import Store
 import TestSupport
@@ -17,13 +18,13 @@ struct FindingsTests {
             imageID: image, modelVersionID: model, screeningRunID: run, gradability: .gradable,
             flag: ScreeningFlag(suspected: haemorrhages > 0, rule: "any-HE-EX-SE", ruleVersion: "1"),
             findings: [
-                Finding(lesionClass: "EX", lesionCount: 0, areaPixels: 0, fieldOfViewShare: 0, largestLesionPixels: 0,
+                Finding(lesionClass: .hardExudate, lesionCount: 0, areaPixels: 0, fieldOfViewShare: 0, largestLesionPixels: 0,
                         maskPath: "/masks/1_EX.png"),
-                Finding(lesionClass: "HE", lesionCount: haemorrhages, areaPixels: Int64(10 * haemorrhages),
+                Finding(lesionClass: .haemorrhage, lesionCount: haemorrhages, areaPixels: Int64(10 * haemorrhages),
                         fieldOfViewShare: 0.001 * Double(haemorrhages), areaMM2: 0.02 * Double(haemorrhages),
                         largestLesionPixels: haemorrhages > 0 ? 10 : 0, maskPath: "/masks/1_HE.png", lesions: lesions),
-                Finding(lesionClass: "SE", lesionCount: 0, areaPixels: 0, fieldOfViewShare: 0, largestLesionPixels: 0),
-                Finding(lesionClass: "MA", lesionCount: 0, areaPixels: 0, fieldOfViewShare: 0, largestLesionPixels: 0),
+                Finding(lesionClass: .softExudate, lesionCount: 0, areaPixels: 0, fieldOfViewShare: 0, largestLesionPixels: 0),
+                Finding(lesionClass: .microaneurysm, lesionCount: 0, areaPixels: 0, fieldOfViewShare: 0, largestLesionPixels: 0),
             ])
     }
 
@@ -123,7 +124,7 @@ struct FindingsTests {
             #expect(try ScreeningResults(connection: c).fetch(imageID: imageID, modelVersionID: model.id) == ungradable)
 
             var bad = sampleResult(image: imageID, model: model.id, run: nil, haemorrhages: 1)
-            bad.findings[0].lesionClass = "XX"
+            bad.findings[0].lesionClass = .haemorrhage   // HE twice
             #expect(throws: DatabaseError.self) { try ScreeningResults(connection: c).write(bad) }
             bad = sampleResult(image: imageID, model: model.id, run: nil, haemorrhages: 1)
             bad.findings[1].areaPixels = 0

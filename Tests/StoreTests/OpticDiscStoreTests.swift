@@ -1,4 +1,5 @@
 import Foundation
+import Lesions
 import Testing
 import Store
 import TestSupport
@@ -11,7 +12,7 @@ struct OpticDiscStoreTests {
         ScreeningResult(
             imageID: image, modelVersionID: model, gradability: .gradable,
             flag: ScreeningFlag(suspected: false, rule: "lesion-presence-v1", ruleVersion: "1"),
-            findings: ["EX", "HE", "SE", "MA"].map {
+            findings: LesionClass.allCases.map {
                 Finding(lesionClass: $0, lesionCount: 0, areaPixels: 0, fieldOfViewShare: 0, areaMM2: 0, largestLesionPixels: 0)
             },
             disc: disc)
