@@ -28,8 +28,8 @@ struct CrossvalCommand: ParsableCommand {
     @Option(help: "Only these images, by stem: comma-separated, ranges allowed (IDRiD_01-IDRiD_14).") var images: String?
     @Option(help: "Number of folds.") var folds: Int = 5
     @Option(help: "Run only this fold (1-based); the summary covers the folds finished so far.") var fold: Int?
-    @Flag(help: "Validate with mirroring test-time augmentation (4 passes per image, sigmoid probabilities averaged at the photograph's pixels).")
-    var tta = false
+    @Flag(inversion: .prefixedNo, help: "Validate with mirroring test-time augmentation (on by default; 4 passes per image, sigmoid probabilities averaged at the photograph's pixels). --no-tta: the official single pass.")
+    var tta = true
     @Option(help: "Work folder: fold results, checkpoints and the summary (crossval.json, crossval.md).") var workDir: String
 
     func validate() throws {

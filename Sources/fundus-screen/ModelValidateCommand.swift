@@ -17,8 +17,10 @@ struct ModelValidate: ParsableCommand {
     @Argument(help: "A model bundle folder or weight file (.safetensors, .pth).") var model: String
     @Option(help: "Validation set: a folder or db:validation (all four classes annotated). A model with the optic-disc channel is also scored on the set's OD masks (IoU.OD, Dice.OD).") var val: String
     @Option(help: "Only these images, by stem: comma-separated, ranges allowed (IDRiD_11-IDRiD_14).") var valImages: String?
-    @Flag(help: "Test-time augmentation: image + horizontal, vertical and both-axes flips, sigmoid probabilities averaged at the photograph's pixels (4 passes).")
-    var tta = false
+    @Flag(inversion: .prefixedNo, help: ArgumentHelp(
+        "Test-time augmentation (on by default): image + horizontal, vertical and both-axes flips, sigmoid probabilities averaged at the photograph's pixels (4 passes).",
+        discussion: "--no-tta: the official single pass. On IDRiD_21–24 (unseen) mirroring raised the 0.7 candidate's mAUPR 0.412 → 0.437 and exact mAP 0.379 → 0.410 at 3.7× the time per image."))
+    var tta = true
 
     func run() throws {
         let logger = global.makeLogger("fundus-screen.model")
