@@ -78,7 +78,7 @@ let package = Package(
         .testTarget(name: "ReportsTests", dependencies: [
             "Reports", "Imaging", "Lesions", "Store", "TestSupport", .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Lesions", "Imaging", "Store", "Network", "Checkpoints", "TestSupport"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Lesions", "Imaging", "Store", "Network", "Tensor", "Checkpoints", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

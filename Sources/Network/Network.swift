@@ -119,7 +119,20 @@ public final class SegmentationModel: @unchecked Sendable {
         if let bad = labels.first(where: { $0 < 0 || Int($0) > architecture.numClasses }) {
             throw .badInput("label value \(bad) outside 0…\(architecture.numClasses)")
         }
-        return step(input) { ops, resized in ops.binaryDiceLoss(resized, labels: labels) }
+        let n = input.n, h = input.h, w = input.w, channels = architecture.numClasses
+        let bytes = labels.map { UInt8($0) }
+        do {
+            return try trainingStep(input: input) { logits in
+                let (loss, gradient) = try BinaryDiceLoss.evaluate(
+                    logits: logits.values(), labels: bytes, annotated: [Bool](repeating: true, count: n * channels),
+                    batch: n, height: h, width: w)
+                return (loss, Tensor(gradient, shape: logits.shape))
+            }
+        } catch let error as NetworkError {
+            throw error
+        } catch {
+            throw .badInput("\(error)")
+        }
     }
 
     /// One training-mode pass with a loss of the caller's: `loss` receives the logits resized (bilinear,

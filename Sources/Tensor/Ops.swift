@@ -698,56 +698,6 @@ public struct Ops {
         }
         return y
     }
-
-    // MARK: Loss
-
-    /// The bdice loss of the official code: p = sigmoid(z); per image n and class c,
-    /// L = 1 − (2·Σp·g + ε)/(Σp + Σg + ε) with g = (label == c + 1); mean over classes, then images.
-    /// z [N, C, H, W] (logits already resized to the label size); labels N·H·W values in 0…C.
-    public func binaryDiceLoss(_ z: Tensor, labels: [Int32], smooth eps: Double = 1e-5) -> Tensor {
-        let N = z.n, C = z.c, HW = z.h * z.w
-        precondition(labels.count == N * HW, "\(labels.count) labels for logits \(z.shape)")
-        let zp = z.toPlain()
-        var p = [Float](repeating: 0, count: zp.count)
-        for i in 0..<zp.count { p[i] = 1 / (1 + expf(-zp.data[i])) }
-        var inter = [Double](repeating: 0, count: N * C), total = [Double](repeating: 0, count: N * C)
-        var loss = 0.0
-        for b in 0..<N {
-            for c in 0..<C {
-                var sp = 0.0, sg = 0.0, spg = 0.0
-                let base = (b * C + c) * HW
-                for i in 0..<HW {
-                    let g: Double = labels[b * HW + i] == Int32(c + 1) ? 1 : 0
-                    sp += Double(p[base + i]); sg += g; spg += Double(p[base + i]) * g
-                }
-                inter[b * C + c] = 2 * spg + eps
-                total[b * C + c] = sp + sg + eps
-                loss += 1 - inter[b * C + c] / total[b * C + c]
-            }
-        }
-        let out = Tensor([Float(loss / Double(N * C))], shape: [1])
-        guard let tape, tracks(z) else { return out }
-        out.requiresGrad = true
-        tape.record("loss") {
-            guard let dl = tape.takeGradient(out) else { return }
-            let seed = Double(dl.data[0]) / Double(N * C)
-            let dz = Tensor(shape: z.shape, layout: .plain, zeroed: false)
-            for b in 0..<N {
-                for c in 0..<C {
-                    let I = inter[b * C + c], S = total[b * C + c]
-                    let base = (b * C + c) * HW
-                    for i in 0..<HW {
-                        let g: Double = labels[b * HW + i] == Int32(c + 1) ? 1 : 0
-                        let pv = Double(p[base + i])
-                        let dp = -(2 * g * S - I) / (S * S)
-                        dz.data[base + i] = Float(seed * dp * pv * (1 - pv))
-                    }
-                }
-            }
-            tape.accumulate(z, dz)
-        }
-        return out
-    }
 }
 
 /// Calls body(plane start, channel block) for every (image, channel block) plane of a blocked tensor.

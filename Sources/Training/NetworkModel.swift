@@ -32,28 +32,20 @@ public struct NetworkModel: TrainableModel {
         network.invalidateInferenceWeights()
     }
 
-    /// Use `BinaryDiceLoss` even for fully-annotated bdice batches (tests compare the two paths).
-    var alwaysOwnLoss = false
 
     public mutating func trainingStep(_ batch: TrainingBatch, loss: LossSettings) throws -> TrainingStepResult {
         guard batch.channels == network.architecture.numClasses else {
             throw TrainingError(.model, "the batch is annotated for \(batch.channels) channels, the network has \(network.architecture.numClasses) outputs")
         }
         let input = Tensor(batch.images, shape: [batch.count, 3, batch.height, batch.width])
-        let value: Float, gradients: [String: Tensor]
-        if loss.bceWeight == 0 && !loss.batchDice && batch.annotated.allSatisfy({ $0 }) && !alwaysOwnLoss {
-            // The official loss on every class: the engine's bdice, checked against PyTorch's numbers.
-            (value, gradients) = try network.trainingStep(input: input, labels: batch.labels.map { Int32($0) })
-        } else {
-            // Partially-labelled images, BCE or batch dice: our loss on the logits the engine resized to the crop, which leaves
-            // out the classes an image is not annotated for.
-            (value, gradients) = try network.trainingStep(input: input) { logits in
-                let (l, g) = try BinaryDiceLoss.evaluate(logits: logits.values(), labels: batch.labels, annotated: batch.annotated,
-                                                         batch: batch.count, height: batch.height, width: batch.width,
-                                                         bceWeight: loss.bceWeight, batchDice: loss.batchDice,
-                                                         bcePositiveWeight: loss.bcePositiveWeight)
-                return (l, Tensor(g, shape: logits.shape))
-            }
+        // The one loss (Network's BinaryDiceLoss) on the logits the engine resized to the crop; classes an image is
+        // not annotated for are left out.
+        let (value, gradients) = try network.trainingStep(input: input) { logits in
+            let (l, g) = try BinaryDiceLoss.evaluate(logits: logits.values(), labels: batch.labels, annotated: batch.annotated,
+                                                     batch: batch.count, height: batch.height, width: batch.width,
+                                                     bceWeight: loss.bceWeight, batchDice: loss.batchDice,
+                                                     bcePositiveWeight: loss.bcePositiveWeight)
+            return (l, Tensor(g, shape: logits.shape))
         }
         return TrainingStepResult(loss: value, gradients: gradients.mapValues { $0.values() })
     }

@@ -7,7 +7,7 @@
 //   LesionDataset        IDRiD / DDR / nnU-Net folders → samples with their annotated classes
 //   DatasetSamples       decode, merge masks (MA > SE > HE > EX), field-of-view crop
 //   Augmentation         the official train pipeline (scale jitter, crop, photometric distortion) + flips/rotations
-//   BinaryDiceLoss       bdice as the reference, over annotated classes only, optionally + BCE
+//   (the loss, BinaryDiceLoss, is Network's: one bdice for the engine's parity and our trainer)
 //   Optimiser            SGD momentum/weight decay with PyTorch semantics, poly schedule, gradient accumulation
 //   TrainingCheckpoint   weights + momentum + iteration + RNG + sampler + configuration, written atomically
 //   NetworkModel         the engine's M2MRF-HRNetV2 behind `TrainableModel`

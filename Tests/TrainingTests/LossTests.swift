@@ -1,4 +1,5 @@
 import Foundation
+import Network
 import Testing
 @testable import Training
 
@@ -122,10 +123,10 @@ func batchDiceGradient() throws {
 
 @Test("Label values outside 0…4 and mis-sized buffers are refused")
 func bdiceRefuses() {
-    #expect(throws: TrainingError.self) {
+    #expect(throws: NetworkError.self) {
         try BinaryDiceLoss.evaluate(logits: [0, 0, 0, 0], labels: [255], annotated: [true, true, true, true], batch: 1, height: 1, width: 1)
     }
-    #expect(throws: TrainingError.self) {
+    #expect(throws: NetworkError.self) {
         try BinaryDiceLoss.evaluate(logits: [0, 0, 0], labels: [0], annotated: [true, true, true, true], batch: 1, height: 1, width: 1)
     }
 }

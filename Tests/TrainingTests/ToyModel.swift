@@ -1,4 +1,5 @@
 import Foundation
+import Network
 @testable import Training
 
 /// A per-pixel linear classifier, logits[n, c, y, x] = Σ_k W[c, k]·image[n, k, y, x] + b[c], trained with the real

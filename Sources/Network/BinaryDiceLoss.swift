@@ -1,7 +1,9 @@
 import Foundation
 
-/// The official training loss, `BinaryLoss(loss_type='dice', smooth=1e-5)` ("bdice", m2mrf-reference.md §3),
-/// extended to partially-labelled data, optionally plus binary cross-entropy.
+/// The training loss, defined once: the official `BinaryLoss(loss_type='dice', smooth=1e-5)` ("bdice",
+/// m2mrf-reference.md §3) — checked against PyTorch's numbers by the parity tests through
+/// `SegmentationModel.trainingStep(input:labels:)` — extended to partially-labelled data, optionally plus binary
+/// cross-entropy and batch dice for our trainer.
 ///
 /// Input: logits [N, C, H, W] already resized to the label size (C = 4 lesions, or 5 with the optic disc), labels
 /// [N, H, W] with 0 = background and v = 1…C the channel v−1 (the merged map, MA > SE > HE > EX > OD), and for each
@@ -27,14 +29,14 @@ public enum BinaryDiceLoss {
     /// the official loss). A crop without a class then still pays for that class's false positives through the
     /// batch's denominator, where the per-image form gives it almost no gradient.
     public static func evaluate(logits: [Float], labels: [UInt8], annotated: [Bool], batch n: Int, height h: Int, width w: Int,
-                                bceWeight: Float = 0, batchDice: Bool = false, bcePositiveWeight: Float = 1) throws(TrainingError) -> (loss: Float, gradient: [Float]) {
+                                bceWeight: Float = 0, batchDice: Bool = false, bcePositiveWeight: Float = 1) throws(NetworkError) -> (loss: Float, gradient: [Float]) {
         // Channels from the flags: 4, or 5 with the optic disc (label value 5).
         let c = n > 0 ? annotated.count / n : classes, hw = h * w
         guard n > 0, annotated.count == n * c, logits.count == n * c * hw, labels.count == n * hw, annotated.count == n * c else {
-            throw TrainingError(.model, "loss: \(logits.count) logits, \(labels.count) labels and \(annotated.count) flags do not fit a batch of \(n) × \(c) × \(h) × \(w)")
+            throw NetworkError.badInput("loss: \(logits.count) logits, \(labels.count) labels and \(annotated.count) flags do not fit a batch of \(n) × \(c) × \(h) × \(w)")
         }
         if let bad = labels.first(where: { $0 > UInt8(c) }) {
-            throw TrainingError(.model, "loss: label value \(bad) is not 0 (background) or 1…\(c)")
+            throw NetworkError.badInput("loss: label value \(bad) is not 0 (background) or 1…\(c)")
         }
         // The dice terms: each a class and the images its sums run over, with its weight in the mean.
         var terms: [(cls: Int, images: [Int], weight: Double)] = []
