@@ -149,6 +149,13 @@ public struct CropTransform: Sendable, Codable, Equatable {
         }
     }
 
+    /// Channel `k` of each pass (planar [channels, height, width], as `meanSigmoidToOriginal` takes them) mapped to
+    /// the photograph: screening and validation read every class, and the optic disc, this way.
+    public func meanSigmoidToOriginal(channel k: Int, of passes: [[Float]], width: Int, height: Int) -> Image {
+        let plane = width * height
+        return meanSigmoidToOriginal(passes.map { Array($0[(k * plane)..<((k + 1) * plane)]) }, width: width, height: height)
+    }
+
     /// Map coordinate of original pixel centre c: ((c + 0.5)/scale − origin)·(map/side) − 0.5, clamped at the edges.
     static func taps(_ from: Int, _ to: Int, origin: Int, side: Int, size: Int, scale: Int) -> [(Int, Int, Float)] {
         let s = Double(size) / Double(side)

@@ -201,23 +201,28 @@ public struct ScreeningStages: Sendable {
             throw StageError(stage: .masks, message: "no crop transform for a gradable image", permanent: false)
         }
         let (w, h) = r.prepared.inputSize
-        let plane = w * h
         let (directory, stem) = Self.maskLocation(patientID: job.image.patientID, imagePath: job.image.path,
                                                   masksDirectory: options.masksDirectory)
         let fovArea = fov.area
+        // Probabilities in original pixels as round(p·255), from logits resized to the photograph with the sigmoid
+        // last (the official order): a byte above the threshold byte is p > threshold, so the mask, the lesions
+        // and the probability map all agree. Outside the field of view is 0: the padded square's corners are not
+        // retina. With TTA the passes' probabilities are averaged here, at the photograph's pixels, after the sigmoid.
+        func probabilityMap(channel k: Int) -> Image {
+            fov.masking(transform.meanSigmoidToOriginal(channel: k, of: r.passes, width: w, height: h))
+        }
+        let thresholdByte = UInt8(max(0, min(255, Int((options.threshold * 255).rounded(.down)))))
+        func thresholded(_ p: Image) -> Image {
+            Image(width: p.width, height: p.height, channels: 1, pixels: p.bytes.map { $0 > thresholdByte ? 255 : 0 })
+        }
         // The optic disc, when the model has its channel: found or not, centre, equivalent-circle diameter. Without
         // a pixel spacing, lesion areas in mm² are estimated from the disc taken as 1.8 mm across (and say so).
         var disc: DiscFinding?, discMask: Image?
         if model.architecture.numClasses > OpticDisc.channel {
-            let k = OpticDisc.channel
-            let p = fov.masking(
-                transform.meanSigmoidToOriginal(r.passes.map { Array($0[(k * plane)..<((k + 1) * plane)]) }, width: w, height: h))
+            let p = probabilityMap(channel: OpticDisc.channel)
             disc = DiscFinding.measure(try ScorePlane(width: p.width, height: p.height, probabilityBytes: p.bytes),
                                        threshold: options.threshold)
-            if options.writeOverlays, disc?.found == true {
-                let cut = UInt8(max(0, min(255, Int((options.threshold * 255).rounded(.down)))))
-                discMask = Image(width: p.width, height: p.height, channels: 1, pixels: p.bytes.map { $0 > cut ? 255 : 0 })
-            }
+            if options.writeOverlays, disc?.found == true { discMask = thresholded(p) }
         }
         let measuredSpacing = job.image.pixelSpacingMM.map { PixelSpacing(millimetres: $0) }
         let discSpacing = measuredSpacing == nil ? disc?.estimatedPixelSpacing(fieldOfViewDiameter: 2 * fov.radius) : nil
@@ -230,27 +235,20 @@ public struct ScreeningStages: Sendable {
         let spacing = measuredSpacing ?? discSpacing
         let measurement = LesionMeasurement(threshold: options.threshold, minimumLesionArea: options.minimumLesionArea,
                                             pixelSpacing: spacing)
-        // Probabilities in original pixels as round(p·255), from logits resized to the photograph with the sigmoid
-        // last (the official order): a byte above the threshold byte is p > threshold, so the mask, the lesions
-        // and the probability map all agree.
         var probability: [LesionClass: Image] = [:]
         var planes: [LesionClass: ScorePlane] = [:]
         for c in LesionClass.allCases {
-            let range = (c.rawValue * plane)..<((c.rawValue + 1) * plane)
-            // Lesions exist only inside the field of view: the padded square's corners are not retina. With TTA the
-            // passes' probabilities are averaged here, at the photograph's pixels, after the sigmoid.
-            let p = fov.masking(transform.meanSigmoidToOriginal(r.passes.map { Array($0[range]) }, width: w, height: h))
+            let p = probabilityMap(channel: c.rawValue)
             probability[c] = p
             planes[c] = try ScorePlane(width: p.width, height: p.height, probabilityBytes: p.bytes)
         }
         let imageFindings = try measurement.measure(planes, fieldOfViewArea: fovArea)
         planes = [:]
-        let thresholdByte = UInt8(max(0, min(255, Int((options.threshold * 255).rounded(.down)))))
         var findings: [Finding] = []
         var layers: [OverlayLayer] = []
         for c in LesionClass.allCases {
             guard let p = probability[c], let cf = imageFindings.findings(for: c) else { continue }
-            let mask = Image(width: p.width, height: p.height, channels: 1, pixels: p.bytes.map { $0 > thresholdByte ? 255 : 0 })
+            let mask = thresholded(p)
             let maskURL = try MaskFiles.write([(c.code, mask)], directory: directory, imageStem: stem)[0]
             var probURL: URL? = nil
             if options.saveProbabilities {

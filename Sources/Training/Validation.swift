@@ -54,20 +54,17 @@ public struct Validator: Sendable {
             }
             let channels = passes[0].count / plane
             let ow = prepared.decoded.originalWidth, oh = prepared.decoded.originalHeight
-            var scores: [LesionClass: ScorePlane] = [:]
-            for lesion in LesionClass.allCases {
-                let range = (lesion.rawValue * plane)..<((lesion.rawValue + 1) * plane)
-                let original = transform.meanSigmoidToOriginal(passes.map { Array($0[range]) }, width: w, height: h)
-                scores[lesion] = try ScorePlane(width: original.width, height: original.height, probabilityBytes: original.bytes)
+            func score(channel k: Int) throws -> ScorePlane {
+                let original = transform.meanSigmoidToOriginal(channel: k, of: passes, width: w, height: h)
+                return try ScorePlane(width: original.width, height: original.height, probabilityBytes: original.bytes)
             }
+            var scores: [LesionClass: ScorePlane] = [:]
+            for lesion in LesionClass.allCases { scores[lesion] = try score(channel: lesion.rawValue) }
             let truth = try OfficialM2MRF.overwrittenTruth(DatasetSamples.truthMasks(sample, width: ow, height: oh))
             try evaluation.add(imageID: sample.name, scores: scores, truth: truth)
             // The optic disc, beside the lesions: for a model with the disc channel, on images with a disc mask.
             if channels > OpticDisc.channel, let truthDisc = try DatasetSamples.discMask(sample, width: ow, height: oh) {
-                let k = OpticDisc.channel
-                let original = transform.meanSigmoidToOriginal(passes.map { Array($0[(k * plane)..<((k + 1) * plane)]) }, width: w, height: h)
-                try disc.add(predicted: ScorePlane(width: original.width, height: original.height, probabilityBytes: original.bytes),
-                             truth: truthDisc)
+                try disc.add(predicted: score(channel: OpticDisc.channel), truth: truthDisc)
             }
             logger.info("validation: \(label) \(i + 1)/\(dataset.samples.count) \(sample.name) (\(String(format: "%.0f", Date().timeIntervalSince(started))) s)")
         }

@@ -1,9 +1,6 @@
 import ArgumentParser
 import Foundation
-import Lesions
-import Logging
 import Store
-import Tensor
 import Training
 
 /// `fundus-screen model list`: the registry, newest last, with each version's validation figures.

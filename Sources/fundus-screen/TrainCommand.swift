@@ -1,7 +1,5 @@
 import ArgumentParser
 import Foundation
-import Lesions
-import Logging
 import Store
 import Tensor
 import Training
