@@ -20,6 +20,10 @@ public struct BenchmarkReport: Sendable {
     /// GFLOP/s of single convolution shapes run alone: (description, GFLOP/s, oneDNN implementation).
     public var convolutions: [(shape: String, gflops: Double, implementation: String)]
 
+    /// Whether 3×3 convolutions ran as Winograd where the engine allows it.
+    public var winograd = true
+    public var bf16 = false
+
     public var medianSeconds: Double { runs.sorted()[runs.count / 2] }
     public var gflops: Double { gflopPerImage / medianSeconds }
 
@@ -29,7 +33,8 @@ public struct BenchmarkReport: Sendable {
             String(format: "seconds per image: median %.3f of %d runs (%@); warm-up %.3f", medianSeconds, runs.count,
                    runs.map { String(format: "%.3f", $0) }.joined(separator: ", "), warmUpSeconds),
             String(format: "CPU seconds per image (user+sys): %@", cpuSeconds.map { String(format: "%.2f", $0) }.joined(separator: ", ")),
-            String(format: "work: %.1f GFLOP per image, %.1f GFLOP/s", gflopPerImage, gflops),
+            String(format: "work: %.1f GFLOP per image (direct convolution count), %.1f GFLOP/s", gflopPerImage, gflops),
+            MachineLimit.line(gflops: gflops, bf16: bf16, winograd: winograd),
             String(format: "peak RSS: %.2f GiB", Double(peakRSSBytes) / Double(1 << 30)),
             "time by layer kind (profiled run):",
         ]
@@ -45,28 +50,63 @@ public struct BenchmarkReport: Sendable {
     }
 }
 
+/// The machine's arithmetic limit that the bench's GFLOP/s are compared with: fused multiply-adds at full width on
+/// every core. ENGINE.md measured 117 GFLOP/s per Zen 4 core in fp32 (AVX-512 gives nothing over AVX2 there: two
+/// 256-bit FMA pipes at about 3.7 GHz) and about twice that in bf16 (AVX512-BF16 dot products).
+public enum MachineLimit {
+    public static let fp32PerCore = 117.0
+    public static var cores: Int { ProcessInfo.processInfo.activeProcessorCount }
+    public static func gflops(bf16: Bool) -> Double { Double(cores) * fp32PerCore * (bf16 ? 2 : 1) }
+
+    /// "… = x % of the N GFLOP/s fp32 limit (c cores × 117)", with what the percentage means under Winograd.
+    public static func line(gflops: Double, bf16: Bool, winograd: Bool) -> String {
+        let limit = Self.gflops(bf16: bf16)
+        var text = String(format: "limit: %.0f GFLOP/s %@ (%d cores × %.0f%@); this run %.1f GFLOP/s = %.0f %% of it",
+                          limit, bf16 ? "bf16" : "fp32", cores, fp32PerCore * (bf16 ? 2 : 1),
+                          bf16 ? ", bf16 dot products" : " fp32 FMA", gflops, 100 * gflops / limit)
+        if winograd && !bf16 {
+            text += " (3×3 convolutions as Winograd do fewer multiplications than counted: the rate can pass the limit)"
+        }
+        return text
+    }
+}
+
+/// What `fundus-screen bench --training` measures.
+public struct TrainingBenchmarkReport: Sendable {
+    public var seconds: [Double]
+    public var peakRSSBytes: Int
+    /// Convolution work of one step: forward, backward data and backward weights (direct count).
+    public var gflopPerStep: Double
+    public var bf16 = false
+    public var medianSeconds: Double { seconds.sorted()[seconds.count / 2] }
+}
+
 public enum NetworkBenchmark {
     /// Times training steps (forward in training mode, bdice, backward) on random data: seconds per step of each
     /// run after a warm-up step, and the peak RSS.
     public static func training(architecture: ModelArchitecture = .w48(variant: .C), batch: Int = 2, height: Int = 512,
-                                width: Int = 512, runs: Int = 2, progress: (String) -> Void = { _ in })
-        throws(NetworkError) -> (seconds: [Double], peakRSSBytes: Int) {
+                                width: Int = 512, runs: Int = 2, bf16: Bool = false, progress: (String) -> Void = { _ in })
+        throws(NetworkError) -> TrainingBenchmarkReport {
         EngineThreads.configureBLASForEngine()
         EngineThreads.configureMemoryForEngine()
         let model = try SegmentationModel(architecture: architecture)
+        model.bf16Training = bf16
         var random = SplitMix(seed: 7)
         let input = Tensor((0..<(batch * 3 * height * width)).map { _ in random.uniform() * 4 - 2 },
                            shape: [batch, 3, height, width])
         let labels = (0..<(batch * height * width)).map { _ in Int32(random.next() % 5) }
         var seconds: [Double] = []
+        var flops = 0.0
         model.withEngine { $0.profiling = true }
         for k in 0...runs {
             if k == 1 { model.withEngine { $0.profile = [:] } }
+            let before = model.withEngine { $0.flops }
             let t0 = DispatchTime.now().uptimeNanoseconds
             let (loss, _) = try model.trainingStep(input: input, labels: labels)
             let s = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
             progress(String(format: "%@ step: %.3f s, loss %.4f", k == 0 ? "warm-up" : "timed", s, loss))
             if k > 0 { seconds.append(s) }
+            flops = model.withEngine { $0.flops } - before
         }
         for (k, n) in model.withEngine({ $0.implementations }).sorted(by: { $0.key < $1.key }) { progress("  \(k): \(n)") }
         for (kind, t) in model.withEngine({ $0.profile }).sorted(by: { $0.value > $1.value }) {
@@ -74,18 +114,20 @@ public enum NetworkBenchmark {
         }
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
-        return (seconds, usage.ru_maxrss * 1024)
+        return TrainingBenchmarkReport(seconds: seconds, peakRSSBytes: usage.ru_maxrss * 1024, gflopPerStep: flops * 1e-9,
+                                       bf16: bf16)
     }
 
     /// Runs the network with random weights on a random input: one warm-up, then `runs` timed probability passes,
     /// one profiled pass, and the heaviest convolution shapes alone.
     public static func run(architecture: ModelArchitecture = .w48(variant: .C), height: Int = 960, width: Int = 1440,
-                           runs: Int = 3, bf16: Bool = false, shapes: Bool = false,
+                           runs: Int = 3, bf16: Bool = false, winograd: Bool = true, shapes: Bool = false,
                            progress: (String) -> Void = { _ in }) throws(NetworkError) -> BenchmarkReport {
         EngineThreads.configureBLASForEngine()
         EngineThreads.configureMemoryForEngine()
         let model = try SegmentationModel(architecture: architecture)
         model.bf16Inference = bf16
+        if !winograd { model.withEngine { $0.winogradMaxChannels = 0 } }
         var random = SplitMix(seed: 42)
         let input = Tensor((0..<(3 * height * width)).map { _ in random.uniform() * 4 - 2 }, shape: [1, 3, height, width])
         func timed(_ body: () throws(NetworkError) -> Void) throws(NetworkError) -> Double {
@@ -147,7 +189,7 @@ public enum NetworkBenchmark {
         }
         return BenchmarkReport(model: architecture.displayName + (bf16 ? " (bf16 convolutions)" : ""), inputShape: input.shape, runs: times,
                                cpuSeconds: cpu, implementations: implementations, warmUpSeconds: warm, gflopPerImage: flops * 1e-9, peakRSSBytes: usage.ru_maxrss * 1024, split: split,
-                               convolutions: convolutions)
+                               convolutions: convolutions, winograd: winograd && !bf16, bf16: bf16)
     }
 }
 

@@ -43,7 +43,9 @@ final class ConvBN {
     let bn: BatchNorm
     let stride, padding: Int
     let relu: Bool
-    private var folded: (weight: Tensor, bias: Tensor)?
+    /// The folded BatchNorm's bias (inference); the folded weights are made only when the engine reorders them
+    /// into its cache, so that the model does not hold a third copy of its weights.
+    private var foldedBias: Tensor?
 
     /// conv: `<convName>.weight` [out, in, k, k] without bias; bn: `<bnName>.*`.
     init(conv convName: String, bn bnName: String, in inC: Int, out outC: Int, kernel: Int, stride: Int = 1,
@@ -55,28 +57,30 @@ final class ConvBN {
         self.relu = relu
     }
 
-    /// Drops the folded weights (after loading new ones).
-    func invalidate() { folded = nil }
+    /// Drops the folded bias (after loading new weights; the engine forgets its reordered weights at the same time).
+    func invalidate() { foldedBias = nil }
 
     /// y = [relu](bn(conv(x)) [+ residual]).
     func callAsFunction(_ x: Tensor, _ ops: Ops, residual: Tensor? = nil) -> Tensor {
         if ops.tape == nil && !ops.training {
-            let f = folded ?? ops.engine.timed("setup: fold BatchNorm") { foldedWeights() }
-            return ops.conv(x, f.weight, bias: f.bias, stride: stride, padding: padding, relu: relu,
-                            sumInto: residual?.copy())
+            let bias = foldedBias ?? Tensor(bn.inferenceAffine().1, shape: [weight.shape[0]])
+            foldedBias = bias
+            // The parameter is the key of the engine's reordered copy; the folded values are made only for it.
+            return ops.conv(x, weight, bias: bias, stride: stride, padding: padding, relu: relu,
+                            sumInto: residual?.copy(), weightValues: { [self] in
+                                ops.engine.timed("setup: fold BatchNorm") { foldedWeights() }
+                            })
         }
         return bn(ops.conv(x, weight, stride: stride, padding: padding), ops, residual: residual, relu: relu)
     }
 
-    private func foldedWeights() -> (weight: Tensor, bias: Tensor) {
-        if let folded { return folded }
-        let (scale, shift) = bn.inferenceAffine()
+    /// The convolution's weights with the BatchNorm's inference scale folded in: w[o] · γ[o] / √(σ²[o] + ε).
+    private func foldedWeights() -> Tensor {
+        let (scale, _) = bn.inferenceAffine()
         let w = weight.copy()
         let per = weight.count / weight.shape[0]
         for o in 0..<weight.shape[0] { for i in 0..<per { w.data[o * per + i] *= scale[o] } }
-        let f = (w, Tensor(shift, shape: [shift.count]))
-        folded = f
-        return f
+        return w
     }
 }
 

@@ -19,6 +19,9 @@ public final class SegmentationModel: @unchecked Sendable {
     /// Inference convolutions in bf16 (f32 accumulation): about twice as fast where the CPU has AVX512-BF16, with
     /// relative errors near 1e-3 instead of 1e-7. Off by default; the parity fixtures need f32.
     public var bf16Inference = false
+    /// Mixed-precision training steps: convolutions forward and backward in bf16 (f32 accumulation), master
+    /// weights, BatchNorm statistics, loss and weight gradients in f32, as PyTorch's CPU autocast. Off by default.
+    public var bf16Training = false
 
     /// A model with fresh weights (the reference's initialisation schemes), or the given ones.
     /// `weightsFile` names the source in error messages.
@@ -167,7 +170,7 @@ public final class SegmentationModel: @unchecked Sendable {
     private func step(_ input: Tensor, _ lossOf: (Ops, Tensor) -> Tensor) -> (loss: Float, gradients: [String: Tensor]) {
         let result: (Float, [String: Tensor]) = thread.run {
             let tape = Tape()
-            let ops = Ops(engine: engine, tape: tape, training: true)
+            let ops = Ops(engine: engine, tape: tape, training: true, bf16: bf16Training)
             let logits = forward(input, ops)
             let resized = ops.resizeBilinear(logits, height: input.h, width: input.w)
             let loss = lossOf(ops, resized)

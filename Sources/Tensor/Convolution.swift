@@ -15,14 +15,17 @@ extension ComputeEngine {
         var hasBias: Bool
         var stride: Int
         var padding: Int
-        /// bf16 source and weights (f32 bias, f32 destination, f32 accumulation): inference only, opt-in.
+        /// bf16 source and weights (f32 bias, f32 destination, f32 accumulation): opt-in, inference or
+        /// mixed-precision training.
         var bf16 = false
+        /// Winograd F(4×4, 3×3) instead of direct convolution (3×3 stride 1 only).
+        var winograd = false
         var outShape: [Int] {
             [inShape[0], weightShape[0],
              ComputeEngine.convolutionOutput(inShape[2], kernel: weightShape[2], stride: stride, padding: padding),
              ComputeEngine.convolutionOutput(inShape[3], kernel: weightShape[3], stride: stride, padding: padding)]
         }
-        var key: String { "\(inShape) \(inLayout) w\(weightShape) b\(hasBias) s\(stride) p\(padding)\(bf16 ? " bf16" : "")" }
+        var key: String { "\(inShape) \(inLayout) w\(weightShape) b\(hasBias) s\(stride) p\(padding)\(bf16 ? " bf16" : "")\(winograd ? " wino" : "")" }
         /// The caller's f32 source.
         var userSrcMD: dnnl_memory_desc_t { ComputeEngine.md(inShape, inLayout == .blocked16 ? dnnl_nChw16c : dnnl_nchw) }
         /// The source the primitive reads (bf16 copy of the user's when bf16).
@@ -30,6 +33,10 @@ extension ComputeEngine {
             ComputeEngine.md(inShape, inLayout == .blocked16 ? dnnl_nChw16c : dnnl_nchw, bf16 ? dnnl_bf16 : dnnl_f32)
         }
         var dstMD: dnnl_memory_desc_t { ComputeEngine.md(outShape, dnnl_nChw16c) }
+        /// dL/dy as a backward primitive reads it (bf16 in mixed precision).
+        var diffDstMD: dnnl_memory_desc_t { ComputeEngine.md(outShape, dnnl_nChw16c, bf16 ? dnnl_bf16 : dnnl_f32) }
+        /// Weight gradients stay f32 (the master weights' precision) in any layout.
+        var anyDiffWeightsMD: dnnl_memory_desc_t { ComputeEngine.md(weightShape, dnnl_format_tag_any) }
         var userWeightsMD: dnnl_memory_desc_t { ComputeEngine.md(weightShape, dnnl_oihw) }
         var anyWeightsMD: dnnl_memory_desc_t {
             ComputeEngine.md(weightShape, dnnl_format_tag_any, bf16 ? dnnl_bf16 : dnnl_f32)
@@ -38,6 +45,7 @@ extension ComputeEngine {
         var strides: [Int64] { [Int64(stride), Int64(stride)] }
         var padL: [Int64] { [Int64(padding), Int64(padding)] }
         /// oneDNN wants the right/bottom padding that makes its output size equal PyTorch's floor rule.
+        var algorithm: dnnl_alg_kind_t { winograd ? dnnl_convolution_winograd : dnnl_convolution_direct }
         var padR: [Int64] {
             let o = outShape
             return [Int64((o[2] - 1) * stride + weightShape[2] - inShape[2] - padding),
@@ -60,18 +68,27 @@ extension ComputeEngine {
         return attr
     }
 
+    /// Whether a convolution of this shape runs as Winograd F(4×4, 3×3) / F(2×2, 3×3): inference, 3×3, stride 1,
+    /// blocked source, at most `winogradMaxChannels` input channels.
+    private func usesWinograd(_ s: ConvShape, training: Bool) -> Bool {
+        !training && !s.bf16 && s.weightShape[2] == 3 && s.weightShape[3] == 3 && s.stride == 1
+            && s.inLayout == .blocked16 && s.weightShape[1] <= winogradMaxChannels
+    }
+
     /// The forward primitive for a shape; nil only for a bf16 request this CPU's oneDNN cannot serve.
     private func forwardPrimitive(_ s: ConvShape, training: Bool, relu: Bool, sum: Bool) -> Primitive? {
         let key = "conv fwd \(s.key) t\(training) r\(relu) s\(sum)"
         if let p = primitives[key] { return p }
         if s.bf16 && !bf16Available { return nil }
+        if s.winograd && winogradRefused.contains(key) { return nil }
         var desc = dnnl_convolution_desc_t()
         var src = s.srcMD, w = s.anyWeightsMD, b = s.biasMD, dst = s.dstMD
         let status = withUnsafePointer(to: &b) { bp in
             dnnl_convolution_forward_desc_init(&desc, training ? dnnl_forward_training : dnnl_forward_inference,
-                                               dnnl_convolution_direct, &src, &w, s.hasBias ? bp : nil, &dst,
+                                               s.algorithm, &src, &w, s.hasBias ? bp : nil, &dst,
                                                s.strides, s.padL, s.padR)
         }
+        if s.winograd && status != dnnl_success { winogradRefused.insert(key); return nil }
         check(status, "conv fwd desc \(s.key)")
         let attr = attributes(relu: relu, sum: sum)
         var pd: dnnl_primitive_desc_t?
@@ -79,6 +96,10 @@ extension ComputeEngine {
         dnnl_primitive_attr_destroy(attr)
         if s.bf16 && created != dnnl_success {
             bf16Available = false  // no bf16 kernel here: stay in f32
+            return nil
+        }
+        if s.winograd && created != dnnl_success {
+            winogradRefused.insert(key)  // no Winograd kernel for this shape: direct
             return nil
         }
         check(created, "conv fwd pd \(s.key)")
@@ -89,17 +110,21 @@ extension ComputeEngine {
     }
 
     /// Runs `body` with the weights in the layout `wanted`: in place when it is plain OIHW, from the cache for
-    /// constant weights, else through a temporary reorder.
-    private func withWeights<T>(_ weight: Tensor, user: dnnl_memory_desc_t, wanted: dnnl_memory_desc_t,
-                                constant: Bool, _ body: (UnsafeMutableRawPointer) -> T) -> T {
-        if ComputeEngine.equal(user, wanted) { return body(UnsafeMutableRawPointer(weight.data)) }
+    /// constant weights, else through a temporary reorder. `values`, when given, computes the weights' values
+    /// (`weight` is then only the cache's key): folded BatchNorm weights are made when the cache needs them and not
+    /// kept beside their reordered copy.
+    private func withWeights<T>(_ weight: Tensor, values: (() -> Tensor)? = nil, user: dnnl_memory_desc_t,
+                                wanted: dnnl_memory_desc_t, constant: Bool,
+                                _ body: (UnsafeMutableRawPointer) -> T) -> T {
+        if values == nil && ComputeEngine.equal(user, wanted) { return body(UnsafeMutableRawPointer(weight.data)) }
         let layout = layoutKey(wanted)
         if constant, let c = constantWeights[ObjectIdentifier(weight)], c.layout == layout {
             return body(c.reordered)
         }
+        let source = values?() ?? weight
         let buf = UnsafeMutableRawPointer.allocate(byteCount: ComputeEngine.size(wanted), alignment: 64)
         timed(constant ? "setup: reorder weights" : "reorder weights") {
-            reorder(from: user, UnsafeMutableRawPointer(weight.data), to: wanted, buf)
+            reorder(from: user, UnsafeMutableRawPointer(source.data), to: wanted, buf)
         }
         if constant {
             if let old = constantWeights[ObjectIdentifier(weight)] { old.reordered.deallocate() }
@@ -112,19 +137,23 @@ extension ComputeEngine {
 
     /// y = conv(x, weight) + bias, then optionally y += `sumInto` (the result is written into `sumInto`) and ReLU.
     /// x: [N, C, H, W] blocked (or plain NCHW for the network's input); weight [O, C, kh, kw] plain; bias [O].
-    /// Returns [N, O, Ho, Wo] blocked.
+    /// Returns [N, O, Ho, Wo] blocked. `weightValues` (constant weights only): the weights' values are computed by
+    /// it when the cache needs them, and `weight` is only the cache's key (its shape must be theirs).
     /// `bf16` (inference, blocked sources only): the source is converted to bf16 for the call and the weights once;
     /// accumulation and the result stay f32. About twice as fast on CPUs with AVX512-BF16, relative error ~1e-3.
     public func convolution(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Int = 0,
                             training: Bool = false, constantWeights constant: Bool = false,
+                            weightValues: (() -> Tensor)? = nil,
                             sumInto: Tensor? = nil, relu: Bool = false, bf16: Bool = false) -> Tensor {
         precondition(x.shape.count == 4 && weight.shape.count == 4 && x.c == weight.shape[1],
                      "convolution of \(x.shape) with weights \(weight.shape)")
         var s = ConvShape(inShape: x.shape, inLayout: x.layout, weightShape: weight.shape, hasBias: bias != nil, stride: stride, padding: padding)
-        s.bf16 = bf16 && !training && x.layout == .blocked16
+        s.bf16 = bf16 && x.layout == .blocked16
+        s.winograd = usesWinograd(s, training: training)
         var chosen = forwardPrimitive(s, training: training, relu: relu, sum: sumInto != nil)
         if chosen == nil {
             s.bf16 = false
+            s.winograd = false
             chosen = forwardPrimitive(s, training: training, relu: relu, sum: sumInto != nil)
         }
         let p = chosen!
@@ -143,7 +172,8 @@ extension ComputeEngine {
             reorder(from: s.userSrcMD, UnsafeMutableRawPointer(x.data), to: s.srcMD, source)
         }
         defer { if s.bf16 { source.deallocate() } }
-        withWeights(weight, user: s.userWeightsMD, wanted: p.md(dnnl_query_weights_md), constant: constant) { wp in
+        withWeights(weight, values: weightValues, user: s.userWeightsMD, wanted: p.md(dnnl_query_weights_md),
+                    constant: constant) { wp in
             var args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] = [
                 (DNNL_ARG_SRC, s.srcMD, source),
                 (DNNL_ARG_WEIGHTS, p.md(dnnl_query_weights_md), wp),
@@ -155,79 +185,111 @@ extension ComputeEngine {
         return out
     }
 
-    /// dL/dx of a convolution, given dL/dy [N, O, Ho, Wo] blocked. Returns [N, C, H, W] blocked.
+    /// A bf16 copy of a blocked f32 tensor for the duration of `body` (mixed-precision training's sources and
+    /// output gradients).
+    private func withBF16<T>(_ t: Tensor, _ body: (UnsafeMutableRawPointer, dnnl_memory_desc_t) -> T) -> T {
+        let f32 = ComputeEngine.md(t.shape, dnnl_nChw16c), bf = ComputeEngine.md(t.shape, dnnl_nChw16c, dnnl_bf16)
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: ComputeEngine.size(bf), alignment: 64)
+        defer { buf.deallocate() }
+        timed("reorder bf16") { reorder(from: f32, UnsafeMutableRawPointer(t.data), to: bf, buf) }
+        return body(buf, bf)
+    }
+
+    /// A backward primitive (data or weights) for a shape, created once; nil for bf16 when oneDNN refuses it.
+    private func backwardPrimitive(_ kind: String, _ s: ConvShape,
+                                   _ initDesc: (inout dnnl_convolution_desc_t) -> dnnl_status_t) -> Primitive? {
+        let key = "conv bwd \(kind) \(s.key)"
+        if let c = primitives[key] { return c }
+        guard let hint = forwardPrimitive(s, training: true, relu: false, sum: false) else { return nil }
+        var desc = dnnl_convolution_desc_t()
+        let status = initDesc(&desc)
+        if s.bf16 && status != dnnl_success { return nil }
+        check(status, "conv bwd \(kind) desc \(s.key)")
+        let attr = attributes(relu: false, sum: false)
+        var pd: dnnl_primitive_desc_t?
+        let created = dnnl_primitive_desc_create(&pd, &desc, attr, engine, hint.pd)
+        dnnl_primitive_attr_destroy(attr)
+        if s.bf16 && created != dnnl_success { return nil }
+        check(created, "conv bwd \(kind) pd \(s.key)")
+        let p = Primitive(pd: pd!, what: "conv bwd \(kind)")
+        primitives[key] = p
+        implementations["bwd \(kind)\(s.bf16 ? " bf16" : "") \(s.weightShape[2])x\(s.weightShape[3]) s\(s.stride) \(s.inLayout == .plain ? "nchw" : "nChw16c") \(p.implementation)", default: 0] += 1
+        return p
+    }
+
+    /// dL/dx of a convolution, given dL/dy [N, O, Ho, Wo] blocked. Returns [N, C, H, W] blocked (f32).
+    /// `bf16` (mixed-precision training): dL/dy and the weights in bf16, f32 accumulation and result.
     public func convolutionBackwardData(_ dy: Tensor, weight: Tensor, inputShape: [Int], stride: Int = 1,
-                                        padding: Int = 0) -> Tensor {
-        let s = ConvShape(inShape: inputShape, inLayout: .blocked16, weightShape: weight.shape, hasBias: false, stride: stride, padding: padding)
+                                        padding: Int = 0, bf16: Bool = false) -> Tensor {
+        var s = ConvShape(inShape: inputShape, inLayout: .blocked16, weightShape: weight.shape, hasBias: false, stride: stride, padding: padding)
         precondition(dy.shape == s.outShape, "convolution gradient \(dy.shape), want \(s.outShape)")
-        let key = "conv bwd data \(s.key)"
-        let p: Primitive
-        if let c = primitives[key] {
-            p = c
-        } else {
-            let hint = forwardPrimitive(s, training: true, relu: false, sum: false)!
-            var desc = dnnl_convolution_desc_t()
-            var dsrc = s.srcMD, w = s.anyWeightsMD, ddst = s.dstMD
-            check(dnnl_convolution_backward_data_desc_init(&desc, dnnl_convolution_direct, &dsrc, &w, &ddst,
-                                                           s.strides, s.padL, s.padR), "conv bwd data desc")
-            let attr = attributes(relu: false, sum: false)
-            var pd: dnnl_primitive_desc_t?
-            check(dnnl_primitive_desc_create(&pd, &desc, attr, engine, hint.pd), "conv bwd data pd \(s.key)")
-            dnnl_primitive_attr_destroy(attr)
-            p = Primitive(pd: pd!, what: "conv bwd data")
-            primitives[key] = p
-            implementations["bwd data \(s.weightShape[2])x\(s.weightShape[3]) s\(s.stride) \(p.implementation)", default: 0] += 1
+        s.bf16 = bf16 && bf16Available
+        func make(_ s: ConvShape) -> Primitive? {
+            backwardPrimitive("data", s) { desc in
+                var dsrc = s.userSrcMD, w = s.anyWeightsMD, ddst = s.diffDstMD
+                return dnnl_convolution_backward_data_desc_init(&desc, s.algorithm, &dsrc, &w, &ddst,
+                                                                s.strides, s.padL, s.padR)
+            }
         }
+        var chosen = make(s)
+        if chosen == nil { s.bf16 = false; chosen = make(s) }
+        let p = chosen!
+        flops += 2 * Double(dy.n * dy.c * dy.h * dy.w) * Double(weight.count / weight.shape[0])
         let dx = Tensor(shape: inputShape, layout: .blocked16, zeroed: false)
-        withWeights(weight, user: s.userWeightsMD, wanted: p.md(dnnl_query_weights_md), constant: false) { wp in
-            execute(p, [
-                (DNNL_ARG_DIFF_DST, s.dstMD, UnsafeMutableRawPointer(dy.data)),
-                (DNNL_ARG_WEIGHTS, p.md(dnnl_query_weights_md), wp),
-                (DNNL_ARG_DIFF_SRC, s.srcMD, UnsafeMutableRawPointer(dx.data)),
-            ])
+        func run(_ ddst: UnsafeMutableRawPointer) {
+            withWeights(weight, user: s.userWeightsMD, wanted: p.md(dnnl_query_weights_md), constant: false) { wp in
+                execute(p, [
+                    (DNNL_ARG_DIFF_DST, s.diffDstMD, ddst),
+                    (DNNL_ARG_WEIGHTS, p.md(dnnl_query_weights_md), wp),
+                    (DNNL_ARG_DIFF_SRC, s.userSrcMD, UnsafeMutableRawPointer(dx.data)),
+                ])
+            }
         }
+        if s.bf16 { withBF16(dy) { b, _ in run(b) } } else { run(UnsafeMutableRawPointer(dy.data)) }
         return dx
     }
 
     /// dL/dweight [O, C, kh, kw] (plain) and dL/dbias [O] of a convolution with input x, given dL/dy.
+    /// `bf16` (mixed-precision training, blocked x): x and dL/dy in bf16, f32 accumulation and gradients.
     public func convolutionBackwardWeights(_ x: Tensor, _ dy: Tensor, weightShape: [Int], hasBias: Bool,
-                                           stride: Int = 1, padding: Int = 0) -> (weight: Tensor, bias: Tensor?) {
-        let s = ConvShape(inShape: x.shape, inLayout: x.layout, weightShape: weightShape, hasBias: hasBias, stride: stride, padding: padding)
+                                           stride: Int = 1, padding: Int = 0, bf16: Bool = false)
+        -> (weight: Tensor, bias: Tensor?) {
+        var s = ConvShape(inShape: x.shape, inLayout: x.layout, weightShape: weightShape, hasBias: hasBias, stride: stride, padding: padding)
         precondition(dy.shape == s.outShape, "convolution gradient \(dy.shape), want \(s.outShape)")
-        let key = "conv bwd weights \(s.key)"
-        let p: Primitive
-        if let c = primitives[key] {
-            p = c
-        } else {
-            let hint = forwardPrimitive(s, training: true, relu: false, sum: false)!
-            var desc = dnnl_convolution_desc_t()
-            var src = s.srcMD, dw = s.anyWeightsMD, db = s.biasMD, ddst = s.dstMD
-            let status = withUnsafePointer(to: &db) { bp in
-                dnnl_convolution_backward_weights_desc_init(&desc, dnnl_convolution_direct, &src, &dw,
-                                                            hasBias ? bp : nil, &ddst, s.strides, s.padL, s.padR)
+        s.bf16 = bf16 && bf16Available && x.layout == .blocked16
+        func make(_ s: ConvShape) -> Primitive? {
+            backwardPrimitive("weights", s) { desc in
+                var src = s.srcMD, dw = s.anyDiffWeightsMD, db = s.biasMD, ddst = s.diffDstMD
+                return withUnsafePointer(to: &db) { bp in
+                    dnnl_convolution_backward_weights_desc_init(&desc, s.algorithm, &src, &dw, hasBias ? bp : nil,
+                                                                &ddst, s.strides, s.padL, s.padR)
+                }
             }
-            check(status, "conv bwd weights desc")
-            let attr = attributes(relu: false, sum: false)
-            var pd: dnnl_primitive_desc_t?
-            check(dnnl_primitive_desc_create(&pd, &desc, attr, engine, hint.pd), "conv bwd weights pd \(s.key)")
-            dnnl_primitive_attr_destroy(attr)
-            p = Primitive(pd: pd!, what: "conv bwd weights")
-            primitives[key] = p
-            implementations["bwd weights \(s.weightShape[2])x\(s.weightShape[3]) s\(s.stride) \(s.inLayout == .plain ? "nchw" : "nChw16c") \(p.implementation)", default: 0] += 1
         }
+        var chosen = make(s)
+        if chosen == nil { s.bf16 = false; chosen = make(s) }
+        let p = chosen!
+        flops += 2 * Double(dy.n * dy.c * dy.h * dy.w) * Double(weightShape[1] * weightShape[2] * weightShape[3])
         let dw = Tensor(shape: weightShape, layout: .plain, zeroed: false)
         let db = hasBias ? Tensor(shape: [weightShape[0]], layout: .plain, zeroed: false) : nil
         let wanted = p.md(dnnl_query_diff_weights_md)
         let direct = ComputeEngine.equal(wanted, s.userWeightsMD)
         let buf = direct ? UnsafeMutableRawPointer(dw.data)
                          : UnsafeMutableRawPointer.allocate(byteCount: ComputeEngine.size(wanted), alignment: 64)
-        var args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] = [
-            (DNNL_ARG_SRC, s.srcMD, UnsafeMutableRawPointer(x.data)),
-            (DNNL_ARG_DIFF_DST, s.dstMD, UnsafeMutableRawPointer(dy.data)),
-            (DNNL_ARG_DIFF_WEIGHTS, wanted, buf),
-        ]
-        if let db { args.append((DNNL_ARG_DIFF_BIAS, s.biasMD, UnsafeMutableRawPointer(db.data))) }
-        execute(p, args)
+        func run(_ src: UnsafeMutableRawPointer, _ ddst: UnsafeMutableRawPointer) {
+            var args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] = [
+                (DNNL_ARG_SRC, s.srcMD, src),
+                (DNNL_ARG_DIFF_DST, s.diffDstMD, ddst),
+                (DNNL_ARG_DIFF_WEIGHTS, wanted, buf),
+            ]
+            if let db { args.append((DNNL_ARG_DIFF_BIAS, s.biasMD, UnsafeMutableRawPointer(db.data))) }
+            execute(p, args)
+        }
+        if s.bf16 {
+            withBF16(x) { xb, _ in withBF16(dy) { gb, _ in run(xb, gb) } }
+        } else {
+            run(UnsafeMutableRawPointer(x.data), UnsafeMutableRawPointer(dy.data))
+        }
         if !direct {
             reorder(from: wanted, buf, to: s.userWeightsMD, UnsafeMutableRawPointer(dw.data))
             buf.deallocate()

@@ -8,14 +8,16 @@ public struct Ops {
     public let tape: Tape?
     /// BatchNorm uses batch statistics (and updates the running ones) when training.
     public let training: Bool
-    /// Inference convolutions in bf16 (f32 accumulation and results); opt-in, not parity-exact.
+    /// Convolutions in bf16 (f32 accumulation, f32 results and weight gradients): inference, or mixed-precision
+    /// training whose backward convolutions are bf16 too (PyTorch autocast's split: BatchNorm, loss, master weights
+    /// f32). Opt-in, not parity-exact.
     public let bf16: Bool
 
     public init(engine: ComputeEngine, tape: Tape? = nil, training: Bool = false, bf16: Bool = false) {
         self.engine = engine
         self.tape = tape
         self.training = training
-        self.bf16 = bf16 && tape == nil && !training
+        self.bf16 = bf16
     }
 
     private func tracks(_ ts: Tensor?...) -> Bool { tape != nil && ts.contains { $0?.requiresGrad == true } }
@@ -23,14 +25,17 @@ public struct Ops {
     // MARK: Convolution
 
     /// conv(x, weight) + bias. x [N, C, H, W]; weight [O, C, k, k] plain; bias [O] or nil.
+    /// Inference only: `relu` and `sumInto` run as oneDNN post-ops; `weightValues` computes the weights' values
+    /// when the engine's cache of reordered constant weights needs them (`weight` is then the cache's key).
     public func conv(_ x: Tensor, _ weight: Tensor, bias: Tensor? = nil, stride: Int = 1, padding: Int = 0,
-                     relu: Bool = false, sumInto: Tensor? = nil) -> Tensor {
-        precondition(tape == nil || (!relu && sumInto == nil), "post-ops are for inference only")
+                     relu: Bool = false, sumInto: Tensor? = nil, weightValues: (() -> Tensor)? = nil) -> Tensor {
+        precondition(tape == nil || (!relu && sumInto == nil && weightValues == nil), "post-ops are for inference only")
         let engine = self.engine
         let kind = weight.shape[2] == 1 ? "conv 1x1" : "conv \(weight.shape[2])x\(weight.shape[3])"
         let y = engine.timed(engine.profileShapes ? "\(kind) \(x.c)->\(weight.shape[0]) at \(x.h)x\(x.w)" : kind) {
             engine.convolution(x, weight: weight, bias: bias, stride: stride, padding: padding,
-                               training: tape != nil, constantWeights: tape == nil, sumInto: sumInto, relu: relu,
+                               training: tape != nil, constantWeights: tape == nil, weightValues: weightValues,
+                               sumInto: sumInto, relu: relu,
                                bf16: bf16)
         }
         guard let tape, tracks(x, weight, bias) else { return y }
@@ -39,13 +44,13 @@ public struct Ops {
             guard let dy = tape.takeGradient(y) else { return }
             if weight.requiresGrad || bias?.requiresGrad == true {
                 let (dw, db) = engine.timed("backward conv weights (within conv)") { engine.convolutionBackwardWeights(x, dy, weightShape: weight.shape, hasBias: bias != nil,
-                                                                 stride: stride, padding: padding) }
+                                                                 stride: stride, padding: padding, bf16: bf16) }
                 tape.accumulate(weight, dw)
                 if let bias, let db { tape.accumulate(bias, db) }
             }
             if x.requiresGrad {
                 tape.accumulate(x, engine.convolutionBackwardData(dy, weight: weight, inputShape: x.shape,
-                                                                  stride: stride, padding: padding))
+                                                                  stride: stride, padding: padding, bf16: bf16))
             }
         }
         return y

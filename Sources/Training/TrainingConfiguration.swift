@@ -39,6 +39,9 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     public var batchDice: Bool?
     /// Weight of the lesion pixels in the BCE term (PyTorch's `pos_weight`; nil or 1 = plain BCE).
     public var bcePositiveWeight: Float?
+    /// Mixed precision (`train --bf16`): convolutions forward and backward in bf16 with f32 accumulation; master
+    /// weights, BatchNorm, loss and gradients f32 (nil or false: all f32).
+    public var bf16: Bool?
     /// Save the training state every this many iterations (official 5 000).
     public var checkpointInterval: Int = 5_000
     /// The network being trained, when known (the card of the result carries it).

@@ -123,6 +123,7 @@ public enum TrainingSession {
             throw TrainingError(.configuration, "give the network to train: --arch, or --from a model")
         }
         configuration.architecture = network.architecture
+        network.bf16Training = configuration.bf16 == true
         logger.info("training: \(network.architecture.displayName) from \(startedFrom) on \(trainingSet.samples.count) images, \(configuration.iterations) iterations, crop \(configuration.cropHeight)×\(configuration.cropWidth), batch \(configuration.batchSize)×\(configuration.accumulation)")
 
         // 3. The run in the database.

@@ -16,7 +16,9 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Fuse variant: plain, A, B, C, D.") var variant = "C"
     @Flag(help: "Time training steps (bdice forward + backward) instead of inference.") var training = false
     @Option(help: "Batch size of the training steps.") var batch = 2
-    @Flag(help: "Inference convolutions in bf16 (f32 accumulation).") var bf16 = false
+    @Flag(help: "Convolutions in bf16 (f32 accumulation); with --training, the mixed-precision step of `train --bf16`.")
+    var bf16 = false
+    @Flag(help: "Direct 3×3 convolutions only (no Winograd): the engine's previous path, for comparison.") var direct = false
     @Flag(help: "Split the profiled run by convolution shape, not only by layer kind.") var shapes = false
 
     func run() throws {
@@ -25,15 +27,20 @@ struct BenchCommand: ParsableCommand {
             throw ValidationError("unknown variant '\(variant)': plain, A, B, C or D")
         }
         if training {
-            let (seconds, rss) = try NetworkBenchmark.training(architecture: .w48(variant: v), batch: batch, height: height,
-                                                                width: width, runs: runs) { print($0) }
-            let median = seconds.sorted()[seconds.count / 2]
-            print(String(format: "training step, batch %d at %d×%d: median %.3f s; peak RSS %.2f GiB", batch, height, width,
-                         median, Double(rss) / Double(1 << 30)))
+            let r = try NetworkBenchmark.training(architecture: .w48(variant: v), batch: batch, height: height,
+                                                  width: width, runs: runs, bf16: bf16) { print($0) }
+            print(String(format: "training step%@, batch %d at %d×%d: median %.3f s of %d (%@); peak RSS %.2f GiB",
+                         bf16 ? " (bf16 convolutions, fp32 master weights)" : "", batch, height, width, r.medianSeconds,
+                         r.seconds.count, r.seconds.map { String(format: "%.3f", $0) }.joined(separator: ", "),
+                         Double(r.peakRSSBytes) / Double(1 << 30)))
+            let rate = r.gflopPerStep / r.medianSeconds
+            print(String(format: "work: %.1f GFLOP of convolutions per step (forward, backward data, backward weights), %.1f GFLOP/s",
+                         r.gflopPerStep, rate))
+            print(MachineLimit.line(gflops: rate, bf16: bf16, winograd: false))
             return
         }
         let report = try NetworkBenchmark.run(architecture: .w48(variant: v), height: height, width: width, runs: runs,
-                                               bf16: bf16, shapes: shapes) { print($0) }
+                                               bf16: bf16, winograd: !direct, shapes: shapes) { print($0) }
         print(report.text)
     }
 }

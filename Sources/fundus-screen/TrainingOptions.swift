@@ -33,6 +33,9 @@ struct TrainingOptions: ParsableArguments {
     @Flag(help: ArgumentHelp("Also train the optic disc as a fifth output channel (OD), from the set's masks/OD; images without an OD mask leave it out of their loss.",
                              discussion: "With --from a four-class model, the head's final 1×1 conv gains the OD channel (newly initialised; the lesion channels copied exactly). A model that has the channel keeps training it without this flag."))
     var disc = false
+    @Flag(help: ArgumentHelp("Mixed precision: convolutions forward and backward in bf16 (f32 accumulation), master weights, BatchNorm, loss and gradients in f32.",
+                             discussion: "About twice as fast per convolution on CPUs with AVX512-BF16; gradients agree with f32 to about 1e-2 relative."))
+    var bf16 = false
     @Flag(help: "Train on whole photographs instead of the field-of-view square.") var noFovCrop = false
     @Flag(help: "No online flips and 90° rotations (the official code made them offline).") var noFlips = false
     @Flag(help: "No photometric distortion.") var noPhotometric = false
@@ -68,6 +71,7 @@ struct TrainingOptions: ParsableArguments {
         configuration.flipsAndRotations = !noFlips
         configuration.photometricDistortion = !noPhotometric
         configuration.lesionCropProbability = lesionCrops > 0 ? lesionCrops : nil
+        configuration.bf16 = bf16 ? true : nil
         if stats == "ddr" {
             configuration.mean = [81.205, 50.636, 21.216]
             configuration.std = [76.252, 48.798, 21.625]

@@ -136,3 +136,63 @@ func convolutionBackwardExact(_ k: Int) {
     #expect(eX < 1e-5, "\(xs) * \(ws) stride \(stride): dL/dx relative error \(eX) [\(engine.implementations)]")
     #expect(eW < 1e-5, "\(xs) * \(ws) stride \(stride): dL/dw relative error \(eW) [\(engine.implementations)]")
 }
+
+/// Inference 3×3 stride-1 convolutions at HRNet's branch widths and odd sizes (partial Winograd tiles), with the
+/// residual-sum and ReLU post-ops of a BasicBlock.
+let winogradCases: [([Int], Int)] = [([1, 48, 37, 53], 48), ([1, 96, 19, 23], 96), ([2, 192, 9, 13], 192), ([1, 32, 6, 5], 16)]
+
+@Test("Winograd inference convolutions equal the Double definition to float rounding (sum and ReLU post-ops too)",
+      arguments: winogradCases.indices)
+func winogradConvolution(_ k: Int) {
+    let (xs, outC) = winogradCases[k]
+    let ws = [outC, xs[1], 3, 3]
+    let x = randomTensor(xs, seed: 91 + UInt64(k))
+    let w = randomTensor(ws, blocked: false, seed: 92 + UInt64(k))
+    let b = randomTensor([outC], blocked: false, seed: 93 + UInt64(k))
+    let earlier = randomTensor([xs[0], outC, xs[2], xs[3]], seed: 94 + UInt64(k))
+    let engine = ComputeEngine()
+    #expect(engine.winogradMaxChannels >= 192, "Winograd is the default up to the 192-channel branch")
+    let (ref, _) = referenceConvolution(x.values(), xs, w.values(), ws, bias: b.values(), stride: 1, padding: 1)
+    let plain = engine.convolution(x, weight: w, bias: b, padding: 1, constantWeights: true)
+    let fused = engine.convolution(x, weight: w, bias: b, padding: 1, constantWeights: true, sumInto: earlier.copy(), relu: true)
+    let want = zip(ref, earlier.values()).map { max($0 + $1, 0) }
+    let kernels = engine.implementations.keys.joined(separator: "; ")
+    #expect(kernels.contains("wino"), "no Winograd kernel chose this shape: \(kernels)")
+    #expect(Tensor.relativeError(plain.values(), ref) < 1e-5, "\(xs) → \(outC): \(Tensor.relativeError(plain.values(), ref)) [\(kernels)]")
+    #expect(Tensor.relativeError(fused.values(), want) < 1e-5, "\(xs) → \(outC) fused: \(Tensor.relativeError(fused.values(), want))")
+    // Off: the direct kernel, same numbers.
+    let direct = ComputeEngine()
+    direct.winogradMaxChannels = 0
+    let d = direct.convolution(x, weight: w, bias: b, padding: 1, constantWeights: true)
+    #expect(!direct.implementations.keys.contains { $0.contains("wino") })
+    #expect(Tensor.relativeError(d.values(), ref) < 1e-5)
+}
+
+@Test("Mixed-precision (bf16) convolution backward stays within bf16 rounding of the Double definition",
+      arguments: wideBackwardCases.indices)
+func bf16ConvolutionBackward(_ k: Int) {
+    let (xs, ws, stride, padding) = wideBackwardCases[k]
+    let x = randomTensor(xs, seed: 121 + UInt64(k))
+    let w = randomTensor(ws, blocked: false, seed: 141 + UInt64(k))
+    let os = [xs[0], ws[0], ComputeEngine.convolutionOutput(xs[2], kernel: ws[2], stride: stride, padding: padding),
+              ComputeEngine.convolutionOutput(xs[3], kernel: ws[3], stride: stride, padding: padding)]
+    let dy = randomTensor(os, seed: 161 + UInt64(k))
+    let engine = ComputeEngine()
+    let y = engine.convolution(x, weight: w, bias: nil, stride: stride, padding: padding, training: true, bf16: true)
+    let dx = engine.convolutionBackwardData(dy, weight: w, inputShape: xs, stride: stride, padding: padding, bf16: true)
+    let (dw, _) = engine.convolutionBackwardWeights(x, dy, weightShape: ws, hasBias: false, stride: stride, padding: padding, bf16: true)
+    let (refY, _) = referenceConvolution(x.values(), xs, w.values(), ws, bias: nil, stride: stride, padding: padding)
+    let ref = referenceConvolutionBackward(x.values(), xs, w.values(), ws, dy: dy.values(), stride: stride, padding: padding)
+    // bf16 keeps 8 significant bits (relative rounding 2^-9 ≈ 2e-3 per operand); sums of products of two rounded
+    // operands stay within about twice that relative to the result's scale.
+    let eY = Tensor.relativeError(y.values(), refY), eX = Tensor.relativeError(dx.values(), ref.dx)
+    let eW = Tensor.relativeError(dw.values(), ref.dw)
+    let kernels = engine.implementations.keys.joined(separator: "; ")
+    for (what, e) in [("y", eY), ("dL/dx", eX), ("dL/dw", eW)] {
+        #expect(e < 1e-2, "\(xs) * \(ws) stride \(stride): \(what) relative error \(e) [\(kernels)]")
+    }
+    if engine.bf16Available {
+        #expect(kernels.contains("bwd data bf16") && kernels.contains("bwd weights bf16"), "\(kernels)")
+        #expect(eX > 0 && eW > 0, "bf16 asked, yet the results are exact: did it run in f32?")
+    }
+}
