@@ -74,6 +74,10 @@ public final class ComputeEngine: @unchecked Sendable {
     /// channels 3.9 s (peak RSS +0.2 GiB), everywhere 3.6 s (+0.7 GiB: the 384-channel branch's transformed
     /// weights are 4× the size of its direct ones). Results agree with direct convolution to float rounding.
     public var winogradMaxChannels = 192
+    /// Training convolutions (forward, backward data, backward weights) as Winograd too, under the same rule, where
+    /// oneDNN has the F(4×4, 3×3) training kernels for the shape. W48-C training step, batch 2, 512²: 7.7–9.1 s
+    /// direct, 7.5–7.7 s with Winograd (one session, same machine).
+    public var trainingWinograd = true
     /// Forward primitive keys for which oneDNN has no Winograd kernel.
     var winogradRefused: Set<String> = []
     /// When not nil, every ReLU of a training pass appends its decisions here (output > 0, in NCHW order), in the

@@ -71,7 +71,7 @@ extension ComputeEngine {
     /// Whether a convolution of this shape runs as Winograd F(4×4, 3×3) / F(2×2, 3×3): inference, 3×3, stride 1,
     /// blocked source, at most `winogradMaxChannels` input channels.
     private func usesWinograd(_ s: ConvShape, training: Bool) -> Bool {
-        !training && !s.bf16 && s.weightShape[2] == 3 && s.weightShape[3] == 3 && s.stride == 1
+        (!training || trainingWinograd) && !s.bf16 && s.weightShape[2] == 3 && s.weightShape[3] == 3 && s.stride == 1
             && s.inLayout == .blocked16 && s.weightShape[1] <= winogradMaxChannels
     }
 
@@ -200,16 +200,23 @@ extension ComputeEngine {
                                    _ initDesc: (inout dnnl_convolution_desc_t) -> dnnl_status_t) -> Primitive? {
         let key = "conv bwd \(kind) \(s.key)"
         if let c = primitives[key] { return c }
+        if s.winograd && winogradRefused.contains(key) { return nil }
         guard let hint = forwardPrimitive(s, training: true, relu: false, sum: false) else { return nil }
         var desc = dnnl_convolution_desc_t()
         let status = initDesc(&desc)
-        if s.bf16 && status != dnnl_success { return nil }
+        if (s.bf16 || s.winograd) && status != dnnl_success {
+            if s.winograd { winogradRefused.insert(key) }
+            return nil
+        }
         check(status, "conv bwd \(kind) desc \(s.key)")
         let attr = attributes(relu: false, sum: false)
         var pd: dnnl_primitive_desc_t?
         let created = dnnl_primitive_desc_create(&pd, &desc, attr, engine, hint.pd)
         dnnl_primitive_attr_destroy(attr)
-        if s.bf16 && created != dnnl_success { return nil }
+        if (s.bf16 || s.winograd) && created != dnnl_success {
+            if s.winograd { winogradRefused.insert(key) }
+            return nil
+        }
         check(created, "conv bwd \(kind) pd \(s.key)")
         let p = Primitive(pd: pd!, what: "conv bwd \(kind)")
         primitives[key] = p
@@ -224,6 +231,7 @@ extension ComputeEngine {
         var s = ConvShape(inShape: inputShape, inLayout: .blocked16, weightShape: weight.shape, hasBias: false, stride: stride, padding: padding)
         precondition(dy.shape == s.outShape, "convolution gradient \(dy.shape), want \(s.outShape)")
         s.bf16 = bf16 && bf16Available
+        s.winograd = usesWinograd(s, training: true)
         func make(_ s: ConvShape) -> Primitive? {
             backwardPrimitive("data", s) { desc in
                 var dsrc = s.userSrcMD, w = s.anyWeightsMD, ddst = s.diffDstMD
@@ -232,7 +240,7 @@ extension ComputeEngine {
             }
         }
         var chosen = make(s)
-        if chosen == nil { s.bf16 = false; chosen = make(s) }
+        if chosen == nil { s.bf16 = false; s.winograd = false; chosen = make(s) }
         let p = chosen!
         flops += 2 * Double(dy.n * dy.c * dy.h * dy.w) * Double(weight.count / weight.shape[0])
         let dx = Tensor(shape: inputShape, layout: .blocked16, zeroed: false)
@@ -257,6 +265,7 @@ extension ComputeEngine {
         var s = ConvShape(inShape: x.shape, inLayout: x.layout, weightShape: weightShape, hasBias: hasBias, stride: stride, padding: padding)
         precondition(dy.shape == s.outShape, "convolution gradient \(dy.shape), want \(s.outShape)")
         s.bf16 = bf16 && bf16Available && x.layout == .blocked16
+        s.winograd = usesWinograd(s, training: true)
         func make(_ s: ConvShape) -> Primitive? {
             backwardPrimitive("weights", s) { desc in
                 var src = s.srcMD, dw = s.anyDiffWeightsMD, db = s.biasMD, ddst = s.diffDstMD
@@ -267,7 +276,7 @@ extension ComputeEngine {
             }
         }
         var chosen = make(s)
-        if chosen == nil { s.bf16 = false; chosen = make(s) }
+        if chosen == nil { s.bf16 = false; s.winograd = false; chosen = make(s) }
         let p = chosen!
         flops += 2 * Double(dy.n * dy.c * dy.h * dy.w) * Double(weightShape[1] * weightShape[2] * weightShape[3])
         let dw = Tensor(shape: weightShape, layout: .plain, zeroed: false)

@@ -133,9 +133,10 @@ public struct Ops {
             Self.forEachPlane(x.n * cb, floatsPerPlane: plane) { pi in
                 let lane = (pi % cb) * 16
                 let g = dy.data + pi * plane, xv = x.data + pi * plane, o = dx.data + pi * plane
-                let pa = a.data + lane, pb = b.data + lane, pc = c.data + lane, pm = mean.data + lane
+                let pa = SIMD16<Float>.load(a.data + lane), pb = SIMD16<Float>.load(b.data + lane)
+                let pc = SIMD16<Float>.load(c.data + lane), pm = SIMD16<Float>.load(mean.data + lane)
                 for i in 0..<HW {
-                    for l in 0..<16 { o[i * 16 + l] = pa[l] * g[i * 16 + l] + pc[l] * (xv[i * 16 + l] - pm[l]) + pb[l] }
+                    (pa * .load(g + i * 16) + pc * (.load(xv + i * 16) - pm) + pb).store(o + i * 16)
                 }
             }
             tape.accumulate(x, dx)
@@ -204,33 +205,28 @@ public struct Ops {
                 let yv = reluOutput.map { $0.data + pi * plane }
                 let cp = center.data + (pi % cb) * 16
                 let out = sums + pi * 32
-                withUnsafeTemporaryAllocation(of: Float.self, capacity: 32) { acc in
-                    var i = 0
-                    while i < HW {
-                        let end = min(i + 64, HW)
-                        for l in 0..<32 { acc[l] = 0 }
-                        if let yv {
-                            for j in i..<end {
-                                for l in 0..<16 {
-                                    let k = j * 16 + l
-                                    let d = yv[k] > 0 ? g[k] : 0
-                                    g[k] = d
-                                    acc[l] += d
-                                    acc[16 + l] += d * (xv[k] - cp[l])
-                                }
-                            }
-                        } else {
-                            for j in i..<end {
-                                for l in 0..<16 {
-                                    let k = j * 16 + l
-                                    acc[l] += g[k]
-                                    acc[16 + l] += g[k] * (xv[k] - cp[l])
-                                }
-                            }
+                // One SIMD lane per channel: the same additions in the same order as lane-by-lane loops.
+                let c = SIMD16<Float>.load(cp)
+                var i = 0
+                while i < HW {
+                    let end = min(i + 64, HW)
+                    var sumD = SIMD16<Float>(), sumDX = SIMD16<Float>()
+                    if let yv {
+                        for j in i..<end {
+                            let d = SIMD16<Float>().replacing(with: .load(g + j * 16), where: .load(yv + j * 16) .> 0)
+                            d.store(g + j * 16)
+                            sumD += d
+                            sumDX += d * (.load(xv + j * 16) - c)
                         }
-                        for l in 0..<32 { out[l] += Double(acc[l]) }
-                        i = end
+                    } else {
+                        for j in i..<end {
+                            let d = SIMD16<Float>.load(g + j * 16)
+                            sumD += d
+                            sumDX += d * (.load(xv + j * 16) - c)
+                        }
                     }
+                    for l in 0..<16 { out[l] += Double(sumD[l]); out[16 + l] += Double(sumDX[l]) }
+                    i = end
                 }
             }
         }
@@ -254,18 +250,18 @@ public struct Ops {
         forEachPlane(x.n * cb, floatsPerPlane: plane) { pi in
             let k = pi % cb
             let xp = x.data + pi * plane, yp = y.data + pi * plane
-            let s = scale.data + k * 16, t = shift.data + k * 16
+            let s = SIMD16<Float>.load(scale.data + k * 16), t = SIMD16<Float>.load(shift.data + k * 16)
             if let residual {
                 let rp = residual.data + pi * plane
                 if relu {
-                    for i in 0..<HW { for l in 0..<16 { yp[i * 16 + l] = max(xp[i * 16 + l] * s[l] + t[l] + rp[i * 16 + l], 0) } }
+                    for i in 0..<HW { (.load(xp + i * 16) * s + t + .load(rp + i * 16)).positivePart.store(yp + i * 16) }
                 } else {
-                    for i in 0..<HW { for l in 0..<16 { yp[i * 16 + l] = xp[i * 16 + l] * s[l] + t[l] + rp[i * 16 + l] } }
+                    for i in 0..<HW { (.load(xp + i * 16) * s + t + .load(rp + i * 16)).store(yp + i * 16) }
                 }
             } else if relu {
-                for i in 0..<HW { for l in 0..<16 { yp[i * 16 + l] = max(xp[i * 16 + l] * s[l] + t[l], 0) } }
+                for i in 0..<HW { (.load(xp + i * 16) * s + t).positivePart.store(yp + i * 16) }
             } else {
-                for i in 0..<HW { for l in 0..<16 { yp[i * 16 + l] = xp[i * 16 + l] * s[l] + t[l] } }
+                for i in 0..<HW { (.load(xp + i * 16) * s + t).store(yp + i * 16) }
             }
         }
     }
@@ -711,5 +707,19 @@ func blockedPlanes(_ x: Tensor, _ body: (UnsafeMutablePointer<Float>, Int) -> Vo
     let cb = x.channelBlocks, plane = x.h * x.w * 16
     for b in 0..<x.n {
         for k in 0..<cb { body(x.data + (b * cb + k) * plane, k) }
+    }
+}
+
+extension SIMD16 where Scalar == Float {
+    /// The 16 floats at `p` (one pixel's channel block of a blocked tensor).
+    @inline(__always) static func load(_ p: UnsafePointer<Float>) -> Self {
+        UnsafeRawPointer(p).loadUnaligned(as: Self.self)
+    }
+    @inline(__always) static func load(_ p: UnsafeMutablePointer<Float>) -> Self { load(UnsafePointer(p)) }
+    /// max(x, 0) lane by lane (ReLU), as `Swift.max(x, 0)` on each lane.
+    @inline(__always) var positivePart: Self { replacing(with: 0, where: .!(self .> 0)) }
+    /// Writes the 16 floats at `p`.
+    @inline(__always) func store(_ p: UnsafeMutablePointer<Float>) {
+        UnsafeMutableRawPointer(p).storeBytes(of: self, as: Self.self)
     }
 }
