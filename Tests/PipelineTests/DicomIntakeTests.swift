@@ -158,7 +158,7 @@ struct DicomIntakeTests {
             let results = ScreeningResults(connection: c)
             let a = try #require(try results.fetch(imageID: try jpegRow.decode("id"), modelVersionID: model.version.id))
             let b = try #require(try results.fetch(imageID: try dicomRow.decode("id"), modelVersionID: model.version.id))
-            #expect(a.gradability == b.gradability && a.flag?.suspected == b.flag?.suspected)
+            #expect(a.gradability == b.gradability && a.flag == b.flag)
             #expect(a.findings.map(\.lesionClass) == b.findings.map(\.lesionClass))
             for (x, y) in zip(a.findings, b.findings) {
                 #expect(x.lesionCount == y.lesionCount && x.areaPixels == y.areaPixels
