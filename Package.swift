@@ -70,7 +70,7 @@ let package = Package(
         .target(name: "ReferenceModel", path: "Tests/ReferenceModel", swiftSettings: [.unsafeFlags(["-O"])]),
         .testTarget(name: "NetworkTests", dependencies: ["Network", "Checkpoints", "Tensor", "TestSupport", "ReferenceModel"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "Checkpoints", "CImageCodecs", "TestSupport"]),
-        .testTarget(name: "LesionsTests", dependencies: ["Lesions"]),
+        .testTarget(name: "LesionsTests", dependencies: ["Lesions", "TestSupport"]),
         .testTarget(name: "StoreTests", dependencies: ["Store", "Lesions", "TestSupport"]),
         .testTarget(name: "PipelineTests", dependencies: [
             "Pipeline", "Tensor", "Network", "Checkpoints", "Imaging", "Lesions", "Store", "TestSupport",
