@@ -141,11 +141,7 @@ public struct ModelCard: Codable, Sendable, Equatable {
     }
 
     public static func read(_ url: URL) throws(CheckpointError) -> ModelCard {
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw .unreadable(file: url.path, reason: error.localizedDescription)
-        }
-        return try decode(data, file: url.path)
+        try decode(try readFile(url, mapped: false), file: url.path)
     }
 
     /// Writes atomically (temporary file, then rename).
