@@ -37,7 +37,8 @@ let package = Package(
         .target(name: "Tensor", dependencies: ["CDNNL", "CBLAS"]),
         .target(name: "Checkpoints"),
         .target(name: "Network", dependencies: ["Tensor", "Checkpoints"]),
-        .target(name: "Imaging", dependencies: ["CImageCodecs", "CDicom"]),
+        // Imaging applies Checkpoints' Normalisation (the model card's) to photographs.
+        .target(name: "Imaging", dependencies: ["CImageCodecs", "CDicom", "Checkpoints"]),
         .target(name: "Lesions"),
         .target(name: "Store", dependencies: ["CPostgres", "Lesions", .product(name: "Logging", package: "swift-log")]),
         // Pipeline uses Reports' findings export for the local form's findings.csv/json (one export, see README).
@@ -68,8 +69,8 @@ let package = Package(
         // checks. Optimised even in debug builds: finite differences need many forward passes.
         .target(name: "ReferenceModel", path: "Tests/ReferenceModel", swiftSettings: [.unsafeFlags(["-O"])]),
         .testTarget(name: "NetworkTests", dependencies: ["Network", "Checkpoints", "Tensor", "TestSupport", "ReferenceModel"]),
-        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "CImageCodecs", "TestSupport"]),
-        .testTarget(name: "LesionsTests", dependencies: ["Lesions"]),
+        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "Checkpoints", "CImageCodecs", "TestSupport"]),
+        .testTarget(name: "LesionsTests", dependencies: ["Lesions", "TestSupport"]),
         .testTarget(name: "StoreTests", dependencies: ["Store", "Lesions", "TestSupport"]),
         .testTarget(name: "PipelineTests", dependencies: [
             "Pipeline", "Tensor", "Network", "Checkpoints", "Imaging", "Lesions", "Store", "TestSupport",

@@ -224,12 +224,7 @@ int fundus_decode_jpeg(const unsigned char *data, size_t size, int mode, int sca
             full_h = t;
         }
     }
-    out->pixels = result;
-    out->width = w;
-    out->height = h;
-    out->channels = c;
-    out->full_width = full_w;
-    out->full_height = full_h;
+    fundus_set_decoded(out, result, w, h, c, full_w, full_h);
     out->scale_denominator = scale;
     out->orientation = orientation;
     return FUNDUS_CODEC_OK;

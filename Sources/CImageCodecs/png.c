@@ -136,14 +136,9 @@ int fundus_decode_png(const unsigned char *data, size_t size, int mode, uint64_t
             }
         }
     }
-    out->pixels = s->pixels;
-    s->pixels = NULL;
-    out->width = (int)w;
-    out->height = (int)h;
-    out->channels = out_c;
-    out->full_width = (int)w;
-    out->full_height = (int)h;
+    fundus_set_decoded(out, s->pixels, (int)w, (int)h, out_c, (int)w, (int)h);
     out->warnings = s->warnings;
+    s->pixels = NULL;
     free_png_state(s, 0);
     return FUNDUS_CODEC_OK;
 }

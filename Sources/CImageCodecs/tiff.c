@@ -11,13 +11,19 @@ typedef struct {
     char message[200];
 } tiff_source;
 
+/// Up to `n` bytes of `data` (`size` bytes) from `*offset` into `dst`, advancing `*offset`: the read of both the
+/// decoder's source and the encoder's sink (libtiff reads back what it wrote).
+static tmsize_t read_bytes(const unsigned char *data, size_t size, size_t *offset, void *dst, tmsize_t n) {
+    if (n <= 0 || *offset >= size) return 0;
+    size_t count = (size_t)n < size - *offset ? (size_t)n : size - *offset;
+    memcpy(dst, data + *offset, count);
+    *offset += count;
+    return (tmsize_t)count;
+}
+
 static tmsize_t tiff_read(thandle_t h, void *dst, tmsize_t n) {
     tiff_source *s = (tiff_source *)h;
-    if (n <= 0 || s->offset >= s->size) return 0;
-    size_t count = (size_t)n < s->size - s->offset ? (size_t)n : s->size - s->offset;
-    memcpy(dst, s->data + s->offset, count);
-    s->offset += count;
-    return (tmsize_t)count;
+    return read_bytes(s->data, s->size, &s->offset, dst, n);
 }
 static tmsize_t tiff_write(thandle_t h, void *src, tmsize_t n) { (void)h; (void)src; (void)n; return -1; }
 static toff_t tiff_seek(thandle_t h, toff_t offset, int whence) {
@@ -255,12 +261,7 @@ done:
         free(pixels);
         return status;
     }
-    out->pixels = pixels;
-    out->width = (int)w;
-    out->height = (int)h;
-    out->channels = out_c;
-    out->full_width = (int)w;
-    out->full_height = (int)h;
+    fundus_set_decoded(out, pixels, (int)w, (int)h, out_c, (int)w, (int)h);
     out->warnings = source.warnings;
     return FUNDUS_CODEC_OK;
 }
@@ -276,11 +277,7 @@ typedef struct {
 
 static tmsize_t sink_read(thandle_t h, void *dst, tmsize_t n) {
     tiff_sink *s = (tiff_sink *)h;
-    if (n <= 0 || s->offset >= s->size) return 0;
-    size_t count = (size_t)n < s->size - s->offset ? (size_t)n : s->size - s->offset;
-    memcpy(dst, s->data + s->offset, count);
-    s->offset += count;
-    return (tmsize_t)count;
+    return read_bytes(s->data, s->size, &s->offset, dst, n);
 }
 static tmsize_t sink_write(thandle_t h, void *src, tmsize_t n) {
     tiff_sink *s = (tiff_sink *)h;

@@ -74,13 +74,7 @@ public struct ModelArchitecture: Codable, Sendable, Equatable, Hashable {
 
     /// HRNetV2 families as mmseg configures them, with the given fuse variant.
     public static func hrnet(width: Int, variant: Variant) -> ModelArchitecture {
-        let c = [width, width * 2, width * 4, width * 8]
-        return ModelArchitecture(variant: variant, stages: [
-            Stage(modules: 1, block: .bottleneck, blocks: [4], channels: [64]),
-            Stage(modules: 1, block: .basic, blocks: [4, 4], channels: Array(c[0..<2])),
-            Stage(modules: 4, block: .basic, blocks: [4, 4, 4], channels: Array(c[0..<3])),
-            Stage(modules: 3, block: .basic, blocks: [4, 4, 4, 4], channels: c),
-        ])
+        layout(width: width, variant: variant, blocksPerBranch: 4, modules: [1, 4, 3])
     }
 
     public static func w18Small(variant: Variant) -> ModelArchitecture { small(width: 18, variant: variant) }
@@ -88,12 +82,18 @@ public struct ModelArchitecture: Codable, Sendable, Equatable, Hashable {
     /// mmseg's HRNetV2-W18-small layout (2 blocks per branch; 1, 3 and 2 modules) at any width. Width 16 keeps every
     /// branch a multiple of oneDNN's 16-channel blocks (18 pads to 32, wasting almost half of the first branch).
     public static func small(width: Int, variant: Variant) -> ModelArchitecture {
+        layout(width: width, variant: variant, blocksPerBranch: 2, modules: [1, 3, 2])
+    }
+
+    /// mmseg's HRNetV2 layout: a 64-channel bottleneck stage, then stages of 2, 3 and 4 branches of `width`·2^i
+    /// channels, each branch `blocksPerBranch` basic blocks, the stages repeated `modules` times.
+    static func layout(width: Int, variant: Variant, blocksPerBranch n: Int, modules: [Int]) -> ModelArchitecture {
         let c = [width, width * 2, width * 4, width * 8]
         return ModelArchitecture(variant: variant, stages: [
-            Stage(modules: 1, block: .bottleneck, blocks: [2], channels: [64]),
-            Stage(modules: 1, block: .basic, blocks: [2, 2], channels: Array(c[0..<2])),
-            Stage(modules: 3, block: .basic, blocks: [2, 2, 2], channels: Array(c[0..<3])),
-            Stage(modules: 2, block: .basic, blocks: [2, 2, 2, 2], channels: c),
+            Stage(modules: 1, block: .bottleneck, blocks: [n], channels: [64]),
+            Stage(modules: modules[0], block: .basic, blocks: [n, n], channels: Array(c[0..<2])),
+            Stage(modules: modules[1], block: .basic, blocks: [n, n, n], channels: Array(c[0..<3])),
+            Stage(modules: modules[2], block: .basic, blocks: [n, n, n, n], channels: c),
         ])
     }
 

@@ -5,24 +5,6 @@ import Foundation
 public struct ModelCard: Codable, Sendable, Equatable {
     public static let fileName = "metadata.json"
 
-    /// Input normalisation, per channel in `channelOrder`: (value − mean) / std on 0…255 pixel values.
-    public struct Normalisation: Codable, Sendable, Equatable {
-        public var mean: [Double]
-        public var std: [Double]
-        public var channelOrder: String
-
-        public init(mean: [Double], std: [Double], channelOrder: String = "RGB") {
-            self.mean = mean
-            self.std = std
-            self.channelOrder = channelOrder
-        }
-
-        /// IDRiD statistics of the official configs (RGB).
-        public static let idrid = Normalisation(mean: [116.513, 56.437, 16.309], std: [80.206, 41.232, 13.293])
-        /// DDR statistics of the official configs (RGB).
-        public static let ddr = Normalisation(mean: [81.205, 50.636, 21.216], std: [76.252, 48.798, 21.625])
-    }
-
     /// How an image is resized before the network: keep-ratio fits the long edge into `longEdge` and the short
     /// edge into `shortEdge` (mmseg `img_scale=(1440, 960)`, `keep_ratio=True`: IDRiD 4288×2848 → 1440×956).
     public struct InputScale: Codable, Sendable, Equatable {
@@ -45,6 +27,7 @@ public struct ModelCard: Codable, Sendable, Equatable {
     public var architecture: ModelArchitecture
     /// Output channels in order (sigmoid per channel, no background channel).
     public var classes: [String]
+    /// Input normalisation (`Normalisation`, this module's one definition).
     public var normalisation: Normalisation
     public var inputScale: InputScale
     /// Probability above which a pixel counts as the lesion.
@@ -158,11 +141,7 @@ public struct ModelCard: Codable, Sendable, Equatable {
     }
 
     public static func read(_ url: URL) throws(CheckpointError) -> ModelCard {
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw .unreadable(file: url.path, reason: error.localizedDescription)
-        }
-        return try decode(data, file: url.path)
+        try decode(try readFile(url, mapped: false), file: url.path)
     }
 
     /// Writes atomically (temporary file, then rename).

@@ -7,11 +7,7 @@ public enum Safetensors {
     static let maxHeader = 100 << 20
 
     public static func read(_ url: URL) throws(CheckpointError) -> TensorFile {
-        let data: Data
-        do { data = try Data(contentsOf: url, options: .mappedIfSafe) } catch {
-            throw .unreadable(file: url.path, reason: error.localizedDescription)
-        }
-        return try decode(data, file: url.path)
+        try decode(try readFile(url), file: url.path)
     }
 
     public static func decode(_ data: Data, file: String = "safetensors") throws(CheckpointError) -> TensorFile {

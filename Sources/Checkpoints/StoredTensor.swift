@@ -122,3 +122,11 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
         }
     }
 }
+
+/// The bytes of the file at `url`, memory-mapped when `mapped` and safe: how weight files and cards are read; a
+/// failure is `CheckpointError.unreadable`, naming the file.
+func readFile(_ url: URL, mapped: Bool = true) throws(CheckpointError) -> Data {
+    do { return try Data(contentsOf: url, options: mapped ? .mappedIfSafe : []) } catch {
+        throw .unreadable(file: url.path, reason: error.localizedDescription)
+    }
+}

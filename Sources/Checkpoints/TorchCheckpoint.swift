@@ -7,11 +7,7 @@ public enum TorchCheckpoint {
     /// The state-dict tensors (names as saved, less a DataParallel `module.` prefix; dtypes as saved) and the `meta`
     /// dict as text (`CLASSES` → `('bg', 'EX', …)`). The tensors' `metadata` holds the same meta.
     public static func read(_ url: URL) throws(CheckpointError) -> TensorFile {
-        let data: Data
-        do { data = try Data(contentsOf: url, options: .mappedIfSafe) } catch {
-            throw .unreadable(file: url.path, reason: error.localizedDescription)
-        }
-        return try decode(data, file: url.path)
+        try decode(try readFile(url), file: url.path)
     }
 
     public static func decode(_ data: Data, file: String = "checkpoint") throws(CheckpointError) -> TensorFile {

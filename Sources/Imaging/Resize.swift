@@ -1,3 +1,4 @@
+import Checkpoints
 import Foundation
 
 /// Model input scale and the mmsegmentation resize rule (m2mrf-reference.md §4).
@@ -166,31 +167,18 @@ public enum Resize {
     }
 }
 
-/// Per-channel mean and standard deviation (RGB order, 0…255 scale) that the network was trained with.
-public struct Normalisation: Sendable, Equatable, Codable {
-    public var mean: [Float]
-    public var std: [Float]
-
-    public init(mean: [Float], std: [Float]) {
-        precondition(mean.count == 3 && std.count == 3)
-        self.mean = mean
-        self.std = std
-    }
-
-    /// IDRiD training set statistics of the official configs.
-    public static let idrid = Normalisation(mean: [116.513, 56.437, 16.309], std: [80.206, 41.232, 13.293])
-    /// DDR training set statistics of the official configs.
-    public static let ddr = Normalisation(mean: [81.205, 50.636, 21.216], std: [76.252, 48.798, 21.625])
-
+/// Checkpoints' `Normalisation` (what the model card says the network was trained with), applied to a photograph.
+extension Normalisation {
     /// Planar float32 NCHW [1, 3, H, W]: (value − mean[c]) / std[c], channel order R, G, B.
     public func tensor(_ image: Image) -> [Float] {
         precondition(image.channels == 3, "normalisation needs an RGB image")
+        precondition(mean.count == 3 && std.count == 3, "normalisation needs a mean and std per RGB channel")
         let n = image.width * image.height
         var out = [Float](repeating: 0, count: 3 * n)
         image.withPixels { src in
             out.withUnsafeMutableBufferPointer { dst in
                 for c in 0..<3 {
-                    let m = mean[c], s = std[c], o = c * n
+                    let m = Float(mean[c]), s = Float(std[c]), o = c * n
                     for i in 0..<n { dst[o + i] = (Float(src[3 * i + c]) - m) / s }  // divide, as mmcv does
                 }
             }

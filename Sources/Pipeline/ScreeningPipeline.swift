@@ -1,3 +1,4 @@
+import Checkpoints
 import Foundation
 import Imaging
 import Lesions
@@ -171,7 +172,8 @@ public struct ScreeningStages: Sendable {
         let outcome: RunProgress.Outcome
         if r.prepared.input == nil {
             result = ScreeningResult(imageID: job.image.id, modelVersionID: modelVersionID,
-                                     gradability: .ungradable(reasons: r.prepared.ungradableReasons), flag: nil, findings: [])
+                                     gradability: .ungradable(reasons: r.prepared.ungradableReasons), flag: nil, rule: nil,
+                                     findings: [])
             outcome = .ungradable
         } else {
             do {
@@ -279,12 +281,9 @@ public struct ScreeningStages: Sendable {
             let overlay = Overlay.draw(on: photo.decoded.image, layers: layers, maxLongSide: 1600)
             try MaskFiles.writeImage(overlay, to: directory.appendingPathComponent("\(stem)_overlay.jpg"))
         }
-        let flag = try options.rule.flag(for: imageFindings)
         return ScreeningResult(
             imageID: job.image.id, modelVersionID: modelVersionID, gradability: .gradable,
-            flag: Store.ScreeningFlag(suspected: flag == .suspectedMoreThanMildDR, rule: options.rule.name,
-                                      ruleVersion: "\(options.rule.version)"),
-            findings: findings,
+            flag: try options.rule.flag(for: imageFindings), rule: options.rule, findings: findings,
             disc: disc.map { d in
                 OpticDiscRecord(found: d.found, centreX: d.centreX, centreY: d.centreY, diameterPixels: d.diameterPixels,
                                 areaPixels: d.area.map(Int64.init), areaMM2FromDisc: discSpacing != nil,

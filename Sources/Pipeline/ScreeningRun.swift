@@ -101,9 +101,8 @@ public enum ModelResolver {
         let model = try SegmentationModel(architecture: loaded.architecture, weights: loaded.tensors,
                                           weightsFile: version.weightsPath)
         let card = loaded.card
-        let norm = card.map { Normalisation(mean: $0.normalisation.mean.map(Float.init), std: $0.normalisation.std.map(Float.init)) }
         let scale = card.map { ModelScale(longEdge: $0.inputScale.longEdge, shortEdge: $0.inputScale.shortEdge) }
-        return LoadedModel(version: version, model: model, normalisation: norm ?? .idrid, scale: scale ?? .idrid,
+        return LoadedModel(version: version, model: model, normalisation: card?.normalisation ?? .idrid, scale: scale ?? .idrid,
                            threshold: Float(card?.threshold ?? 0.5))
     }
 }

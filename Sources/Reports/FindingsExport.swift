@@ -115,7 +115,7 @@ public enum FindingsExport {
             for eye in patient.eyesInReadingOrder {
                 var base = FindingsRow(
                     patientID: patient.patientID, eye: eye.laterality.rawValue, imageID: eye.imageID,
-                    imagePath: eye.photograph, screeningRun: eye.screeningRun ?? "", gradable: eye.gradability.gradable,
+                    imagePath: eye.photograph, screeningRun: eye.screeningRun ?? "", gradable: eye.gradability.isGradable,
                     ungradableReasons: eye.gradability.reasons.joined(separator: "; "), classCode: "", className: "",
                     lesionCount: nil, areaPx: nil, fovShare: nil, areaMM2: nil, largestPx: nil, maskPath: "",
                     flagRaised: eye.flag.raised, flagRule: eye.flag.rule, flagRuleVersion: eye.flag.ruleVersion,
@@ -126,7 +126,7 @@ public enum FindingsExport {
                         : "optic disc not found"
                 }
                 let findings = eye.findingsInClassOrder
-                if findings.isEmpty || !eye.gradability.gradable {
+                if findings.isEmpty || !eye.gradability.isGradable {
                     rows.append(base)
                     continue
                 }

@@ -23,7 +23,7 @@ public struct IndexEntry: Sendable, Equatable {
         case .incomplete:
             detail = eyes.isEmpty
                 ? "no image screened"
-                : eyes.filter { !$0.gradability.gradable }.map {
+                : eyes.filter { !$0.gradability.isGradable }.map {
                     "\($0.laterality.words) ungradable: \($0.gradability.reasons.joined(separator: ", "))"
                 }.joined(separator: "; ")
         case .notFlagged:

@@ -106,7 +106,7 @@ public enum PatientPage {
 
     static func eyeOutcome(_ eye: EyeReport) -> PatientOutcome {
         if eye.flag.raised { return .flagged }
-        return eye.gradability.gradable ? .notFlagged : .incomplete
+        return eye.gradability.isGradable ? .notFlagged : .incomplete
     }
 
     static func eyeCard(_ eye: EyeReport, images: EyeImages) -> Markup {
@@ -114,7 +114,7 @@ public enum PatientPage {
         let verdict: Markup
         if eye.flag.raised {
             verdict = "<div class=\"verdict\"><strong>Flag raised</strong><span>\(eye.flagReason) \(ruleMarkup(eye.flag))</span></div>"
-        } else if !eye.gradability.gradable {
+        } else if !eye.gradability.isGradable {
             let reasons = eye.gradability.reasons.isEmpty ? "no reason recorded" : eye.gradability.reasons.joined(separator: "; ")
             verdict = "<div class=\"verdict\"><strong>Ungradable</strong><span>\(reasons)</span></div>"
         } else {
@@ -141,7 +141,7 @@ public enum PatientPage {
                 <figcaption>Lesion overlay</figcaption></figure>
                 """
         } else {
-            let why = eye.gradability.gradable ? "No overlay was written for this image." : "No overlay: the image is ungradable."
+            let why = eye.gradability.isGradable ? "No overlay was written for this image." : "No overlay: the image is ungradable."
             overlay = "<figure><div class=\"missing\"><span>\(why)</span></div><figcaption>Lesion overlay</figcaption></figure>"
         }
         // The legend explains the overlay's colours; without an overlay there is nothing to explain.
@@ -150,7 +150,7 @@ public enum PatientPage {
                 "<li><span class=\"swatch c-\(c.code)\"></span>\(c.code) \(c.name)</li>"
             })</ul>
             """
-        let table: Markup = eye.gradability.gradable ? findingsTable(eye) : ""
+        let table: Markup = eye.gradability.isGradable ? findingsTable(eye) : ""
         // The optic disc (models with the disc channel): where it is, and whether the mm² are estimates from it.
         let disc: Markup = eye.opticDisc.map { d in
             let text = d.summary.prefix(1).uppercased() + d.summary.dropFirst()

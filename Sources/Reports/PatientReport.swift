@@ -12,9 +12,10 @@ public struct EyeReport: Codable, Sendable, Equatable {
     public var photograph: String
     /// Path of the lesion overlay image (PNG), absent for ungradable images or before overlays are written.
     public var overlay: String?
+    /// Lesions' gradability; its JSON is `{"gradable": …, "reasons": […]}`.
     public var gradability: Gradability
     /// One entry per class the model looked for; classes missing here are shown as "not measured".
-    public var findings: [ClassFindings]
+    public var findings: [ClassTotals]
     public var flag: Flag
     /// The model version's name as registered (e.g. "m2mrf-hrnetv2-idrid-2026-11-01").
     public var modelVersion: String
@@ -26,7 +27,7 @@ public struct EyeReport: Codable, Sendable, Equatable {
 
     public init(
         laterality: Laterality, imageID: String, photograph: String, overlay: String? = nil,
-        gradability: Gradability, findings: [ClassFindings], flag: Flag, modelVersion: String,
+        gradability: Gradability, findings: [ClassTotals], flag: Flag, modelVersion: String,
         screenedAt: Date, screeningRun: String? = nil, opticDisc: OpticDisc? = nil
     ) {
         self.opticDisc = opticDisc
@@ -46,9 +47,9 @@ public struct EyeReport: Codable, Sendable, Equatable {
     /// "15 haemorrhages, 1 soft exudate beyond microaneurysms", "microaneurysms only (18)", "no lesions found".
     public var flagReason: String {
         if !flag.reason.isEmpty { return flag.reason }
-        guard gradability.gradable else { return "not evaluated: ungradable" }
+        guard gradability.isGradable else { return "not evaluated: ungradable" }
         guard !findings.isEmpty else { return "no findings recorded" }
-        func counted(_ f: ClassFindings) -> String {
+        func counted(_ f: ClassTotals) -> String {
             let name = f.lesionClass.name
             return "\(Format.grouped(f.count)) \(f.count == 1 ? String(name.dropLast()) : name)"
         }
@@ -62,7 +63,7 @@ public struct EyeReport: Codable, Sendable, Equatable {
     }
 
     /// Findings in the official class order (EX, HE, SE, MA), whatever order they arrived in.
-    public var findingsInClassOrder: [ClassFindings] { findings.sorted { $0.lesionClass < $1.lesionClass } }
+    public var findingsInClassOrder: [ClassTotals] { findings.sorted { $0.lesionClass < $1.lesionClass } }
 }
 
 extension EyeReport {
@@ -98,8 +99,9 @@ extension EyeReport {
     }
 }
 
-// The pieces of an eye's report are nested in `EyeReport`: how a page shows them (an eye not recorded, words for a
-// grader), made from Lesions' and Store's vocabulary at the source (`EyeReport.Laterality(_:)`), never parsed again.
+// The pieces of an eye's report that are a page's own are nested in `EyeReport`: how a page shows them (an eye not
+// recorded, words for a grader, one table row per class), made from Lesions' and Store's vocabulary at the source
+// (`EyeReport.Laterality(_:)`), never parsed again. Gradability is Lesions' own.
 extension EyeReport {
     /// Which eye a photograph shows, written R/L as in DICOM Image Laterality. Anything else is `unknown`.
     public enum Laterality: String, Codable, Sendable, CaseIterable {
@@ -145,23 +147,10 @@ extension EyeReport {
         }
     }
 
-    /// Whether the image could be screened. Ungradable is a normal outcome (no field of view, too dark, too small).
-    public struct Gradability: Codable, Sendable, Equatable {
-        public var gradable: Bool
-        /// Why not, in words a grader understands; empty when gradable.
-        public var reasons: [String]
-
-        public init(gradable: Bool, reasons: [String] = []) {
-            self.gradable = gradable
-            self.reasons = reasons
-        }
-
-        public static let gradable = Gradability(gradable: true)
-        public static func ungradable(_ reasons: String...) -> Gradability { Gradability(gradable: false, reasons: reasons) }
-    }
-
-    /// Lesion statistics of one class on one image.
-    public struct ClassFindings: Codable, Sendable, Equatable {
+    /// One row of a page's findings table and of the JSON a report reads: the totals of one lesion class on one
+    /// image (count, area, share of the field of view, largest lesion) and its mask. Not Lesions' `ClassFindings`
+    /// (every lesion, the specks dropped) nor Store's `Finding` (with the per-lesion rows): what a page shows of them.
+    public struct ClassTotals: Codable, Sendable, Equatable {
         public var lesionClass: LesionClass
         /// Connected components (lesions).
         public var count: Int
@@ -270,7 +259,7 @@ public struct PatientReport: Codable, Sendable, Equatable {
     /// The worse eye decides: flagged if any image raised the flag.
     public var outcome: PatientOutcome {
         if eyes.contains(where: { $0.flag.raised }) { return .flagged }
-        if eyes.isEmpty || eyes.contains(where: { !$0.gradability.gradable }) { return .incomplete }
+        if eyes.isEmpty || eyes.contains(where: { !$0.gradability.isGradable }) { return .incomplete }
         return .notFlagged
     }
 

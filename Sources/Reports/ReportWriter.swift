@@ -115,7 +115,7 @@ public struct ReportWriter: Sendable {
                 overlay = picture("overlay", of: eye, summary: &summary) {
                     try ReportPictures.copyOverlay(source, stem: unique, folder: assets)
                 }
-            } else if eye.gradability.gradable && !masks.isEmpty {
+            } else if eye.gradability.isGradable && !masks.isEmpty {
                 overlay = picture("overlay", of: eye, summary: &summary) {
                     try ReportPictures.drawOverlay(photograph: eye.photograph, masks: masks, stem: unique, folder: assets)
                 }

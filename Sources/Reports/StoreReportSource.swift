@@ -42,21 +42,19 @@ public struct StoreReportSource: ReportSource {
         var eyes: [String: [EyeReport]] = [:]
         for image in images {
             let findings = image.findings.map { f in
-                EyeReport.ClassFindings(
+                EyeReport.ClassTotals(
                     lesionClass: f.lesionClass, count: f.lesionCount, areaPixels: Int(f.areaPixels),
                     fieldOfViewShare: f.fieldOfViewShare, areaMM2: f.areaMM2, largestPixels: Int(f.largestLesionPixels),
                     maskPath: f.maskPath)
             }
-            var reasons: [String] = []
-            if case .ungradable(let r) = image.gradability { reasons = r }
             let eye = EyeReport(
                 laterality: EyeReport.Laterality(image.laterality),
                 imageID: URL(fileURLWithPath: image.path).deletingPathExtension().lastPathComponent, photograph: image.path,
                 overlay: pipelineOverlay(findings),
-                gradability: EyeReport.Gradability(gradable: image.gradability == .gradable, reasons: reasons),
+                gradability: image.gradability,
                 findings: findings,
-                flag: EyeReport.Flag(raised: image.flag?.suspected ?? false, rule: image.flag?.rule ?? "",
-                                     ruleVersion: image.flag?.ruleVersion ?? "", reason: ""),
+                flag: EyeReport.Flag(raised: image.flag == .suspectedMoreThanMildDR, rule: image.rule?.name ?? "",
+                                     ruleVersion: image.rule.map { String($0.version) } ?? "", reason: ""),
                 modelVersion: image.modelVersion, screenedAt: image.screenedAt,
                 screeningRun: image.screeningRunID.map(String.init),
                 opticDisc: image.disc.map { d in
@@ -71,7 +69,7 @@ public struct StoreReportSource: ReportSource {
 
     /// The overlay the screening pipeline wrote beside the masks (`<stem>_<CLS>.png` → `<stem>_overlay.jpg`), when it
     /// is there; otherwise the report draws one from the masks.
-    static func pipelineOverlay(_ findings: [EyeReport.ClassFindings]) -> String? {
+    static func pipelineOverlay(_ findings: [EyeReport.ClassTotals]) -> String? {
         for f in findings {
             guard let mask = f.maskPath else { continue }
             let url = URL(fileURLWithPath: mask)

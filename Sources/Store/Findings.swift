@@ -1,24 +1,6 @@
 import Foundation
 import Lesions
 
-/// Whether an image could be read for lesions. Ungradable is a normal outcome, with the reasons.
-public enum Gradability: Sendable, Equatable {
-    case gradable
-    case ungradable(reasons: [String])
-}
-
-/// The screening rule's verdict: "suspected more-than-mild DR, refer to a grader", named and versioned.
-public struct ScreeningFlag: Sendable, Equatable {
-    public var suspected: Bool
-    public var rule: String
-    public var ruleVersion: String
-    public init(suspected: Bool, rule: String, ruleVersion: String) {
-        self.suspected = suspected
-        self.rule = rule
-        self.ruleVersion = ruleVersion
-    }
-}
-
 /// One connected lesion: bounding box (pixels of the original image; left, top, width, height), area in pixels,
 /// centroid, and the network's mean and highest probability over it (0…1).
 public struct LesionRecord: Sendable, Equatable {
@@ -98,22 +80,26 @@ public struct ScreeningResult: Sendable, Equatable {
     public var imageID: Int64
     public var modelVersionID: Int64
     public var screeningRunID: Int64?
+    /// Lesions' gradability, stored as `gradable` and `ungradable_reasons`.
     public var gradability: Gradability
-    /// Only for gradable images.
+    /// Lesions' verdict and the rule that gave it, only for gradable images (stored as `flag`, sql/0008, with
+    /// `flagged` beside it for the review queries, and `flag_rule`, `flag_rule_version`).
     public var flag: ScreeningFlag?
+    public var rule: ScreeningRule?
     /// One per lesion class, for gradable images; none for ungradable ones.
     public var findings: [Finding]
     /// The optic disc, for a gradable image screened by a model with the disc channel.
     public var disc: OpticDiscRecord?
 
     public init(imageID: Int64, modelVersionID: Int64, screeningRunID: Int64? = nil, gradability: Gradability,
-                flag: ScreeningFlag?, findings: [Finding], disc: OpticDiscRecord? = nil) {
+                flag: ScreeningFlag?, rule: ScreeningRule?, findings: [Finding], disc: OpticDiscRecord? = nil) {
         self.disc = disc
         self.imageID = imageID
         self.modelVersionID = modelVersionID
         self.screeningRunID = screeningRunID
         self.gradability = gradability
         self.flag = flag
+        self.rule = rule
         self.findings = findings
     }
 
@@ -144,10 +130,11 @@ public struct ScreeningResult: Sendable, Equatable {
         }
         switch gradability {
         case .gradable:
-            if flag == nil { throw bad("a gradable image needs a screening flag") }
+            if flag == nil || rule == nil { throw bad("a gradable image needs a screening flag and the rule that gave it") }
+            if flag == .ungradable { throw bad("a gradable image cannot be flagged ungradable") }
         case .ungradable(let reasons):
             if reasons.isEmpty { throw bad("an ungradable image needs a reason") }
-            if flag != nil { throw bad("an ungradable image cannot carry a screening flag") }
+            if flag != nil || rule != nil { throw bad("an ungradable image cannot carry a screening flag or rule") }
         }
     }
 }
@@ -164,11 +151,10 @@ public struct ScreeningResults {
         try result.validate()
         try connection.transaction { conn in
             try conn.query(FindingsSQL.resultDelete, [result.imageID, result.modelVersionID])
-            var reasons: [String] = []
-            if case .ungradable(let r) = result.gradability { reasons = r }
             let inserted = try conn.query(FindingsSQL.resultInsert, [
-                result.imageID, result.modelVersionID, result.screeningRunID, jobID, reasons.isEmpty, reasons,
-                result.flag?.suspected, result.flag?.rule, result.flag?.ruleVersion,
+                result.imageID, result.modelVersionID, result.screeningRunID, jobID, result.gradability.isGradable,
+                result.gradability.reasons, result.flag?.rawValue, result.flag.map { $0 == .suspectedMoreThanMildDR },
+                result.rule?.name, result.rule.map { String($0.version) },
             ])
             let resultID: Int64 = try inserted.rows[0].decode("id")
             if let d = result.disc {
@@ -202,12 +188,7 @@ public struct ScreeningResults {
         let head = try connection.query(FindingsSQL.resultGet, [imageID, modelVersionID])
         guard let row = head.rows.first else { return nil }
         let resultID: Int64 = try row.decode("id")
-        let reasons = try row.decodeArray("ungradable_reasons").compactMap { $0 }
-        let gradable: Bool = try row.decode("gradable")
-        var flag: ScreeningFlag?
-        if let suspected: Bool = try row.decodeIfPresent("flagged") {
-            flag = ScreeningFlag(suspected: suspected, rule: try row.decode("flag_rule"), ruleVersion: try row.decode("flag_rule_version"))
-        }
+        let verdict = try StoredVerdict(row)
         let lesionRows = try connection.query(FindingsSQL.lesionList, [resultID]).rows
         var lesions: [String: [LesionRecord]] = [:]
         for l in lesionRows {
@@ -229,8 +210,8 @@ public struct ScreeningResults {
         let disc = try connection.query(FindingsSQL.opticDiscGet, [resultID]).rows.first.map(OpticDiscRecord.decode)
         return ScreeningResult(imageID: imageID, modelVersionID: modelVersionID,
                                screeningRunID: try row.decodeIfPresent("screening_run_id"),
-                               gradability: gradable ? .gradable : .ungradable(reasons: reasons), flag: flag, findings: findings,
-                               disc: disc)
+                               gradability: verdict.gradability, flag: verdict.flag, rule: verdict.rule,
+                               findings: findings, disc: disc)
     }
 }
 
@@ -241,5 +222,28 @@ extension OpticDiscRecord {
                         centreY: try d.decodeIfPresent("centre_y"), diameterPixels: try d.decodeIfPresent("diameter_px"),
                         areaPixels: try d.decodeIfPresent("area_px"), areaMM2FromDisc: try d.decode("area_mm2_from_disc"),
                         assumedDiameterMM: try d.decodeIfPresent("assumed_diameter_mm"))
+    }
+}
+
+/// Lesions' gradability, verdict and rule as one `screening_results` row stores them (sql/0003, sql/0008): the
+/// verdict as its raw value in `flag`, the rule as `flag_rule` and its version as text in `flag_rule_version`.
+struct StoredVerdict {
+    var gradability: Gradability
+    var flag: ScreeningFlag?
+    var rule: ScreeningRule?
+
+    init(_ row: Row) throws {
+        let reasons = try row.decodeArray("ungradable_reasons").compactMap { $0 }
+        gradability = Gradability(gradable: try row.decode("gradable"), reasons: reasons)
+        guard let code: String = try row.decodeIfPresent("flag") else { return }
+        guard let verdict = ScreeningFlag(rawValue: code) else {
+            throw DatabaseError(.decoding, "screening result: unknown screening flag \"\(code)\"")
+        }
+        let version: String = try row.decode("flag_rule_version")
+        guard let number = Int(version) else {
+            throw DatabaseError(.decoding, "screening result: rule version \"\(version)\" is not a whole number")
+        }
+        flag = verdict
+        rule = ScreeningRule(name: try row.decode("flag_rule"), version: number)
     }
 }

@@ -10,8 +10,9 @@ public struct ScreenedImage: Sendable, Equatable {
     public let laterality: Laterality?
     public let resultID: Int64
     public let gradability: Gradability
-    /// Only for gradable images.
+    /// Lesions' verdict and its rule, only for gradable images.
     public let flag: ScreeningFlag?
+    public let rule: ScreeningRule?
     public let screenedAt: Date
     public let screeningRunID: Int64?
     /// The model version's name.
@@ -22,18 +23,12 @@ public struct ScreenedImage: Sendable, Equatable {
     public var disc: OpticDiscRecord?
 
     static func decode(_ row: Row) throws -> ScreenedImage {
-        let reasons = try row.decodeArray("ungradable_reasons").compactMap { $0 }
-        let gradable: Bool = try row.decode("gradable")
-        var flag: ScreeningFlag?
-        if let suspected: Bool = try row.decodeIfPresent("flagged") {
-            flag = ScreeningFlag(suspected: suspected, rule: try row.decodeIfPresent("flag_rule") ?? "",
-                                 ruleVersion: try row.decodeIfPresent("flag_rule_version") ?? "")
-        }
+        let verdict = try StoredVerdict(row)
         return ScreenedImage(
             imageID: try row.decode("image_id"), path: try row.decode("path"), patientID: try row.decode("patient_id"),
             laterality: try row.decodeIfPresent("laterality", as: String.self).flatMap(Laterality.init(rawValue:)),
-            resultID: try row.decode("result_id"), gradability: gradable ? .gradable : .ungradable(reasons: reasons),
-            flag: flag, screenedAt: try row.decode("screened_at"), screeningRunID: try row.decodeIfPresent("screening_run_id"),
+            resultID: try row.decode("result_id"), gradability: verdict.gradability,
+            flag: verdict.flag, rule: verdict.rule, screenedAt: try row.decode("screened_at"), screeningRunID: try row.decodeIfPresent("screening_run_id"),
             modelVersion: try row.decode("model_version"), findings: [], disc: nil)
     }
 }

@@ -154,7 +154,7 @@ public enum TrainingSnapshot {
         var model = NetworkModel(try SegmentationModel(architecture: architecture))
         try model.load(checkpoint.model)
         var card = ModelCard(name: name, version: name, architecture: architecture,
-                             normalisation: .init(mean: c.mean.map(Double.init), std: c.std.map(Double.init)),
+                             normalisation: c.normalisation,
                              inputScale: .init(longEdge: c.scaleLong, shortEdge: c.scaleShort),
                              trainingData: "snapshot of a training run (\(folder.path))")
         card.changelog[name] = "iteration \(checkpoint.iteration) of \(c.iterations), seed \(c.seed) (not validated)"

@@ -27,9 +27,9 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     public var photometricDistortion = true
     /// Online flips and 90° rotations (the official code made these offline, ×6; see Augmentation).
     public var flipsAndRotations = true
-    /// RGB mean and standard deviation (IDRiD; DDR uses its own).
-    public var mean: [Float] = [116.513, 56.437, 16.309]
-    public var std: [Float] = [80.206, 41.232, 13.293]
+    /// RGB mean and standard deviation (IDRiD; DDR uses its own): `normalisation`, saved as numbers.
+    public var mean: [Float] = Normalisation.idrid.mean.map(Float.init)
+    public var std: [Float] = Normalisation.idrid.std.map(Float.init)
     public var schedule = PolySchedule(maxIterations: 40_000)
     public var momentum: Float = 0.9
     public var weightDecay: Float = 5e-4
@@ -50,6 +50,15 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     public init() {}
 
     public var effectiveBatch: Int { batchSize * accumulation }
+
+    /// `mean` and `std` as Checkpoints' `Normalisation` (RGB): what the validator applies and the card records.
+    public var normalisation: Normalisation {
+        get { Normalisation(mean: mean.map(Double.init), std: std.map(Double.init)) }
+        set {
+            mean = newValue.mean.map(Float.init)
+            std = newValue.std.map(Float.init)
+        }
+    }
 
     /// Refuses settings that cannot train, with the setting named.
     public func validate() throws(TrainingError) {

@@ -92,7 +92,7 @@ public enum TrainingSession {
             var set = try $0.open(disc: disc, connection: connection, logger: logger)
             if let names = request.validationImages { set = try set.selecting(names) }
             var validator = try Validator(set,
-                          normalisation: Normalisation(mean: configuration.mean, std: configuration.std),
+                          normalisation: configuration.normalisation,
                           scale: ModelScale(longEdge: configuration.scaleLong, shortEdge: configuration.scaleShort), logger: logger)
             validator.augmentation = request.validationAugmentation
             return validator
@@ -161,7 +161,7 @@ public enum TrainingSession {
 
             // 6. The bundle: weights + model card.
             var card = ModelCard(name: request.name, version: request.name, architecture: network.architecture,
-                                 normalisation: .init(mean: configuration.mean.map(Double.init), std: configuration.std.map(Double.init)),
+                                 normalisation: configuration.normalisation,
                                  inputScale: .init(longEdge: configuration.scaleLong, shortEdge: configuration.scaleShort),
                                  trainingData: "\(trainingSet.source) (\(trainingSet.layout.rawValue), \(trainingSet.samples.count) images, \(trainingSet.annotated.sorted().map(\.code).joined(separator: ","))\(disc ? ", optic disc on \(trainingSet.samples.filter { $0.discMask != nil }.count)" : ""))",
                                  metrics: metrics.figures.filter { $0.value.isFinite })
@@ -194,7 +194,7 @@ public enum TrainingSession {
         let model = NetworkModel(try SegmentationModel(architecture: loaded.architecture, weights: loaded.tensors, weightsFile: active.weightsPath))
         var v = validator
         if let n = loaded.card?.normalisation {
-            v = try Validator(validator.dataset, normalisation: Normalisation(mean: n.mean.map(Float.init), std: n.std.map(Float.init)),
+            v = try Validator(validator.dataset, normalisation: n,
                               scale: validator.scale, logger: logger)
             v.augmentation = validator.augmentation
         }

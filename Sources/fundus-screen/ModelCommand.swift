@@ -36,36 +36,28 @@ struct ModelCommand: ParsableCommand {
     struct Forward: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Eval-mode pass: reads 'input' [N,3,H,W]; writes 'logits' (1/4 resolution) and 'probs' (H×W).")
-        @Option(help: "Weight file (.pth of the official code, or a safetensors export).") var weights: String
-        @Option(help: "safetensors file holding 'input'.") var input: String
-        @Option(help: "safetensors file to write.") var output: String
+        @OptionGroup var files: PassFiles
 
         func run() throws {
-            EngineThreads.configureProcessForEngine()
-            let model = try ModelWeights.model(from: URL(fileURLWithPath: weights))
-            let file = try Safetensors.read(URL(fileURLWithPath: input))
-            let x = try file.require("input", in: input)
+            let (model, file) = try files.open()
+            let x = try file.require("input", in: files.input)
             let (logits, probs) = try model.logitsAndProbabilities(Tensor(x.floats(), shape: x.shape))
             var out = TensorFile()
             out.set("logits", StoredTensor(floats: logits.values(), shape: logits.shape))
             out.set("probs", StoredTensor(floats: probs.values(), shape: probs.shape))
-            try Safetensors.write(out, to: URL(fileURLWithPath: output))
+            try Safetensors.write(out, to: URL(fileURLWithPath: files.output))
         }
     }
 
     struct Gradients: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Training-mode pass with the bdice loss: reads 'train.input' and 'train.labels'; writes 'train.loss' and 'grad.<parameter>'.")
-        @Option(help: "Weight file (.pth of the official code, or a safetensors export).") var weights: String
-        @Option(help: "safetensors file holding 'train.input' [N,3,H,W] and 'train.labels' [N,H,W].") var input: String
-        @Option(help: "safetensors file to write.") var output: String
+            abstract: "Training-mode pass with the bdice loss: reads 'train.input' [N,3,H,W] and 'train.labels' [N,H,W]; writes 'train.loss' and 'grad.<parameter>'.")
+        @OptionGroup var files: PassFiles
 
         func run() throws {
-            EngineThreads.configureProcessForEngine()
-            let model = try ModelWeights.model(from: URL(fileURLWithPath: weights))
-            let file = try Safetensors.read(URL(fileURLWithPath: input))
-            let x = try file.require("train.input", in: input)
-            let labels = try file.require("train.labels", in: input)
+            let (model, file) = try files.open()
+            let x = try file.require("train.input", in: files.input)
+            let labels = try file.require("train.labels", in: files.input)
             let (loss, grads) = try model.trainingStep(input: Tensor(x.floats(), shape: x.shape),
                                                        labels: labels.ints().map { Int32(clamping: $0) })
             var out = TensorFile()
@@ -74,7 +66,21 @@ struct ModelCommand: ParsableCommand {
                 let g = grads[name]!
                 out.set("grad." + name, StoredTensor(floats: g.values(), shape: g.shape))
             }
-            try Safetensors.write(out, to: URL(fileURLWithPath: output))
+            try Safetensors.write(out, to: URL(fileURLWithPath: files.output))
         }
+    }
+}
+
+/// The files of `model forward` and `model gradients`: the weights, the stored tensors the command reads (named in
+/// its description), the file it writes.
+struct PassFiles: ParsableArguments {
+    @Option(help: "Weight file (.pth of the official code, or a safetensors export).") var weights: String
+    @Option(help: "safetensors file holding the tensors the command reads.") var input: String
+    @Option(help: "safetensors file to write.") var output: String
+
+    /// What both passes start with: the engine's threads, the network of `weights`, the tensors of `input`.
+    func open() throws -> (SegmentationModel, TensorFile) {
+        EngineThreads.configureProcessForEngine()
+        return (try ModelWeights.model(from: URL(fileURLWithPath: weights)), try Safetensors.read(URL(fileURLWithPath: input)))
     }
 }

@@ -9,9 +9,7 @@ struct ModelList: ParsableCommand {
     @OptionGroup var global: GlobalOptions
 
     func run() throws {
-        let logger = global.makeLogger("fundus-screen.model")
-        let location = global.databaseLocation
-        let versions = try ModelRegistry(connection: Database.connect(location, logger: logger)).list()
+        let versions = try global.modelRegistry().list()
         if versions.isEmpty { print("no model versions registered"); return }
         func row(_ cells: [String]) -> String {
             zip(cells, [5, 10, 28, 26, 8, 8, 8]).map { $0.padding(toLength: max($1, $0.count), withPad: " ", startingAt: 0) }.joined(separator: " ")
@@ -36,9 +34,7 @@ struct ModelPromote: ParsableCommand {
     @Option(help: "Figure to compare (mAUPR, mIoU, mAP, …).") var metric: String = Promotion.defaultMetric
 
     func run() throws {
-        let logger = global.makeLogger("fundus-screen.model")
-        let location = global.databaseLocation
-        let rollout = ModelRollout(registry: ModelRegistry(connection: try Database.connect(location, logger: logger)), metric: metric)
+        let rollout = ModelRollout(registry: try global.modelRegistry(), metric: metric)
         let (decision, version, queued) = try rollout.promote(id, force: force)
         guard decision.promote else {
             print("refused: \(decision.reason)")
@@ -56,9 +52,14 @@ struct ModelRollback: ParsableCommand {
     @OptionGroup var global: GlobalOptions
 
     func run() throws {
-        let logger = global.makeLogger("fundus-screen.model")
-        let location = global.databaseLocation
-        let (from, to, queued) = try ModelRollout(registry: ModelRegistry(connection: try Database.connect(location, logger: logger))).rollback()
+        let (from, to, queued) = try ModelRollout(registry: try global.modelRegistry()).rollback()
         print("rolled back from \(from?.name ?? "none") to \(to.name) (id \(to.id)); queued \(queued) images for it")
+    }
+}
+
+extension GlobalOptions {
+    /// The model registry of the database these options name, logging as the model commands do.
+    func modelRegistry() throws -> ModelRegistry {
+        ModelRegistry(connection: try connect("fundus-screen.model").0)
     }
 }

@@ -33,7 +33,7 @@ struct ModelValidate: ParsableCommand {
         if let valImages { set = try set.selecting(LesionDataset.expandSelection(valImages)) }
         let network = try SegmentationModel(architecture: loaded.architecture, weights: loaded.tensors, weightsFile: model)
         let card = loaded.card
-        let normalisation = card.map { Normalisation(mean: $0.normalisation.mean.map(Float.init), std: $0.normalisation.std.map(Float.init)) }
+        let normalisation = card?.normalisation
             ?? .idrid
         let scale = card.map { ModelScale(longEdge: $0.inputScale.longEdge, shortEdge: $0.inputScale.shortEdge) } ?? .idrid
         var validator = try Validator(set, normalisation: normalisation, scale: scale, logger: logger)

@@ -72,10 +72,7 @@ struct TrainingOptions: ParsableArguments {
         configuration.photometricDistortion = !noPhotometric
         configuration.lesionCropProbability = lesionCrops > 0 ? lesionCrops : nil
         configuration.bf16 = bf16 ? true : nil
-        if stats == "ddr" {
-            configuration.mean = [81.205, 50.636, 21.216]
-            configuration.std = [76.252, 48.798, 21.625]
-        }
+        if stats == "ddr" { configuration.normalisation = .ddr }
         return configuration
     }
 

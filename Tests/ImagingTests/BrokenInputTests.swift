@@ -21,18 +21,6 @@ private func outcome(_ data: Data, name: String, mode: DecodeMode = .rgb, option
     }
 }
 
-/// A small deterministic generator (SplitMix64), so the mutation corpus is the same on every run.
-private struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 @Suite("Broken inputs")
 struct BrokenInputTests {
     @Test("Zero bytes, a text file, random bytes: errors with codes, whatever the extension")
@@ -109,7 +97,7 @@ struct BrokenInputTests {
         let mask = try ImageCodec.decode(png, mode: .label).image
         let deflateTiff = try ImageCodec.encodeTIFF(mask, bitsPerSample: 1, palette: [RGBColour(red: 0, green: 0, blue: 0), RGBColour(red: 255, green: 0, blue: 0)],
                                                     compression: .deflate, rowsPerStrip: 64)
-        var rng = SplitMix(state: 20_260_101)
+        var rng = SplitMix(seed: 20_260_101)
         // FUNDUS_MUTATION_ROUNDS raises the rounds per file for a longer soak (e.g. under --sanitize=address).
         let rounds = ProcessInfo.processInfo.environment["FUNDUS_MUTATION_ROUNDS"].flatMap { Int($0) } ?? 80
         var decoded = 0, refused: [ImagingError.Code: Int] = [:]

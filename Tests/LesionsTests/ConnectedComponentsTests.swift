@@ -1,4 +1,5 @@
 import Testing
+import TestSupport
 @testable import Lesions
 
 /// Parses a picture: "#" = lesion, "." = background; rows separated by "/".
@@ -75,18 +76,4 @@ func badSizes() {
         try ScorePlane(width: 3, height: 2, mask: [0, 0, 0, 0, 0])
     }
     #expect(throws: LesionsError.self) { try ScorePlane(width: 0, height: 2, probabilities: []) }
-}
-
-/// Deterministic generator for test masks.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func nextDouble() -> Double { Double(next() >> 11) / Double(1 << 53) }
 }

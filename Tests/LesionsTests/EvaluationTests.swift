@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Lesions
 
 /// Adds one image where `lesionClass` has these scores and truth, and every other class scores 0 with no truth.

@@ -45,10 +45,6 @@ func waitsForJobsHeldElsewhere() {
     let stages = Stages<Int, Int, Int>(
         prepare: { $0 }, infer: { $0 },
         finish: { job, _ in done.update { $0.append(job) }; return .screened })
-    var settings = WorkerSettings()
-    settings.pollInterval = 0.01
-    let worker = StagedWorker(source: source, stages: stages, settings: settings, logger: Logger(label: "test"),
-                              progress: RunProgress(total: 3, logger: Logger(label: "test"), interactive: false))
-    worker.run()
+    runWorker(source, stages, total: 3) { $0.pollInterval = 0.01 }
     #expect(done.value.sorted() == [1, 2, 3])
 }

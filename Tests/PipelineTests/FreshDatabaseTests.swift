@@ -36,25 +36,9 @@ struct FreshDatabaseTests {
     static func tinyFreshModel(in folder: URL) throws -> URL {
         let fresh = try FreshModel.create(architecture: .tinyFixture(variant: .C), name: "tiny-fresh",
                                           to: folder.appendingPathComponent("fresh"))
-        let loaded = try WeightLoader.load(fresh)
-        let card = ModelCard(name: "tiny-fresh", version: "1", architecture: loaded.architecture,
-                             inputScale: ModelCard.InputScale(longEdge: 256, shortEdge: 256),
-                             trainingData: "none: freshly initialised weights; findings mean nothing")
-        let directory = folder.appendingPathComponent("model")
-        try WeightLoader.save(tensors: loaded.tensors, card: card, to: directory)
-        return directory
-    }
-
-    func run(_ db: TestDatabase, model: LoadedModel, masks: URL) async throws -> RunSummary {
-        var settings = WorkerSettings()
-        settings.slots = 2
-        settings.pollInterval = 0.2
-        let fixed = settings
-        let logger = self.logger
-        return try await onThreads(1) { _ in
-            try ScreeningRun.run(conninfo: db.conninfo, model: model, options: ScreeningOptions(masksDirectory: masks),
-                                 settings: fixed, shutdown: ShutdownSignal(), logger: logger)
-        }[0]
+        return try ScreeningFixture.modelFolder(of: fresh, name: "tiny-fresh", inputSide: 256,
+                                                trainingData: "none: freshly initialised weights; findings mean nothing",
+                                                in: folder)
     }
 
     @Test("Import with no model, then screen: the shipped model is activated and every image is screened exactly once")
@@ -79,7 +63,7 @@ struct FreshDatabaseTests {
             // What `screen` does on a database with no active model.
             let model = try ModelResolver.resolve(.active, connection: connection, shippedModel: shipped, logger: logger)
             #expect(model.version.status == .active)
-            let first = try await run(db, model: model, masks: masks)
+            let first = try await ScreeningFixture.run(db, model: model, masks: masks)
             #expect(first.screened + first.ungradable == 3, "\(first.text)")
             #expect(first.failed == 0)
 
@@ -93,14 +77,14 @@ struct FreshDatabaseTests {
             #expect(again.added == 0 && again.enqueued == 0 && again.modelVersion == model.version.name)
             let reloaded = try ModelResolver.resolve(.active, connection: connection, shippedModel: nil, logger: logger)
             #expect(reloaded.version.id == model.version.id)
-            let second = try await run(db, model: reloaded, masks: masks)
+            let second = try await ScreeningFixture.run(db, model: reloaded, masks: masks)
             #expect(second.screened + second.ungradable + second.failed == 0)
             #expect(try ScreeningFixture.resultCounts(connection).perImage.values.allSatisfy { $0 == 1 })
 
             // A new photograph imported now is queued for the active model and screened once.
             try Self.syntheticPhotograph(seed: 9).write(to: archive.appendingPathComponent("P2_L.jpg"))
             #expect(try importer.importDirectory(archive).enqueued == 1)
-            let third = try await run(db, model: reloaded, masks: masks)
+            let third = try await ScreeningFixture.run(db, model: reloaded, masks: masks)
             #expect(third.screened + third.ungradable == 1)
             let after = try ScreeningFixture.resultCounts(connection)
             #expect(after.perImage.count == 4 && after.perImage.values.allSatisfy { $0 == 1 })

@@ -59,15 +59,14 @@ struct LocalFolderTests {
                 (URL(fileURLWithPath: try #require(try archive.image(id: $0)).path).lastPathComponent, $0)
             })
             let results = ScreeningResults(connection: c)
-            let flag = ScreeningFlag(suspected: true, rule: "lesion-presence-v1", ruleVersion: "1")
             let findings = LesionClass.allCases.enumerated().map { i, lesion in
                 Finding(lesionClass: lesion, lesionCount: i, areaPixels: Int64(i * 10), fieldOfViewShare: Double(i) * 0.001,
                         largestLesionPixels: Int64(i == 0 ? 0 : 10), maskPath: "/masks/P1_R_\(lesion.code).png")
             }
             try results.write(ScreeningResult(imageID: byName["P1_R.jpg"]!, modelVersionID: model.id, gradability: .gradable,
-                                              flag: flag, findings: findings))
+                                              flag: .suspectedMoreThanMildDR, rule: .lesionPresenceV1, findings: findings))
             try results.write(ScreeningResult(imageID: byName["P1_L.jpg"]!, modelVersionID: model.id,
-                                              gradability: .ungradable(reasons: ["too dark"]), flag: nil, findings: []))
+                                              gradability: .ungradable(reasons: ["too dark"]), flag: nil, rule: nil, findings: []))
             // P2_R.jpg is not screened: no row.
 
             let files = try LocalFolder.writeFindings(imageIDs: ids, modelVersionID: model.id, connection: c, to: output)

@@ -14,13 +14,55 @@ enum ScreeningFixture {
     /// The tiny checkpoint as a model folder whose card asks for a 512×512 network input (the IDRiD scale would be
     /// 960×960): the pipeline is the same, a debug build just spends less time in the network.
     static func tinyModelFolder(in folder: URL) throws -> URL {
-        let loaded = try WeightLoader.load(tinyModel)
-        let card = ModelCard(name: "tiny_m2mrf_C-test", version: "1", architecture: loaded.architecture,
-                             inputScale: ModelCard.InputScale(longEdge: 512, shortEdge: 512),
-                             trainingData: "none: parity fixture with random weights")
+        try modelFolder(of: tinyModel, name: "tiny_m2mrf_C-test", inputSide: 512,
+                        trainingData: "none: parity fixture with random weights", in: folder)
+    }
+
+    /// The weights of `weights` as `<folder>/model`, with a card asking for a square `inputSide` network input.
+    static func modelFolder(of weights: URL, name: String, inputSide: Int, trainingData: String, in folder: URL) throws -> URL {
+        let loaded = try WeightLoader.load(weights)
+        let card = ModelCard(name: name, version: "1", architecture: loaded.architecture,
+                             inputScale: ModelCard.InputScale(longEdge: inputSide, shortEdge: inputSide), trainingData: trainingData)
         let directory = folder.appendingPathComponent("model")
         try WeightLoader.save(tensors: loaded.tensors, card: card, to: directory)
         return directory
+    }
+
+    /// What a run test starts from: a new folder (removed afterwards) holding an archive of `idrid` IDRiD photographs
+    /// (with the corrupt file and the black frame when asked) and the masks folder's place; a private database with
+    /// the tiny model resolved in it.
+    struct RunSetting {
+        let folder: URL, archive: Archive, masks: URL
+        let db: TestDatabase, connection: Connection
+        let modelFolder: URL, model: LoadedModel
+    }
+
+    static func withRunSetting(_ prefix: String, idrid: Int, corrupt: Bool = false, black: Bool = false,
+                               _ body: (RunSetting) async throws -> Void) async throws {
+        let folder = try makeFolder(prefix)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let archive = try Self.archive(in: folder, idrid: idrid, corrupt: corrupt, black: black)
+        try await withTestDatabase { db in
+            let connection = try db.connect()
+            let modelFolder = try tinyModelFolder(in: folder)
+            let model = try ModelResolver.resolve(.named(modelFolder.path), connection: connection, logger: logger)
+            try await body(RunSetting(folder: folder, archive: archive, masks: folder.appendingPathComponent("masks"), db: db,
+                                      connection: connection, modelFolder: modelFolder, model: model))
+        }
+    }
+
+    /// One screening run of `model` over the queued jobs, on a thread of its own (two slots, polling every 0.2 s),
+    /// masks under `masks`, until the queue is empty.
+    static func run(_ db: TestDatabase, model: LoadedModel, masks: URL) async throws -> RunSummary {
+        var settings = WorkerSettings()
+        settings.slots = 2
+        settings.pollInterval = 0.2
+        let fixed = settings
+        let logger = self.logger
+        return try await onThreads(1) { _ in
+            try ScreeningRun.run(conninfo: db.conninfo, model: model, options: ScreeningOptions(masksDirectory: masks),
+                                 settings: fixed, shutdown: ShutdownSignal(), logger: logger)
+        }[0]
     }
 
     static let logger: Logger = {

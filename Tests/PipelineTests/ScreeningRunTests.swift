@@ -17,24 +17,10 @@ struct ScreeningRunTests {
 
     @Test("One run: good photographs get masks and findings, a corrupt file is discarded naming it, a black frame is ungradable with its reason")
     func oneRunMixedArchive() async throws {
-        let folder = try ScreeningFixture.makeFolder("fundus-run-")
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let archive = try ScreeningFixture.archive(in: folder, idrid: 2, corrupt: true, black: true)
-        let masks = folder.appendingPathComponent("masks")
-        try await withTestDatabase { db in
-            let connection = try db.connect()
-            let modelFolder = try ScreeningFixture.tinyModelFolder(in: folder)
-            let model = try ModelResolver.resolve(.named(modelFolder.path), connection: connection, logger: logger)
+        try await ScreeningFixture.withRunSetting("fundus-run-", idrid: 2, corrupt: true, black: true) { s in
+            let (archive, masks, db, connection, model) = (s.archive, s.masks, s.db, s.connection, s.model)
             let ids = try ScreeningFixture.importAndEnqueue(archive, connection: connection, modelVersionID: model.version.id)
-            var settings = WorkerSettings()
-            settings.slots = 2
-            settings.pollInterval = 0.2
-            let fixed = settings
-            let logger = self.logger
-            let summary = try await onThreads(1) { _ in
-                try ScreeningRun.run(conninfo: db.conninfo, model: model, options: ScreeningOptions(masksDirectory: masks),
-                                     settings: fixed, shutdown: ShutdownSignal(), logger: logger)
-            }[0]
+            let summary = try await ScreeningFixture.run(db, model: model, masks: masks)
             #expect(summary.screened == 2)
             #expect(summary.ungradable == 1)
             #expect(summary.failed == 1)
@@ -91,14 +77,9 @@ struct ScreeningRunTests {
     @Test("A worker killed with SIGKILL mid-run: a second one finishes every job exactly once, no partial masks")
     func killedWorker() async throws {
         let binary = try #require(ScreeningFixture.binary, "no .build/debug/fundus-screen: run `swift build --build-tests` first")
-        let folder = try ScreeningFixture.makeFolder("fundus-kill-")
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let archive = try ScreeningFixture.archive(in: folder, idrid: 3, corrupt: false, black: false)
-        let masks = folder.appendingPathComponent("masks")
-        try await withTestDatabase { db in
-            let connection = try db.connect()
-            let modelFolder = try ScreeningFixture.tinyModelFolder(in: folder)
-            let model = try ModelResolver.resolve(.named(modelFolder.path), connection: connection, logger: logger)
+        try await ScreeningFixture.withRunSetting("fundus-kill-", idrid: 3) { s in
+            let (folder, archive, masks, db, connection) = (s.folder, s.archive, s.masks, s.db, s.connection)
+            let (modelFolder, model) = (s.modelFolder, s.model)
             try ScreeningFixture.importAndEnqueue(archive, connection: connection, modelVersionID: model.version.id)
             let arguments = ["screen", "--database", db.conninfo, "--model", modelFolder.path,
                              "--masks", masks.path, "--lease", "3", "--concurrency", "2", "--log-level", "notice"]
@@ -150,14 +131,8 @@ struct ScreeningRunTests {
 
     @Test("Restarting PostgreSQL during a run does not stop it: every job is completed once")
     func databaseRestart() async throws {
-        let folder = try ScreeningFixture.makeFolder("fundus-restart-")
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let archive = try ScreeningFixture.archive(in: folder, idrid: 3, corrupt: false, black: false)
-        let masks = folder.appendingPathComponent("masks")
-        try await withTestDatabase { db in
-            let connection = try db.connect()
-            let modelFolder = try ScreeningFixture.tinyModelFolder(in: folder)
-            let model = try ModelResolver.resolve(.named(modelFolder.path), connection: connection, logger: logger)
+        try await ScreeningFixture.withRunSetting("fundus-restart-", idrid: 3) { s in
+            let (archive, masks, db, connection, model) = (s.archive, s.masks, s.db, s.connection, s.model)
             try ScreeningFixture.importAndEnqueue(archive, connection: connection, modelVersionID: model.version.id)
             var settings = WorkerSettings()
             settings.slots = 2

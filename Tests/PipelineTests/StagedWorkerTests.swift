@@ -55,12 +55,7 @@ func drainsQueue() {
             rec.leave(job)
             return .screened
         })
-    var settings = WorkerSettings()
-    settings.slots = 3
-    settings.prepareConcurrency = 2
-    let worker = StagedWorker(source: source, stages: stages, settings: settings, logger: Logger(label: "test"),
-                              progress: RunProgress(total: 30, logger: Logger(label: "test"), interactive: false))
-    worker.run()
+    let worker = runWorker(source, stages, total: 30) { $0.slots = 3; $0.prepareConcurrency = 2 }
     #expect(rec.finished.sorted() == Array(1...30).filter { $0 != 7 })
     #expect(source.failed.map(\.0) == [7])
     #expect(source.failed.first?.1.permanent == true)
@@ -74,11 +69,7 @@ func limit() {
     let source = ListSource(Array(1...50))
     let rec = Recorder()
     let stages = Stages<Int, Int, Int>(prepare: { $0 }, infer: { $0 }, finish: { job, _ in rec.leave(job); return .screened })
-    var settings = WorkerSettings()
-    settings.limit = 5
-    let worker = StagedWorker(source: source, stages: stages, settings: settings, logger: Logger(label: "test"),
-                              progress: RunProgress(total: 5, logger: Logger(label: "test"), interactive: false))
-    worker.run()
+    runWorker(source, stages, total: 5) { $0.limit = 5 }
     #expect(rec.finished.count == 5)
 }
 
@@ -95,12 +86,7 @@ func shutdownReleases() {
             return x
         },
         finish: { job, _ in rec.leave(job); return .screened })
-    var settings = WorkerSettings()
-    settings.slots = 4
-    let worker = StagedWorker(source: source, stages: stages, settings: settings, logger: Logger(label: "test"),
-                              progress: RunProgress(total: nil, logger: Logger(label: "test"), interactive: false),
-                              shutdown: shutdown)
-    worker.run()
+    runWorker(source, stages, total: nil, shutdown: shutdown) { $0.slots = 4 }
     let handled = Set(rec.finished).union(source.released)
     #expect(rec.finished.count < 100)
     #expect(rec.finished.count + source.released.count == handled.count)  // nothing twice
@@ -120,15 +106,26 @@ func pausesClaimingDuringEnvironmentFaults() {
             rec.leave(job)
             return .screened
         })
-    var settings = WorkerSettings()
-    settings.slots = 2
-    settings.maximumFaultPause = 2
-    let worker = StagedWorker(source: source, stages: stages, settings: settings, logger: Logger(label: "test"),
-                              progress: RunProgress(total: nil, logger: Logger(label: "test"), interactive: false))
-    worker.run()
+    runWorker(source, stages, total: nil) { $0.slots = 2; $0.maximumFaultPause = 2 }
     // Without the pause the 1.5 s fault failed about 200 images (2 ms each); with it, the images in flight when
     // each pause began.
     #expect(source.failed.count <= 8, "\(source.failed.count) images failed during the fault")
     #expect(source.failed.allSatisfy { !$0.1.permanent })
     #expect(rec.finished.count + source.failed.count == 200)
+}
+
+/// Runs a worker over `source` until it stops, and returns it: `settings` adjusts the default settings, `total` is
+/// the progress's (nil: unknown), logging as "test" with no terminal.
+@discardableResult
+func runWorker<Source: JobSource, Prepared: Sendable, Inferred: Sendable>(
+    _ source: Source, _ stages: Stages<Source.Job, Prepared, Inferred>, total: Int?, shutdown: ShutdownSignal = ShutdownSignal(),
+    settings adjust: (inout WorkerSettings) -> Void
+) -> StagedWorker<Source, Prepared, Inferred> {
+    var settings = WorkerSettings()
+    adjust(&settings)
+    let worker = StagedWorker(source: source, stages: stages, settings: settings, logger: Logger(label: "test"),
+                              progress: RunProgress(total: total, logger: Logger(label: "test"), interactive: false),
+                              shutdown: shutdown)
+    worker.run()
+    return worker
 }

@@ -6,9 +6,9 @@ import Lesions
 enum Fixture {
     static let date = Date(timeIntervalSince1970: 1_795_000_000)  // 2026-11-18
 
-    static func findings(ex: Int = 0, he: Int = 0, se: Int = 0, ma: Int = 0) -> [EyeReport.ClassFindings] {
+    static func findings(ex: Int = 0, he: Int = 0, se: Int = 0, ma: Int = 0) -> [EyeReport.ClassTotals] {
         [(LesionClass.hardExudate, ex), (.haemorrhage, he), (.softExudate, se), (.microaneurysm, ma)].map { c, n in
-            EyeReport.ClassFindings(
+            EyeReport.ClassTotals(
                 lesionClass: c, count: n, areaPixels: n * 300, fieldOfViewShare: Double(n * 300) / 8_000_000,
                 areaMM2: nil, largestPixels: n == 0 ? 0 : 900)
         }

@@ -42,16 +42,13 @@ struct StoreSourceTests {
         let l1 = try db.image(connection, path: "/archive/p1/left.jpg", patient: "P1", laterality: "L")
         let x2 = try db.image(connection, path: "/archive/p2/eye.jpg", patient: "<b>P2</b>", laterality: nil)
         let results = ScreeningResults(connection: connection)
-        let rule = ScreeningFlag(suspected: false, rule: "lesion-presence-v1", ruleVersion: "1")
         let all4 = { (he: Int) in [Self.finding("EX", 0), Self.finding("HE", he, mask: "/masks/x_HE.png"), Self.finding("SE", 0), Self.finding("MA", 2)] }
         // The right eye was screened twice: by the old model (no haemorrhage), then by the new one (three).
-        try results.write(ScreeningResult(imageID: r1, modelVersionID: old.id, screeningRunID: run1, gradability: .gradable, flag: rule, findings: all4(0)))
+        try results.write(ScreeningResult(imageID: r1, modelVersionID: old.id, screeningRunID: run1, gradability: .gradable, flag: .microaneurysmsOnly, rule: .lesionPresenceV1, findings: all4(0)))
         Thread.sleep(forTimeInterval: 0.01)
-        var raised = rule
-        raised.suspected = true
-        try results.write(ScreeningResult(imageID: r1, modelVersionID: new.id, screeningRunID: run2, gradability: .gradable, flag: raised, findings: all4(3)))
-        try results.write(ScreeningResult(imageID: l1, modelVersionID: old.id, screeningRunID: run1, gradability: .ungradable(reasons: ["too dark"]), flag: nil, findings: []))
-        try results.write(ScreeningResult(imageID: x2, modelVersionID: old.id, screeningRunID: run1, gradability: .gradable, flag: rule, findings: all4(0)))
+        try results.write(ScreeningResult(imageID: r1, modelVersionID: new.id, screeningRunID: run2, gradability: .gradable, flag: .suspectedMoreThanMildDR, rule: .lesionPresenceV1, findings: all4(3)))
+        try results.write(ScreeningResult(imageID: l1, modelVersionID: old.id, screeningRunID: run1, gradability: .ungradable(reasons: ["too dark"]), flag: nil, rule: nil, findings: []))
+        try results.write(ScreeningResult(imageID: x2, modelVersionID: old.id, screeningRunID: run1, gradability: .gradable, flag: .microaneurysmsOnly, rule: .lesionPresenceV1, findings: all4(0)))
 
         let source = StoreReportSource(connection: connection)
         let all = try source.patients(.all)
@@ -66,7 +63,7 @@ struct StoreSourceTests {
         #expect(right.findings.first { $0.lesionClass == .haemorrhage }?.areaMM2 == 0.06)
         #expect(right.flagReason == "3 haemorrhages beyond microaneurysms")
         let left = try #require(p1.eyes.first { $0.laterality == .left })
-        #expect(!left.gradability.gradable && left.gradability.reasons == ["too dark"] && !left.flag.raised)
+        #expect(!left.gradability.isGradable && left.gradability.reasons == ["too dark"] && !left.flag.raised)
         #expect(p1.outcome == .flagged)
         #expect(all.first?.eyes.first?.laterality == .unknown)
 

@@ -17,6 +17,14 @@ struct ActivationTests {
         return images.map { added[$0.path]! }
     }
 
+    /// A private database's connection, job queue and model registry, as most activation tests start.
+    func withRegistry(_ body: (Connection, JobQueue, ModelRegistry) async throws -> Void) async throws {
+        try await withTestDatabase { db in
+            let c = try db.connect()
+            try await body(c, JobQueue(connection: c, logger: logger), ModelRegistry(connection: c))
+        }
+    }
+
     func register(_ name: String, _ registry: ModelRegistry) throws -> ModelVersion {
         try registry.register(name: name, architecture: "a", weightsPath: "/w/\(name)", checksum: SHA256.hex(Array(name.utf8)))
     }
@@ -63,10 +71,7 @@ struct ActivationTests {
 
     @Test("Promotion queues new images only (and moves what waits for the old model); rescreen queues the archive once")
     func promotionAndRescreen() async throws {
-        try await withTestDatabase { db in
-            let c = try db.connect()
-            let queue = JobQueue(connection: c, logger: logger)
-            let registry = ModelRegistry(connection: c)
+        try await withRegistry { c, queue, registry in
             let old = try addImages(["a", "b", "c"], connection: c)
             let v1 = try register("v1", registry)
             try registry.activate(id: v1.id)
@@ -97,10 +102,7 @@ struct ActivationTests {
 
     @Test("Rescreen --since: only images imported since then; images with a result are never queued again")
     func rescreenSince() async throws {
-        try await withTestDatabase { db in
-            let c = try db.connect()
-            let queue = JobQueue(connection: c, logger: logger)
-            let registry = ModelRegistry(connection: c)
+        try await withRegistry { c, queue, registry in
             let v1 = try register("v1", registry)
             let early = try addImages(["a", "b"], connection: c)
             try c.query("UPDATE images SET imported_at = now() - interval '10 days'")
@@ -115,10 +117,7 @@ struct ActivationTests {
 
     @Test("Rollback queues what the model missed while it was retired; images imported with no active model are queued by the next activation")
     func rollbackAndGap() async throws {
-        try await withTestDatabase { db in
-            let c = try db.connect()
-            let queue = JobQueue(connection: c, logger: logger)
-            let registry = ModelRegistry(connection: c)
+        try await withRegistry { c, queue, registry in
             let v1 = try register("v1", registry)
             _ = try addImages(["a"], connection: c)
             try registry.activate(id: v1.id)

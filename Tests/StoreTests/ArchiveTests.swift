@@ -7,9 +7,11 @@ import TestSupport
 struct ArchiveTests {
     let logger = TestPostgres.defaultLogger
 
-    /// A folder of small files standing in for photographs (Store reads bytes, never pixels).
+    /// A new folder of small files standing in for photographs (Store reads bytes, never pixels); names may hold
+    /// subfolders.
     func makeFolder(_ names: [String]) throws -> URL {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("fundus-archive-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         for name in names {
             let url = folder.appendingPathComponent(name)
             try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)

@@ -16,7 +16,7 @@ struct FindingsTests {
         }
         return ScreeningResult(
             imageID: image, modelVersionID: model, screeningRunID: run, gradability: .gradable,
-            flag: ScreeningFlag(suspected: haemorrhages > 0, rule: "any-HE-EX-SE", ruleVersion: "1"),
+            flag: haemorrhages > 0 ? .suspectedMoreThanMildDR : .noLesionsFound, rule: ScreeningRule(name: "any-HE-EX-SE", version: 1),
             findings: [
                 Finding(lesionClass: .hardExudate, lesionCount: 0, areaPixels: 0, fieldOfViewShare: 0, largestLesionPixels: 0,
                         maskPath: "/masks/1_EX.png"),
@@ -119,7 +119,7 @@ struct FindingsTests {
             ]).values.first)
             let model = try ModelRegistry(connection: c).register(name: "v1", architecture: "a", weightsPath: "/w", checksum: sum)
             let ungradable = ScreeningResult(imageID: imageID, modelVersionID: model.id, gradability: .ungradable(reasons: ["too dark"]),
-                                             flag: nil, findings: [])
+                                             flag: nil, rule: nil, findings: [])
             try ScreeningResults(connection: c).write(ungradable)
             #expect(try ScreeningResults(connection: c).fetch(imageID: imageID, modelVersionID: model.id) == ungradable)
 

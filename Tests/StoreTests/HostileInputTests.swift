@@ -10,16 +10,8 @@ import TestSupport
 struct HostileInputTests {
     let logger = TestPostgres.defaultLogger
 
-    func makeFolder(_ names: [String]) throws -> URL {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("fundus-hostile-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        for name in names {
-            let url = folder.appendingPathComponent(name)
-            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-            try Data("bytes of \(name)".utf8).write(to: url)
-        }
-        return folder
-    }
+    /// The archive tests' folder of small files.
+    func makeFolder(_ names: [String]) throws -> URL { try ArchiveTests().makeFolder(names) }
 
     func activeModel(_ c: Connection) throws {
         let model = try ModelRegistry(connection: c).register(name: "v1", architecture: "a", weightsPath: "/w",

@@ -11,7 +11,7 @@ struct OpticDiscStoreTests {
     func result(image: Int64, model: Int64, disc: OpticDiscRecord?) -> ScreeningResult {
         ScreeningResult(
             imageID: image, modelVersionID: model, gradability: .gradable,
-            flag: ScreeningFlag(suspected: false, rule: "lesion-presence-v1", ruleVersion: "1"),
+            flag: .noLesionsFound, rule: .lesionPresenceV1,
             findings: LesionClass.allCases.map {
                 Finding(lesionClass: $0, lesionCount: 0, areaPixels: 0, fieldOfViewShare: 0, areaMM2: 0, largestLesionPixels: 0)
             },

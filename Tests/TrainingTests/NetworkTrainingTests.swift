@@ -19,17 +19,10 @@ private func networkSamples() -> InMemorySamples {
 }
 
 private func networkConfiguration() -> TrainingConfiguration {
-    var c = TrainingConfiguration()
+    var c = TrainingConfiguration.short(iterations: 6, crop: (64, 64), scale: (96, 64), checkpointInterval: 2)
     c.seed = 11
-    c.iterations = 6
-    c.schedule = PolySchedule(maxIterations: 6)
-    c.cropHeight = 64
-    c.cropWidth = 64
-    c.scaleLong = 96
-    c.scaleShort = 64
     c.batchSize = 1
     c.accumulation = 2
-    c.checkpointInterval = 2
     c.architecture = .tinyFixture(variant: .C)
     return c
 }

@@ -50,14 +50,7 @@ func session() async throws {
     try syntheticSet(root.appendingPathComponent("val"), images: 1, seed: 2)
     try await withTestDatabase { db in
         let connection = try db.connect()
-        var configuration = TrainingConfiguration()
-        configuration.iterations = 2
-        configuration.schedule = PolySchedule(maxIterations: 2)
-        configuration.cropHeight = 64
-        configuration.cropWidth = 64
-        configuration.scaleLong = 128
-        configuration.scaleShort = 128
-        configuration.checkpointInterval = 1
+        let configuration = TrainingConfiguration.short(iterations: 2, crop: (64, 64), scale: (128, 128), checkpointInterval: 1)
         func request(_ name: String, from: URL?, validate: Bool = true) -> TrainingRequest {
             TrainingRequest(data: root.appendingPathComponent("train"), validation: validate ? root.appendingPathComponent("val") : nil,
                             initialWeights: from, architecture: from == nil ? .tinyFixture(variant: .C) : nil,

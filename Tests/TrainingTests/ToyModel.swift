@@ -66,3 +66,18 @@ struct ToyPixelModel: TrainableModel {
         return logits(batch).map { 1 / (1 + exp(-$0)) }
     }
 }
+
+extension TrainingConfiguration {
+    /// A test's short run: `iterations` optimiser steps (on `schedule`, else the default poly schedule over them),
+    /// crops of `crop` from images resized to `scale`, a checkpoint every `checkpointInterval` steps.
+    static func short(iterations: Int, schedule: PolySchedule? = nil, crop: (height: Int, width: Int),
+                      scale: (long: Int, short: Int), checkpointInterval: Int) -> TrainingConfiguration {
+        var c = TrainingConfiguration()
+        c.iterations = iterations
+        c.schedule = schedule ?? PolySchedule(maxIterations: iterations)
+        (c.cropHeight, c.cropWidth) = crop
+        (c.scaleLong, c.scaleShort) = scale
+        c.checkpointInterval = checkpointInterval
+        return c
+    }
+}

@@ -24,17 +24,12 @@ func toySamples(_ count: Int, seed: UInt64, onlyPresent: Bool = false) -> [Label
 }
 
 func toyConfiguration(iterations: Int = 12) -> TrainingConfiguration {
-    var c = TrainingConfiguration()
+    var c = TrainingConfiguration.short(
+        iterations: iterations, schedule: PolySchedule(baseLearningRate: 0.5, minimumLearningRate: 1e-4, maxIterations: iterations),
+        crop: (8, 12), scale: (24, 16), checkpointInterval: 4)
     c.seed = 2024
-    c.iterations = iterations
-    c.schedule = PolySchedule(baseLearningRate: 0.5, minimumLearningRate: 1e-4, maxIterations: iterations)
     c.batchSize = 2
     c.accumulation = 2
-    c.cropHeight = 8
-    c.cropWidth = 12
-    c.scaleLong = 24
-    c.scaleShort = 16
-    c.checkpointInterval = 4
     c.mean = [100, 50, 20]
     c.std = [60, 40, 15]
     return c

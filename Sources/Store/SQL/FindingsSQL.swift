@@ -5,10 +5,11 @@ enum FindingsSQL {
         DELETE FROM screening_results WHERE image_id = $1 AND model_version_id = $2
         """) }
 
+    /// The verdict goes in `flag` (sql/0008) and whether it asks for review in `flagged` beside it.
     static var resultInsert: Statement { Statement("""
         INSERT INTO screening_results (image_id, model_version_id, screening_run_id, job_id, gradable, ungradable_reasons,
-                                       flagged, flag_rule, flag_rule_version)
-        VALUES ($1, $2, $3, $4, $5, $6::text[], $7, $8, $9)
+                                       flag, flagged, flag_rule, flag_rule_version)
+        VALUES ($1, $2, $3, $4, $5, $6::text[], $7, $8, $9, $10)
         RETURNING id
         """) }
 
@@ -42,7 +43,7 @@ enum FindingsSQL {
         """) }
 
     static var resultGet: Statement { Statement("""
-        SELECT id, screening_run_id, gradable, ungradable_reasons, flagged, flag_rule, flag_rule_version
+        SELECT id, screening_run_id, gradable, ungradable_reasons, flag, flag_rule, flag_rule_version
         FROM screening_results WHERE image_id = $1 AND model_version_id = $2
         """) }
 

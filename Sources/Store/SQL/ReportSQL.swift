@@ -1,11 +1,11 @@
 /// What reports and exports read: images with their screening results, under `images`, `screening_results`,
-/// `findings`, `optic_discs` and `model_versions` (sql/0001, sql/0003, sql/0006). Read only.
+/// `findings`, `optic_discs` and `model_versions` (sql/0001, sql/0003, sql/0006, sql/0008). Read only.
 enum ReportSQL {
     /// The columns a `ScreenedImage` is decoded from (`ScreenedImage.decode`), over `images i`, `screening_results r`
     /// and `model_versions m`.
     static let screenedImageColumns = """
         i.id AS image_id, i.patient_id, i.laterality, i.path, r.id AS result_id, r.gradable, r.ungradable_reasons,
-        r.flagged, r.flag_rule, r.flag_rule_version, r.screened_at, r.screening_run_id, m.name AS model_version
+        r.flag, r.flag_rule, r.flag_rule_version, r.screened_at, r.screening_run_id, m.name AS model_version
         """
 
     /// Patients chosen by the selection ($1 patient id, $2 screening run id, $3 screened since; NULL = any), and for
