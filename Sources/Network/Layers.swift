@@ -60,14 +60,15 @@ final class ConvBN {
     /// Drops the folded bias (after loading new weights; the engine forgets its reordered weights at the same time).
     func invalidate() { foldedBias = nil }
 
-    /// y = [relu](bn(conv(x)) [+ residual]).
-    func callAsFunction(_ x: Tensor, _ ops: Ops, residual: Tensor? = nil) -> Tensor {
+    /// y = [relu](bn(conv(x)) [+ residual]). `consumingResidual`: the residual is a fresh tensor no one else reads
+    /// (a downsample's output), so inference sums into it in place instead of into a copy.
+    func callAsFunction(_ x: Tensor, _ ops: Ops, residual: Tensor? = nil, consumingResidual: Bool = false) -> Tensor {
         if ops.tape == nil && !ops.training {
             let bias = foldedBias ?? Tensor(bn.inferenceAffine().1, shape: [weight.shape[0]])
             foldedBias = bias
             // The parameter is the key of the engine's reordered copy; the folded values are made only for it.
             return ops.conv(x, weight, bias: bias, stride: stride, padding: padding, relu: relu,
-                            sumInto: residual?.copy(), weightValues: { [self] in
+                            sumInto: consumingResidual ? residual : residual?.copy(), weightValues: { [self] in
                                 ops.engine.timed("setup: fold BatchNorm") { foldedWeights() }
                             })
         }
@@ -99,7 +100,7 @@ final class BasicBlock {
 
     func callAsFunction(_ x: Tensor, _ ops: Ops) -> Tensor {
         let identity = downsample.map { $0(x, ops) } ?? x
-        return second(first(x, ops), ops, residual: identity)
+        return second(first(x, ops), ops, residual: identity, consumingResidual: downsample != nil)
     }
 }
 
@@ -121,6 +122,6 @@ final class Bottleneck {
 
     func callAsFunction(_ x: Tensor, _ ops: Ops) -> Tensor {
         let identity = downsample.map { $0(x, ops) } ?? x
-        return expand(spatial(reduce(x, ops), ops), ops, residual: identity)
+        return expand(spatial(reduce(x, ops), ops), ops, residual: identity, consumingResidual: downsample != nil)
     }
 }

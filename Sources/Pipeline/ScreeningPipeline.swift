@@ -215,7 +215,9 @@ public struct ScreeningStages: Sendable {
         }
         let thresholdByte = UInt8(max(0, min(255, Int((options.threshold * 255).rounded(.down)))))
         func thresholded(_ p: Image) -> Image {
-            Image(width: p.width, height: p.height, channels: 1, pixels: p.bytes.map { $0 > thresholdByte ? 255 : 0 })
+            Image(width: p.width, height: p.height, channels: 1) { out in
+                p.withPixels { src in for i in 0..<src.count { out[i] = src[i] > thresholdByte ? 255 : 0 } }
+            }
         }
         // The optic disc, when the model has its channel: found or not, centre, equivalent-circle diameter. Without
         // a pixel spacing, lesion areas in mm² are estimated from the disc taken as 1.8 mm across (and say so).

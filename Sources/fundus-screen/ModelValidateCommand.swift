@@ -21,6 +21,8 @@ struct ModelValidate: ParsableCommand {
         "Test-time augmentation (on by default): image + horizontal, vertical and both-axes flips, sigmoid probabilities averaged at the photograph's pixels (4 passes).",
         discussion: "--no-tta: the official single pass. On IDRiD_21–24 (unseen) mirroring raised the 0.7 candidate's mAUPR 0.412 → 0.437 and exact mAP 0.379 → 0.410 at 3.7× the time per image."))
     var tta = true
+    @Flag(help: "Convolutions in bf16 (f32 accumulation): to measure what bf16 inference costs in the official figures.")
+    var bf16 = false
 
     func run() throws {
         let logger = global.makeLogger("fundus-screen.model")
@@ -32,6 +34,7 @@ struct ModelValidate: ParsableCommand {
         var set = try data.open(disc: hasDisc, connection: connection, logger: logger)
         if let valImages { set = try set.selecting(LesionDataset.expandSelection(valImages)) }
         let network = try SegmentationModel(architecture: loaded.architecture, weights: loaded.tensors, weightsFile: model)
+        network.bf16Inference = bf16
         let card = loaded.card
         let normalisation = card?.normalisation
             ?? .idrid
@@ -43,7 +46,7 @@ struct ModelValidate: ParsableCommand {
         let f = Validator.figures(report)
         func v(_ key: String) -> String { f[key].map { String(format: "%.4f", $0) } ?? "–" }
         let seconds = Date().timeIntervalSince(started)
-        print("\(card?.name ?? model) on \(set.source) (\(set.samples.count) images, \(validator.augmentation.description) per image, "
+        print("\(card?.name ?? model) on \(set.source) (\(set.samples.count) images, \(validator.augmentation.description) per image\(bf16 ? ", bf16 convolutions" : ""), "
               + String(format: "%.1f s per image)", seconds / Double(max(1, set.samples.count))))
         print("  official: mAUPR \(v("mAUPR"))  mIoU \(v("mIoU"))  mF1 \(v("mF1"))   exact mAP \(v("mAP"))")
         for c in ["EX", "HE", "SE", "MA"] {
