@@ -104,9 +104,14 @@ public enum Overlay {
         let w = mask.width, h = mask.height, ow = (w + f - 1) / f, oh = (h + f - 1) / f
         return Image(width: ow, height: oh, channels: 1) { out in
             mask.withPixels { src in
+                guard let base = src.baseAddress else { return }
                 for y in 0..<h {
-                    let o = (y / f) * ow
-                    for x in 0..<w where src[y * w + x] > out[o + x / f] { out[o + x / f] = src[y * w + x] }
+                    let row = base + y * w, o = (y / f) * ow
+                    for ox in 0..<ow {
+                        var m = out[o + ox]
+                        for x in (ox * f)..<min(w, ox * f + f) where row[x] > m { m = row[x] }
+                        out[o + ox] = m
+                    }
                 }
             }
         }

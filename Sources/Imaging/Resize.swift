@@ -156,6 +156,7 @@ public enum Resize {
     /// channel, width ceil(w/f) × height ceil(h/f). For analysis (field of view, quality), not for the model.
     static func boxPlanes(_ image: Image, factor f: Int) -> (width: Int, height: Int, planes: [[Float]]) {
         let c = image.channels
+        if c == 3 { return boxPlanesRGB(image, factor: f) }
         var planes: [[Float]] = []
         var size = (width: 0, height: 0)
         for k in 0..<c {
@@ -189,6 +190,43 @@ extension Normalisation {
 
 extension Resize {
     /// Box average of one channel over `region` (clipped to the image) by `factor`; as `boxPlanes`.
+    /// `boxPlanes` of an RGB image in one pass over its pixels: the same integer sums and divisions per channel.
+    static func boxPlanesRGB(_ image: Image, factor f: Int) -> (width: Int, height: Int, planes: [[Float]]) {
+        let w = image.width, h = image.height
+        guard w > 0, h > 0 else { return (0, 0, [[], [], []]) }
+        let ow = (w + f - 1) / f, oh = (h + f - 1) / f
+        var planes = [[Float]](repeating: [Float](repeating: 0, count: ow * oh), count: 3)
+        var sums = [UInt32](repeating: 0, count: 3 * ow)
+        image.withPixels { src in
+            let base = src.baseAddress!
+            sums.withUnsafeMutableBufferPointer { s in
+                for oy in 0..<oh {
+                    s.update(repeating: 0)
+                    let ya = oy * f, yb = min(h, ya + f)
+                    for y in ya..<yb {
+                        var p = base + y * w * 3
+                        for ox in 0..<ow {
+                            var r: UInt32 = 0, g: UInt32 = 0, b: UInt32 = 0
+                            for _ in 0..<min(f, w - ox * f) {
+                                r &+= UInt32(p[0]); g &+= UInt32(p[1]); b &+= UInt32(p[2])
+                                p += 3
+                            }
+                            s[3 * ox] &+= r; s[3 * ox + 1] &+= g; s[3 * ox + 2] &+= b
+                        }
+                    }
+                    for k in 0..<3 {
+                        planes[k].withUnsafeMutableBufferPointer { out in
+                            for ox in 0..<ow {
+                                out[oy * ow + ox] = Float(s[3 * ox + k]) / Float(min(f, w - ox * f) * (yb - ya))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return (ow, oh, planes)
+    }
+
     static func boxPlane(_ image: Image, channel: Int, factor f: Int, region: PixelRegion) -> (width: Int, height: Int, plane: [Float]) {
         let x0 = max(0, region.x), y0 = max(0, region.y)
         let x1 = min(image.width, region.x + region.width), y1 = min(image.height, region.y + region.height)
