@@ -73,13 +73,28 @@ public struct CropTransform: Sendable, Codable, Equatable {
         let ys = Self.taps(y0, y1, origin: region.y, side: region.height, size: height, scale: scale)
         return Image(width: originalWidth, height: originalHeight, channels: 1) { out in
             guard x1 > x0, y1 > y0 else { return }
-            for (row, t) in ys.enumerated() {
-                let a = t.0 * width, b = t.1 * width
-                let o = (y0 + row) * originalWidth + x0
-                for (col, s) in xs.enumerated() {
-                    let top = plane[a + s.0] + (plane[a + s.1] - plane[a + s.0]) * s.2
-                    let bottom = plane[b + s.0] + (plane[b + s.1] - plane[b + s.0]) * s.2
-                    out[o + col] = encode(top + (bottom - top) * t.2)
+            // Each map row interpolated along x once (the photograph's rows reuse a map row several times); the
+            // same operations on the same floats as interpolating at every pixel.
+            let n = xs.count
+            var cache = [Float](repeating: 0, count: 2 * n)
+            cache.withUnsafeMutableBufferPointer { c in
+                let base = c.baseAddress!
+                var held = (-1, -1)  // the map rows slots 0 and 1 hold
+                func fill(_ dst: UnsafeMutablePointer<Float>, mapRow r: Int) {
+                    let a = r * width
+                    for (col, s) in xs.enumerated() { dst[col] = plane[a + s.0] + (plane[a + s.1] - plane[a + s.0]) * s.2 }
+                }
+                // Map row r interpolated along x, without overwriting the slot that holds `keep`.
+                func row(_ r: Int, keep: Int) -> UnsafeMutablePointer<Float> {
+                    if held.0 == r { return base }
+                    if held.1 == r { return base + n }
+                    if held.0 != keep { fill(base, mapRow: r); held.0 = r; return base }
+                    fill(base + n, mapRow: r); held.1 = r; return base + n
+                }
+                for (y, t) in ys.enumerated() {
+                    let top = row(t.0, keep: t.1), bottom = row(t.1, keep: t.0)
+                    let o = (y0 + y) * originalWidth + x0
+                    for col in 0..<n { out[o + col] = encode(top[col] + (bottom[col] - top[col]) * t.2) }
                 }
             }
         }

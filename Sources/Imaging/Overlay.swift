@@ -105,12 +105,17 @@ public enum Overlay {
         return Image(width: ow, height: oh, channels: 1) { out in
             mask.withPixels { src in
                 guard let base = src.baseAddress else { return }
+                // Masks are mostly 0: runs of 16 zero bytes are skipped whole.
                 for y in 0..<h {
                     let row = base + y * w, o = (y / f) * ow
-                    for ox in 0..<ow {
-                        var m = out[o + ox]
-                        for x in (ox * f)..<min(w, ox * f + f) where row[x] > m { m = row[x] }
-                        out[o + ox] = m
+                    var x = 0
+                    while x < w {
+                        if x + 16 <= w, UnsafeRawPointer(row + x).loadUnaligned(as: SIMD16<UInt8>.self) == .zero {
+                            x += 16
+                            continue
+                        }
+                        if row[x] > out[o + x / f] { out[o + x / f] = row[x] }
+                        x += 1
                     }
                 }
             }

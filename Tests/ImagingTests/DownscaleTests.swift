@@ -1,4 +1,5 @@
 import Testing
+import Foundation
 @testable import Imaging
 
 /// A pseudo-random image of odd size (so the last block of a row and of a column is partial).
@@ -36,4 +37,36 @@ func maskMaxPool(_ w: Int, _ h: Int, _ f: Int) {
             #expect(pooled[ox, oy] == m, "block (\(ox), \(oy))")
         }
     }
+}
+
+@Test("Probabilities back at the photograph's pixels: each map row interpolated once gives the per-pixel bilinear bytes",
+      arguments: [(1, 37), (2, 23), (1, 160)])
+func mapToOriginalRows(_ scale: Int, _ mapSide: Int) {
+    let fov = FieldOfView(centreX: 190, centreY: 131, radius: 160, imageWidth: 400, imageHeight: 260)
+    let t = CropTransform(fieldOfView: fov, scale: scale)
+    var state: UInt64 = 7
+    let plane = (0..<(mapSide * mapSide)).map { _ -> Float in
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        return Float(Int(state >> 40) % 2000 - 1000) / 100
+    }
+    let got = t.sigmoidToOriginal(plane, width: mapSide, height: mapSide)
+    // The definition, pixel by pixel: bilinear at the pixel, then round(255·σ).
+    let square = t.squareInOriginal
+    let x0 = max(0, square.x), x1 = min(t.originalWidth, square.x + square.width)
+    let y0 = max(0, square.y), y1 = min(t.originalHeight, square.y + square.height)
+    let xs = CropTransform.taps(x0, x1, origin: t.region.x, side: t.region.width, size: mapSide, scale: scale)
+    let ys = CropTransform.taps(y0, y1, origin: t.region.y, side: t.region.height, size: mapSide, scale: scale)
+    var mismatches = 0
+    for (row, r) in ys.enumerated() {
+        for (col, c) in xs.enumerated() {
+            let a = r.0 * mapSide, b = r.1 * mapSide
+            let top = plane[a + c.0] + (plane[a + c.1] - plane[a + c.0]) * c.2
+            let bottom = plane[b + c.0] + (plane[b + c.1] - plane[b + c.0]) * c.2
+            let v = top + (bottom - top) * r.2
+            let want = UInt8(max(0, min(255, (255 / (1 + Foundation.exp(-Double(v)))).rounded())))
+            if got[x0 + col, y0 + row] != want { mismatches += 1 }
+        }
+    }
+    #expect(mismatches == 0, "\(mismatches) pixels differ")
+    #expect(got[0, 0] == 0 || square.x <= 0, "outside the square stays 0")
 }
