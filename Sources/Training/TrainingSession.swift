@@ -126,7 +126,11 @@ public enum TrainingSession {
         network.bf16Training = configuration.bf16 == true
         logger.info("training: \(network.architecture.displayName) from \(startedFrom) on \(trainingSet.samples.count) images, \(configuration.iterations) iterations, crop \(configuration.cropHeight)×\(configuration.cropWidth), batch \(configuration.batchSize)×\(configuration.accumulation)")
 
-        // 3. The run in the database.
+        // 3. The run in the database. A taken model name would only fail at registration, after the training:
+        // refuse it now.
+        if request.register, let connection, let taken = try ModelRegistry(connection: connection).find(name: request.name) {
+            throw TrainingError(.configuration, "a model version named '\(request.name)' is already registered (id \(taken.id)); choose another --name")
+        }
         let runs = request.register ? connection.map { TrainingRuns(connection: $0) } : nil
         let runID = try runs?.start(architecture: network.architecture.displayName, configJSON: jsonText(configuration))
         do {

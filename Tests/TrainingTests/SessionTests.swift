@@ -78,5 +78,14 @@ func session() async throws {
         let again = try TrainingSession.run(request("second-again", from: first.weights, validate: false), connection: nil, logger: logger)
         let a = try Safetensors.read(again.weights), b = try Safetensors.read(second.weights)
         #expect(a.names == b.names && a.tensors == b.tensors)
+
+        // A name already registered is refused before any training, not at registration after it.
+        do {
+            _ = try TrainingSession.run(request("second", from: first.weights), connection: connection, logger: logger)
+            Issue.record("a second model named 'second' was trained")
+        } catch let error as TrainingError {
+            #expect("\(error)".contains("already registered"), "\(error)")
+        }
+        #expect(try registry.list().map(\.name) == ["first", "second"])
     }
 }
