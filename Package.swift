@@ -63,12 +63,16 @@ let package = Package(
 
         // Test support: where ../shared is, and a private PostgreSQL server per test.
         .target(name: "TestSupport", dependencies: ["Store", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
+        // The one finite-difference check of the tape's gradients, for the Tensor and the Network tests.
+        .target(name: "GradientCheck", dependencies: ["Tensor"], path: "Tests/GradientCheck"),
+        .testTarget(name: "TensorTests", dependencies: ["Tensor", "GradientCheck"]),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "TestSupport"]),
         // An independent Double-precision re-implementation of the official forward, for whole-network gradient
         // checks. Optimised even in debug builds: finite differences need many forward passes.
         .target(name: "ReferenceModel", path: "Tests/ReferenceModel", swiftSettings: [.unsafeFlags(["-O"])]),
-        .testTarget(name: "NetworkTests", dependencies: ["Network", "Checkpoints", "Tensor", "TestSupport", "ReferenceModel"]),
+        .testTarget(name: "NetworkTests", dependencies: [
+            "Network", "Checkpoints", "Tensor", "TestSupport", "ReferenceModel", "GradientCheck",
+        ]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "Checkpoints", "CImageCodecs", "TestSupport"]),
         .testTarget(name: "LesionsTests", dependencies: ["Lesions", "TestSupport"]),
         .testTarget(name: "StoreTests", dependencies: ["Store", "Lesions", "TestSupport"]),

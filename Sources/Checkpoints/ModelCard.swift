@@ -5,23 +5,6 @@ import Foundation
 public struct ModelCard: Codable, Sendable, Equatable {
     public static let fileName = "metadata.json"
 
-    /// How an image is resized before the network: keep-ratio fits the long edge into `longEdge` and the short
-    /// edge into `shortEdge` (mmseg `img_scale=(1440, 960)`, `keep_ratio=True`: IDRiD 4288×2848 → 1440×956).
-    public struct InputScale: Codable, Sendable, Equatable {
-        public var longEdge: Int
-        public var shortEdge: Int
-        public var keepRatio: Bool
-
-        public init(longEdge: Int, shortEdge: Int, keepRatio: Bool = true) {
-            self.longEdge = longEdge
-            self.shortEdge = shortEdge
-            self.keepRatio = keepRatio
-        }
-
-        public static let idrid = InputScale(longEdge: 1440, shortEdge: 960)
-        public static let ddr = InputScale(longEdge: 1024, shortEdge: 1024)
-    }
-
     public var name: String
     public var version: String
     public var architecture: ModelArchitecture
@@ -29,6 +12,7 @@ public struct ModelCard: Codable, Sendable, Equatable {
     public var classes: [String]
     /// Input normalisation (`Normalisation`, this module's one definition).
     public var normalisation: Normalisation
+    /// Input scale (`InputScale`, this module's one definition).
     public var inputScale: InputScale
     /// Probability above which a pixel counts as the lesion.
     public var threshold: Double

@@ -1,15 +1,16 @@
+import Checkpoints
 import Foundation
 
 /// Options of the path from a photograph file to the network's input.
 public struct PreparationOptions: Sendable {
     public var decode = DecodeOptions()
     public var thresholds = GradabilityThresholds()
-    public var modelScale = ModelScale.idrid
+    public var modelScale = InputScale.idrid
     /// Long side of the field-of-view analysis image.
     public var analysisSize = 640
 
     public init(decode: DecodeOptions = DecodeOptions(), thresholds: GradabilityThresholds = GradabilityThresholds(),
-                modelScale: ModelScale = .idrid, analysisSize: Int = 640) {
+                modelScale: InputScale = .idrid, analysisSize: Int = 640) {
         self.decode = decode
         self.thresholds = thresholds
         self.modelScale = modelScale

@@ -85,27 +85,49 @@ final class ConvBN {
     }
 }
 
+/// A residual block: its layers up to the last, then the last ConvBN with the shortcut (the input, or its
+/// downsample's projection) summed in before the ReLU.
+protocol ResidualBlock {
+    /// 1×1 conv-BN of the input where the channels change (`makeDownsample`).
+    var downsample: ConvBN? { get }
+    /// The ConvBN the shortcut is added to.
+    var last: ConvBN { get }
+    /// The layers before `last`.
+    func body(_ x: Tensor, _ ops: Ops) -> Tensor
+}
+
+extension ResidualBlock {
+    /// mmseg's `<prefix>.downsample.0/1` (1×1, no ReLU) from `inC` to `outC` channels; nil where they are equal.
+    static func makeDownsample(_ prefix: String, in inC: Int, out outC: Int, _ store: ParameterStore) -> ConvBN? {
+        inC == outC ? nil
+            : ConvBN(conv: prefix + ".downsample.0", bn: prefix + ".downsample.1", in: inC, out: outC, kernel: 1,
+                     relu: false, store)
+    }
+
+    /// The shortcut first (a downsample's fresh output is summed into in place), then the body and the last layer.
+    func callAsFunction(_ x: Tensor, _ ops: Ops) -> Tensor {
+        let identity = downsample.map { $0(x, ops) } ?? x
+        return last(body(x, ops), ops, residual: identity, consumingResidual: downsample != nil)
+    }
+}
+
 /// mmseg's BasicBlock: conv3×3-BN-ReLU, conv3×3-BN, + input, ReLU (no downsample in HRNet's BASIC stages).
-final class BasicBlock {
+final class BasicBlock: ResidualBlock {
     let first, second: ConvBN
     let downsample: ConvBN?
 
     init(_ prefix: String, in inC: Int, planes: Int, _ store: ParameterStore) {
         first = ConvBN(conv: prefix + ".conv1", bn: prefix + ".bn1", in: inC, out: planes, kernel: 3, relu: true, store)
         second = ConvBN(conv: prefix + ".conv2", bn: prefix + ".bn2", in: planes, out: planes, kernel: 3, relu: true, store)
-        downsample = inC == planes ? nil
-            : ConvBN(conv: prefix + ".downsample.0", bn: prefix + ".downsample.1", in: inC, out: planes, kernel: 1,
-                     relu: false, store)
+        downsample = Self.makeDownsample(prefix, in: inC, out: planes, store)
     }
 
-    func callAsFunction(_ x: Tensor, _ ops: Ops) -> Tensor {
-        let identity = downsample.map { $0(x, ops) } ?? x
-        return second(first(x, ops), ops, residual: identity, consumingResidual: downsample != nil)
-    }
+    var last: ConvBN { second }
+    func body(_ x: Tensor, _ ops: Ops) -> Tensor { first(x, ops) }
 }
 
 /// mmseg's Bottleneck (expansion 4): 1×1 reduce, 3×3, 1×1 expand, + (downsampled) input, ReLU.
-final class Bottleneck {
+final class Bottleneck: ResidualBlock {
     static let expansion = 4
     let reduce, spatial, expand: ConvBN
     let downsample: ConvBN?
@@ -115,13 +137,9 @@ final class Bottleneck {
         reduce = ConvBN(conv: prefix + ".conv1", bn: prefix + ".bn1", in: inC, out: planes, kernel: 1, relu: true, store)
         spatial = ConvBN(conv: prefix + ".conv2", bn: prefix + ".bn2", in: planes, out: planes, kernel: 3, relu: true, store)
         expand = ConvBN(conv: prefix + ".conv3", bn: prefix + ".bn3", in: planes, out: out, kernel: 1, relu: true, store)
-        downsample = inC == out ? nil
-            : ConvBN(conv: prefix + ".downsample.0", bn: prefix + ".downsample.1", in: inC, out: out, kernel: 1,
-                     relu: false, store)
+        downsample = Self.makeDownsample(prefix, in: inC, out: out, store)
     }
 
-    func callAsFunction(_ x: Tensor, _ ops: Ops) -> Tensor {
-        let identity = downsample.map { $0(x, ops) } ?? x
-        return expand(spatial(reduce(x, ops), ops), ops, residual: identity, consumingResidual: downsample != nil)
-    }
+    var last: ConvBN { expand }
+    func body(_ x: Tensor, _ ops: Ops) -> Tensor { spatial(reduce(x, ops), ops) }
 }

@@ -34,7 +34,7 @@ public struct LoadedModel: Sendable {
     public let version: ModelVersion
     public let model: SegmentationModel
     public let normalisation: Normalisation
-    public let scale: ModelScale
+    public let scale: InputScale
     public let threshold: Float
 }
 
@@ -101,8 +101,8 @@ public enum ModelResolver {
         let model = try SegmentationModel(architecture: loaded.architecture, weights: loaded.tensors,
                                           weightsFile: version.weightsPath)
         let card = loaded.card
-        let scale = card.map { ModelScale(longEdge: $0.inputScale.longEdge, shortEdge: $0.inputScale.shortEdge) }
-        return LoadedModel(version: version, model: model, normalisation: card?.normalisation ?? .idrid, scale: scale ?? .idrid,
+        return LoadedModel(version: version, model: model, normalisation: card?.normalisation ?? .idrid,
+                           scale: card?.inputScale ?? .idrid,
                            threshold: Float(card?.threshold ?? 0.5))
     }
 }

@@ -320,9 +320,7 @@ public struct Ops {
     /// output edge, where 4 class channels would otherwise be padded to a block of 16. Inference only.
     public func resizeBilinearPlain(_ x: Tensor, height outH: Int, width outW: Int) -> Tensor {
         precondition(x.layout == .plain && x.shape.count == 4 && tape == nil)
-        let rows = Self.bilinearTaps(input: x.h, output: outH)
-        let cols = Self.bilinearTaps(input: x.w, output: outW)
-        let y = Tensor(shape: [x.n, x.c, outH, outW], layout: .plain, zeroed: false)
+        let (rows, cols, y) = Self.bilinearResize(x, height: outH, width: outW)
         let inW = x.w
         engine.timed("resize") {
             for p in 0..<(x.n * x.c) {
@@ -356,9 +354,7 @@ public struct Ops {
     public func resizeBilinear(_ x: Tensor, height outH: Int, width outW: Int) -> Tensor {
         precondition(x.layout == .blocked16)
         if x.h == outH && x.w == outW { return x }
-        let rows = Self.bilinearTaps(input: x.h, output: outH)
-        let cols = Self.bilinearTaps(input: x.w, output: outW)
-        let y = Tensor(shape: [x.n, x.c, outH, outW], layout: .blocked16, zeroed: false)
+        let (rows, cols, y) = Self.bilinearResize(x, height: outH, width: outW)
         let inW = x.w
         engine.timed("resize") {
             for pi in 0..<(x.n * x.channelBlocks) {
@@ -454,6 +450,14 @@ public struct Ops {
             (whole.data + (pi * whole.h + row) * whole.w * 16).update(from: band.data + pi * band.h * band.w * 16,
                                                                       count: band.h * band.w * 16)
         }
+    }
+
+    /// A bilinear resize of x to outH × outW: the taps of its rows and columns, and its output (x's batch, channels
+    /// and layout; not zeroed).
+    static func bilinearResize(_ x: Tensor, height outH: Int, width outW: Int)
+        -> (rows: [(Int, Int, Float, Float)], cols: [(Int, Int, Float, Float)], y: Tensor) {
+        (bilinearTaps(input: x.h, output: outH), bilinearTaps(input: x.w, output: outW),
+         Tensor(shape: [x.n, x.c, outH, outW], layout: x.layout, zeroed: false))
     }
 
     /// (near index, far index, near weight, far weight) per output position, PyTorch's align_corners=False rule.

@@ -1,3 +1,4 @@
+import Checkpoints
 import Foundation
 import Imaging
 import Lesions
@@ -79,7 +80,7 @@ public struct TrainingAugmentation: Sendable {
     /// The size `rescale` produces: IDRiD 4288×2848 at ratio 1 → 1440×956.
     public static func rescaledSize(width: Int, height: Int, long: Int, short: Int, ratio: Double) -> (width: Int, height: Int) {
         // mmseg's jitter: img_scale (⌊long·r⌋, ⌊short·r⌋), then the keep-ratio rule inference uses too.
-        let size = ModelScale(longEdge: Int(Double(long) * ratio), shortEdge: Int(Double(short) * ratio))
+        let size = InputScale(longEdge: Int(Double(long) * ratio), shortEdge: Int(Double(short) * ratio))
             .resizedSize(width: width, height: height)
         return (max(1, size.width), max(1, size.height))
     }

@@ -155,7 +155,7 @@ public enum TrainingSnapshot {
         try model.load(checkpoint.model)
         var card = ModelCard(name: name, version: name, architecture: architecture,
                              normalisation: c.normalisation,
-                             inputScale: .init(longEdge: c.scaleLong, shortEdge: c.scaleShort),
+                             inputScale: c.inputScale,
                              trainingData: "snapshot of a training run (\(folder.path))")
         card.changelog[name] = "iteration \(checkpoint.iteration) of \(c.iterations), seed \(c.seed) (not validated)"
         return try WeightLoader.save(tensors: TrainingSession.stableExport(model.network), card: card, to: directory)

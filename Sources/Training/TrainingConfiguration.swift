@@ -14,9 +14,10 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     /// Training crop, height × width (official IDRiD 960 × 1440).
     public var cropHeight: Int = 960
     public var cropWidth: Int = 1440
-    /// mmseg Resize `img_scale` as (long edge, short edge), jittered by a ratio in `ratioRange`.
-    public var scaleLong: Int = 1440
-    public var scaleShort: Int = 960
+    /// mmseg Resize `img_scale` as (long edge, short edge), jittered by a ratio in `ratioRange`: `inputScale`,
+    /// saved as numbers.
+    public var scaleLong: Int = InputScale.idrid.longEdge
+    public var scaleShort: Int = InputScale.idrid.shortEdge
     public var ratioRange: [Double] = [0.5, 2.0]
     public var catMaxRatio: Double = 0.75
     /// Share of crops centred on a lesion instead of drawn uniformly (nnU-Net's foreground oversampling; not in the
@@ -57,6 +58,16 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
         set {
             mean = newValue.mean.map(Float.init)
             std = newValue.std.map(Float.init)
+        }
+    }
+
+    /// `scaleLong` and `scaleShort` as Checkpoints' `InputScale` (keep-ratio): what the validator resizes to and the
+    /// card records.
+    public var inputScale: InputScale {
+        get { InputScale(longEdge: scaleLong, shortEdge: scaleShort) }
+        set {
+            scaleLong = newValue.longEdge
+            scaleShort = newValue.shortEdge
         }
     }
 

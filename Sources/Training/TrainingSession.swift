@@ -93,7 +93,7 @@ public enum TrainingSession {
             if let names = request.validationImages { set = try set.selecting(names) }
             var validator = try Validator(set,
                           normalisation: configuration.normalisation,
-                          scale: ModelScale(longEdge: configuration.scaleLong, shortEdge: configuration.scaleShort), logger: logger)
+                          scale: configuration.inputScale, logger: logger)
             validator.augmentation = request.validationAugmentation
             return validator
         }
@@ -166,7 +166,7 @@ public enum TrainingSession {
             // 6. The bundle: weights + model card.
             var card = ModelCard(name: request.name, version: request.name, architecture: network.architecture,
                                  normalisation: configuration.normalisation,
-                                 inputScale: .init(longEdge: configuration.scaleLong, shortEdge: configuration.scaleShort),
+                                 inputScale: configuration.inputScale,
                                  trainingData: "\(trainingSet.source) (\(trainingSet.layout.rawValue), \(trainingSet.samples.count) images, \(trainingSet.annotated.sorted().map(\.code).joined(separator: ","))\(disc ? ", optic disc on \(trainingSet.samples.filter { $0.discMask != nil }.count)" : ""))",
                                  metrics: metrics.figures.filter { $0.value.isFinite })
             card.changelog[request.name] = "trained \(configuration.iterations) iterations from \(startedFrom), seed \(configuration.seed), final loss \(fmt(losses.last.map(Double.init)))"

@@ -13,14 +13,14 @@ import Network
 public struct Validator: Sendable {
     public let dataset: LesionDataset
     public let normalisation: Normalisation
-    public let scale: ModelScale
+    public let scale: InputScale
     /// Mirroring test-time augmentation: the passes' sigmoid probabilities are averaged at every photograph pixel,
     /// after each pass's logits were resized to the photograph (the official sigmoid point; see
     /// `CropTransform.meanSigmoidToOriginal`). `.none` is the official single pass.
     public var augmentation: TestTimeAugmentation = .none
     let logger: Logger
 
-    public init(_ dataset: LesionDataset, normalisation: Normalisation, scale: ModelScale = .idrid, logger: Logger) throws(TrainingError) {
+    public init(_ dataset: LesionDataset, normalisation: Normalisation, scale: InputScale = .idrid, logger: Logger) throws(TrainingError) {
         let partial = dataset.samples.first { !Set(LesionClass.allCases).isSubset(of: $0.annotated) }
         let missing = Set(LesionClass.allCases).subtracting(partial?.annotated ?? dataset.annotated)
         guard missing.isEmpty else {

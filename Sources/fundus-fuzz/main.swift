@@ -226,7 +226,7 @@ func runInputs(_ args: [String]) -> Never {
     let timeout = option("--timeout", in: args).flatMap(Double.init) ?? 10
     let work = URL(fileURLWithPath: option("--work", in: args) ?? FileManager.default.currentDirectoryPath)
     var prep = PreparationOptions()
-    prep.modelScale = ModelScale(longEdge: 480, shortEdge: 320)
+    prep.modelScale = .init(longEdge: 480, shortEdge: 320)
     prep.analysisSize = 320
     if let limit = option("--max-pixels", in: args).flatMap(Int.init) { prep.decode.maxPixels = limit }
     try? FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)

@@ -139,7 +139,7 @@ struct ImageCommand: ParsableCommand {
             var decode: [Double] = [], fov: [Double] = [], resize: [Double] = [], normalise: [Double] = [], total: [Double] = []
             var last: PreparedPhotograph? = nil
             for _ in 0..<max(1, repeats) {
-                let decodeOptions = DecodeOptions(jpegScale: jpegScale, jpegMinimumShortSide: automaticScale ? ModelScale.idrid.shortEdge : nil)
+                let decodeOptions = DecodeOptions(jpegScale: jpegScale, jpegMinimumShortSide: automaticScale ? InputScale.idrid.shortEdge : nil)
                 let p = try Preparation.prepare(contentsOf: url, options: PreparationOptions(decode: decodeOptions))
                 let t0 = DispatchTime.now().uptimeNanoseconds
                 if let input = p.input { _ = Normalisation.idrid.tensor(input) }

@@ -38,8 +38,7 @@ struct ModelValidate: ParsableCommand {
         let card = loaded.card
         let normalisation = card?.normalisation
             ?? .idrid
-        let scale = card.map { ModelScale(longEdge: $0.inputScale.longEdge, shortEdge: $0.inputScale.shortEdge) } ?? .idrid
-        var validator = try Validator(set, normalisation: normalisation, scale: scale, logger: logger)
+        var validator = try Validator(set, normalisation: normalisation, scale: card?.inputScale ?? .idrid, logger: logger)
         if tta { validator.augmentation = .mirroring }
         let started = Date()
         let report = try validator.evaluate(NetworkModel(network), label: card?.name ?? model)

@@ -10,11 +10,11 @@ private let shared = Comment(rawValue: SharedFixtures.skipReason)
 struct ResizeTests {
     @Test("mmseg keep-ratio rule: IDRiD 4288×2848 → 1440×956, DDR long side → 1024, a square → 960×960")
     func keepRatio() {
-        #expect(ModelScale.idrid.resizedSize(width: 4288, height: 2848) == (1440, 956))
-        #expect(ModelScale.idrid.resizedSize(width: 2848, height: 4288) == (956, 1440))
-        #expect(ModelScale.idrid.resizedSize(width: 3418, height: 3418) == (960, 960))
-        #expect(ModelScale.ddr.resizedSize(width: 5184, height: 3456) == (1024, 683))
-        #expect(ModelScale.ddr.resizedSize(width: 1088, height: 1920) == (580, 1024))
+        #expect(InputScale.idrid.resizedSize(width: 4288, height: 2848) == (1440, 956))
+        #expect(InputScale.idrid.resizedSize(width: 2848, height: 4288) == (956, 1440))
+        #expect(InputScale.idrid.resizedSize(width: 3418, height: 3418) == (960, 960))
+        #expect(InputScale.ddr.resizedSize(width: 5184, height: 3456) == (1024, 683))
+        #expect(InputScale.ddr.resizedSize(width: 1088, height: 1920) == (580, 1024))
     }
 
     @Test("Bilinear follows OpenCV's INTER_LINEAR: half-pixel centres, clamped borders, no antialiasing")
@@ -146,7 +146,7 @@ struct CropTransformTests {
         let fov = try #require(FieldOfViewDetector.analyse(photo).fieldOfView)
         let mask = try ImageCodec.decode(contentsOf: SharedFixtures.idridMasks.appendingPathComponent("HE/IDRiD_01_HE.png"), mode: .label).image
         let t = CropTransform(fieldOfView: fov)  // full-size geometry for the full-size mask
-        let size = ModelScale.idrid.resizedSize(width: t.side, height: t.side)
+        let size = InputScale.idrid.resizedSize(width: t.side, height: t.side)
         #expect(size == (960, 960) || size.width == size.height)
         let network = Resize.bilinear(mask, to: size.width, size.height, region: t.region)
         let back = t.maskToOriginal(network.bytes.map { Float($0) / 255 }, width: size.width, height: size.height)

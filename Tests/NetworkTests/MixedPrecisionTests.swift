@@ -27,15 +27,7 @@ func mixedPrecisionStep() throws {
         values[((b * 3 + c) * H + y) * W + x] = Float(1.2 - 3 * (dx * dx + dy * dy) + 0.1 * Double(c) + 0.05 * r.normal())
     } } } }
     let input = Tensor(values, shape: [n, 3, H, W])
-    var labels = [Int32](repeating: 0, count: n * H * W)
-    for b in 0..<n {
-        for cls in 1...4 {
-            let cy = Int(r.uniform() * Double(H)), cx = Int(r.uniform() * Double(W)), rad = 4 + Int(r.uniform() * 8)
-            for y in max(0, cy - rad)..<min(H, cy + rad) { for x in max(0, cx - rad)..<min(W, cx + rad) {
-                labels[(b * H + y) * W + x] = Int32(cls)
-            } }
-        }
-    }
+    let labels = r.blobLabels(n: n, height: H, width: W, radius: 4, spread: 8)
     func distance(_ a: [String: Tensor], _ b: [String: Tensor]) -> (relative: Double, cosine: Double) {
         var dot = 0.0, na = 0.0, nb = 0.0, diff = 0.0
         for name in model.trainableNames {

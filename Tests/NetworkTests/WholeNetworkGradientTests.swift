@@ -19,23 +19,32 @@ import TestSupport
 // directional error is about 4e-4 (tensors whose gradient is ~1e-7), typically 1e-5; a wrongly routed or missing
 // gradient term shows as an error of order 1.
 
-/// A deterministic generator (splitmix-like) for weights, inputs, labels and directions.
+/// A deterministic generator for weights, inputs, labels and directions: TestSupport's SplitMix from a spread seed,
+/// with normal deviates.
 struct GradientCheckRandom {
-    var state: UInt64
-    init(_ seed: UInt64) { state = seed &* 0x9E3779B97F4A7C15 &+ 0x632BE59BD9B4E019 }
-    mutating func next() -> UInt64 {
-        state = state &+ 0x9E3779B97F4A7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
-        z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
-        return z ^ (z >> 31)
-    }
+    var generator: TestSupport.SplitMix
+    init(_ seed: UInt64) { generator = TestSupport.SplitMix(seed: seed &* 0x9E3779B97F4A7C15 &+ 0x632BE59BD9B4E019) }
     /// Uniform in [0, 1).
-    mutating func uniform() -> Double { Double(next() >> 11) / Double(1 << 53) }
+    mutating func uniform() -> Double { generator.nextDouble() }
     /// Standard normal (Box–Muller).
     mutating func normal() -> Double {
         let u = max(uniform(), 1e-300), v = uniform()
         return (-2 * Foundation.log(u)).squareRoot() * Foundation.cos(2 * Double.pi * v)
+    }
+
+    /// Labels for `n` images of H × W: a square blob of each lesion class 1…4 per image, centred uniformly, of
+    /// half-side `radius` + up to `spread` more, so that every class has pixels in most images.
+    mutating func blobLabels(n: Int, height H: Int, width W: Int, radius: Int, spread: Double) -> [Int32] {
+        var labels = [Int32](repeating: 0, count: n * H * W)
+        for b in 0..<n {
+            for cls in 1...4 {
+                let cy = Int(uniform() * Double(H)), cx = Int(uniform() * Double(W)), rad = radius + Int(uniform() * spread)
+                for y in max(0, cy - rad)..<min(H, cy + rad) { for x in max(0, cx - rad)..<min(W, cx + rad) {
+                    labels[(b * H + y) * W + x] = Int32(cls)
+                } }
+            }
+        }
+        return labels
     }
 }
 
@@ -155,16 +164,7 @@ func wholeNetworkGradients(_ k: Int) throws {
     var r = GradientCheckRandom(c.seed &+ 77)
     let n = 2, H = c.height, W = c.width
     let input = (0..<(n * 3 * H * W)).map { _ in Float(r.normal()) }
-    // Labels: blobs of each class, so that every class has pixels in most images.
-    var labels = [Int32](repeating: 0, count: n * H * W)
-    for b in 0..<n {
-        for cls in 1...4 {
-            let cy = Int(r.uniform() * Double(H)), cx = Int(r.uniform() * Double(W)), rad = 2 + Int(r.uniform() * 5)
-            for y in max(0, cy - rad)..<min(H, cy + rad) { for x in max(0, cx - rad)..<min(W, cx + rad) {
-                labels[(b * H + y) * W + x] = Int32(cls)
-            } }
-        }
-    }
+    let labels = r.blobLabels(n: n, height: H, width: W, radius: 2, spread: 5)
     // The reference is taken before the step (which moves BN running statistics, not used in training mode).
     var reference = referenceModel(of: model)
     model.thread.run { model.engine.reluDecisions = [] }

@@ -22,7 +22,7 @@ enum ScreeningFixture {
     static func modelFolder(of weights: URL, name: String, inputSide: Int, trainingData: String, in folder: URL) throws -> URL {
         let loaded = try WeightLoader.load(weights)
         let card = ModelCard(name: name, version: "1", architecture: loaded.architecture,
-                             inputScale: ModelCard.InputScale(longEdge: inputSide, shortEdge: inputSide), trainingData: trainingData)
+                             inputScale: InputScale(longEdge: inputSide, shortEdge: inputSide), trainingData: trainingData)
         let directory = folder.appendingPathComponent("model")
         try WeightLoader.save(tensors: loaded.tensors, card: card, to: directory)
         return directory

@@ -73,38 +73,6 @@ func bf16Convolution() {
     #expect(e > 0 || !engine.bf16Available, "bf16 ran in f32 although oneDNN offered bf16")
 }
 
-/// dL/dx and dL/dw of PyTorch's Conv2d for a given dL/dy, in Double and in the most obvious loops.
-func referenceConvolutionBackward(_ x: [Float], _ xs: [Int], _ w: [Float], _ ws: [Int], dy: [Float], stride: Int,
-                                  padding: Int) -> (dx: [Float], dw: [Float]) {
-    let (N, C, H, W) = (xs[0], xs[1], xs[2], xs[3])
-    let (O, kh, kw) = (ws[0], ws[2], ws[3])
-    let Ho = (H + 2 * padding - kh) / stride + 1, Wo = (W + 2 * padding - kw) / stride + 1
-    var dx = [Double](repeating: 0, count: x.count), dw = [Double](repeating: 0, count: w.count)
-    for n in 0..<N {
-        for o in 0..<O {
-            for oy in 0..<Ho {
-                for ox in 0..<Wo {
-                    let g = Double(dy[((n * O + o) * Ho + oy) * Wo + ox])
-                    for c in 0..<C {
-                        for i in 0..<kh {
-                            let iy = oy * stride - padding + i
-                            if iy < 0 || iy >= H { continue }
-                            for j in 0..<kw {
-                                let ix = ox * stride - padding + j
-                                if ix < 0 || ix >= W { continue }
-                                let xi = ((n * C + c) * H + iy) * W + ix, wi = ((o * C + c) * kh + i) * kw + j
-                                dx[xi] += g * Double(w[wi])
-                                dw[wi] += g * Double(x[xi])
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-    return (dx.map { Float($0) }, dw.map { Float($0) })
-}
-
 /// The convolutions of HRNet at the shipped widths and odd sizes: 3×3 stride 2 from odd maps (the fuse and
 /// transition paths), 3×3 stride 1, 1×1. Backward must equal the definition to float rounding, not "about".
 let wideBackwardCases: [([Int], [Int], Int, Int)] = [
@@ -119,14 +87,20 @@ let wideBackwardCases: [([Int], [Int], Int, Int)] = [
     ([2, 48, 9, 5], [96, 48, 3, 3], 2, 1),
 ]
 
+/// Case k's input, weights (seeds `seed` + k and `seed` + 20 + k) and output gradient (`seed` + 40 + k).
+func backwardOperands(_ k: Int, seed: UInt64) -> (x: Tensor, w: Tensor, dy: Tensor) {
+    let (xs, ws, stride, padding) = wideBackwardCases[k]
+    let x = randomTensor(xs, seed: seed + UInt64(k))
+    let w = randomTensor(ws, blocked: false, seed: seed + 20 + UInt64(k))
+    let os = [xs[0], ws[0], ComputeEngine.convolutionOutput(xs[2], kernel: ws[2], stride: stride, padding: padding),
+              ComputeEngine.convolutionOutput(xs[3], kernel: ws[3], stride: stride, padding: padding)]
+    return (x, w, randomTensor(os, seed: seed + 40 + UInt64(k)))
+}
+
 @Test("Convolution backward equals the Double definition at network widths and odd sizes", arguments: wideBackwardCases.indices)
 func convolutionBackwardExact(_ k: Int) {
     let (xs, ws, stride, padding) = wideBackwardCases[k]
-    let x = randomTensor(xs, seed: 21 + UInt64(k))
-    let w = randomTensor(ws, blocked: false, seed: 41 + UInt64(k))
-    let os = [xs[0], ws[0], ComputeEngine.convolutionOutput(xs[2], kernel: ws[2], stride: stride, padding: padding),
-              ComputeEngine.convolutionOutput(xs[3], kernel: ws[3], stride: stride, padding: padding)]
-    let dy = randomTensor(os, seed: 61 + UInt64(k))
+    let (x, w, dy) = backwardOperands(k, seed: 21)
     let engine = ComputeEngine()
     _ = engine.convolution(x, weight: w, bias: nil, stride: stride, padding: padding, training: true)
     let dx = engine.convolutionBackwardData(dy, weight: w, inputShape: xs, stride: stride, padding: padding)
@@ -172,11 +146,7 @@ func winogradConvolution(_ k: Int) {
       arguments: wideBackwardCases.indices)
 func bf16ConvolutionBackward(_ k: Int) {
     let (xs, ws, stride, padding) = wideBackwardCases[k]
-    let x = randomTensor(xs, seed: 121 + UInt64(k))
-    let w = randomTensor(ws, blocked: false, seed: 141 + UInt64(k))
-    let os = [xs[0], ws[0], ComputeEngine.convolutionOutput(xs[2], kernel: ws[2], stride: stride, padding: padding),
-              ComputeEngine.convolutionOutput(xs[3], kernel: ws[3], stride: stride, padding: padding)]
-    let dy = randomTensor(os, seed: 161 + UInt64(k))
+    let (x, w, dy) = backwardOperands(k, seed: 121)
     let engine = ComputeEngine()
     let y = engine.convolution(x, weight: w, bias: nil, stride: stride, padding: padding, training: true, bf16: true)
     let dx = engine.convolutionBackwardData(dy, weight: w, inputShape: xs, stride: stride, padding: padding, bf16: true)

@@ -1,4 +1,5 @@
 import Foundation
+import GradientCheck
 @testable import Tensor
 
 /// A deterministic generator so every run checks the same numbers.
@@ -22,59 +23,38 @@ func randomTensor(_ shape: [Int], blocked: Bool = true, seed: UInt64, scale: Flo
     return blocked ? t.toBlocked() : t
 }
 
-/// Checks an op's backward against central differences of L = Σ f(inputs) · r, for `samples` elements of each
-/// input. Returns the worst relative error max|analytic − numeric| / max(max|numeric|, floor) per input.
+/// Checks an op's backward against central differences of L = Σ f(inputs) · r (r from seed 99), for `samples`
+/// elements of each input (picked by a generator seeded with the input's size). Returns the worst relative error
+/// max|analytic − numeric| / max(max|numeric|, floor) per input.
 func gradientCheck(_ inputs: [Tensor], training: Bool = false, samples: Int = 12, eps: Float = 1e-2,
                    _ f: (Ops, [Tensor]) -> Tensor) -> [Double] {
-    let engine = ComputeEngine()
-    let tape = Tape()
-    for x in inputs { x.requiresGrad = true }
-    let y = f(Ops(engine: engine, tape: tape, training: training), inputs)
-    var rnd = SeededRandom(99)
-    let r = Tensor(rnd.floats(y.count), shape: y.shape)
-    tape.backward(from: y, gradient: r)
-    func loss() -> Double {
-        engine.forgetConstantWeights()  // inference caches reordered weights; these ones change
-        let v = f(Ops(engine: engine, tape: nil, training: training), inputs).values()
-        var s = 0.0
-        for i in 0..<v.count { s += Double(v[i]) * Double(r.data[i]) }
-        return s
-    }
-    var worst: [Double] = []
-    for x in inputs {
-        let g = tape.gradient(x)?.values() ?? [Float](repeating: 0, count: x.count)
-        var maxErr = 0.0, maxNum = 1e-3
-        var pick = SeededRandom(UInt64(x.count))
-        for _ in 0..<samples {
-            let i = Int(pick.next() % UInt64(x.count))
-            let o = x.storageOffset(ofLogical: i)
-            let keep = x.data[o]
-            x.data[o] = keep + eps
-            let up = loss()
-            x.data[o] = keep - eps
-            let down = loss()
-            x.data[o] = keep
-            let numeric = (up - down) / Double(2 * eps)
-            maxErr = max(maxErr, abs(numeric - Double(g[i])))
-            maxNum = max(maxNum, abs(numeric))
-        }
-        worst.append(maxErr / maxNum)
-    }
-    return worst
+    centralDifferenceErrors(inputs, training: training, samples: samples, eps: eps,
+                            direction: { n in var rnd = SeededRandom(99); return rnd.floats(n) },
+                            picks: { x, n in
+                                var pick = SeededRandom(UInt64(x.count))
+                                return (0..<n).map { _ in Int(pick.next() % UInt64(x.count)) }
+                            }) { ops in f(ops, inputs) }
 }
 
-/// PyTorch's Conv2d on plain NCHW, in the most obvious loops: the reference for oneDNN.
-func referenceConvolution(_ x: [Float], _ xs: [Int], _ w: [Float], _ ws: [Int], bias: [Float]?, stride: Int,
-                          padding: Int) -> ([Float], [Int]) {
+/// PyTorch's Conv2d output shape [N, O, Ho, Wo] for plain NCHW input `xs` and OIHW weights `ws`.
+func referenceConvolutionShape(_ xs: [Int], _ ws: [Int], stride: Int, padding: Int) -> [Int] {
+    [xs[0], ws[0], (xs[2] + 2 * padding - ws[2]) / stride + 1, (xs[3] + 2 * padding - ws[3]) / stride + 1]
+}
+
+/// PyTorch's Conv2d on plain NCHW in the most obvious loops: calls `visit(y, x, w)` with the flat indices of every
+/// output, input and weight element that meet, outputs in order and, within an output, input channel, kernel row
+/// and kernel column in order (padding skipped). The Double references of the forward and the backward walk this.
+func forEachConvolutionTap(_ xs: [Int], _ ws: [Int], stride: Int, padding: Int,
+                           _ visit: (_ y: Int, _ x: Int, _ w: Int) -> Void) {
     let (N, C, H, W) = (xs[0], xs[1], xs[2], xs[3])
     let (O, kh, kw) = (ws[0], ws[2], ws[3])
-    let Ho = (H + 2 * padding - kh) / stride + 1, Wo = (W + 2 * padding - kw) / stride + 1
-    var y = [Float](repeating: 0, count: N * O * Ho * Wo)
+    let ys = referenceConvolutionShape(xs, ws, stride: stride, padding: padding)
+    let Ho = ys[2], Wo = ys[3]
     for n in 0..<N {
         for o in 0..<O {
             for oy in 0..<Ho {
                 for ox in 0..<Wo {
-                    var acc = Double(bias?[o] ?? 0)
+                    let yi = ((n * O + o) * Ho + oy) * Wo + ox
                     for c in 0..<C {
                         for i in 0..<kh {
                             let iy = oy * stride - padding + i
@@ -82,14 +62,37 @@ func referenceConvolution(_ x: [Float], _ xs: [Int], _ w: [Float], _ ws: [Int], 
                             for j in 0..<kw {
                                 let ix = ox * stride - padding + j
                                 if ix < 0 || ix >= W { continue }
-                                acc += Double(x[((n * C + c) * H + iy) * W + ix]) * Double(w[((o * C + c) * kh + i) * kw + j])
+                                visit(yi, ((n * C + c) * H + iy) * W + ix, ((o * C + c) * kh + i) * kw + j)
                             }
                         }
                     }
-                    y[((n * O + o) * Ho + oy) * Wo + ox] = Float(acc)
                 }
             }
         }
     }
-    return (y, [N, O, Ho, Wo])
+}
+
+/// PyTorch's Conv2d on plain NCHW, in Double: the reference for oneDNN. Each output is its bias plus its products
+/// in `forEachConvolutionTap`'s order.
+func referenceConvolution(_ x: [Float], _ xs: [Int], _ w: [Float], _ ws: [Int], bias: [Float]?, stride: Int,
+                          padding: Int) -> ([Float], [Int]) {
+    let ys = referenceConvolutionShape(xs, ws, stride: stride, padding: padding)
+    let plane = ys[2] * ys[3]
+    var acc = (0..<ys.reduce(1, *)).map { yi in Double(bias?[(yi / plane) % ys[1]] ?? 0) }
+    forEachConvolutionTap(xs, ws, stride: stride, padding: padding) { yi, xi, wi in
+        acc[yi] += Double(x[xi]) * Double(w[wi])
+    }
+    return (acc.map { Float($0) }, ys)
+}
+
+/// dL/dx and dL/dw of PyTorch's Conv2d for a given dL/dy, in Double (`forEachConvolutionTap`'s order).
+func referenceConvolutionBackward(_ x: [Float], _ xs: [Int], _ w: [Float], _ ws: [Int], dy: [Float], stride: Int,
+                                  padding: Int) -> (dx: [Float], dw: [Float]) {
+    var dx = [Double](repeating: 0, count: x.count), dw = [Double](repeating: 0, count: w.count)
+    forEachConvolutionTap(xs, ws, stride: stride, padding: padding) { yi, xi, wi in
+        let g = Double(dy[yi])
+        dx[xi] += g * Double(w[wi])
+        dw[wi] += g * Double(x[xi])
+    }
+    return (dx.map { Float($0) }, dw.map { Float($0) })
 }

@@ -69,7 +69,7 @@ func validatesOnIDRiD() throws {
     let root = try idridSubset(["14"])
     defer { try? FileManager.default.removeItem(at: root) }
     let validator = try Validator(try LesionDataset.open(root, logger: logger), normalisation: .idrid,
-                                  scale: ModelScale(longEdge: 128, shortEdge: 128), logger: logger)
+                                  scale: .init(longEdge: 128, shortEdge: 128), logger: logger)
     let model = NetworkModel(try SegmentationModel(architecture: .tinyFixture(variant: .C)))
     let report = try validator.evaluate(model)
     #expect(report.images == 1)
