@@ -5,7 +5,7 @@ import Foundation
 /// The square is cut from the decoded image (which may be a JPEG decoded at 1/`scale` size): `region`, in decoded
 /// pixels, may reach past the image; those parts are zero padding. Decoded pixel i covers original pixels
 /// [i·scale, (i+1)·scale). The network input is the square resized (bilinearly) to any `width × height`
-/// (`ModelScale.resizedSize`), so a network-space map of that size maps back by two exact affine steps.
+/// (`InputScale.resizedSize`), so a network-space map of that size maps back by two exact affine steps.
 /// Continuous coordinates throughout: pixel (i, j) covers [i, i+1) × [j, j+1).
 public struct CropTransform: Sendable, Codable, Equatable {
     public var originalWidth: Int

@@ -1,29 +1,6 @@
 import Checkpoints
 import Foundation
 
-/// Model input scale and the mmsegmentation resize rule (m2mrf-reference.md §4).
-public struct ModelScale: Sendable, Equatable, Codable {
-    /// Long edge maximum and short edge maximum, as mmseg's `img_scale` (IDRiD (1440, 960), DDR (1024, 1024)).
-    public var longEdge: Int
-    public var shortEdge: Int
-
-    public init(longEdge: Int, shortEdge: Int) {
-        self.longEdge = max(longEdge, shortEdge)
-        self.shortEdge = min(longEdge, shortEdge)
-    }
-
-    public static let idrid = ModelScale(longEdge: 1440, shortEdge: 960)
-    public static let ddr = ModelScale(longEdge: 1024, shortEdge: 1024)
-
-    /// mmseg keep-ratio rule: factor = min(long/L, short/S), each side int(side·factor + 0.5).
-    /// IDRiD 4288×2848 → 1440×956; a square → 960×960 at the IDRiD scale.
-    public func resizedSize(width: Int, height: Int) -> (width: Int, height: Int) {
-        let long = Double(max(width, height)), short = Double(min(width, height))
-        let factor = min(Double(longEdge) / long, Double(shortEdge) / short)
-        return (Int(Double(width) * factor + 0.5), Int(Double(height) * factor + 0.5))
-    }
-}
-
 /// A rectangle of source pixels, possibly reaching past the image (there the pixels are zero: padding).
 public struct PixelRegion: Sendable, Equatable, Codable {
     public var x: Int
