@@ -77,13 +77,16 @@ let package = Package(
         .testTarget(name: "LesionsTests", dependencies: ["Lesions", "TestSupport"]),
         .testTarget(name: "StoreTests", dependencies: ["Store", "Lesions", "TestSupport"]),
         .testTarget(name: "PipelineTests", dependencies: [
-            "Pipeline", "Tensor", "Network", "Checkpoints", "Imaging", "Lesions", "Store", "TestSupport",
+            "Pipeline", "Tensor", "Network", "Checkpoints", "Imaging", "Lesions", "Store", "Reports", "TestSupport",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "ReportsTests", dependencies: [
             "Reports", "Imaging", "Lesions", "Store", "TestSupport", .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Lesions", "Imaging", "Store", "Network", "Tensor", "Checkpoints", "TestSupport"]),
+        .testTarget(name: "TrainingTests", dependencies: [
+            "Training", "Lesions", "Imaging", "Store", "Network", "Tensor", "Checkpoints", "TestSupport",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
     ],
     swiftLanguageModes: [.v6]
 )
