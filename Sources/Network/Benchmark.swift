@@ -128,12 +128,14 @@ public enum NetworkBenchmark {
     /// Times training steps (forward in training mode, bdice, backward) on random data: seconds per step of each
     /// run after a warm-up step, and the peak RSS.
     public static func training(architecture: ModelArchitecture = .w48(variant: .C), batch: Int = 2, height: Int = 512,
-                                width: Int = 512, runs: Int = 2, bf16: Bool = false, progress: (String) -> Void = { _ in })
+                                width: Int = 512, runs: Int = 2, bf16: Bool = false, winograd: Bool = true,
+                                progress: (String) -> Void = { _ in })
         throws(NetworkError) -> TrainingBenchmarkReport {
         EngineThreads.configureBLASForEngine()
         EngineThreads.configureMemoryForEngine()
         let model = try SegmentationModel(architecture: architecture)
         model.bf16Training = bf16
+        if !winograd { model.withEngine { $0.winogradMaxChannels = 0 } }
         var random = SplitMix(seed: 7)
         let input = Tensor((0..<(batch * 3 * height * width)).map { _ in random.uniform() * 4 - 2 },
                            shape: [batch, 3, height, width])

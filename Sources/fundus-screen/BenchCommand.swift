@@ -28,7 +28,7 @@ struct BenchCommand: ParsableCommand {
         }
         if training {
             let r = try NetworkBenchmark.training(architecture: .w48(variant: v), batch: batch, height: height,
-                                                  width: width, runs: runs, bf16: bf16) { print($0) }
+                                                  width: width, runs: runs, bf16: bf16, winograd: !direct) { print($0) }
             print(String(format: "training step%@, batch %d at %d×%d: median %.3f s of %d (%@); peak RSS %.2f GiB",
                          bf16 ? " (bf16 convolutions, fp32 master weights)" : "", batch, height, width, r.medianSeconds,
                          r.seconds.count, r.seconds.map { String(format: "%.3f", $0) }.joined(separator: ", "),
@@ -36,7 +36,7 @@ struct BenchCommand: ParsableCommand {
             let rate = r.gflopPerStep / r.medianSeconds
             print(String(format: "work: %.1f GFLOP of convolutions per step (forward, backward data, backward weights), %.1f GFLOP/s",
                          r.gflopPerStep, rate))
-            print(MachineLimit.line(gflops: rate, bf16: bf16, winograd: false))
+            print(MachineLimit.line(gflops: rate, bf16: bf16, winograd: !direct))
             return
         }
         let report = try NetworkBenchmark.run(architecture: .w48(variant: v), height: height, width: width, runs: runs,
