@@ -72,30 +72,39 @@ public struct CropTransform: Sendable, Codable, Equatable {
         let xs = Self.taps(x0, x1, origin: region.x, side: region.width, size: width, scale: scale)
         let ys = Self.taps(y0, y1, origin: region.y, side: region.height, size: height, scale: scale)
         return Image(width: originalWidth, height: originalHeight, channels: 1) { out in
-            guard x1 > x0, y1 > y0 else { return }
-            // Each map row interpolated along x once (the photograph's rows reuse a map row several times); the
-            // same operations on the same floats as interpolating at every pixel.
-            let n = xs.count
-            var cache = [Float](repeating: 0, count: 2 * n)
-            cache.withUnsafeMutableBufferPointer { c in
-                let base = c.baseAddress!
-                var held = (-1, -1)  // the map rows slots 0 and 1 hold
-                func fill(_ dst: UnsafeMutablePointer<Float>, mapRow r: Int) {
-                    let a = r * width
-                    for (col, s) in xs.enumerated() { dst[col] = plane[a + s.0] + (plane[a + s.1] - plane[a + s.0]) * s.2 }
-                }
-                // Map row r interpolated along x, without overwriting the slot that holds `keep`.
-                func row(_ r: Int, keep: Int) -> UnsafeMutablePointer<Float> {
-                    if held.0 == r { return base }
-                    if held.1 == r { return base + n }
-                    if held.0 != keep { fill(base, mapRow: r); held.0 = r; return base }
-                    fill(base + n, mapRow: r); held.1 = r; return base + n
-                }
-                for (y, t) in ys.enumerated() {
-                    let top = row(t.0, keep: t.1), bottom = row(t.1, keep: t.0)
-                    let o = (y0 + y) * originalWidth + x0
-                    for col in 0..<n { out[o + col] = encode(top[col] + (bottom[col] - top[col]) * t.2) }
-                }
+            Self.forEachRow(plane, width: width, xs: xs, ys: ys) { y, top, bottom, t in
+                let o = (y0 + y) * originalWidth + x0
+                for col in 0..<xs.count { out[o + col] = encode(top[col] + (bottom[col] - top[col]) * t) }
+            }
+        }
+    }
+
+    /// For each photograph row of the square (taps `ys`), the two map rows it falls between, each interpolated
+    /// along x at the taps `xs` — once per map row, as the photograph's rows reuse one map row several times — and
+    /// the row's weight between them: body(row index, top, bottom, weight). Interpolating `top + (bottom − top)·w`
+    /// then gives the same floats as the bilinear formula at every pixel.
+    static func forEachRow(_ plane: UnsafeBufferPointer<Float>, width: Int, xs: [(Int, Int, Float)],
+                           ys: [(Int, Int, Float)],
+                           _ body: (Int, UnsafePointer<Float>, UnsafePointer<Float>, Float) -> Void) {
+        let n = xs.count
+        guard n > 0, !ys.isEmpty else { return }
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * n) { c in
+            let base = c.baseAddress!
+            var held = (-1, -1)  // the map rows slots 0 and 1 hold
+            func fill(_ dst: UnsafeMutablePointer<Float>, mapRow r: Int) {
+                let a = r * width
+                for (col, s) in xs.enumerated() { dst[col] = plane[a + s.0] + (plane[a + s.1] - plane[a + s.0]) * s.2 }
+            }
+            // Map row r interpolated along x, without overwriting the slot that holds `keep`.
+            func row(_ r: Int, keep: Int) -> UnsafeMutablePointer<Float> {
+                if held.0 == r { return base }
+                if held.1 == r { return base + n }
+                if held.0 != keep { fill(base, mapRow: r); held.0 = r; return base }
+                fill(base + n, mapRow: r); held.1 = r; return base + n
+            }
+            for (y, t) in ys.enumerated() {
+                let top = row(t.0, keep: t.1), bottom = row(t.1, keep: t.0)
+                body(y, top, bottom, t.2)
             }
         }
     }
@@ -140,13 +149,9 @@ public struct CropTransform: Sendable, Codable, Equatable {
             sum.withUnsafeMutableBufferPointer { acc in
                 for p in planes {
                     p.withUnsafeBufferPointer { plane in
-                        for (row, t) in ys.enumerated() {
-                            let a = t.0 * width, b = t.1 * width, o = row * rowWidth
-                            for (col, s) in xs.enumerated() {
-                                let top = plane[a + s.0] + (plane[a + s.1] - plane[a + s.0]) * s.2
-                                let bottom = plane[b + s.0] + (plane[b + s.1] - plane[b + s.0]) * s.2
-                                acc[o + col] += 1 / (1 + expf(-(top + (bottom - top) * t.2)))
-                            }
+                        Self.forEachRow(plane, width: width, xs: xs, ys: ys) { row, top, bottom, t in
+                            let o = row * rowWidth
+                            for col in 0..<rowWidth { acc[o + col] += 1 / (1 + expf(-(top[col] + (bottom[col] - top[col]) * t))) }
                         }
                     }
                 }

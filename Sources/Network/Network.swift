@@ -16,8 +16,8 @@ public final class SegmentationModel: @unchecked Sendable {
     let head: FCNHead
     let thread = EngineThread(name: "fundus-screen.network")
     let engine: ComputeEngine
-    /// Inference convolutions in bf16 (f32 accumulation): about twice as fast where the CPU has AVX512-BF16, with
-    /// relative errors near 1e-3 instead of 1e-7. Off by default; the parity fixtures need f32.
+    /// Inference convolutions in bf16 (f32 accumulation), relative errors near 1e-3 instead of 1e-7: about twice as
+    /// fast on Zen 4, slower than f32 on Intel CPUs without AMX (measured). Off by default; the parity fixtures need f32.
     public var bf16Inference = false
     /// Mixed-precision training steps: convolutions forward and backward in bf16 (f32 accumulation), master
     /// weights, BatchNorm statistics, loss and weight gradients in f32, as PyTorch's CPU autocast. Off by default.

@@ -70,16 +70,17 @@ public final class ComputeEngine: @unchecked Sendable {
     public internal(set) var bf16Available = true
     /// Inference 3×3 stride-1 convolutions with at most this many input channels run as Winograd (oneDNN's
     /// F(2×2, 3×3) or F(4×4, 3×3) kernels, fewer multiplications than direct) where oneDNN has a kernel for the
-    /// shape; 0 turns Winograd off. W48 M2MRF-C at 960×1440 on 2 Zen 4 cores: direct 6.3 s, Winograd up to 192
-    /// channels 3.9 s (peak RSS +0.2 GiB), everywhere 3.6 s (+0.7 GiB: the 384-channel branch's transformed
-    /// weights are 4× the size of its direct ones). Results agree with direct convolution to float rounding.
+    /// shape; 0 turns Winograd off. W48 M2MRF-C at 960×1440 on 2 Intel Xeon vCPUs: direct 5.3–6.3 s, Winograd up
+    /// to 192 channels 3.2–3.9 s (peak RSS +0.2 GiB), everywhere 3.6 s (+0.7 GiB: the 384-channel branch's
+    /// transformed weights are 4× the size of its direct ones). Results agree with direct convolution to float
+    /// rounding.
     public var winogradMaxChannels = 192
     /// Training convolutions (forward, backward data, backward weights) as Winograd too, under the same rule, where
     /// oneDNN has the F(4×4, 3×3) training kernels for the shape. W48-C training step, batch 2, 512²: 7.7–9.1 s
     /// direct, 7.5–7.7 s with Winograd (one session, same machine).
     public var trainingWinograd = true
-    /// Forward primitive keys for which oneDNN has no Winograd kernel.
-    var winogradRefused: Set<String> = []
+    /// Primitive keys of bf16 or Winograd requests oneDNN refused (they run as direct f32, without asking again).
+    var refused: Set<String> = []
     /// When not nil, every ReLU of a training pass appends its decisions here (output > 0, in NCHW order), in the
     /// order the ReLUs run. A check can then replay the same piecewise-linear function elsewhere: a float32 pass and
     /// an exact one disagree on activations within rounding of zero, and one such ReLU moves a whole layer's gradient.

@@ -18,7 +18,7 @@ extension ComputeEngine {
         /// bf16 source and weights (f32 bias, f32 destination, f32 accumulation): opt-in, inference or
         /// mixed-precision training.
         var bf16 = false
-        /// Winograd F(4×4, 3×3) instead of direct convolution (3×3 stride 1 only).
+        /// Winograd (oneDNN's F(2×2, 3×3) or F(4×4, 3×3) kernels) instead of direct convolution: 3×3 stride 1 only.
         var winograd = false
         var outShape: [Int] {
             [inShape[0], weightShape[0],
@@ -44,8 +44,8 @@ extension ComputeEngine {
         var biasMD: dnnl_memory_desc_t { ComputeEngine.md([weightShape[0]], dnnl_x) }
         var strides: [Int64] { [Int64(stride), Int64(stride)] }
         var padL: [Int64] { [Int64(padding), Int64(padding)] }
-        /// oneDNN wants the right/bottom padding that makes its output size equal PyTorch's floor rule.
         var algorithm: dnnl_alg_kind_t { winograd ? dnnl_convolution_winograd : dnnl_convolution_direct }
+        /// oneDNN wants the right/bottom padding that makes its output size equal PyTorch's floor rule.
         var padR: [Int64] {
             let o = outShape
             return [Int64((o[2] - 1) * stride + weightShape[2] - inShape[2] - padding),
@@ -68,19 +68,20 @@ extension ComputeEngine {
         return attr
     }
 
-    /// Whether a convolution of this shape runs as Winograd F(4×4, 3×3) / F(2×2, 3×3): inference, 3×3, stride 1,
-    /// blocked source, at most `winogradMaxChannels` input channels.
+    /// Whether a convolution of this shape is asked of oneDNN as Winograd: f32, 3×3, stride 1, blocked source, at most
+    /// `winogradMaxChannels` input channels; in training only with `trainingWinograd`.
     private func usesWinograd(_ s: ConvShape, training: Bool) -> Bool {
         (!training || trainingWinograd) && !s.bf16 && s.weightShape[2] == 3 && s.weightShape[3] == 3 && s.stride == 1
             && s.inLayout == .blocked16 && s.weightShape[1] <= winogradMaxChannels
     }
 
-    /// The forward primitive for a shape; nil only for a bf16 request this CPU's oneDNN cannot serve.
+    /// The forward primitive for a shape; nil only for a bf16 or Winograd request this CPU's oneDNN cannot serve
+    /// (the caller then asks for direct f32).
     private func forwardPrimitive(_ s: ConvShape, training: Bool, relu: Bool, sum: Bool) -> Primitive? {
         let key = "conv fwd \(s.key) t\(training) r\(relu) s\(sum)"
         if let p = primitives[key] { return p }
         if s.bf16 && !bf16Available { return nil }
-        if s.winograd && winogradRefused.contains(key) { return nil }
+        if s.winograd && refused.contains(key) { return nil }
         var desc = dnnl_convolution_desc_t()
         var src = s.srcMD, w = s.anyWeightsMD, b = s.biasMD, dst = s.dstMD
         let status = withUnsafePointer(to: &b) { bp in
@@ -88,7 +89,7 @@ extension ComputeEngine {
                                                s.algorithm, &src, &w, s.hasBias ? bp : nil, &dst,
                                                s.strides, s.padL, s.padR)
         }
-        if s.winograd && status != dnnl_success { winogradRefused.insert(key); return nil }
+        if s.winograd && status != dnnl_success { refused.insert(key); return nil }
         check(status, "conv fwd desc \(s.key)")
         let attr = attributes(relu: relu, sum: sum)
         var pd: dnnl_primitive_desc_t?
@@ -99,7 +100,7 @@ extension ComputeEngine {
             return nil
         }
         if s.winograd && created != dnnl_success {
-            winogradRefused.insert(key)  // no Winograd kernel for this shape: direct
+            refused.insert(key)  // no Winograd kernel for this shape: direct
             return nil
         }
         check(created, "conv fwd pd \(s.key)")
@@ -139,8 +140,9 @@ extension ComputeEngine {
     /// x: [N, C, H, W] blocked (or plain NCHW for the network's input); weight [O, C, kh, kw] plain; bias [O].
     /// Returns [N, O, Ho, Wo] blocked. `weightValues` (constant weights only): the weights' values are computed by
     /// it when the cache needs them, and `weight` is only the cache's key (its shape must be theirs).
-    /// `bf16` (inference, blocked sources only): the source is converted to bf16 for the call and the weights once;
-    /// accumulation and the result stay f32. About twice as fast on CPUs with AVX512-BF16, relative error ~1e-3.
+    /// `bf16` (blocked sources only; inference or mixed-precision training): the source is converted to bf16 for the
+    /// call and constant weights once; accumulation and the result stay f32, relative error ~1e-3. Its speed depends
+    /// on the CPU: about twice f32 on Zen 4, slower than f32 on an Intel Xeon without AMX (measured).
     public func convolution(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Int = 0,
                             training: Bool = false, constantWeights constant: Bool = false,
                             weightValues: (() -> Tensor)? = nil,
@@ -187,36 +189,31 @@ extension ComputeEngine {
 
     /// A bf16 copy of a blocked f32 tensor for the duration of `body` (mixed-precision training's sources and
     /// output gradients).
-    private func withBF16<T>(_ t: Tensor, _ body: (UnsafeMutableRawPointer, dnnl_memory_desc_t) -> T) -> T {
+    private func withBF16<T>(_ t: Tensor, _ body: (UnsafeMutableRawPointer) -> T) -> T {
         let f32 = ComputeEngine.md(t.shape, dnnl_nChw16c), bf = ComputeEngine.md(t.shape, dnnl_nChw16c, dnnl_bf16)
         let buf = UnsafeMutableRawPointer.allocate(byteCount: ComputeEngine.size(bf), alignment: 64)
         defer { buf.deallocate() }
         timed("reorder bf16") { reorder(from: f32, UnsafeMutableRawPointer(t.data), to: bf, buf) }
-        return body(buf, bf)
+        return body(buf)
     }
 
-    /// A backward primitive (data or weights) for a shape, created once; nil for bf16 when oneDNN refuses it.
+    /// A backward primitive (data or weights) for a shape, created once; nil (remembered) when oneDNN refuses a bf16
+    /// or Winograd request for it.
     private func backwardPrimitive(_ kind: String, _ s: ConvShape,
                                    _ initDesc: (inout dnnl_convolution_desc_t) -> dnnl_status_t) -> Primitive? {
         let key = "conv bwd \(kind) \(s.key)"
         if let c = primitives[key] { return c }
-        if s.winograd && winogradRefused.contains(key) { return nil }
+        if refused.contains(key) { return nil }
         guard let hint = forwardPrimitive(s, training: true, relu: false, sum: false) else { return nil }
         var desc = dnnl_convolution_desc_t()
         let status = initDesc(&desc)
-        if (s.bf16 || s.winograd) && status != dnnl_success {
-            if s.winograd { winogradRefused.insert(key) }
-            return nil
-        }
+        if (s.bf16 || s.winograd) && status != dnnl_success { refused.insert(key); return nil }
         check(status, "conv bwd \(kind) desc \(s.key)")
         let attr = attributes(relu: false, sum: false)
         var pd: dnnl_primitive_desc_t?
         let created = dnnl_primitive_desc_create(&pd, &desc, attr, engine, hint.pd)
         dnnl_primitive_attr_destroy(attr)
-        if (s.bf16 || s.winograd) && created != dnnl_success {
-            if s.winograd { winogradRefused.insert(key) }
-            return nil
-        }
+        if (s.bf16 || s.winograd) && created != dnnl_success { refused.insert(key); return nil }
         check(created, "conv bwd \(kind) pd \(s.key)")
         let p = Primitive(pd: pd!, what: "conv bwd \(kind)")
         primitives[key] = p
@@ -253,7 +250,7 @@ extension ComputeEngine {
                 ])
             }
         }
-        if s.bf16 { withBF16(dy) { b, _ in run(b) } } else { run(UnsafeMutableRawPointer(dy.data)) }
+        if s.bf16 { withBF16(dy, run) } else { run(UnsafeMutableRawPointer(dy.data)) }
         return dx
     }
 
@@ -295,7 +292,7 @@ extension ComputeEngine {
             execute(p, args)
         }
         if s.bf16 {
-            withBF16(x) { xb, _ in withBF16(dy) { gb, _ in run(xb, gb) } }
+            withBF16(x) { xb in withBF16(dy) { gb in run(xb, gb) } }
         } else {
             run(UnsafeMutableRawPointer(x.data), UnsafeMutableRawPointer(dy.data))
         }
@@ -311,8 +308,10 @@ extension ComputeEngine {
                                           stride: Int = 1, padding: Int = 0, bf16: Bool = false) -> String {
         var s = ConvShape(inShape: inputShape, inLayout: inputLayout, weightShape: weightShape, hasBias: false, stride: stride, padding: padding)
         s.bf16 = bf16 && inputLayout == .blocked16
+        s.winograd = usesWinograd(s, training: false)
         if let p = forwardPrimitive(s, training: false, relu: false, sum: false) { return p.implementation }
         s.bf16 = false
+        s.winograd = false
         return forwardPrimitive(s, training: false, relu: false, sum: false)!.implementation
     }
 }
