@@ -101,7 +101,7 @@ class HRNetW48(nn.Module):
                 else:
                     t.append(conv_bn(prev[-1], c, 3, 2))
             self.transitions.append(t)
-            self.stages.append(nn.Sequential(*[HRModuleSeq(ch) for _ in range(m)]))
+            self.stages.append(nn.Sequential(*[HRModule(ch) for _ in range(m)]))  # lists in, lists out
             prev = ch
         self.head = conv_bn(720, 720, 1)
         self.cls = nn.Conv2d(720, classes, 1)
@@ -114,10 +114,6 @@ class HRNetW48(nn.Module):
         h, w = ys[0].shape[2:]
         cat = torch.cat([ys[0]] + [F.interpolate(y, size=(h, w), mode="bilinear", align_corners=False) for y in ys[1:]], 1)
         return self.cls(self.head(cat))
-
-
-class HRModuleSeq(HRModule):
-    """HRModule taking and returning a list, so nn.Sequential can chain modules."""
 
 
 def timed(fn, runs):
