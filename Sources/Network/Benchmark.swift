@@ -118,6 +118,10 @@ public enum MachineLimit {
 public struct TrainingBenchmarkReport: Sendable {
     public var seconds: [Double]
     public var peakRSSBytes: Int
+    /// Bytes in tensors at the most during a timed step, and when its forward pass had finished (parameters,
+    /// gradients included; oneDNN's scratchpads and reordered weights not).
+    public var peakTensorBytes = 0
+    public var tensorBytesAfterForward = 0
     /// Convolution work of one step: forward, backward data and backward weights (direct count).
     public var gflopPerStep: Double
     public var bf16 = false
@@ -129,12 +133,13 @@ public enum NetworkBenchmark {
     /// run after a warm-up step, and the peak RSS.
     public static func training(architecture: ModelArchitecture = .w48(variant: .C), batch: Int = 2, height: Int = 512,
                                 width: Int = 512, runs: Int = 2, bf16: Bool = false, winograd: Bool = true,
-                                progress: (String) -> Void = { _ in })
+                                checkpointBranches: Int = 0, progress: (String) -> Void = { _ in })
         throws(NetworkError) -> TrainingBenchmarkReport {
         EngineThreads.configureBLASForEngine()
         EngineThreads.configureMemoryForEngine()
         let model = try SegmentationModel(architecture: architecture)
         model.bf16Training = bf16
+        model.checkpointBranches = checkpointBranches
         if !winograd { model.withEngine { $0.winogradMaxChannels = 0 } }
         var random = SplitMix(seed: 7)
         let input = Tensor((0..<(batch * 3 * height * width)).map { _ in random.uniform() * 4 - 2 },
@@ -142,15 +147,18 @@ public enum NetworkBenchmark {
         let labels = (0..<(batch * height * width)).map { _ in Int32(random.next() % 5) }
         var seconds: [Double] = []
         var flops = 0.0
+        var peakTensors = 0
         model.withEngine { $0.profiling = true }
         for k in 0...runs {
             if k == 1 { model.withEngine { $0.profile = [:] } }
+            TensorMemory.resetPeak()
             let before = model.withEngine { $0.flops }
             let t0 = DispatchTime.now().uptimeNanoseconds
             let (loss, _) = try model.trainingStep(input: input, labels: labels)
             let s = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
             progress(String(format: "%@ step: %.3f s, loss %.4f", k == 0 ? "warm-up" : "timed", s, loss))
             if k > 0 { seconds.append(s) }
+            peakTensors = max(peakTensors, TensorMemory.peakBytes)
             flops = model.withEngine { $0.flops } - before
         }
         for (k, n) in model.withEngine({ $0.implementations }).sorted(by: { $0.key < $1.key }) { progress("  \(k): \(n)") }
@@ -159,8 +167,10 @@ public enum NetworkBenchmark {
         }
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
-        return TrainingBenchmarkReport(seconds: seconds, peakRSSBytes: usage.ru_maxrss * 1024, gflopPerStep: flops * 1e-9,
-                                       bf16: bf16)
+        return TrainingBenchmarkReport(seconds: seconds, peakRSSBytes: usage.ru_maxrss * 1024,
+                                       peakTensorBytes: peakTensors,
+                                       tensorBytesAfterForward: model.withEngine { $0.tensorBytesAfterForward },
+                                       gflopPerStep: flops * 1e-9, bf16: bf16)
     }
 
     /// Runs the network with random weights on a random input: one warm-up, then `runs` timed probability passes,

@@ -88,7 +88,12 @@ final class HRModule {
     }
 
     func callAsFunction(_ xs: [Tensor], _ ops: Ops) -> [Tensor] {
-        let ys = zip(branches, xs).map { blocks, x in blocks.reduce(x) { h, block in block(h, ops) } }
+        let ys = zip(branches, xs).enumerated().map { b, branch in
+            let (blocks, x) = branch
+            let run: (Ops) -> Tensor = { o in blocks.reduce(x) { h, block in block(h, o) } }
+            // Checkpointed: only the branch's input (kept anyway) and output (kept by the fuse) stay for backward.
+            return b < ops.checkpointBranches && !blocks.isEmpty ? ops.checkpointed(run) : run(ops)
+        }
         if ys.count == 1 { return ys }
         return fuse.indices.map { i in
             var terms: [Tensor] = []

@@ -18,7 +18,7 @@ final class BatchNorm {
 
     /// y = [relu](bn(x) [+ residual]).
     func callAsFunction(_ x: Tensor, _ ops: Ops, residual: Tensor? = nil, relu: Bool = false) -> Tensor {
-        if ops.training { store.batchesTracked[prefix, default: 0] += 1 }
+        if ops.training && !ops.replaying { store.batchesTracked[prefix, default: 0] += 1 }
         return ops.batchNorm(x, weight: weight, bias: bias, runningMean: runningMean, runningVar: runningVar,
                              residual: residual, relu: relu)
     }

@@ -22,6 +22,10 @@ public final class SegmentationModel: @unchecked Sendable {
     /// Mixed-precision training steps: convolutions forward and backward in bf16 (f32 accumulation), master
     /// weights, BatchNorm statistics, loss and weight gradients in f32, as PyTorch's CPU autocast. Off by default.
     public var bf16Training = false
+    /// Training steps keep no activations inside the blocks of the first this-many branches of each HRNet module
+    /// and compute them again in backward (gradient checkpointing): the same gradients, less memory, one more
+    /// forward pass of those blocks. 0: keep everything.
+    public var checkpointBranches = 0
 
     /// A model with fresh weights (the reference's initialisation schemes), or the given ones.
     /// `weightsFile` names the source in error messages.
@@ -170,11 +174,15 @@ public final class SegmentationModel: @unchecked Sendable {
     private func step(_ input: Tensor, _ lossOf: (Ops, Tensor) -> Tensor) -> (loss: Float, gradients: [String: Tensor]) {
         let result: (Float, [String: Tensor]) = thread.run {
             let tape = Tape()
-            let ops = Ops(engine: engine, tape: tape, training: true, bf16: bf16Training)
+            let ops = Ops(engine: engine, tape: tape, training: true, bf16: bf16Training,
+                          checkpointBranches: checkpointBranches)
             let logits = forward(input, ops)
             let resized = ops.resizeBilinear(logits, height: input.h, width: input.w)
             let loss = lossOf(ops, resized)
-            if engine.profiling { tape.profile = [:] }
+            if engine.profiling {
+                tape.profile = [:]
+                engine.tensorBytesAfterForward = TensorMemory.liveBytes
+            }
             tape.backward(from: loss)
             for (kind, seconds) in tape.profile ?? [:] { engine.profile["backward " + kind, default: 0] += seconds }
             var grads: [String: Tensor] = [:]

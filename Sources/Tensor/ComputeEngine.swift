@@ -59,6 +59,8 @@ public final class ComputeEngine: @unchecked Sendable {
     /// Seconds spent per kind of layer when `profiling` is on (the bench's split).
     public var profile: [String: Double] = [:]
     public var profiling = false
+    /// While profiling: tensor bytes live when the last training forward pass had finished (what backward needs).
+    public var tensorBytesAfterForward = 0
     /// Profile convolutions by shape rather than by kind.
     public var profileShapes = false
     /// Floating-point operations of convolutions (forward and backward) and matrix products run so far, 2 per

@@ -12,12 +12,44 @@ public struct Ops {
     /// training whose backward convolutions are bf16 too (PyTorch autocast's split: BatchNorm, loss, master weights
     /// f32). Opt-in, not parity-exact.
     public let bf16: Bool
+    /// Gradient checkpointing: HRNet modules run the blocks of their first `checkpointBranches` branches through
+    /// `checkpointed` (training with a tape only), which keeps none of those blocks' activations for backward and
+    /// computes them again there.
+    public let checkpointBranches: Int
+    /// A checkpointed region being run again in backward: BatchNorm normalises with the batch statistics as before
+    /// but leaves the running statistics alone (they moved once, in the forward pass).
+    public let replaying: Bool
 
-    public init(engine: ComputeEngine, tape: Tape? = nil, training: Bool = false, bf16: Bool = false) {
+    public init(engine: ComputeEngine, tape: Tape? = nil, training: Bool = false, bf16: Bool = false,
+                checkpointBranches: Int = 0, replaying: Bool = false) {
         self.engine = engine
         self.tape = tape
         self.training = training
         self.bf16 = bf16
+        self.checkpointBranches = checkpointBranches
+        self.replaying = replaying
+    }
+
+    // MARK: Gradient checkpointing
+
+    /// `body(ops)` with its activations recomputed in backward instead of kept: the forward pass runs it without
+    /// recording; one backward step runs it again on a tape of its own (training convolutions and batch statistics
+    /// as the first time, so the same values) and backpropagates dL/doutput through that, handing the gradients of
+    /// its parameters and inputs to this tape. `body` must depend only on tensors that outlive the step (its
+    /// inputs and parameters); it runs twice.
+    public func checkpointed(_ body: @escaping (Ops) -> Tensor) -> Tensor {
+        guard let tape else { return body(self) }
+        let engine = self.engine, training = self.training, bf16 = self.bf16
+        let y = body(Ops(engine: engine, training: training, bf16: bf16, replaying: replaying))
+        y.requiresGrad = true
+        tape.record("checkpointed region (forward again and backward)") {
+            guard let dy = tape.takeGradient(y) else { return }
+            let inner = Tape()
+            let again = body(Ops(engine: engine, tape: inner, training: training, bf16: bf16, replaying: true))
+            inner.backward(from: again, gradient: dy)
+            inner.handOver(to: tape)
+        }
+        return y
     }
 
     private func tracks(_ ts: Tensor?...) -> Bool { tape != nil && ts.contains { $0?.requiresGrad == true } }
@@ -34,7 +66,8 @@ public struct Ops {
         let kind = weight.shape[2] == 1 ? "conv 1x1" : "conv \(weight.shape[2])x\(weight.shape[3])"
         let y = engine.timed(engine.profileShapes ? "\(kind) \(x.c)->\(weight.shape[0]) at \(x.h)x\(x.w)" : kind) {
             engine.convolution(x, weight: weight, bias: bias, stride: stride, padding: padding,
-                               training: tape != nil, constantWeights: tape == nil, weightValues: weightValues,
+                               training: tape != nil || training, constantWeights: tape == nil && !training,
+                               weightValues: weightValues,
                                sumInto: sumInto, relu: relu,
                                bf16: bf16)
         }
@@ -73,12 +106,14 @@ public struct Ops {
         let M = Double(x.n * HW)
         if training {
             let sum = Self.laneSums(x, nil, center: nil)
+            let moves = !replaying
             for ch in 0..<C { mean.data[ch] = Float(sum[ch] / M) }
             // Variance from centred values (no cancellation).
             let sq = Self.laneSums(x, x, center: mean)
             for ch in 0..<C {
                 let v = sq[ch] / M
                 invstd.data[ch] = Float(1 / (v + Double(eps)).squareRoot())
+                guard moves else { continue }
                 runningMean.data[ch] = (1 - momentum) * runningMean.data[ch] + momentum * mean.data[ch]
                 let unbiased = M > 1 ? v * M / (M - 1) : v
                 runningVar.data[ch] = (1 - momentum) * runningVar.data[ch] + momentum * Float(unbiased)
@@ -98,7 +133,7 @@ public struct Ops {
             precondition(residual.shape == x.shape && residual.layout == .blocked16, "residual \(residual.shape) for \(x.shape)")
         }
         engine.timed("batchnorm") { Self.laneAffine(x, scale: scale, shift: shift, residual: residual, relu: relu, into: y) }
-        if relu && training { recordDecisions(y) }
+        if relu && training && !replaying { recordDecisions(y) }
         guard let tape, tracks(x, weight, bias, residual) else { return y }
         y.requiresGrad = true
         let training = self.training
@@ -277,7 +312,7 @@ public struct Ops {
     public func relu(_ x: Tensor) -> Tensor {
         let y = Tensor(shape: x.shape, layout: x.layout, zeroed: false)
         engine.timed("relu") { for i in 0..<x.storageCount { y.data[i] = max(x.data[i], 0) } }
-        if training { recordDecisions(y) }
+        if training && !replaying { recordDecisions(y) }
         guard let tape, tracks(x) else { return y }
         y.requiresGrad = true
         tape.record("relu") {

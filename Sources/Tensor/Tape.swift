@@ -7,6 +7,8 @@ import Dispatch
 public final class Tape {
     private var steps: [(kind: String, run: () -> Void)] = []
     private var grads: [ObjectIdentifier: Tensor] = [:]
+    /// The tensor behind each key of `grads` (a gradient is handed over by tensor in `handOver`).
+    private var owners: [ObjectIdentifier: Tensor] = [:]
     /// Seconds of backward by op kind, when not nil (the bench's split).
     public var profile: [String: Double]?
 
@@ -20,7 +22,18 @@ public final class Tape {
 
     /// dL/dt, handed over: the tape forgets it. Backward steps take their output's gradient this way, so
     /// intermediate gradients are freed as soon as they have been propagated.
-    public func takeGradient(_ t: Tensor) -> Tensor? { grads.removeValue(forKey: ObjectIdentifier(t)) }
+    public func takeGradient(_ t: Tensor) -> Tensor? {
+        owners[ObjectIdentifier(t)] = nil
+        return grads.removeValue(forKey: ObjectIdentifier(t))
+    }
+
+    /// Adds every gradient this tape still holds (after its backward: those of the tensors its ops read but did not
+    /// make, i.e. parameters and inputs) to `parent`'s, and forgets them.
+    public func handOver(to parent: Tape) {
+        for (key, g) in grads { parent.accumulate(owners[key]!, g) }
+        grads = [:]
+        owners = [:]
+    }
 
     /// Adds g to dL/dt. The first gradient of a tensor is adopted as is (no copy): callers hand over fresh tensors.
     public func accumulate(_ t: Tensor, _ g: Tensor) {
@@ -31,6 +44,7 @@ public final class Tape {
             existing.add(g.layout == existing.layout ? g : (existing.layout == .plain ? g.toPlain() : g.toBlocked()))
         } else {
             grads[key] = g.layout == t.layout ? g : (t.layout == .plain ? g.toPlain() : g.toBlocked())
+            owners[key] = t
         }
     }
 
@@ -45,6 +59,7 @@ public final class Tape {
     public func backward(from output: Tensor, gradient: Tensor) {
         grads[ObjectIdentifier(output)] = gradient.layout == output.layout ? gradient
             : (output.layout == .plain ? gradient.toPlain() : gradient.toBlocked())
+        owners[ObjectIdentifier(output)] = output
         // Pop as we go: each step's closure (and the activations it holds) is freed once it has run.
         while let step = steps.popLast() {
             if profile != nil {

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// How a tensor's floats lie in memory.
 public enum Layout: Sendable, Equatable {
@@ -36,9 +37,13 @@ public final class Tensor: @unchecked Sendable {
         let raw = UnsafeMutableRawPointer.allocate(byteCount: max(n, 1) * 4, alignment: 64)
         data = raw.bindMemory(to: Float.self, capacity: max(n, 1))
         if zeroed { data.initialize(repeating: 0, count: max(n, 1)) }
+        TensorMemory.allocated(max(n, 1) * 4)
     }
 
-    deinit { UnsafeMutableRawPointer(data).deallocate() }
+    deinit {
+        TensorMemory.freed(storageCount > 0 ? storageCount * 4 : 4)
+        UnsafeMutableRawPointer(data).deallocate()
+    }
 
     /// Logical element count (without channel padding).
     public var count: Int { shape.reduce(1, *) }
@@ -164,4 +169,28 @@ public final class Tensor: @unchecked Sendable {
         }
         return den == 0 ? num.squareRoot() : (num / den).squareRoot()
     }
+}
+
+/// Bytes held by tensor buffers now, and the most held at once since the last `resetPeak()`: where a training
+/// step's memory goes (`bench --training`), apart from oneDNN's scratchpads and reordered weights.
+public enum TensorMemory {
+    private static let live = Atomic<Int>(0)
+    private static let high = Atomic<Int>(0)
+
+    static func allocated(_ bytes: Int) {
+        let now = live.add(bytes, ordering: .relaxed).newValue
+        var seen = high.load(ordering: .relaxed)
+        while now > seen {
+            let (exchanged, original) = high.compareExchange(expected: seen, desired: now, ordering: .relaxed)
+            if exchanged { break }
+            seen = original
+        }
+    }
+
+    static func freed(_ bytes: Int) { live.subtract(bytes, ordering: .relaxed) }
+
+    public static var liveBytes: Int { live.load(ordering: .relaxed) }
+    public static var peakBytes: Int { high.load(ordering: .relaxed) }
+    /// Starts a new peak from what is live now.
+    public static func resetPeak() { high.store(live.load(ordering: .relaxed), ordering: .relaxed) }
 }

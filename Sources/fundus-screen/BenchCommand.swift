@@ -19,6 +19,8 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Convolutions in bf16 (f32 accumulation); with --training, the mixed-precision step of `train --bf16`.")
     var bf16 = false
     @Flag(help: "Direct 3×3 convolutions only (no Winograd): the engine's previous path, for comparison.") var direct = false
+    @Option(help: "--training: recompute the blocks of this many branches in backward instead of keeping their activations (gradient checkpointing).")
+    var checkpointBranches = 0
     @Flag(help: "Split the profiled run by convolution shape, not only by layer kind.") var shapes = false
 
     func run() throws {
@@ -28,11 +30,14 @@ struct BenchCommand: ParsableCommand {
         }
         if training {
             let r = try NetworkBenchmark.training(architecture: .w48(variant: v), batch: batch, height: height,
-                                                  width: width, runs: runs, bf16: bf16, winograd: !direct) { print($0) }
+                                                  width: width, runs: runs, bf16: bf16, winograd: !direct,
+                                                  checkpointBranches: checkpointBranches) { print($0) }
             print(String(format: "training step%@, batch %d at %d×%d: median %.3f s of %d (%@); peak RSS %.2f GiB",
                          bf16 ? " (bf16 convolutions, fp32 master weights)" : "", batch, height, width, r.medianSeconds,
                          r.seconds.count, r.seconds.map { String(format: "%.3f", $0) }.joined(separator: ", "),
                          Double(r.peakRSSBytes) / Double(1 << 30)))
+            print(String(format: "tensors: %.2f GiB at the most, %.2f GiB when the forward pass had finished (weights, gradients and saved activations; oneDNN's own buffers not)",
+                         Double(r.peakTensorBytes) / Double(1 << 30), Double(r.tensorBytesAfterForward) / Double(1 << 30)))
             let rate = r.gflopPerStep / r.medianSeconds
             print(String(format: "work: %.1f GFLOP of convolutions per step (forward, backward data, backward weights), %.1f GFLOP/s",
                          r.gflopPerStep, rate))

@@ -86,7 +86,11 @@ struct WholeNetworkCase: CustomStringConvertible, Sendable {
     var height: Int
     var width: Int
     var seed: UInt64
-    var description: String { "\(name) \(height)×\(width) seed \(seed)" }
+    /// Branches whose blocks are recomputed in backward (gradient checkpointing); 0: every activation kept.
+    var checkpointBranches = 0
+    var description: String {
+        "\(name) \(height)×\(width) seed \(seed)" + (checkpointBranches > 0 ? ", \(checkpointBranches) branches checkpointed" : "")
+    }
 }
 
 /// The shipped architecture (models/default: HRNetV2-W16-small, M2MRF-C), a W48-shaped M2MRF-C (the paper's widths
@@ -105,6 +109,7 @@ let wholeNetworkCases: [WholeNetworkCase] = {
         WholeNetworkCase(name: "shipped W16-small-C", architecture: .small(width: 16, variant: .C), height: 97, width: 101, seed: 1),
         WholeNetworkCase(name: "shipped W16-small-C", architecture: .small(width: 16, variant: .C), height: 105, width: 99, seed: 2),
         WholeNetworkCase(name: "W48-shaped M2MRF-C", architecture: w48, height: 99, width: 97, seed: 3),
+        WholeNetworkCase(name: "W48-shaped M2MRF-C", architecture: w48, height: 101, width: 99, seed: 5, checkpointBranches: 4),
         WholeNetworkCase(name: "W16-small plain HRNet", architecture: .small(width: 16, variant: .plain), height: 97, width: 107, seed: 4),
     ]
 }()
@@ -148,7 +153,7 @@ func sampledParameters(_ names: [String], count: Int) -> [String] {
     var chosen = Set<String>()
     let step = max(1, names.count / count)
     for i in stride(from: step / 2, to: names.count, by: step) { chosen.insert(names[i]) }
-    let kinds = ["fuse_layers.1.0.", "fuse_layers.0.1.", "fuse_layers.3.1.0.", "transition1.1", "transition3.3",
+    let kinds = ["branches.0.0.conv2.weight", "branches.2.0.bn1.bias", "fuse_layers.1.0.", "fuse_layers.0.1.", "fuse_layers.3.1.0.", "transition1.1", "transition3.3",
                  "sample.sample_fc.weight", "sample.sample_fc1.bias", "layer1.0.conv3", "decode_head.convs.0.conv",
                  "decode_head.conv_seg.weight", "conv1.weight"]
     for kind in kinds { if let n = names.first(where: { $0.contains(kind) }) { chosen.insert(n) } }
@@ -161,6 +166,7 @@ func wholeNetworkGradients(_ k: Int) throws {
     let c = wholeNetworkCases[k]
     let model = try SegmentationModel(architecture: c.architecture)
     randomiseWeights(model, seed: c.seed)
+    model.checkpointBranches = c.checkpointBranches
     var r = GradientCheckRandom(c.seed &+ 77)
     let n = 2, H = c.height, W = c.width
     let input = (0..<(n * 3 * H * W)).map { _ in Float(r.normal()) }
