@@ -133,7 +133,7 @@ public enum NetworkBenchmark {
     /// run after a warm-up step, and the peak RSS.
     public static func training(architecture: ModelArchitecture = .w48(variant: .C), batch: Int = 2, height: Int = 512,
                                 width: Int = 512, runs: Int = 2, bf16: Bool = false, winograd: Bool = true,
-                                checkpointBranches: Int = 0, progress: (String) -> Void = { _ in })
+                                checkpointBranches: Int = 2, progress: (String) -> Void = { _ in })
         throws(NetworkError) -> TrainingBenchmarkReport {
         EngineThreads.configureBLASForEngine()
         EngineThreads.configureMemoryForEngine()

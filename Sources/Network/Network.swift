@@ -24,8 +24,10 @@ public final class SegmentationModel: @unchecked Sendable {
     public var bf16Training = false
     /// Training steps keep no activations inside the blocks of the first this-many branches of each HRNet module
     /// and compute them again in backward (gradient checkpointing): the same gradients, less memory, one more
-    /// forward pass of those blocks. 0: keep everything.
-    public var checkpointBranches = 0
+    /// forward pass of those blocks. 0: keep everything. The default, 2, takes a W48 step at batch 2 × 512² from
+    /// 3.7 to 2.8 GiB at no measurable cost in time (the blocks' forward is ~10 % of a step; less memory traffic
+    /// pays for it).
+    public var checkpointBranches = 2
 
     /// A model with fresh weights (the reference's initialisation schemes), or the given ones.
     /// `weightsFile` names the source in error messages.

@@ -19,8 +19,8 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Convolutions in bf16 (f32 accumulation); with --training, the mixed-precision step of `train --bf16`.")
     var bf16 = false
     @Flag(help: "Direct 3×3 convolutions only (no Winograd): the engine's previous path, for comparison.") var direct = false
-    @Option(help: "--training: recompute the blocks of this many branches in backward instead of keeping their activations (gradient checkpointing).")
-    var checkpointBranches = 0
+    @Option(help: "--training: recompute the blocks of this many branches in backward instead of keeping their activations (gradient checkpointing, as training does; 0: keep every activation).")
+    var checkpointBranches = 2
     @Flag(help: "Split the profiled run by convolution shape, not only by layer kind.") var shapes = false
 
     func run() throws {
