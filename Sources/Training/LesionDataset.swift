@@ -113,6 +113,43 @@ public struct LesionDataset: Sendable {
         return subset
     }
 
+    /// Photographs known to hold none of the four lesions (a screening programme's images graded free of
+    /// retinopathy; HRF's healthy and glaucoma eyes): every lesion class annotated, no lesion pixel; the optic disc
+    /// not annotated. Read from `root/images/` when it exists, else from `root` itself; masks folders are ignored.
+    public static func lesionFree(_ root: URL, logger: Logger) throws(TrainingError) -> LesionDataset {
+        var imageDir = root
+        var isDirectory: ObjCBool = false
+        let images = root.appendingPathComponent("images")
+        if FileManager.default.fileExists(atPath: images.path, isDirectory: &isDirectory), isDirectory.boolValue { imageDir = images }
+        var samples: [LabelledSample] = []
+        for name in try files(in: imageDir) {
+            let (stem, ext) = splitExtension(name)
+            guard imageExtensions.contains(ext) else { continue }
+            if samples.contains(where: { $0.name == stem }) {
+                throw TrainingError(.dataset, "\(imageDir.path): two images share the name \(stem)")
+            }
+            samples.append(LabelledSample(name: stem, image: imageDir.appendingPathComponent(name), labels: .masks([:]),
+                                          annotated: Set(LesionClass.allCases)))
+        }
+        guard !samples.isEmpty else { throw TrainingError(.dataset, "\(imageDir.path) holds no JPEG, PNG or TIFF photograph") }
+        logger.info("dataset: \(imageDir.path): \(samples.count) lesion-free photographs (every lesion class annotated as absent; optic disc not annotated)")
+        return LesionDataset(root: root, layout: .idrid, samples: samples, annotated: Set(LesionClass.allCases),
+                             origin: "\(root.path) (lesion-free)")
+    }
+
+    /// This set and `other` as one training set: samples of both (each keeps what it is annotated for), names unique.
+    public func adding(_ other: LesionDataset) throws(TrainingError) -> LesionDataset {
+        let mine = Set(samples.map(\.name))
+        if let clash = other.samples.first(where: { mine.contains($0.name) }) {
+            throw TrainingError(.dataset, "\(source) and \(other.source) both hold an image named \(clash.name)")
+        }
+        var merged = self
+        merged.samples += other.samples
+        merged.annotated.formUnion(other.annotated)
+        merged.origin = "\(source) + \(other.samples.count) from \(other.source)"
+        return merged
+    }
+
     /// Expands a selection such as `IDRiD_01-IDRiD_10,IDRiD_13`: commas separate items; `A-B` is every name from A
     /// to B by numeric suffix (same prefix; zero-padded when both ends have one width), `A` alone is itself.
     public static func expandSelection(_ text: String) throws(TrainingError) -> [String] {

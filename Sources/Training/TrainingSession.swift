@@ -32,6 +32,9 @@ public struct TrainingRequest: Sendable {
     public var validateActive = true
     /// Log a progress line every this many iterations.
     public var logInterval = 10
+    /// A folder of lesion-free photographs added to the training set (`LesionDataset.lesionFree`), and which of them.
+    public var negatives: URL?
+    public var negativeImages: [String]?
     /// Only these images of the training / validation folder (stems, e.g. IDRiD_01); nil: all of them.
     public var trainingImages: [String]?
     public var validationImages: [String]?
@@ -87,6 +90,11 @@ public enum TrainingSession {
         let disc = request.disc || startingCard?.hasDiscChannel == true || (request.architecture?.numClasses ?? 4) > 4
         var trainingSet = try request.data.open(classes: request.classes, disc: disc, connection: connection, logger: logger)
         if let names = request.trainingImages { trainingSet = try trainingSet.selecting(names) }
+        if let folder = request.negatives {
+            var free = try LesionDataset.lesionFree(folder, logger: logger)
+            if let names = request.negativeImages { free = try free.selecting(names) }
+            trainingSet = try trainingSet.adding(free)
+        }
         var configuration = request.configuration
         let validator = try request.validation.map {
             var set = try $0.open(disc: disc, connection: connection, logger: logger)

@@ -114,6 +114,7 @@ struct CrossvalCommand: ParsableCommand {
             "classes=\(training.classes ?? "all")", "fov-crop=\(!training.noFovCrop)", "flips=\(c.flipsAndRotations)",
             "photometric=\(c.photometricDistortion)",
         ]
+        if let negatives = training.negatives { parts.append("negatives=\(negatives):\(training.negativeImages ?? "all")") }
         parts.append("tta=\(augmentation.passes)")
         return parts.joined(separator: " ")
     }

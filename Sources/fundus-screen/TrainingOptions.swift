@@ -37,6 +37,9 @@ struct TrainingOptions: ParsableArguments {
                              discussion: "About twice as fast per convolution on CPUs with AVX512-BF16; gradients agree with f32 to about 1e-2 relative."))
     var bf16 = false
     @Flag(help: "Train on whole photographs instead of the field-of-view square.") var noFovCrop = false
+    @Option(help: ArgumentHelp("A folder of photographs with none of the four lesions (e.g. graded free of retinopathy), added to the training set as negatives: every lesion class annotated as absent, the optic disc not annotated.",
+                               valueName: "dir")) var negatives: String?
+    @Option(help: "Only these photographs of --negatives, by stem (comma-separated, ranges allowed).") var negativeImages: String?
     @Flag(help: "No online flips and 90° rotations (the official code made them offline).") var noFlips = false
     @Flag(help: "No photometric distortion.") var noPhotometric = false
 
@@ -94,5 +97,7 @@ struct TrainingOptions: ParsableArguments {
         request.logInterval = logEvery
         request.cacheBytes = cacheMb << 20
         request.classes = try lesionClasses()
+        request.negatives = negatives.map { URL(fileURLWithPath: $0) }
+        request.negativeImages = try negativeImages.map { try LesionDataset.expandSelection($0) }
     }
 }

@@ -116,3 +116,37 @@ func nnunetLoads() throws {
     #expect(s.labels == index.map { [0, 1, 4, 0][Int($0)] })
     #expect(s.annotated == [true, false, false, true])
 }
+
+@Test("Lesion-free photographs (--negatives): every lesion class annotated as absent, the disc not annotated, a label map of background, names kept apart from the lesion set's")
+func lesionFreePhotographs() throws {
+    let root = try temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: root) }
+    let w = 40, h = 30
+    try FileManager.default.createDirectory(at: root.appendingPathComponent("free/images"), withIntermediateDirectories: true)
+    var rgb = [UInt8](repeating: 0, count: 3 * w * h)
+    for i in 0..<(w * h) { rgb[3 * i] = 150; rgb[3 * i + 1] = 60; rgb[3 * i + 2] = 20 }
+    for name in ["h1", "h2"] {
+        try ImageCodec.encodePNG(Image(width: w, height: h, channels: 3, pixels: rgb))
+            .write(to: root.appendingPathComponent("free/images/\(name).png"))
+    }
+    try makeTree(root, ["free/masks/vessels/h1.png", "free/notes.txt"])
+    let free = try LesionDataset.lesionFree(root.appendingPathComponent("free"), logger: logger)
+    #expect(free.samples.map(\.name) == ["h1", "h2"])
+    #expect(free.samples.allSatisfy { $0.annotated == Set(LesionClass.allCases) && $0.labels == .masks([:]) && $0.discMask == nil })
+    #expect(free.samples[0].annotatedChannels(5) == [true, true, true, true, false])
+    let loaded = try DatasetSamples(free, fieldOfViewCrop: false, channels: 5, logger: logger).load(1)
+    #expect(loaded.labels.allSatisfy { $0 == 0 } && loaded.labels.count == w * h)
+    #expect(loaded.annotated == [true, true, true, true, false])
+
+    try makeTree(root, ["set/images/A_01.jpg", "set/masks/EX/A_01_EX.png"])
+    let lesions = try LesionDataset.open(root.appendingPathComponent("set"), logger: logger)
+    let both = try lesions.adding(free.selecting(["h2"]))
+    #expect(both.samples.map(\.name) == ["A_01", "h2"])
+    #expect(both.samples[0].annotated == [.hardExudate])
+    #expect(both.annotated == Set(LesionClass.allCases))
+    #expect(both.source.contains("1 from") && both.source.contains("lesion-free"))
+    #expect { try lesions.adding(lesions) } throws: { ($0 as? TrainingError)?.message.contains("both hold an image named A_01") == true }
+    let empty = root.appendingPathComponent("empty")
+    try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
+    #expect { try LesionDataset.lesionFree(empty, logger: logger) } throws: { ($0 as? TrainingError)?.message.contains("holds no JPEG") == true }
+}
