@@ -116,7 +116,7 @@ public struct LesionDataset: Sendable {
     /// Photographs known to hold none of the four lesions (a screening programme's images graded free of
     /// retinopathy; HRF's healthy and glaucoma eyes): every lesion class annotated, no lesion pixel; the optic disc
     /// not annotated. Read from `root/images/` when it exists, else from `root` itself; masks folders are ignored.
-    public static func lesionFree(_ root: URL, logger: Logger) throws(TrainingError) -> LesionDataset {
+    public static func lesionFree(_ root: URL) throws(TrainingError) -> LesionDataset {
         var imageDir = root
         var isDirectory: ObjCBool = false
         let images = root.appendingPathComponent("images")
@@ -132,7 +132,6 @@ public struct LesionDataset: Sendable {
                                           annotated: Set(LesionClass.allCases)))
         }
         guard !samples.isEmpty else { throw TrainingError(.dataset, "\(imageDir.path) holds no JPEG, PNG or TIFF photograph") }
-        logger.info("dataset: \(imageDir.path): \(samples.count) lesion-free photographs (every lesion class annotated as absent; optic disc not annotated)")
         return LesionDataset(root: root, layout: .idrid, samples: samples, annotated: Set(LesionClass.allCases),
                              origin: "\(root.path) (lesion-free)")
     }

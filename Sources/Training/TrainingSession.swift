@@ -91,9 +91,10 @@ public enum TrainingSession {
         var trainingSet = try request.data.open(classes: request.classes, disc: disc, connection: connection, logger: logger)
         if let names = request.trainingImages { trainingSet = try trainingSet.selecting(names) }
         if let folder = request.negatives {
-            var free = try LesionDataset.lesionFree(folder, logger: logger)
+            var free = try LesionDataset.lesionFree(folder)
             if let names = request.negativeImages { free = try free.selecting(names) }
             trainingSet = try trainingSet.adding(free)
+            logger.info("dataset: \(folder.path): \(free.samples.count) lesion-free photographs added (every lesion class annotated as absent; optic disc not annotated)")
         }
         var configuration = request.configuration
         let validator = try request.validation.map {

@@ -130,7 +130,7 @@ func lesionFreePhotographs() throws {
             .write(to: root.appendingPathComponent("free/images/\(name).png"))
     }
     try makeTree(root, ["free/masks/vessels/h1.png", "free/notes.txt"])
-    let free = try LesionDataset.lesionFree(root.appendingPathComponent("free"), logger: logger)
+    let free = try LesionDataset.lesionFree(root.appendingPathComponent("free"))
     #expect(free.samples.map(\.name) == ["h1", "h2"])
     #expect(free.samples.allSatisfy { $0.annotated == Set(LesionClass.allCases) && $0.labels == .masks([:]) && $0.discMask == nil })
     #expect(free.samples[0].annotatedChannels(5) == [true, true, true, true, false])
@@ -148,5 +148,5 @@ func lesionFreePhotographs() throws {
     #expect { try lesions.adding(lesions) } throws: { ($0 as? TrainingError)?.message.contains("both hold an image named A_01") == true }
     let empty = root.appendingPathComponent("empty")
     try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
-    #expect { try LesionDataset.lesionFree(empty, logger: logger) } throws: { ($0 as? TrainingError)?.message.contains("holds no JPEG") == true }
+    #expect { try LesionDataset.lesionFree(empty) } throws: { ($0 as? TrainingError)?.message.contains("holds no JPEG") == true }
 }
