@@ -24,6 +24,18 @@ public struct ModelCard: Codable, Sendable, Equatable {
     public var changelog: [String: String]
     /// The weight file this card describes (set by `WeightLoader.save`).
     public var weightsFile: String?
+    /// Classes read from a second pass at a larger input scale (class name → factor, e.g. "MA": 1.5): inference
+    /// runs the network again on the input enlarged by the factor and takes those channels from it. Empty: one scale.
+    public var channelScales: [String: Double] = [:]
+
+    /// `channelScales` by output channel index (names not among `classes` are ignored).
+    public var channelScaleIndices: [Int: Double] {
+        var out: [Int: Double] = [:]
+        for (name, factor) in channelScales {
+            if let k = classes.firstIndex(where: { $0.uppercased() == name.uppercased() }) { out[k] = factor }
+        }
+        return out
+    }
 
     /// The lesion classes, in channel order, of every model.
     public static let lesionClasses = ["EX", "HE", "SE", "MA"]
@@ -47,7 +59,7 @@ public struct ModelCard: Codable, Sendable, Equatable {
                 classes: [String]? = nil, normalisation: Normalisation = .idrid,
                 inputScale: InputScale = .idrid, threshold: Double = 0.5, trainingData: String = "",
                 metrics: [String: Double] = [:], created: Date = Date(), changelog: [String: String] = [:],
-                weightsFile: String? = nil) {
+                weightsFile: String? = nil, channelScales: [String: Double] = [:]) {
         self.name = name
         self.version = version
         self.architecture = architecture
@@ -60,11 +72,13 @@ public struct ModelCard: Codable, Sendable, Equatable {
         self.created = created
         self.changelog = changelog
         self.weightsFile = weightsFile
+        self.channelScales = channelScales
     }
 
     enum CodingKeys: String, CodingKey {
         case name, version, architecture, classes, normalisation, threshold, metrics, created, changelog
         case inputScale = "input_scale", trainingData = "training_data", weightsFile = "weights_file"
+        case channelScales = "channel_scales"
     }
 
     // `created` is always an ISO-8601 string, whatever date strategy the coder uses, so the JSON reads the same
@@ -87,6 +101,10 @@ public struct ModelCard: Codable, Sendable, Equatable {
         created = date
         changelog = try c.decodeIfPresent([String: String].self, forKey: .changelog) ?? [:]
         weightsFile = try c.decodeIfPresent(String.self, forKey: .weightsFile)
+        channelScales = try c.decodeIfPresent([String: Double].self, forKey: .channelScales) ?? [:]
+        if let bad = channelScales.first(where: { !($0.value > 0 && $0.value <= 4) }) {
+            throw DecodingError.dataCorruptedError(forKey: .channelScales, in: c, debugDescription: "channel_scales: \(bad.key) \(bad.value) is not a factor in (0, 4]")
+        }
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -103,6 +121,7 @@ public struct ModelCard: Codable, Sendable, Equatable {
         try c.encode(Self.dateFormat.string(from: created), forKey: .created)
         try c.encode(changelog, forKey: .changelog)
         try c.encodeIfPresent(weightsFile, forKey: .weightsFile)
+        if !channelScales.isEmpty { try c.encode(channelScales, forKey: .channelScales) }
     }
 
     /// Whole seconds, UTC. A new formatter per use: cards are read rarely, and this avoids sharing one across threads.

@@ -101,6 +101,7 @@ public enum ModelResolver {
         let model = try SegmentationModel(architecture: loaded.architecture, weights: loaded.tensors,
                                           weightsFile: version.weightsPath)
         let card = loaded.card
+        model.channelScales = card?.channelScaleIndices ?? [:]
         return LoadedModel(version: version, model: model, normalisation: card?.normalisation ?? .idrid,
                            scale: card?.inputScale ?? .idrid,
                            threshold: Float(card?.threshold ?? 0.5))

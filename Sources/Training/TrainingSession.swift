@@ -133,6 +133,10 @@ public enum TrainingSession {
         }
         configuration.architecture = network.architecture
         network.bf16Training = configuration.bf16 == true
+        // Inference settings of the starting model's card carry over: classes it reads at a larger scale are read
+        // so in this run's validation and in the new card.
+        let channelScales = request.initialWeights.flatMap { try? ModelCard.beside(WeightLoader.weightFile($0)) }?.channelScales ?? [:]
+        network.channelScales = ModelCard(name: "", version: "", architecture: network.architecture, channelScales: channelScales).channelScaleIndices
         logger.info("training: \(network.architecture.displayName) from \(startedFrom) on \(trainingSet.samples.count) images, \(configuration.iterations) iterations, crop \(configuration.cropHeight)×\(configuration.cropWidth), batch \(configuration.batchSize)×\(configuration.accumulation)")
 
         // 3. The run in the database. A taken model name would only fail at registration, after the training:
@@ -178,6 +182,7 @@ public enum TrainingSession {
                                  inputScale: configuration.inputScale,
                                  trainingData: "\(trainingSet.source) (\(trainingSet.layout.rawValue), \(trainingSet.samples.count) images, \(trainingSet.annotated.sorted().map(\.code).joined(separator: ","))\(disc ? ", optic disc on \(trainingSet.samples.filter { $0.discMask != nil }.count)" : ""))",
                                  metrics: metrics.figures.filter { $0.value.isFinite })
+            card.channelScales = channelScales
             card.changelog[request.name] = "trained \(configuration.iterations) iterations from \(startedFrom), seed \(configuration.seed), final loss \(fmt(losses.last.map(Double.init)))"
             let weights = try WeightLoader.save(tensors: stableExport(network), card: card,
                                                 to: request.modelDirectory.appendingPathComponent(request.name))
@@ -204,7 +209,9 @@ public enum TrainingSession {
     /// The active model's figures on the validation images.
     static func baseline(_ active: ModelVersion, validator: Validator, logger: Logger) throws -> ValidationMetrics.Baseline {
         let loaded = try WeightLoader.load(URL(fileURLWithPath: active.weightsPath))
-        let model = NetworkModel(try SegmentationModel(architecture: loaded.architecture, weights: loaded.tensors, weightsFile: active.weightsPath))
+        let network = try SegmentationModel(architecture: loaded.architecture, weights: loaded.tensors, weightsFile: active.weightsPath)
+        network.channelScales = loaded.card?.channelScaleIndices ?? [:]
+        let model = NetworkModel(network)
         var v = validator
         if let n = loaded.card?.normalisation {
             v = try Validator(validator.dataset, normalisation: n,

@@ -23,6 +23,8 @@ struct ModelValidate: ParsableCommand {
     var tta = true
     @Flag(help: "Convolutions in bf16 (f32 accumulation): to measure what bf16 inference costs in the official figures.")
     var bf16 = false
+    @Option(help: "Read this class from a second pass at a larger input scale, e.g. MA=1.5, MA=1 for one scale (repeatable; the model card's channel_scales otherwise).")
+    var classScale: [String] = []
 
     func run() throws {
         let logger = global.makeLogger("fundus-screen.model")
@@ -35,6 +37,15 @@ struct ModelValidate: ParsableCommand {
         if let valImages { set = try set.selecting(LesionDataset.expandSelection(valImages)) }
         let network = try SegmentationModel(architecture: loaded.architecture, weights: loaded.tensors, weightsFile: model)
         network.bf16Inference = bf16
+        network.channelScales = loaded.card?.channelScaleIndices ?? [:]
+        for item in classScale {
+            let parts = item.split(separator: "=")
+            guard parts.count == 2, let lesion = LesionClass(code: String(parts[0])), let factor = Double(parts[1]),
+                  factor > 0, factor <= 4 else {
+                throw ValidationError("--class-scale wants CLASS=FACTOR with a factor in (0, 4], e.g. MA=1.5; got '\(item)'")
+            }
+            network.channelScales[lesion.rawValue] = factor
+        }
         let card = loaded.card
         let normalisation = card?.normalisation
             ?? .idrid

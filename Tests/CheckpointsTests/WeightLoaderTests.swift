@@ -154,3 +154,19 @@ func inspectSummary() throws {
     #expect(plain.m2mrf == nil && plain.variant == "plain")
     #expect(!plain.text.contains("M2MRF"))
 }
+
+@Test("channel_scales: absent means one scale; round-trips; names map to output channels; a factor outside (0, 4] is refused")
+func cardChannelScales() throws {
+    var architecture = ModelArchitecture.small(width: 16, variant: .C)
+    architecture.numClasses = 5
+    var card = ModelCard(name: "d", version: "0.8.0", architecture: architecture, created: Date(timeIntervalSince1970: 1_790_000_000))
+    #expect(card.channelScales.isEmpty && card.channelScaleIndices.isEmpty)
+    #expect(!String(decoding: card.encoded(), as: UTF8.self).contains("channel_scales"))
+    card.channelScales = ["MA": 1.5, "od": 2, "XX": 3]
+    #expect(card.channelScaleIndices == [3: 1.5, 4: 2])
+    let again = try ModelCard.decode(card.encoded())
+    #expect(again == card)
+    var text = String(decoding: card.encoded(), as: UTF8.self)
+    text = text.replacingOccurrences(of: "\"MA\" : 1.5", with: "\"MA\" : 0")
+    #expect(throws: CheckpointError.self) { try ModelCard.decode(Data(text.utf8)) }
+}

@@ -1,0 +1,41 @@
+import Testing
+@testable import Checkpoints
+@testable import Network
+@testable import Tensor
+
+// `SegmentationModel.channelScales`: the listed channels come from a second pass on the input enlarged by their
+// factor, brought back to the input size; every other channel is the single pass's, untouched.
+@Test("Channels read at a larger scale: taken from the network run on the enlarged input and resized back; the other channels unchanged")
+func channelsAtLargerScale() throws {
+    let model = try SegmentationModel(architecture: .small(width: 16, variant: .C))
+    randomiseWeights(model, seed: 21)
+    var r = GradientCheckRandom(22)
+    let n = 2, H = 67, W = 83
+    let input = Tensor((0..<(n * 3 * H * W)).map { _ in Float(r.normal()) }, shape: [n, 3, H, W])
+    let single = try model.upsampledLogits(input).values()
+    let ops = Ops(engine: ComputeEngine())
+    let enlarged = ops.resizeBilinearPlain(input, height: 101, width: 125)  // 1.5 × 67 = 100.5 → 101, 1.5 × 83 = 124.5 → 125
+    let expected = ops.resizeBilinearPlain(try model.upsampledLogits(enlarged), height: H, width: W).values()
+    model.channelScales = [3: 1.5]
+    let scaled = try model.upsampledLogits(input).values()
+    let plane = H * W
+    var other = 0.0, scaledDifference = 0.0, moved = 0.0
+    for b in 0..<n {
+        for k in 0..<4 {
+            for i in 0..<plane {
+                let at = (b * 4 + k) * plane + i
+                if k == 3 {
+                    scaledDifference = max(scaledDifference, Double(abs(scaled[at] - expected[at])))
+                    moved = max(moved, Double(abs(scaled[at] - single[at])))
+                } else {
+                    other = max(other, Double(abs(scaled[at] - single[at])))
+                }
+            }
+        }
+    }
+    #expect(other == 0, "channels 0–2 changed by \(other)")
+    #expect(scaledDifference <= 1e-5, "channel 3 differs from the enlarged pass by \(scaledDifference)")
+    #expect(moved > 1e-3, "channel 3 did not change (\(moved)): the second pass was not used")
+    model.channelScales = [3: 1]
+    #expect(try model.upsampledLogits(input).values() == single)
+}
