@@ -4,6 +4,7 @@
 #
 #   pipelines/bench.sh                      # the 14 IDRiD photographs of ../shared, 2 cores
 #   IMAGES=/data/sample CORES=4 pipelines/bench.sh
+#   SCREEN_ARGS=--one-scale pipelines/bench.sh   # extra options for screen (here: MA not read at 1.5×)
 #
 # The model: models/default when it exists, else a freshly initialised W18-small M2MRF-C (random weights cost the
 # same time as trained ones; ARCH=w48-C etc. picks another). The run uses its own embedded database under a
@@ -63,7 +64,7 @@ fi
 count=$(find "$IMAGES" -maxdepth 1 -type f \( -iname '*.jpg' -o -iname '*.jpeg' -o -iname '*.png' -o -iname '*.tif' -o -iname '*.tiff' \) | wc -l)
 echo "bench: screening $count photographs from $IMAGES on $cores_note, $CONCURRENCY in flight, OMP_WAIT_POLICY=$OMP_WAIT_POLICY (load now: $(cut -d' ' -f1-3 /proc/loadavg))"
 "${pin[@]}" "$BIN" screen -i "$IMAGES" -o "$WORK/out" --model "$MODEL" --state-dir "$WORK/state" \
-    --concurrency "$CONCURRENCY" --log-level warning >"$WORK/screen.txt" 2>"$WORK/screen.log" || {
+    --concurrency "$CONCURRENCY" --log-level warning ${SCREEN_ARGS:-} >"$WORK/screen.txt" 2>"$WORK/screen.log" || {
     echo "bench: the screening run failed:" >&2; tail -n 20 "$WORK/screen.log" >&2; exit 1; }
 sed -n '1,/process CPU/p' "$WORK/screen.txt"
 
