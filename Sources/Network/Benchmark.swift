@@ -177,11 +177,13 @@ public enum NetworkBenchmark {
     /// one profiled pass, and the heaviest convolution shapes alone.
     public static func run(architecture: ModelArchitecture = .w48(variant: .C), height: Int = 960, width: Int = 1440,
                            runs: Int = 3, bf16: Bool = false, winograd: Bool = true, shapes: Bool = false,
+                           channelScales: [Int: Double] = [:],
                            progress: (String) -> Void = { _ in }) throws(NetworkError) -> BenchmarkReport {
         EngineThreads.configureBLASForEngine()
         EngineThreads.configureMemoryForEngine()
         let model = try SegmentationModel(architecture: architecture)
         model.bf16Inference = bf16
+        model.channelScales = channelScales
         if !winograd { model.withEngine { $0.winogradMaxChannels = 0 } }
         var random = SplitMix(seed: 42)
         let input = Tensor((0..<(3 * height * width)).map { _ in random.uniform() * 4 - 2 }, shape: [1, 3, height, width])

@@ -91,7 +91,7 @@ public final class SegmentationModel: @unchecked Sendable {
         try validate(input)
         return thread.run {
             let ops = Ops(engine: engine, bf16: bf16Inference)
-            return ops.sigmoid(inputSizeLogits(input, ops))
+            return ops.sigmoid(scaledLogits(input, ops))
         }
     }
 
@@ -99,31 +99,33 @@ public final class SegmentationModel: @unchecked Sendable {
     /// sigmoid: what the official `inference` resizes once more to the original photograph before its sigmoid.
     public func upsampledLogits(_ input: Tensor) throws(NetworkError) -> Tensor {
         try validate(input)
-        return thread.run {
-            let ops = Ops(engine: engine, bf16: bf16Inference)
-            let logits = inputSizeLogits(input, ops)
-            // Channels read at a larger scale: the input enlarged (bilinear), the network run on it, those channels'
-            // logits brought back to the input size (bilinear) in place of the first pass's.
-            for factor in Set(channelScales.values).sorted() where factor != 1 {
-                let channels = channelScales.filter { $0.value == factor }.map(\.key).filter { $0 < logits.c }.sorted()
-                guard !channels.isEmpty else { continue }
-                let larger = ops.resizeBilinearPlain(input, height: max(1, Int((Double(input.h) * factor).rounded())),
-                                                     width: max(1, Int((Double(input.w) * factor).rounded())))
-                let again = inputSizeLogits(larger, ops)
-                let back = ops.resizeBilinearPlain(again, height: input.h, width: input.w)
-                let plane = input.h * input.w
-                for n in 0..<input.n {
-                    for k in channels {
-                        let at = (n * logits.c + k) * plane
-                        (logits.data + at).update(from: back.data + at, count: plane)
-                    }
-                }
-            }
-            return logits
-        }
+        return thread.run { scaledLogits(input, Ops(engine: engine, bf16: bf16Inference)) }
     }
 
-    /// Output channels computed at a larger input scale (channel → factor): `upsampledLogits` runs the network once
+    /// Logits at the input size, with the channels of `channelScales` from their own passes.
+    private func scaledLogits(_ input: Tensor, _ ops: Ops) -> Tensor {
+        let logits = inputSizeLogits(input, ops)
+        // Channels read at a larger scale: the input enlarged (bilinear), the network run on it, those channels'
+        // logits brought back to the input size (bilinear) in place of the first pass's.
+        for factor in Set(channelScales.values).sorted() where factor != 1 {
+            let channels = channelScales.filter { $0.value == factor }.map(\.key).filter { $0 < logits.c }.sorted()
+            guard !channels.isEmpty else { continue }
+            let larger = ops.resizeBilinearPlain(input, height: max(1, Int((Double(input.h) * factor).rounded())),
+                                                 width: max(1, Int((Double(input.w) * factor).rounded())))
+            let again = inputSizeLogits(larger, ops)
+            let back = ops.resizeBilinearPlain(again, height: input.h, width: input.w)
+            let plane = input.h * input.w
+            for n in 0..<input.n {
+                for k in channels {
+                    let at = (n * logits.c + k) * plane
+                    (logits.data + at).update(from: back.data + at, count: plane)
+                }
+            }
+        }
+        return logits
+    }
+
+    /// Output channels computed at a larger input scale (channel → factor): `upsampledLogits` and `probabilities` run the network once
     /// more on the input enlarged by the factor and takes those channels from that pass (e.g. microaneurysms,
     /// a few pixels across, at 1.5×). Empty by default; a model card's `channel_scales` sets it.
     public var channelScales: [Int: Double] = [:]

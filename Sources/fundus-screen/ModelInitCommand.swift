@@ -44,15 +44,19 @@ extension ModelCommand {
         @Option(help: "Input height (a 4288×2848 IDRiD photograph's square crop at the IDRiD scale: 960).") var height = 960
         @Option(help: "Input width.") var width = 960
         @Option(help: "Timed runs (after one warm-up).") var runs = 3
+        @Flag(help: "Ignore the card's channel_scales (as screen --one-scale does).") var oneScale = false
 
         func run() throws {
             EngineThreads.configureProcessForEngine()
-            let architecture = try weights.map { try WeightLoader.load(URL(fileURLWithPath: $0)).architecture }
-                ?? FreshModel.architecture(named: arch)
-            let report = try NetworkBenchmark.run(architecture: architecture, height: height, width: width, runs: runs) {
+            let loaded = try weights.map { try WeightLoader.load(URL(fileURLWithPath: $0)) }
+            let architecture = try loaded?.architecture ?? FreshModel.architecture(named: arch)
+            // The card's classes read at a larger scale cost their extra pass here too, as in screening.
+            let scales = oneScale ? [:] : loaded?.card?.channelScaleIndices ?? [:]
+            let report = try NetworkBenchmark.run(architecture: architecture, height: height, width: width, runs: runs,
+                                                  channelScales: scales) {
                 print($0)
             }
-            print("architecture: \(architecture.displayName)")
+            print("architecture: \(architecture.displayName)" + (scales.isEmpty ? "" : "; channels \(scales.keys.sorted()) also at \(scales.values.sorted())× (the card's channel_scales)"))
             print(report.text)
         }
     }

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import Checkpoints
 @testable import Network
@@ -36,6 +37,10 @@ func channelsAtLargerScale() throws {
     #expect(other == 0, "channels 0–2 changed by \(other)")
     #expect(scaledDifference <= 1e-5, "channel 3 differs from the enlarged pass by \(scaledDifference)")
     #expect(moved > 1e-3, "channel 3 did not change (\(moved)): the second pass was not used")
+    // probabilities() is the same inference, sigmoid last.
+    let p = try model.probabilities(input).values()
+    let sigmoidGap = zip(p, scaled).map { abs(Double($0) - 1 / (1 + exp(-Double($1)))) }.max() ?? 1
+    #expect(sigmoidGap < 1e-6, "probabilities differ from sigmoid(logits) by \(sigmoidGap)")
     model.channelScales = [3: 1]
     #expect(try model.upsampledLogits(input).values() == single)
 }
