@@ -106,14 +106,13 @@ public struct Ops {
         let M = Double(x.n * HW)
         if training {
             let sum = Self.laneSums(x, nil, center: nil)
-            let moves = !replaying
             for ch in 0..<C { mean.data[ch] = Float(sum[ch] / M) }
             // Variance from centred values (no cancellation).
             let sq = Self.laneSums(x, x, center: mean)
             for ch in 0..<C {
                 let v = sq[ch] / M
                 invstd.data[ch] = Float(1 / (v + Double(eps)).squareRoot())
-                guard moves else { continue }
+                guard !replaying else { continue }  // the running statistics moved in the forward pass
                 runningMean.data[ch] = (1 - momentum) * runningMean.data[ch] + momentum * mean.data[ch]
                 let unbiased = M > 1 ? v * M / (M - 1) : v
                 runningVar.data[ch] = (1 - momentum) * runningVar.data[ch] + momentum * Float(unbiased)
