@@ -13,6 +13,8 @@ final class Primitive {
     let pd: dnnl_primitive_desc_t
     let primitive: dnnl_primitive_t
     let scratchpadBytes: Int
+    /// A convolution whose activations are in the layouts its kernel chose, not nChw16c (the caller reorders).
+    var freeLayouts = false
 
     init(pd: dnnl_primitive_desc_t, what: String) {
         self.pd = pd
@@ -36,6 +38,9 @@ final class Primitive {
         _ = dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &s)
         return s.map { String(cString: $0) } ?? "?"
     }
+
+    /// oneDNN's reference implementation ("ref:any"): correct, and about 100× slower than its optimised kernels.
+    var isReference: Bool { implementation.hasPrefix("ref") }
 
     deinit {
         dnnl_primitive_destroy(primitive)
@@ -81,6 +86,11 @@ public final class ComputeEngine: @unchecked Sendable {
     /// oneDNN has the F(4×4, 3×3) training kernels for the shape. W48-C training step, batch 2, 512²: 7.7–9.1 s
     /// direct, 7.5–7.7 s with Winograd (one session, same machine).
     public var trainingWinograd = true
+    /// Convolutions take their activations in the layouts oneDNN's kernels choose (nChw8c with AVX2), reordered to
+    /// and from the tensors' nChw16c around each call, even where an nChw16c kernel exists. Off by default: it is
+    /// what happens anyway, per primitive, where nChw16c would get the reference kernel (CPUs without AVX-512);
+    /// on, it lets tests run that path on any CPU. f32 only (bf16 requests run in f32).
+    public var kernelLayouts = false
     /// Primitive keys of bf16 or Winograd requests oneDNN refused (they run as direct f32, without asking again).
     var refused: Set<String> = []
     /// When not nil, every ReLU of a training pass appends its decisions here (output > 0, in NCHW order), in the

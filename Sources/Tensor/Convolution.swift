@@ -2,6 +2,12 @@ import CDNNL
 
 /// Convolution on oneDNN: activations in nChw16c (the network's input may be plain NCHW), weights given as plain
 /// OIHW [out, in, kh, kw] and reordered into whatever layout the chosen kernel wants. Groups and dilation: none.
+///
+/// Where oneDNN has no optimised kernel for nChw16c activations — CPUs without AVX-512 (AVX2: its kernels block
+/// channels by 8) — it would run the reference implementation, about 100× slower (W16 M2MRF-C at 256×256 on two
+/// AMD EPYC Zen 3 vCPUs: 58 s). There the primitive is created again with the activations' layouts left to the
+/// kernel (`ConvShape.kernelLayouts`), and sources, destinations and their gradients are reordered to and from
+/// nChw16c around the call.
 extension ComputeEngine {
     /// Output side of a convolution along one axis (PyTorch's floor rule).
     public static func convolutionOutput(_ size: Int, kernel: Int, stride: Int, padding: Int) -> Int {
@@ -20,21 +26,32 @@ extension ComputeEngine {
         var bf16 = false
         /// Winograd (oneDNN's F(2×2, 3×3) or F(4×4, 3×3) kernels) instead of direct convolution: 3×3 stride 1 only.
         var winograd = false
+        /// Source, destination and their gradients in the layouts the kernel chooses (format `any`) rather than
+        /// nChw16c; the caller reorders (the primitive's memory descriptors say into what).
+        var kernelLayouts = false
         var outShape: [Int] {
             [inShape[0], weightShape[0],
              ComputeEngine.convolutionOutput(inShape[2], kernel: weightShape[2], stride: stride, padding: padding),
              ComputeEngine.convolutionOutput(inShape[3], kernel: weightShape[3], stride: stride, padding: padding)]
         }
         var key: String { "\(inShape) \(inLayout) w\(weightShape) b\(hasBias) s\(stride) p\(padding)\(bf16 ? " bf16" : "")\(winograd ? " wino" : "")" }
+        /// An activation's memory descriptor: `tag`, or `any` under `kernelLayouts`.
+        private func activation(_ dims: [Int], _ tag: dnnl_format_tag_t, _ type: dnnl_data_type_t = dnnl_f32) -> dnnl_memory_desc_t {
+            ComputeEngine.md(dims, kernelLayouts ? dnnl_format_tag_any : tag, type)
+        }
         /// The caller's f32 source.
         var userSrcMD: dnnl_memory_desc_t { ComputeEngine.md(inShape, inLayout == .blocked16 ? dnnl_nChw16c : dnnl_nchw) }
         /// The source the primitive reads (bf16 copy of the user's when bf16).
         var srcMD: dnnl_memory_desc_t {
-            ComputeEngine.md(inShape, inLayout == .blocked16 ? dnnl_nChw16c : dnnl_nchw, bf16 ? dnnl_bf16 : dnnl_f32)
+            activation(inShape, inLayout == .blocked16 ? dnnl_nChw16c : dnnl_nchw, bf16 ? dnnl_bf16 : dnnl_f32)
         }
-        var dstMD: dnnl_memory_desc_t { ComputeEngine.md(outShape, dnnl_nChw16c) }
+        /// The caller's f32 destination (and dL/dy).
+        var userDstMD: dnnl_memory_desc_t { ComputeEngine.md(outShape, dnnl_nChw16c) }
+        var dstMD: dnnl_memory_desc_t { activation(outShape, dnnl_nChw16c) }
+        /// dL/dx as a backward-data primitive writes it.
+        var diffSrcMD: dnnl_memory_desc_t { activation(inShape, inLayout == .blocked16 ? dnnl_nChw16c : dnnl_nchw) }
         /// dL/dy as a backward primitive reads it (bf16 in mixed precision).
-        var diffDstMD: dnnl_memory_desc_t { ComputeEngine.md(outShape, dnnl_nChw16c, bf16 ? dnnl_bf16 : dnnl_f32) }
+        var diffDstMD: dnnl_memory_desc_t { activation(outShape, dnnl_nChw16c, bf16 ? dnnl_bf16 : dnnl_f32) }
         /// Weight gradients stay f32 (the master weights' precision) in any layout.
         var anyDiffWeightsMD: dnnl_memory_desc_t { ComputeEngine.md(weightShape, dnnl_format_tag_any) }
         var userWeightsMD: dnnl_memory_desc_t { ComputeEngine.md(weightShape, dnnl_oihw) }
@@ -76,12 +93,37 @@ extension ComputeEngine {
     }
 
     /// The forward primitive for a shape; nil only for a bf16 or Winograd request this CPU's oneDNN cannot serve
-    /// (the caller then asks for direct f32).
+    /// (the caller then asks for direct f32). Where nChw16c would get the reference kernel (or `kernelLayouts` is
+    /// forced), the activations' layouts are left to the kernel: the primitive's `freeLayouts` says so.
     private func forwardPrimitive(_ s: ConvShape, training: Bool, relu: Bool, sum: Bool) -> Primitive? {
         let key = "conv fwd \(s.key) t\(training) r\(relu) s\(sum)"
         if let p = primitives[key] { return p }
         if s.bf16 && !bf16Available { return nil }
         if s.winograd && refused.contains(key) { return nil }
+        var free = s
+        free.kernelLayouts = true
+        var p: Primitive
+        if kernelLayouts {
+            if s.bf16 { return nil }  // bf16 sources are converted in nChw16c (`withBF16`): f32 in kernel layouts
+            guard let q = createForward(free, key: key, training: training, relu: relu, sum: sum) else { return nil }
+            p = q
+        } else {
+            guard let q = createForward(s, key: key, training: training, relu: relu, sum: sum) else { return nil }
+            p = q
+            if p.isReference {
+                if s.bf16 {
+                    bf16Available = false  // bf16 only in the reference kernel: stay in f32
+                    return nil
+                }
+                if let q = createForward(free, key: key, training: training, relu: relu, sum: sum), !q.isReference { p = q }
+            }
+        }
+        primitives[key] = p
+        implementations["\(training ? "training" : "inference")\(s.bf16 ? " bf16" : "") \(s.weightShape[2])x\(s.weightShape[3]) s\(s.stride) \(s.inLayout == .plain ? "nchw" : "nChw16c")\(p.freeLayouts ? " (kernel layouts)" : "") \(p.implementation)", default: 0] += 1
+        return p
+    }
+
+    private func createForward(_ s: ConvShape, key: String, training: Bool, relu: Bool, sum: Bool) -> Primitive? {
         var desc = dnnl_convolution_desc_t()
         var src = s.srcMD, w = s.anyWeightsMD, b = s.biasMD, dst = s.dstMD
         let status = withUnsafePointer(to: &b) { bp in
@@ -105,9 +147,31 @@ extension ComputeEngine {
         }
         check(created, "conv fwd pd \(s.key)")
         let p = timed("setup: create primitives") { Primitive(pd: pd!, what: "conv fwd") }
-        primitives[key] = p
-        implementations["\(training ? "training" : "inference")\(s.bf16 ? " bf16" : "") \(s.weightShape[2])x\(s.weightShape[3]) s\(s.stride) \(s.inLayout == .plain ? "nchw" : "nChw16c") \(p.implementation)", default: 0] += 1
+        p.freeLayouts = s.kernelLayouts
         return p
+    }
+
+    /// `body` with an activation's data in the layout `wanted`: in place when it is the caller's `user` layout, else
+    /// through a temporary reordered copy.
+    private func withLayout<T>(_ data: UnsafeMutableRawPointer, user: dnnl_memory_desc_t, wanted: dnnl_memory_desc_t,
+                               _ body: (UnsafeMutableRawPointer) -> T) -> T {
+        if ComputeEngine.equal(user, wanted) { return body(data) }
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: ComputeEngine.size(wanted), alignment: 64)
+        defer { buf.deallocate() }
+        timed("reorder activations") { reorder(from: user, data, to: wanted, buf) }
+        return body(buf)
+    }
+
+    /// `body` writes a result in the layout `wanted`; it lands in `data` (layout `user`), through a temporary when
+    /// the two differ. `accumulate`: the temporary starts as a copy of `data` (a sum post-op adds to it).
+    private func intoLayout(_ data: UnsafeMutableRawPointer, user: dnnl_memory_desc_t, wanted: dnnl_memory_desc_t,
+                            accumulate: Bool, _ body: (UnsafeMutableRawPointer) -> Void) {
+        if ComputeEngine.equal(user, wanted) { return body(data) }
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: ComputeEngine.size(wanted), alignment: 64)
+        defer { buf.deallocate() }
+        if accumulate { timed("reorder activations") { reorder(from: user, data, to: wanted, buf) } }
+        body(buf)
+        timed("reorder activations") { reorder(from: wanted, buf, to: user, data) }
     }
 
     /// Runs `body` with the weights in the layout `wanted`: in place when it is plain OIHW, from the cache for
@@ -168,21 +232,21 @@ extension ComputeEngine {
         } else {
             out = Tensor(shape: s.outShape, layout: .blocked16, zeroed: false)
         }
-        var source = UnsafeMutableRawPointer(x.data)
-        if s.bf16 {
-            source = UnsafeMutableRawPointer.allocate(byteCount: ComputeEngine.size(s.srcMD), alignment: 64)
-            reorder(from: s.userSrcMD, UnsafeMutableRawPointer(x.data), to: s.srcMD, source)
-        }
-        defer { if s.bf16 { source.deallocate() } }
-        withWeights(weight, values: weightValues, user: s.userWeightsMD, wanted: p.md(dnnl_query_weights_md),
-                    constant: constant) { wp in
-            var args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] = [
-                (DNNL_ARG_SRC, s.srcMD, source),
-                (DNNL_ARG_WEIGHTS, p.md(dnnl_query_weights_md), wp),
-                (DNNL_ARG_DST, s.dstMD, UnsafeMutableRawPointer(out.data)),
-            ]
-            if let b = bias { args.append((DNNL_ARG_BIAS, s.biasMD, UnsafeMutableRawPointer(b.data))) }
-            execute(p, args)
+        // The source as the kernel reads it (a bf16 copy in mixed precision, another layout where `freeLayouts`).
+        let srcMD = p.md(dnnl_query_src_md), dstMD = p.md(dnnl_query_dst_md)
+        withLayout(UnsafeMutableRawPointer(x.data), user: s.userSrcMD, wanted: srcMD) { source in
+            intoLayout(UnsafeMutableRawPointer(out.data), user: s.userDstMD, wanted: dstMD, accumulate: sumInto != nil) { dst in
+                withWeights(weight, values: weightValues, user: s.userWeightsMD, wanted: p.md(dnnl_query_weights_md),
+                            constant: constant) { wp in
+                    var args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] = [
+                        (DNNL_ARG_SRC, srcMD, source),
+                        (DNNL_ARG_WEIGHTS, p.md(dnnl_query_weights_md), wp),
+                        (DNNL_ARG_DST, dstMD, dst),
+                    ]
+                    if let b = bias { args.append((DNNL_ARG_BIAS, s.biasMD, UnsafeMutableRawPointer(b.data))) }
+                    execute(p, args)
+                }
+            }
         }
         return out
     }
@@ -199,14 +263,16 @@ extension ComputeEngine {
 
     /// A backward primitive (data or weights) for a shape, created once; nil (remembered) when oneDNN refuses a bf16
     /// or Winograd request for it.
-    private func backwardPrimitive(_ kind: String, _ s: ConvShape,
-                                   _ initDesc: (inout dnnl_convolution_desc_t) -> dnnl_status_t) -> Primitive? {
+    private func backwardPrimitive(_ kind: String, _ shape: ConvShape,
+                                   _ initDesc: (ConvShape, inout dnnl_convolution_desc_t) -> dnnl_status_t) -> Primitive? {
+        var s = shape
         let key = "conv bwd \(kind) \(s.key)"
         if let c = primitives[key] { return c }
         if refused.contains(key) { return nil }
         guard let hint = forwardPrimitive(s, training: true, relu: false, sum: false) else { return nil }
+        s.kernelLayouts = hint.freeLayouts  // the forward kernel's layouts, so the backward one matches it
         var desc = dnnl_convolution_desc_t()
-        let status = initDesc(&desc)
+        let status = initDesc(s, &desc)
         if (s.bf16 || s.winograd) && status != dnnl_success { refused.insert(key); return nil }
         check(status, "conv bwd \(kind) desc \(s.key)")
         let attr = attributes(relu: false, sum: false)
@@ -216,8 +282,9 @@ extension ComputeEngine {
         if (s.bf16 || s.winograd) && created != dnnl_success { refused.insert(key); return nil }
         check(created, "conv bwd \(kind) pd \(s.key)")
         let p = Primitive(pd: pd!, what: "conv bwd \(kind)")
+        p.freeLayouts = s.kernelLayouts
         primitives[key] = p
-        implementations["bwd \(kind)\(s.bf16 ? " bf16" : "") \(s.weightShape[2])x\(s.weightShape[3]) s\(s.stride) \(s.inLayout == .plain ? "nchw" : "nChw16c") \(p.implementation)", default: 0] += 1
+        implementations["bwd \(kind)\(s.bf16 ? " bf16" : "") \(s.weightShape[2])x\(s.weightShape[3]) s\(s.stride) \(s.inLayout == .plain ? "nchw" : "nChw16c")\(p.freeLayouts ? " (kernel layouts)" : "") \(p.implementation)", default: 0] += 1
         return p
     }
 
@@ -230,8 +297,8 @@ extension ComputeEngine {
         s.bf16 = bf16 && bf16Available
         s.winograd = usesWinograd(s, training: true)
         func make(_ s: ConvShape) -> Primitive? {
-            backwardPrimitive("data", s) { desc in
-                var dsrc = s.userSrcMD, w = s.anyWeightsMD, ddst = s.diffDstMD
+            backwardPrimitive("data", s) { s, desc in
+                var dsrc = s.diffSrcMD, w = s.anyWeightsMD, ddst = s.diffDstMD
                 return dnnl_convolution_backward_data_desc_init(&desc, s.algorithm, &dsrc, &w, &ddst,
                                                                 s.strides, s.padL, s.padR)
             }
@@ -241,16 +308,23 @@ extension ComputeEngine {
         let p = chosen!
         flops += 2 * Double(dy.n * dy.c * dy.h * dy.w) * Double(weight.count / weight.shape[0])
         let dx = Tensor(shape: inputShape, layout: .blocked16, zeroed: false)
+        let diffDstMD = p.md(dnnl_query_diff_dst_md), diffSrcMD = p.md(dnnl_query_diff_src_md)
         func run(_ ddst: UnsafeMutableRawPointer) {
-            withWeights(weight, user: s.userWeightsMD, wanted: p.md(dnnl_query_weights_md), constant: false) { wp in
-                execute(p, [
-                    (DNNL_ARG_DIFF_DST, s.diffDstMD, ddst),
-                    (DNNL_ARG_WEIGHTS, p.md(dnnl_query_weights_md), wp),
-                    (DNNL_ARG_DIFF_SRC, s.userSrcMD, UnsafeMutableRawPointer(dx.data)),
-                ])
+            intoLayout(UnsafeMutableRawPointer(dx.data), user: s.userSrcMD, wanted: diffSrcMD, accumulate: false) { dsrc in
+                withWeights(weight, user: s.userWeightsMD, wanted: p.md(dnnl_query_weights_md), constant: false) { wp in
+                    execute(p, [
+                        (DNNL_ARG_DIFF_DST, diffDstMD, ddst),
+                        (DNNL_ARG_WEIGHTS, p.md(dnnl_query_weights_md), wp),
+                        (DNNL_ARG_DIFF_SRC, diffSrcMD, dsrc),
+                    ])
+                }
             }
         }
-        if s.bf16 { withBF16(dy, run) } else { run(UnsafeMutableRawPointer(dy.data)) }
+        if s.bf16 {
+            withBF16(dy, run)
+        } else {
+            withLayout(UnsafeMutableRawPointer(dy.data), user: s.userDstMD, wanted: diffDstMD, run)
+        }
         return dx
     }
 
@@ -264,7 +338,7 @@ extension ComputeEngine {
         s.bf16 = bf16 && bf16Available && x.layout == .blocked16
         s.winograd = usesWinograd(s, training: true)
         func make(_ s: ConvShape) -> Primitive? {
-            backwardPrimitive("weights", s) { desc in
+            backwardPrimitive("weights", s) { s, desc in
                 var src = s.srcMD, dw = s.anyDiffWeightsMD, db = s.biasMD, ddst = s.diffDstMD
                 return withUnsafePointer(to: &db) { bp in
                     dnnl_convolution_backward_weights_desc_init(&desc, s.algorithm, &src, &dw, hasBias ? bp : nil,
@@ -282,10 +356,11 @@ extension ComputeEngine {
         let direct = ComputeEngine.equal(wanted, s.userWeightsMD)
         let buf = direct ? UnsafeMutableRawPointer(dw.data)
                          : UnsafeMutableRawPointer.allocate(byteCount: ComputeEngine.size(wanted), alignment: 64)
+        let srcMD = p.md(dnnl_query_src_md), diffDstMD = p.md(dnnl_query_diff_dst_md)
         func run(_ src: UnsafeMutableRawPointer, _ ddst: UnsafeMutableRawPointer) {
             var args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] = [
-                (DNNL_ARG_SRC, s.srcMD, src),
-                (DNNL_ARG_DIFF_DST, s.diffDstMD, ddst),
+                (DNNL_ARG_SRC, srcMD, src),
+                (DNNL_ARG_DIFF_DST, diffDstMD, ddst),
                 (DNNL_ARG_DIFF_WEIGHTS, wanted, buf),
             ]
             if let db { args.append((DNNL_ARG_DIFF_BIAS, s.biasMD, UnsafeMutableRawPointer(db.data))) }
@@ -294,7 +369,9 @@ extension ComputeEngine {
         if s.bf16 {
             withBF16(x) { xb in withBF16(dy) { gb in run(xb, gb) } }
         } else {
-            run(UnsafeMutableRawPointer(x.data), UnsafeMutableRawPointer(dy.data))
+            withLayout(UnsafeMutableRawPointer(x.data), user: s.userSrcMD, wanted: srcMD) { src in
+                withLayout(UnsafeMutableRawPointer(dy.data), user: s.userDstMD, wanted: diffDstMD) { run(src, $0) }
+            }
         }
         if !direct {
             reorder(from: wanted, buf, to: s.userWeightsMD, UnsafeMutableRawPointer(dw.data))

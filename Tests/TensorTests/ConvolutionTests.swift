@@ -131,7 +131,8 @@ func winogradConvolution(_ k: Int) {
     let fused = engine.convolution(x, weight: w, bias: b, padding: 1, constantWeights: true, sumInto: earlier.copy(), relu: true)
     let want = zip(ref, earlier.values()).map { max($0 + $1, 0) }
     let kernels = engine.implementations.keys.joined(separator: "; ")
-    #expect(kernels.contains("wino"), "no Winograd kernel chose this shape: \(kernels)")
+    // oneDNN's Winograd kernels are AVX-512 ones: elsewhere the request falls back to direct convolution.
+    #expect(kernels.contains("wino") || !cpuHasAVX512, "no Winograd kernel chose this shape: \(kernels)")
     #expect(Tensor.relativeError(plain.values(), ref) < 1e-5, "\(xs) → \(outC): \(Tensor.relativeError(plain.values(), ref)) [\(kernels)]")
     #expect(Tensor.relativeError(fused.values(), want) < 1e-5, "\(xs) → \(outC) fused: \(Tensor.relativeError(fused.values(), want))")
     // Off: the direct kernel, same numbers.
