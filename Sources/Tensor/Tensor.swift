@@ -7,6 +7,8 @@ public enum Layout: Sendable, Equatable {
     case plain
     /// oneDNN's nChw16c for 4-D activations [N, C, H, W]: channels in blocks of 16, the 16 channels of one pixel
     /// adjacent. Channels are padded up to a multiple of 16; the padding is always zero (oneDNN assumes so).
+    /// AVX-512's width: on AVX2 CPUs oneDNN's kernels want nChw8c, and convolutions reorder around the call
+    /// (`ComputeEngine.kernelLayouts`).
     case blocked16
 }
 
