@@ -100,23 +100,17 @@ extension ComputeEngine {
         if let p = primitives[key] { return p }
         if s.bf16 && !bf16Available { return nil }
         if s.winograd && refused.contains(key) { return nil }
+        if kernelLayouts && s.bf16 { return nil }  // kernel layouts are f32 only
         var free = s
         free.kernelLayouts = true
-        var p: Primitive
-        if kernelLayouts {
-            if s.bf16 { return nil }  // bf16 sources are converted in nChw16c (`withBF16`): f32 in kernel layouts
-            guard let q = createForward(free, key: key, training: training, relu: relu, sum: sum) else { return nil }
-            p = q
-        } else {
-            guard let q = createForward(s, key: key, training: training, relu: relu, sum: sum) else { return nil }
-            p = q
-            if p.isReference {
-                if s.bf16 {
-                    bf16Available = false  // bf16 only in the reference kernel: stay in f32
-                    return nil
-                }
-                if let q = createForward(free, key: key, training: training, relu: relu, sum: sum), !q.isReference { p = q }
+        guard var p = createForward(kernelLayouts ? free : s, key: key, training: training, relu: relu, sum: sum)
+        else { return nil }
+        if p.isReference && !kernelLayouts {
+            if s.bf16 {
+                bf16Available = false  // bf16 only in the reference kernel: stay in f32
+                return nil
             }
+            if let q = createForward(free, key: key, training: training, relu: relu, sum: sum), !q.isReference { p = q }
         }
         primitives[key] = p
         implementations["\(training ? "training" : "inference")\(s.bf16 ? " bf16" : "") \(s.weightShape[2])x\(s.weightShape[3]) s\(s.stride) \(s.inLayout == .plain ? "nchw" : "nChw16c")\(p.freeLayouts ? " (kernel layouts)" : "") \(p.implementation)", default: 0] += 1
@@ -152,13 +146,15 @@ extension ComputeEngine {
     }
 
     /// `body` with an activation's data in the layout `wanted`: in place when it is the caller's `user` layout, else
-    /// through a temporary reordered copy.
+    /// through a temporary reordered copy (another blocking where the kernel chose it, bf16 in mixed precision).
     private func withLayout<T>(_ data: UnsafeMutableRawPointer, user: dnnl_memory_desc_t, wanted: dnnl_memory_desc_t,
                                _ body: (UnsafeMutableRawPointer) -> T) -> T {
         if ComputeEngine.equal(user, wanted) { return body(data) }
         let buf = UnsafeMutableRawPointer.allocate(byteCount: ComputeEngine.size(wanted), alignment: 64)
         defer { buf.deallocate() }
-        timed("reorder activations") { reorder(from: user, data, to: wanted, buf) }
+        timed(user.data_type == wanted.data_type ? "reorder activations" : "reorder bf16") {
+            reorder(from: user, data, to: wanted, buf)
+        }
         return body(buf)
     }
 
@@ -251,16 +247,6 @@ extension ComputeEngine {
         return out
     }
 
-    /// A bf16 copy of a blocked f32 tensor for the duration of `body` (mixed-precision training's sources and
-    /// output gradients).
-    private func withBF16<T>(_ t: Tensor, _ body: (UnsafeMutableRawPointer) -> T) -> T {
-        let f32 = ComputeEngine.md(t.shape, dnnl_nChw16c), bf = ComputeEngine.md(t.shape, dnnl_nChw16c, dnnl_bf16)
-        let buf = UnsafeMutableRawPointer.allocate(byteCount: ComputeEngine.size(bf), alignment: 64)
-        defer { buf.deallocate() }
-        timed("reorder bf16") { reorder(from: f32, UnsafeMutableRawPointer(t.data), to: bf, buf) }
-        return body(buf)
-    }
-
     /// A backward primitive (data or weights) for a shape, created once; nil (remembered) when oneDNN refuses a bf16
     /// or Winograd request for it.
     private func backwardPrimitive(_ kind: String, _ shape: ConvShape,
@@ -320,11 +306,7 @@ extension ComputeEngine {
                 }
             }
         }
-        if s.bf16 {
-            withBF16(dy, run)
-        } else {
-            withLayout(UnsafeMutableRawPointer(dy.data), user: s.userDstMD, wanted: diffDstMD, run)
-        }
+        withLayout(UnsafeMutableRawPointer(dy.data), user: s.userDstMD, wanted: diffDstMD, run)
         return dx
     }
 
@@ -366,12 +348,8 @@ extension ComputeEngine {
             if let db { args.append((DNNL_ARG_DIFF_BIAS, s.biasMD, UnsafeMutableRawPointer(db.data))) }
             execute(p, args)
         }
-        if s.bf16 {
-            withBF16(x) { xb in withBF16(dy) { gb in run(xb, gb) } }
-        } else {
-            withLayout(UnsafeMutableRawPointer(x.data), user: s.userSrcMD, wanted: srcMD) { src in
-                withLayout(UnsafeMutableRawPointer(dy.data), user: s.userDstMD, wanted: diffDstMD) { run(src, $0) }
-            }
+        withLayout(UnsafeMutableRawPointer(x.data), user: s.userSrcMD, wanted: srcMD) { src in
+            withLayout(UnsafeMutableRawPointer(dy.data), user: s.userDstMD, wanted: diffDstMD) { run(src, $0) }
         }
         if !direct {
             reorder(from: wanted, buf, to: s.userWeightsMD, UnsafeMutableRawPointer(dw.data))
