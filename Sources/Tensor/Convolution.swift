@@ -146,25 +146,25 @@ extension ComputeEngine {
     }
 
     /// `body` with an activation's data in the layout `wanted`: in place when it is the caller's `user` layout, else
-    /// through a temporary reordered copy (another blocking where the kernel chose it, bf16 in mixed precision).
+    /// through a reordered copy in the engine's buffer for `slot` (another blocking where the kernel chose it, bf16 in
+    /// mixed precision).
     private func withLayout<T>(_ data: UnsafeMutableRawPointer, user: dnnl_memory_desc_t, wanted: dnnl_memory_desc_t,
-                               _ body: (UnsafeMutableRawPointer) -> T) -> T {
+                               slot: ReorderSlot, _ body: (UnsafeMutableRawPointer) -> T) -> T {
         if ComputeEngine.equal(user, wanted) { return body(data) }
-        let buf = UnsafeMutableRawPointer.allocate(byteCount: ComputeEngine.size(wanted), alignment: 64)
-        defer { buf.deallocate() }
+        let buf = reorderBuffer(slot, ComputeEngine.size(wanted))
         timed(user.data_type == wanted.data_type ? "reorder activations" : "reorder bf16") {
             reorder(from: user, data, to: wanted, buf)
         }
         return body(buf)
     }
 
-    /// `body` writes a result in the layout `wanted`; it lands in `data` (layout `user`), through a temporary when
-    /// the two differ. `accumulate`: the temporary starts as a copy of `data` (a sum post-op adds to it).
+    /// `body` writes a result in the layout `wanted`; it lands in `data` (layout `user`), through the engine's
+    /// destination buffer when the two differ. `accumulate`: the buffer starts as a copy of `data` (a sum post-op adds
+    /// to it).
     private func intoLayout(_ data: UnsafeMutableRawPointer, user: dnnl_memory_desc_t, wanted: dnnl_memory_desc_t,
                             accumulate: Bool, _ body: (UnsafeMutableRawPointer) -> Void) {
         if ComputeEngine.equal(user, wanted) { return body(data) }
-        let buf = UnsafeMutableRawPointer.allocate(byteCount: ComputeEngine.size(wanted), alignment: 64)
-        defer { buf.deallocate() }
+        let buf = reorderBuffer(.destination, ComputeEngine.size(wanted))
         if accumulate { timed("reorder activations") { reorder(from: user, data, to: wanted, buf) } }
         body(buf)
         timed("reorder activations") { reorder(from: wanted, buf, to: user, data) }
@@ -230,7 +230,7 @@ extension ComputeEngine {
         }
         // The source as the kernel reads it (a bf16 copy in mixed precision, another layout where `freeLayouts`).
         let srcMD = p.md(dnnl_query_src_md), dstMD = p.md(dnnl_query_dst_md)
-        withLayout(UnsafeMutableRawPointer(x.data), user: s.userSrcMD, wanted: srcMD) { source in
+        withLayout(UnsafeMutableRawPointer(x.data), user: s.userSrcMD, wanted: srcMD, slot: .source) { source in
             intoLayout(UnsafeMutableRawPointer(out.data), user: s.userDstMD, wanted: dstMD, accumulate: sumInto != nil) { dst in
                 withWeights(weight, values: weightValues, user: s.userWeightsMD, wanted: p.md(dnnl_query_weights_md),
                             constant: constant) { wp in
@@ -306,7 +306,7 @@ extension ComputeEngine {
                 }
             }
         }
-        withLayout(UnsafeMutableRawPointer(dy.data), user: s.userDstMD, wanted: diffDstMD, run)
+        withLayout(UnsafeMutableRawPointer(dy.data), user: s.userDstMD, wanted: diffDstMD, slot: .source, run)
         return dx
     }
 
@@ -348,8 +348,8 @@ extension ComputeEngine {
             if let db { args.append((DNNL_ARG_DIFF_BIAS, s.biasMD, UnsafeMutableRawPointer(db.data))) }
             execute(p, args)
         }
-        withLayout(UnsafeMutableRawPointer(x.data), user: s.userSrcMD, wanted: srcMD) { src in
-            withLayout(UnsafeMutableRawPointer(dy.data), user: s.userDstMD, wanted: diffDstMD) { run(src, $0) }
+        withLayout(UnsafeMutableRawPointer(x.data), user: s.userSrcMD, wanted: srcMD, slot: .source) { src in
+            withLayout(UnsafeMutableRawPointer(dy.data), user: s.userDstMD, wanted: diffDstMD, slot: .destination) { run(src, $0) }
         }
         if !direct {
             reorder(from: wanted, buf, to: s.userWeightsMD, UnsafeMutableRawPointer(dw.data))

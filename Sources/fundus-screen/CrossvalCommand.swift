@@ -112,7 +112,7 @@ struct CrossvalCommand: ParsableCommand {
             "bce-pos-weight=\(c.bcePositiveWeight ?? 1)", "batch-dice=\(c.batchDice ?? false)",
             "lesion-crops=\(c.lesionCropProbability ?? 0)", "scale=\(c.scaleLong)x\(c.scaleShort)", "stats=\(training.stats)",
             "classes=\(training.classes ?? "all")", "fov-crop=\(!training.noFovCrop)", "flips=\(c.flipsAndRotations)",
-            "photometric=\(c.photometricDistortion)",
+            "photometric=\(c.photometricDistortion)", "disc=\(training.disc)", "bf16=\(c.bf16 ?? false)",
         ]
         if let negatives = training.negatives { parts.append("negatives=\(negatives):\(training.negativeImages ?? "all")") }
         parts.append("tta=\(augmentation.passes)")
