@@ -235,7 +235,8 @@ final class FCNHead {
             let rows = max(1, bandFloats / max(1, xs[0].n * conv.weight.shape[1] * w))
             for r in stride(from: 0, to: h, by: rows) {
                 let joined = ops.resizeConcat(xs, height: h, width: w, rows: r..<min(r + rows, h))
-                ops.placeRows(ops.conv(conv(joined, ops), classifierWeight, bias: classifierBias), into: logits, at: r)
+                let classifier = ConvolutionStep(weight: classifierWeight, bias: classifierBias)
+                ops.placeRows(ops.convChain(joined, [conv.inferenceStep(ops), classifier]), into: logits, at: r)
             }
             return logits
         }

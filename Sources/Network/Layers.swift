@@ -64,15 +64,19 @@ final class ConvBN {
     /// (a downsample's output), so inference sums into it in place instead of into a copy.
     func callAsFunction(_ x: Tensor, _ ops: Ops, residual: Tensor? = nil, consumingResidual: Bool = false) -> Tensor {
         if ops.tape == nil && !ops.training {
-            let bias = foldedBias ?? Tensor(bn.inferenceAffine().1, shape: [weight.shape[0]])
-            foldedBias = bias
-            // The parameter is the key of the engine's reordered copy; the folded values are made only for it.
-            return ops.conv(x, weight, bias: bias, stride: stride, padding: padding, relu: relu,
-                            sumInto: consumingResidual ? residual : residual?.copy(), weightValues: { [self] in
-                                ops.engine.timed("setup: fold BatchNorm") { foldedWeights() }
-                            })
+            return ops.convChain(x, [inferenceStep(ops)], residual: residual, intoResidual: consumingResidual)
         }
         return bn(ops.conv(x, weight, stride: stride, padding: padding), ops, residual: residual, relu: relu)
+    }
+
+    /// The layer as one inference convolution: BatchNorm folded in, ReLU as a post-op.
+    func inferenceStep(_ ops: Ops) -> ConvolutionStep {
+        let bias = foldedBias ?? Tensor(bn.inferenceAffine().1, shape: [weight.shape[0]])
+        foldedBias = bias
+        // The parameter is the key of the engine's reordered copy; the folded values are made only for it.
+        return ConvolutionStep(weight: weight, bias: bias, stride: stride, padding: padding, relu: relu, weightValues: { [self] in
+            ops.engine.timed("setup: fold BatchNorm") { foldedWeights() }
+        })
     }
 
     /// The convolution's weights with the BatchNorm's inference scale folded in: w[o] · γ[o] / √(σ²[o] + ε).
@@ -94,6 +98,8 @@ protocol ResidualBlock {
     var last: ConvBN { get }
     /// The layers before `last`.
     func body(_ x: Tensor, _ ops: Ops) -> Tensor
+    /// Every layer but the downsample, in order (`last` at the end).
+    var layers: [ConvBN] { get }
 }
 
 extension ResidualBlock {
@@ -105,8 +111,12 @@ extension ResidualBlock {
     }
 
     /// The shortcut first (a downsample's fresh output is summed into in place), then the body and the last layer.
+    /// Inference runs the layers as one convolution chain (their intermediate results in the kernels' layout).
     func callAsFunction(_ x: Tensor, _ ops: Ops) -> Tensor {
         let identity = downsample.map { $0(x, ops) } ?? x
+        if ops.tape == nil && !ops.training {
+            return ops.convChain(x, layers.map { $0.inferenceStep(ops) }, residual: identity, intoResidual: downsample != nil)
+        }
         return last(body(x, ops), ops, residual: identity, consumingResidual: downsample != nil)
     }
 }
@@ -123,6 +133,7 @@ final class BasicBlock: ResidualBlock {
     }
 
     var last: ConvBN { second }
+    var layers: [ConvBN] { [first, second] }
     func body(_ x: Tensor, _ ops: Ops) -> Tensor { first(x, ops) }
 }
 
@@ -141,5 +152,6 @@ final class Bottleneck: ResidualBlock {
     }
 
     var last: ConvBN { expand }
+    var layers: [ConvBN] { [reduce, spatial, expand] }
     func body(_ x: Tensor, _ ops: Ops) -> Tensor { spatial(reduce(x, ops), ops) }
 }

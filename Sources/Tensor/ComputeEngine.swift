@@ -64,7 +64,7 @@ public final class ComputeEngine: @unchecked Sendable {
     /// Buffers for activations reordered around a convolution (`ReorderSlot`), kept and grown like the scratchpad:
     /// allocated and freed per call they cost page faults and fragment the heap (training at 512² on AVX2: 1.9 M
     /// minor faults and 22 s of system time in two steps).
-    var reorderBuffers: [(pointer: UnsafeMutableRawPointer, bytes: Int)?] = [nil, nil]
+    var reorderBuffers: [(pointer: UnsafeMutableRawPointer, bytes: Int)?] = [nil, nil, nil]
     /// Seconds spent per kind of layer when `profiling` is on (the bench's split).
     public var profile: [String: Double] = [:]
     public var profiling = false
@@ -146,9 +146,9 @@ public final class ComputeEngine: @unchecked Sendable {
         return scratchpad
     }
 
-    /// The two activation buffers one convolution call may need at once: its source (or dL/dy for backward data) and
-    /// its destination (or dL/dx; dL/dy for backward weights).
-    enum ReorderSlot: Int { case source = 0, destination = 1 }
+    /// The activation buffers one convolution call may need at once: its source (or dL/dy for backward data) and
+    /// its destination (or dL/dx; dL/dy for backward weights); an inference chain's input besides (`convolutionChain`).
+    enum ReorderSlot: Int { case source = 0, destination = 1, chainInput = 2 }
 
     /// The slot's buffer with room for `bytes`, kept for later calls (its contents are not).
     func reorderBuffer(_ slot: ReorderSlot, _ bytes: Int) -> UnsafeMutableRawPointer {

@@ -211,16 +211,8 @@ extension ComputeEngine {
                      "convolution of \(x.shape) with weights \(weight.shape)")
         var s = ConvShape(inShape: x.shape, inLayout: x.layout, weightShape: weight.shape, hasBias: bias != nil, stride: stride, padding: padding)
         s.bf16 = bf16 && x.layout == .blocked16
-        s.winograd = usesWinograd(s, training: training)
-        var chosen = forwardPrimitive(s, training: training, relu: relu, sum: sumInto != nil)
-        if chosen == nil {
-            s.bf16 = false
-            s.winograd = false
-            chosen = forwardPrimitive(s, training: training, relu: relu, sum: sumInto != nil)
-        }
-        let p = chosen!
-        let o = s.outShape
-        flops += 2 * Double(o[0] * o[1] * o[2] * o[3]) * Double(weight.count / weight.shape[0])
+        let p = chosenForward(&s, training: training, relu: relu, sum: sumInto != nil)
+        countFlops(s)
         let out: Tensor
         if let acc = sumInto {
             precondition(acc.shape == s.outShape && acc.layout == .blocked16, "sum post-op into \(acc.shape), want \(s.outShape)")
@@ -240,9 +232,122 @@ extension ComputeEngine {
                         (DNNL_ARG_DST, dstMD, dst),
                     ]
                     if let b = bias { args.append((DNNL_ARG_BIAS, s.biasMD, UnsafeMutableRawPointer(b.data))) }
-                    execute(p, args)
+                    timed(profileKind(s)) { execute(p, args) }
                 }
             }
+        }
+        return out
+    }
+
+    /// The forward primitive `convolution` runs for a shape: bf16 and Winograd where asked and served, else direct
+    /// f32 (`s` is updated to say which).
+    private func chosenForward(_ s: inout ConvShape, training: Bool, relu: Bool, sum: Bool) -> Primitive {
+        s.winograd = usesWinograd(s, training: training)
+        if let p = forwardPrimitive(s, training: training, relu: relu, sum: sum) { return p }
+        s.bf16 = false
+        s.winograd = false
+        return forwardPrimitive(s, training: training, relu: relu, sum: sum)!
+    }
+
+    private func countFlops(_ s: ConvShape) {
+        let o = s.outShape
+        flops += 2 * Double(o[0] * o[1] * o[2] * o[3]) * Double(s.weightShape[1] * s.weightShape[2] * s.weightShape[3])
+    }
+
+    /// The profile's name for a forward convolution's own time (its reorders are timed apart).
+    private func profileKind(_ s: ConvShape) -> String {
+        let w = s.weightShape
+        let kind = w[2] == 1 && w[3] == 1 ? "conv 1x1" : "conv \(w[2])x\(w[3])"
+        return profileShapes ? "\(kind) \(w[1])->\(w[0]) at \(s.inShape[2])x\(s.inShape[3])" : kind
+    }
+
+    /// Inference: `steps` applied one after another to `x` (blocked), the last summing `residual` in before its ReLU
+    /// (into `residual` itself when `intoResidual`, else into a new tensor) — a residual block's convolutions, or a
+    /// head's 1×1 and classifier. The same arithmetic as calling `convolution` step by step, which is what runs where
+    /// the kernels read nChw16c. Where they want other layouts (`freeLayouts`: AVX2), the intermediate results stay
+    /// in the kernel's layout in the engine's reorder buffers instead of going to nChw16c and back: `x`, the residual
+    /// (unless it is `x`) and the result are reordered once each (a BasicBlock: 2 reorders instead of 5).
+    public func convolutionChain(_ x: Tensor, _ steps: [ConvolutionStep], residual: Tensor? = nil,
+                                 intoResidual: Bool = false, bf16: Bool = false) -> Tensor {
+        precondition(!steps.isEmpty && (!intoResidual || residual != nil))
+        var shapes: [ConvShape] = [], primitives: [Primitive] = []
+        var inShape = x.shape
+        for (k, step) in steps.enumerated() {
+            precondition(step.weight.shape.count == 4 && inShape[1] == step.weight.shape[1],
+                         "convolution chain: step \(k) of \(inShape) with weights \(step.weight.shape)")
+            var s = ConvShape(inShape: inShape, inLayout: k == 0 ? x.layout : .blocked16, weightShape: step.weight.shape,
+                              hasBias: step.bias != nil, stride: step.stride, padding: step.padding)
+            s.bf16 = bf16 && s.inLayout == .blocked16
+            primitives.append(chosenForward(&s, training: false, relu: step.relu, sum: k == steps.count - 1 && residual != nil))
+            shapes.append(s)
+            inShape = s.outShape
+        }
+        guard x.layout == .blocked16, primitives.allSatisfy({ $0.freeLayouts && !$0.isReference }),
+              shapes.allSatisfy({ !$0.bf16 }) else {
+            // nChw16c kernels (or bf16): nothing to save; one call per step.
+            var h = x
+            for (k, step) in steps.enumerated() {
+                let sum = k == steps.count - 1 ? residual.map { intoResidual ? $0 : $0.copy() } : nil
+                h = convolution(h, weight: step.weight, bias: step.bias, stride: step.stride, padding: step.padding,
+                                constantWeights: true, weightValues: step.weightValues, sumInto: sum, relu: step.relu,
+                                bf16: bf16)
+            }
+            return h
+        }
+        if let residual {
+            precondition(residual.shape == inShape && residual.layout == .blocked16,
+                         "convolution chain: residual \(residual.shape), want \(inShape)")
+        }
+        // x in the kernel's layout (in the chain-input buffer), then the intermediate results alternating between the
+        // source and destination buffers. A residual that is x (a block without downsample) is summed into x's
+        // reordered copy, which the steps before the last only read: no second reorder of x.
+        let x0MD = primitives[0].md(dnnl_query_src_md)
+        var current = UnsafeMutableRawPointer(x.data), currentMD = shapes[0].userSrcMD, buffer = 1
+        var reorderedInput: UnsafeMutableRawPointer?
+        if !ComputeEngine.equal(currentMD, x0MD) {
+            let b = reorderBuffer(.chainInput, ComputeEngine.size(x0MD))
+            timed("reorder activations") { reorder(from: currentMD, current, to: x0MD, b) }
+            (current, currentMD, reorderedInput) = (b, x0MD, b)
+        }
+        for (k, (step, (s, p))) in zip(steps, zip(shapes, primitives)).enumerated() {
+            let srcMD = p.md(dnnl_query_src_md), dstMD = p.md(dnnl_query_dst_md)
+            if !ComputeEngine.equal(currentMD, srcMD) {
+                buffer = 1 - buffer
+                let b = reorderBuffer(ReorderSlot(rawValue: buffer)!, ComputeEngine.size(srcMD))
+                timed("reorder activations") { reorder(from: currentMD, current, to: srcMD, b) }
+                (current, currentMD) = (b, srcMD)
+            }
+            let dst: UnsafeMutableRawPointer
+            if k == steps.count - 1, let residual {
+                if k > 0, residual === x, let input = reorderedInput, ComputeEngine.equal(x0MD, dstMD) {
+                    dst = input
+                } else {
+                    buffer = 1 - buffer
+                    dst = reorderBuffer(ReorderSlot(rawValue: buffer)!, ComputeEngine.size(dstMD))
+                    timed("reorder activations") {
+                        reorder(from: s.userDstMD, UnsafeMutableRawPointer(residual.data), to: dstMD, dst)
+                    }
+                }
+            } else {
+                buffer = 1 - buffer
+                dst = reorderBuffer(ReorderSlot(rawValue: buffer)!, ComputeEngine.size(dstMD))
+            }
+            countFlops(s)
+            withWeights(step.weight, values: step.weightValues, user: s.userWeightsMD, wanted: p.md(dnnl_query_weights_md),
+                        constant: true) { wp in
+                var args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] = [
+                    (DNNL_ARG_SRC, srcMD, current),
+                    (DNNL_ARG_WEIGHTS, p.md(dnnl_query_weights_md), wp),
+                    (DNNL_ARG_DST, dstMD, dst),
+                ]
+                if let b = step.bias { args.append((DNNL_ARG_BIAS, s.biasMD, UnsafeMutableRawPointer(b.data))) }
+                timed(profileKind(s)) { execute(p, args) }
+            }
+            (current, currentMD) = (dst, dstMD)
+        }
+        let out = intoResidual ? residual! : Tensor(shape: inShape, layout: .blocked16, zeroed: false)
+        timed("reorder activations") {
+            reorder(from: currentMD, current, to: shapes[shapes.count - 1].userDstMD, UnsafeMutableRawPointer(out.data))
         }
         return out
     }
@@ -371,3 +476,25 @@ extension ComputeEngine {
     }
 }
 
+
+/// One convolution of an inference chain (`ComputeEngine.convolutionChain`): constant weights [O, C, kh, kw] (with
+/// `weightValues` as in `convolution`: computes the values when the engine's cache needs them), bias, stride,
+/// padding, and a ReLU post-op.
+public struct ConvolutionStep {
+    public var weight: Tensor
+    public var bias: Tensor?
+    public var stride: Int
+    public var padding: Int
+    public var relu: Bool
+    public var weightValues: (() -> Tensor)?
+
+    public init(weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Int = 0, relu: Bool = false,
+                weightValues: (() -> Tensor)? = nil) {
+        self.weight = weight
+        self.bias = bias
+        self.stride = stride
+        self.padding = padding
+        self.relu = relu
+        self.weightValues = weightValues
+    }
+}

@@ -63,14 +63,10 @@ public struct Ops {
                      relu: Bool = false, sumInto: Tensor? = nil, weightValues: (() -> Tensor)? = nil) -> Tensor {
         precondition(tape == nil || (!relu && sumInto == nil && weightValues == nil), "post-ops are for inference only")
         let engine = self.engine
-        let kind = weight.shape[2] == 1 ? "conv 1x1" : "conv \(weight.shape[2])x\(weight.shape[3])"
-        let y = engine.timed(engine.profileShapes ? "\(kind) \(x.c)->\(weight.shape[0]) at \(x.h)x\(x.w)" : kind) {
-            engine.convolution(x, weight: weight, bias: bias, stride: stride, padding: padding,
-                               training: tape != nil || training, constantWeights: tape == nil && !training,
-                               weightValues: weightValues,
-                               sumInto: sumInto, relu: relu,
-                               bf16: bf16)
-        }
+        // The engine times the convolution itself by kind, and its reorders apart.
+        let y = engine.convolution(x, weight: weight, bias: bias, stride: stride, padding: padding,
+                                   training: tape != nil || training, constantWeights: tape == nil && !training,
+                                   weightValues: weightValues, sumInto: sumInto, relu: relu, bf16: bf16)
         guard let tape, tracks(x, weight, bias) else { return y }
         y.requiresGrad = true
         tape.record("conv") {
@@ -87,6 +83,13 @@ public struct Ops {
             }
         }
         return y
+    }
+
+    /// Inference: convolutions one after another, the last summing `residual` in (into it when `intoResidual`),
+    /// with the intermediate results kept in the kernels' layout (`ComputeEngine.convolutionChain`).
+    public func convChain(_ x: Tensor, _ steps: [ConvolutionStep], residual: Tensor? = nil, intoResidual: Bool = false) -> Tensor {
+        precondition(tape == nil && !training, "convolution chains are for inference only")
+        return engine.convolutionChain(x, steps, residual: residual, intoResidual: intoResidual, bf16: bf16)
     }
 
     // MARK: BatchNorm

@@ -54,3 +54,62 @@ func kernelLayoutConvolutions(_ k: Int) {
         #expect(e < 1e-5, "\(xs) * \(ws) stride \(stride): \(what) relative error \(e) [\(kernels)]")
     }
 }
+
+/// Inference convolution chains (`convolutionChain`): a residual block's layers and the head's 1×1 and classifier.
+/// Each case: input shape, the steps (weight shape, stride, padding, ReLU), and the residual: none, x itself, or
+/// another tensor summed into in place.
+private enum ChainResidual { case none, input, other }
+private let chainCases: [(x: [Int], steps: [([Int], Int, Int, Bool)], residual: ChainResidual)] = [
+    ([1, 16, 13, 11], [([16, 16, 3, 3], 1, 1, true), ([16, 16, 3, 3], 1, 1, true)], .input),            // BasicBlock
+    ([2, 32, 9, 7], [([32, 32, 3, 3], 1, 1, true), ([32, 32, 3, 3], 1, 1, true)], .input),              // wider, batch 2
+    ([1, 64, 9, 10], [([16, 64, 1, 1], 1, 0, true), ([16, 16, 3, 3], 1, 1, true), ([64, 16, 1, 1], 1, 0, true)], .input),  // Bottleneck
+    ([1, 16, 9, 10], [([8, 16, 1, 1], 1, 0, true), ([8, 8, 3, 3], 1, 1, true), ([64, 8, 1, 1], 1, 0, true)], .other),     // with downsample
+    ([1, 48, 7, 9], [([32, 48, 1, 1], 1, 0, true), ([5, 32, 1, 1], 1, 0, false)], .none),               // head and conv_seg
+    ([1, 16, 12, 12], [([32, 16, 3, 3], 2, 1, true), ([32, 32, 3, 3], 1, 1, false)], .none),            // stride 2
+]
+
+@Test("Inference convolution chains (residual blocks, the head) equal the Double definition step by step, in the kernels' layouts and in nChw16c; the input is left as it was",
+      arguments: chainCases.indices, [false, true])
+func convolutionChains(_ k: Int, kernelLayouts: Bool) {
+    let c = chainCases[k]
+    let x = randomTensor(c.x, seed: 501 + UInt64(k))
+    let xBefore = x.values()
+    var steps: [ConvolutionStep] = []
+    var reference = x.values(), shape = c.x
+    for (i, (ws, stride, padding, relu)) in c.steps.enumerated() {
+        let w = randomTensor(ws, blocked: false, seed: 520 + UInt64(10 * k + i), scale: 0.3)
+        let b = randomTensor([ws[0]], blocked: false, seed: 560 + UInt64(10 * k + i))
+        steps.append(ConvolutionStep(weight: w, bias: b, stride: stride, padding: padding, relu: relu))
+        var (y, ys) = referenceConvolution(reference, shape, w.values(), ws, bias: b.values(), stride: stride, padding: padding)
+        if i == c.steps.count - 1 {
+            switch c.residual {
+            case .none: break
+            case .input: y = zip(y, xBefore).map { $0 + $1 }
+            case .other: y = zip(y, randomTensor(ys, seed: 599).values()).map { $0 + $1 }
+            }
+        }
+        reference = relu ? y.map { max($0, 0) } : y
+        shape = ys
+    }
+    let engine = ComputeEngine()
+    engine.kernelLayouts = kernelLayouts
+    let residual: Tensor? = switch c.residual {
+    case .none: nil
+    case .input: x
+    case .other: randomTensor(shape, seed: 599)
+    }
+    let y = engine.convolutionChain(x, steps, residual: residual, intoResidual: c.residual == .other)
+    if c.residual == .other { #expect(y === residual, "the result goes into the residual") }
+    #expect(y.shape == shape && y.layout == .blocked16)
+    let e = Tensor.relativeError(y.values(), reference)
+    #expect(e < 1e-5, "case \(k) kernel layouts \(kernelLayouts): relative error \(e) [\(engine.implementations.keys.sorted())]")
+    #expect(x.values() == xBefore, "case \(k): the chain changed its input")
+    // The padding channels of the blocked result stay zero (oneDNN assumes so).
+    let blocks = y.channelBlocks, plane = y.h * y.w
+    var padding = 0.0
+    for b in 0..<y.n { for ch in y.c..<(blocks * 16) { for i in 0..<plane {
+        padding += Double(abs(y.data[((b * blocks + ch / 16) * plane + i) * 16 + ch % 16]))
+    } } }
+    #expect(padding == 0, "case \(k): padding channels hold \(padding)")
+    if kernelLayouts { #expect(engine.implementations.keys.allSatisfy { $0.contains("(kernel layouts)") }) }
+}
