@@ -90,6 +90,10 @@ final class HRModule {
     func callAsFunction(_ xs: [Tensor], _ ops: Ops) -> [Tensor] {
         let ys = zip(branches, xs).enumerated().map { b, branch in
             let (blocks, x) = branch
+            if ops.tape == nil && !ops.training && blocks.allSatisfy({ $0.downsample == nil }) {
+                // Inference: the branch's blocks as one chain (their outputs stay in the kernels' layout).
+                return ops.residualBlocks(x, blocks.map { $0.layers.map { $0.inferenceStep(ops) } })
+            }
             let run: (Ops) -> Tensor = { o in blocks.reduce(x) { h, block in block(h, o) } }
             // Checkpointed: only the branch's input (kept anyway) and output (kept by the fuse) stay for backward.
             return b < ops.checkpointBranches && !blocks.isEmpty ? ops.checkpointed(run) : run(ops)
@@ -192,7 +196,9 @@ final class HRNetBackbone {
     /// x [N, 3, H, W] (plain or blocked) → branch maps [N, C_b, H/4/2^b, W/4/2^b].
     func callAsFunction(_ x: Tensor, _ ops: Ops) -> [Tensor] {
         // Stem: two 3×3 stride-2 convs, 1/4 resolution.
-        let stem = stem2(stem1(x, ops), ops)
+        let stem = ops.tape == nil && !ops.training
+            ? ops.convChain(x, [stem1.inferenceStep(ops), stem2.inferenceStep(ops)])  // the ½-size map stays in the kernel's layout
+            : stem2(stem1(x, ops), ops)
         // Stage 1: bottlenecks on one branch.
         var ys = [layer1.reduce(stem) { h, block in block(h, ops) }]
         // Stages 2–4: transition (new branches from the last one), then HRModules.

@@ -254,6 +254,77 @@ extension ComputeEngine {
         flops += 2 * Double(o[0] * o[1] * o[2] * o[3]) * Double(s.weightShape[1] * s.weightShape[2] * s.weightShape[3])
     }
 
+    /// Inference: residual blocks without downsample one after another — each block's steps applied to its input,
+    /// the input summed in before the last step's ReLU — as `convolutionChain` block by block would compute them.
+    /// Where the kernels want other layouts, the blocks' inputs and outputs stay in the kernel's layout too: the
+    /// branch's input and its result are reordered once each, whatever the number of blocks.
+    public func residualBlocksChain(_ x: Tensor, _ blocks: [[ConvolutionStep]]) -> Tensor {
+        precondition(blocks.allSatisfy { $0.count > 1 }, "a residual block has at least two convolutions")
+        guard !blocks.isEmpty else { return x }
+        // The primitives, and whether every block reads and writes the same kernel layout as the first one's input.
+        var chained = x.layout == .blocked16
+        var plan: [[(ConvShape, Primitive)]] = []
+        var inputMD: dnnl_memory_desc_t?
+        for block in blocks {
+            var inShape = x.shape, row: [(ConvShape, Primitive)] = []
+            for (k, step) in block.enumerated() {
+                var s = ConvShape(inShape: inShape, inLayout: .blocked16, weightShape: step.weight.shape,
+                                  hasBias: step.bias != nil, stride: step.stride, padding: step.padding)
+                let p = chosenForward(&s, training: false, relu: step.relu, sum: k == block.count - 1)
+                chained = chained && p.freeLayouts && !p.isReference
+                row.append((s, p))
+                inShape = s.outShape
+            }
+            precondition(inShape == x.shape, "a residual block without downsample keeps its input's shape")
+            let into = row[0].1.md(dnnl_query_src_md), out = row[row.count - 1].1.md(dnnl_query_dst_md)
+            if inputMD == nil { inputMD = into }
+            chained = chained && ComputeEngine.equal(into, inputMD!) && ComputeEngine.equal(out, inputMD!)
+            plan.append(row)
+        }
+        guard chained, let blockMD = inputMD else {
+            return blocks.reduce(x) { h, block in convolutionChain(h, block, residual: h) }
+        }
+        let user = plan[0][0].0.userSrcMD
+        let input = reorderBuffer(.chainInput, ComputeEngine.size(blockMD))
+        timed("reorder activations") { reorder(from: user, UnsafeMutableRawPointer(x.data), to: blockMD, input) }
+        var buffer = 1
+        for (block, row) in zip(blocks, plan) {
+            var current = input, currentMD = blockMD
+            for (k, (step, (s, p))) in zip(block, row).enumerated() {
+                let srcMD = p.md(dnnl_query_src_md), dstMD = p.md(dnnl_query_dst_md)
+                if !ComputeEngine.equal(currentMD, srcMD) {
+                    buffer = 1 - buffer
+                    let b = reorderBuffer(ReorderSlot(rawValue: buffer)!, ComputeEngine.size(srcMD))
+                    timed("reorder activations") { reorder(from: currentMD, current, to: srcMD, b) }
+                    (current, currentMD) = (b, srcMD)
+                }
+                // The last step sums into the block's input (its residual), which the earlier steps only read.
+                let dst: UnsafeMutableRawPointer
+                if k == block.count - 1 {
+                    dst = input
+                } else {
+                    buffer = 1 - buffer
+                    dst = reorderBuffer(ReorderSlot(rawValue: buffer)!, ComputeEngine.size(dstMD))
+                }
+                countFlops(s)
+                withWeights(step.weight, values: step.weightValues, user: s.userWeightsMD,
+                            wanted: p.md(dnnl_query_weights_md), constant: true) { wp in
+                    var args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] = [
+                        (DNNL_ARG_SRC, srcMD, current),
+                        (DNNL_ARG_WEIGHTS, p.md(dnnl_query_weights_md), wp),
+                        (DNNL_ARG_DST, dstMD, dst),
+                    ]
+                    if let b = step.bias { args.append((DNNL_ARG_BIAS, s.biasMD, UnsafeMutableRawPointer(b.data))) }
+                    timed(profileKind(s)) { execute(p, args) }
+                }
+                (current, currentMD) = (dst, dstMD)
+            }
+        }
+        let out = Tensor(shape: x.shape, layout: .blocked16, zeroed: false)
+        timed("reorder activations") { reorder(from: blockMD, input, to: user, UnsafeMutableRawPointer(out.data)) }
+        return out
+    }
+
     /// The profile's name for a forward convolution's own time (its reorders are timed apart).
     private func profileKind(_ s: ConvShape) -> String {
         let w = s.weightShape
@@ -261,9 +332,9 @@ extension ComputeEngine {
         return profileShapes ? "\(kind) \(w[1])->\(w[0]) at \(s.inShape[2])x\(s.inShape[3])" : kind
     }
 
-    /// Inference: `steps` applied one after another to `x` (blocked), the last summing `residual` in before its ReLU
-    /// (into `residual` itself when `intoResidual`, else into a new tensor) — a residual block's convolutions, or a
-    /// head's 1×1 and classifier. The same arithmetic as calling `convolution` step by step, which is what runs where
+    /// Inference: `steps` applied one after another to `x` (blocked, or plain NCHW: the network's input), the last
+    /// summing `residual` in before its ReLU (into `residual` itself when `intoResidual`, else into a new tensor) — a
+    /// residual block's convolutions, the stem, or the head's 1×1 and classifier. The same arithmetic as calling `convolution` step by step, which is what runs where
     /// the kernels read nChw16c. Where they want other layouts (`freeLayouts`: AVX2), the intermediate results stay
     /// in the kernel's layout in the engine's reorder buffers instead of going to nChw16c and back: `x`, the residual
     /// (unless it is `x`) and the result are reordered once each (a BasicBlock: 2 reorders instead of 5).
@@ -282,7 +353,7 @@ extension ComputeEngine {
             shapes.append(s)
             inShape = s.outShape
         }
-        guard x.layout == .blocked16, primitives.allSatisfy({ $0.freeLayouts && !$0.isReference }),
+        guard primitives.allSatisfy({ $0.freeLayouts && !$0.isReference }),
               shapes.allSatisfy({ !$0.bf16 }) else {
             // nChw16c kernels (or bf16): nothing to save; one call per step.
             var h = x

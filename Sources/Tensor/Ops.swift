@@ -92,6 +92,13 @@ public struct Ops {
         return engine.convolutionChain(x, steps, residual: residual, intoResidual: intoResidual, bf16: bf16)
     }
 
+    /// Inference: residual blocks without downsample (`ComputeEngine.residualBlocksChain`).
+    public func residualBlocks(_ x: Tensor, _ blocks: [[ConvolutionStep]]) -> Tensor {
+        precondition(tape == nil && !training, "convolution chains are for inference only")
+        guard !bf16 else { return blocks.reduce(x) { h, block in convChain(h, block, residual: h) } }
+        return engine.residualBlocksChain(x, blocks)
+    }
+
     // MARK: BatchNorm
 
     /// BatchNorm2d as PyTorch: training normalises with the batch mean and biased variance and moves the running

@@ -66,13 +66,14 @@ private let chainCases: [(x: [Int], steps: [([Int], Int, Int, Bool)], residual: 
     ([1, 16, 9, 10], [([8, 16, 1, 1], 1, 0, true), ([8, 8, 3, 3], 1, 1, true), ([64, 8, 1, 1], 1, 0, true)], .other),     // with downsample
     ([1, 48, 7, 9], [([32, 48, 1, 1], 1, 0, true), ([5, 32, 1, 1], 1, 0, false)], .none),               // head and conv_seg
     ([1, 16, 12, 12], [([32, 16, 3, 3], 2, 1, true), ([32, 32, 3, 3], 1, 1, false)], .none),            // stride 2
+    ([1, 3, 17, 15], [([16, 3, 3, 3], 2, 1, true), ([16, 16, 3, 3], 2, 1, true)], .none),               // the stem (plain input)
 ]
 
 @Test("Inference convolution chains (residual blocks, the head) equal the Double definition step by step, in the kernels' layouts and in nChw16c; the input is left as it was",
       arguments: chainCases.indices, [false, true])
 func convolutionChains(_ k: Int, kernelLayouts: Bool) {
     let c = chainCases[k]
-    let x = randomTensor(c.x, seed: 501 + UInt64(k))
+    let x = randomTensor(c.x, blocked: c.x[1] != 3, seed: 501 + UInt64(k))
     let xBefore = x.values()
     var steps: [ConvolutionStep] = []
     var reference = x.values(), shape = c.x
@@ -112,4 +113,34 @@ func convolutionChains(_ k: Int, kernelLayouts: Bool) {
     } } }
     #expect(padding == 0, "case \(k): padding channels hold \(padding)")
     if kernelLayouts { #expect(engine.implementations.keys.allSatisfy { $0.contains("(kernel layouts)") }) }
+}
+
+@Test("Branches of residual blocks as one chain equal the Double definition block by block, in the kernels' layouts and in nChw16c",
+      arguments: [([1, 16, 11, 13], 2), ([2, 32, 7, 6], 3), ([1, 64, 5, 4], 1)], [false, true])
+func residualBlockChains(_ c: ([Int], Int), kernelLayouts: Bool) {
+    let (xs, count) = c
+    let channels = xs[1]
+    let x = randomTensor(xs, seed: 701)
+    let xBefore = x.values()
+    var blocks: [[ConvolutionStep]] = [], reference = xBefore
+    for b in 0..<count {
+        var steps: [ConvolutionStep] = [], h = reference
+        for i in 0..<2 {
+            let seed = UInt64(710 + 10 * b + i)
+            let w = randomTensor([channels, channels, 3, 3], blocked: false, seed: seed, scale: 0.2)
+            let bias = randomTensor([channels], blocked: false, seed: seed + 100)
+            steps.append(ConvolutionStep(weight: w, bias: bias, stride: 1, padding: 1, relu: true))
+            var (y, _) = referenceConvolution(h, xs, w.values(), w.shape, bias: bias.values(), stride: 1, padding: 1)
+            if i == 1 { y = zip(y, reference).map { $0 + $1 } }
+            h = y.map { max($0, 0) }
+        }
+        blocks.append(steps)
+        reference = h
+    }
+    let engine = ComputeEngine()
+    engine.kernelLayouts = kernelLayouts
+    let y = engine.residualBlocksChain(x, blocks)
+    let e = Tensor.relativeError(y.values(), reference)
+    #expect(e < 1e-5, "\(xs), \(count) blocks, kernel layouts \(kernelLayouts): relative error \(e)")
+    #expect(x.values() == xBefore, "the chain changed its input")
 }
