@@ -292,37 +292,53 @@ extension ComputeEngine {
             var current = input, currentMD = blockMD
             for (k, (step, (s, p))) in zip(block, row).enumerated() {
                 let srcMD = p.md(dnnl_query_src_md), dstMD = p.md(dnnl_query_dst_md)
-                if !ComputeEngine.equal(currentMD, srcMD) {
-                    buffer = 1 - buffer
-                    let b = reorderBuffer(ReorderSlot(rawValue: buffer)!, ComputeEngine.size(srcMD))
-                    timed("reorder activations") { reorder(from: currentMD, current, to: srcMD, b) }
-                    (current, currentMD) = (b, srcMD)
-                }
+                chainSource(&current, &currentMD, wanted: srcMD, buffer: &buffer)
                 // The last step sums into the block's input (its residual), which the earlier steps only read.
                 let dst: UnsafeMutableRawPointer
                 if k == block.count - 1 {
                     dst = input
                 } else {
-                    buffer = 1 - buffer
-                    dst = reorderBuffer(ReorderSlot(rawValue: buffer)!, ComputeEngine.size(dstMD))
+                    dst = otherBuffer(&buffer, dstMD)
                 }
-                countFlops(s)
-                withWeights(step.weight, values: step.weightValues, user: s.userWeightsMD,
-                            wanted: p.md(dnnl_query_weights_md), constant: true) { wp in
-                    var args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] = [
-                        (DNNL_ARG_SRC, srcMD, current),
-                        (DNNL_ARG_WEIGHTS, p.md(dnnl_query_weights_md), wp),
-                        (DNNL_ARG_DST, dstMD, dst),
-                    ]
-                    if let b = step.bias { args.append((DNNL_ARG_BIAS, s.biasMD, UnsafeMutableRawPointer(b.data))) }
-                    timed(profileKind(s)) { execute(p, args) }
-                }
+                executeChainStep(step, s, p, source: current, destination: dst)
                 (current, currentMD) = (dst, dstMD)
             }
         }
         let out = Tensor(shape: x.shape, layout: .blocked16, zeroed: false)
         timed("reorder activations") { reorder(from: blockMD, input, to: user, UnsafeMutableRawPointer(out.data)) }
         return out
+    }
+
+    /// A chain's other ping-pong buffer (source or destination slot), with room for `md`.
+    private func otherBuffer(_ buffer: inout Int, _ md: dnnl_memory_desc_t) -> UnsafeMutableRawPointer {
+        buffer = 1 - buffer
+        return reorderBuffer(ReorderSlot(rawValue: buffer)!, ComputeEngine.size(md))
+    }
+
+    /// A chain step's source: the current activation, reordered into the other buffer where the step's kernel wants
+    /// another layout.
+    private func chainSource(_ current: inout UnsafeMutableRawPointer, _ currentMD: inout dnnl_memory_desc_t,
+                             wanted: dnnl_memory_desc_t, buffer: inout Int) {
+        guard !ComputeEngine.equal(currentMD, wanted) else { return }
+        let b = otherBuffer(&buffer, wanted)
+        timed("reorder activations") { reorder(from: currentMD, current, to: wanted, b) }
+        (current, currentMD) = (b, wanted)
+    }
+
+    /// Runs one chain step (constant weights, bias, post-ops as its primitive was made) from `source` into `destination`.
+    private func executeChainStep(_ step: ConvolutionStep, _ s: ConvShape, _ p: Primitive,
+                                  source: UnsafeMutableRawPointer, destination: UnsafeMutableRawPointer) {
+        countFlops(s)
+        withWeights(step.weight, values: step.weightValues, user: s.userWeightsMD, wanted: p.md(dnnl_query_weights_md),
+                    constant: true) { wp in
+            var args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] = [
+                (DNNL_ARG_SRC, p.md(dnnl_query_src_md), source),
+                (DNNL_ARG_WEIGHTS, p.md(dnnl_query_weights_md), wp),
+                (DNNL_ARG_DST, p.md(dnnl_query_dst_md), destination),
+            ]
+            if let b = step.bias { args.append((DNNL_ARG_BIAS, s.biasMD, UnsafeMutableRawPointer(b.data))) }
+            timed(profileKind(s)) { execute(p, args) }
+        }
     }
 
     /// The profile's name for a forward convolution's own time (its reorders are timed apart).
@@ -382,38 +398,21 @@ extension ComputeEngine {
         }
         for (k, (step, (s, p))) in zip(steps, zip(shapes, primitives)).enumerated() {
             let srcMD = p.md(dnnl_query_src_md), dstMD = p.md(dnnl_query_dst_md)
-            if !ComputeEngine.equal(currentMD, srcMD) {
-                buffer = 1 - buffer
-                let b = reorderBuffer(ReorderSlot(rawValue: buffer)!, ComputeEngine.size(srcMD))
-                timed("reorder activations") { reorder(from: currentMD, current, to: srcMD, b) }
-                (current, currentMD) = (b, srcMD)
-            }
+            chainSource(&current, &currentMD, wanted: srcMD, buffer: &buffer)
             let dst: UnsafeMutableRawPointer
             if k == steps.count - 1, let residual {
                 if k > 0, residual === x, let input = reorderedInput, ComputeEngine.equal(x0MD, dstMD) {
                     dst = input
                 } else {
-                    buffer = 1 - buffer
-                    dst = reorderBuffer(ReorderSlot(rawValue: buffer)!, ComputeEngine.size(dstMD))
+                    dst = otherBuffer(&buffer, dstMD)
                     timed("reorder activations") {
                         reorder(from: s.userDstMD, UnsafeMutableRawPointer(residual.data), to: dstMD, dst)
                     }
                 }
             } else {
-                buffer = 1 - buffer
-                dst = reorderBuffer(ReorderSlot(rawValue: buffer)!, ComputeEngine.size(dstMD))
+                dst = otherBuffer(&buffer, dstMD)
             }
-            countFlops(s)
-            withWeights(step.weight, values: step.weightValues, user: s.userWeightsMD, wanted: p.md(dnnl_query_weights_md),
-                        constant: true) { wp in
-                var args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] = [
-                    (DNNL_ARG_SRC, srcMD, current),
-                    (DNNL_ARG_WEIGHTS, p.md(dnnl_query_weights_md), wp),
-                    (DNNL_ARG_DST, dstMD, dst),
-                ]
-                if let b = step.bias { args.append((DNNL_ARG_BIAS, s.biasMD, UnsafeMutableRawPointer(b.data))) }
-                timed(profileKind(s)) { execute(p, args) }
-            }
+            executeChainStep(step, s, p, source: current, destination: dst)
             (current, currentMD) = (dst, dstMD)
         }
         let out = intoResidual ? residual! : Tensor(shape: inShape, layout: .blocked16, zeroed: false)
