@@ -350,8 +350,8 @@ extension ComputeEngine {
 
     /// Inference: `steps` applied one after another to `x` (blocked, or plain NCHW: the network's input), the last
     /// summing `residual` in before its ReLU (into `residual` itself when `intoResidual`, else into a new tensor) — a
-    /// residual block's convolutions, the stem, or the head's 1×1 and classifier. The same arithmetic as calling `convolution` step by step, which is what runs where
-    /// the kernels read nChw16c. Where they want other layouts (`freeLayouts`: AVX2), the intermediate results stay
+    /// residual block's convolutions, the stem, or the head's 1×1 and classifier. The same arithmetic as calling
+    /// `convolution` step by step, which is what runs where the kernels read nChw16c. Where they want other layouts (`freeLayouts`: AVX2), the intermediate results stay
     /// in the kernel's layout in the engine's reorder buffers instead of going to nChw16c and back: `x`, the residual
     /// (unless it is `x`) and the result are reordered once each (a BasicBlock: 2 reorders instead of 5).
     public func convolutionChain(_ x: Tensor, _ steps: [ConvolutionStep], residual: Tensor? = nil,
