@@ -41,12 +41,16 @@ public struct ModelCard: Codable, Sendable, Equatable {
     public static let lesionClasses = ["EX", "HE", "SE", "MA"]
     /// Name of the optional fifth output channel: the optic disc (not a lesion; issue #16).
     public static let discClass = "OD"
+    /// Name of the optional sixth output channel: the retinal vessels (after the disc; issue #16).
+    public static let vesselClass = "VESSELS"
 
-    /// Output channel names of a head with `numClasses` channels: the four lesions, then the disc for a fifth.
+    /// Output channel names of a head with `numClasses` channels: the four lesions, then the disc for a fifth, the
+    /// vessels for a sixth.
     public static func classNames(numClasses: Int) -> [String] {
         switch numClasses {
         case 4: lesionClasses
         case 5: lesionClasses + [discClass]
+        case 6: lesionClasses + [discClass, vesselClass]
         default: (0..<numClasses).map { $0 < 4 ? lesionClasses[$0] : "class\($0)" }
         }
     }

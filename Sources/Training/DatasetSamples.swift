@@ -10,7 +10,7 @@ import Logging
 public struct DatasetSamples: TrainingSampleSource {
     public let dataset: LesionDataset
     public let fieldOfViewCrop: Bool
-    /// Output channels of the model trained: 4 (the lesions) or 5 (and the optic disc).
+    /// Output channels of the model trained: 4 (the lesions), 5 (and the optic disc) or 6 (and the vessels).
     public let channels: Int
     let logger: Logger
 
@@ -28,9 +28,10 @@ public struct DatasetSamples: TrainingSampleSource {
         let decoded = try ImageCodec.decode(contentsOf: sample.image, mode: .rgb)
         let photo = decoded.image
         let masks = try Self.truthMasks(sample, width: photo.width, height: photo.height)
-        let disc = channels > LesionClass.allCases.count ? try Self.discMask(sample, width: photo.width, height: photo.height) : nil
+        let disc = channels > OpticDisc.channel ? try Self.auxiliaryMask(sample.discMask, of: sample, width: photo.width, height: photo.height) : nil
+        let vessels = channels > RetinalVessels.channel ? try Self.auxiliaryMask(sample.vesselMask, of: sample, width: photo.width, height: photo.height) : nil
         let labels = Image(width: photo.width, height: photo.height, channels: 1,
-                           pixels: LabelMap.merge(masks, disc: disc, pixels: photo.pixelCount))
+                           pixels: LabelMap.merge(masks, disc: disc, vessels: vessels, pixels: photo.pixelCount))
         var image = photo, labelImage = labels
         if fieldOfViewCrop {
             let analysis = FieldOfViewDetector.analyse(decoded)
@@ -47,9 +48,9 @@ public struct DatasetSamples: TrainingSampleSource {
                              labels: labelImage.bytes, annotated: annotated)
     }
 
-    /// The optic-disc mask (non-zero = disc) at the photograph's size; nil when the sample has none.
-    public static func discMask(_ sample: LabelledSample, width: Int, height: Int) throws -> [UInt8]? {
-        guard let url = sample.discMask else { return nil }
+    /// The optic-disc or vessel mask `url` of `sample`, grey, at the photograph's size; nil when the sample has none.
+    public static func auxiliaryMask(_ url: URL?, of sample: LabelledSample, width: Int, height: Int) throws -> [UInt8]? {
+        guard let url else { return nil }
         let mask = try ImageCodec.decode(contentsOf: url, mode: .label).image
         guard mask.width == width && mask.height == height else {
             throw TrainingError(.dataset, "\(url.path) is \(mask.width)×\(mask.height), its photograph \(sample.image.lastPathComponent) \(width)×\(height)")

@@ -21,19 +21,26 @@ public struct LabelledSample: Sendable, Equatable {
     /// and this image has one. An image without one is not annotated for the disc: its disc channel is left out of
     /// the loss.
     public var discMask: URL?
+    /// The vessel mask (grey above `RetinalVessels.maskThreshold` = vessel), for an image of a vessel set
+    /// (`LesionDataset.vessels`). An image without one is not annotated for the vessels.
+    public var vesselMask: URL?
 
-    public init(name: String, image: URL, labels: LabelSource, annotated: Set<LesionClass>, discMask: URL? = nil) {
+    public init(name: String, image: URL, labels: LabelSource, annotated: Set<LesionClass>, discMask: URL? = nil,
+                vesselMask: URL? = nil) {
         self.name = name
         self.image = image
         self.labels = labels
         self.annotated = annotated
         self.discMask = discMask
+        self.vesselMask = vesselMask
     }
 
-    /// Per output channel, whether this image is annotated for it: EX, HE, SE, MA, then (for `channels` 5) the disc.
+    /// Per output channel, whether this image is annotated for it: EX, HE, SE, MA, then (for `channels` 5) the disc,
+    /// then (for 6) the vessels.
     public func annotatedChannels(_ channels: Int) -> [Bool] {
         var flags = LesionClass.allCases.map { annotated.contains($0) }
         if channels > flags.count { flags.append(discMask != nil) }
+        if channels > flags.count { flags.append(vesselMask != nil) }
         return flags + [Bool](repeating: false, count: max(0, channels - flags.count))
     }
 }
@@ -134,6 +141,48 @@ public struct LesionDataset: Sendable {
         guard !samples.isEmpty else { throw TrainingError(.dataset, "\(imageDir.path) holds no JPEG, PNG or TIFF photograph") }
         return LesionDataset(root: root, layout: .idrid, samples: samples, annotated: Set(LesionClass.allCases),
                              origin: "\(root.path) (lesion-free)")
+    }
+
+    /// A partially labelled set of photographs whose vessels are annotated and nothing else (HRF): `root/images/`
+    /// and `root/masks/vessels/<stem>.<ext>`. Every image must have its vessel mask (one without is an error naming
+    /// it, as is a mask that matches no image); no lesion class and not the disc is annotated, so those channels are
+    /// left out of these images' loss and only the vessel channel learns from them.
+    public static func vessels(_ root: URL) throws(TrainingError) -> LesionDataset {
+        let imageDir = root.appendingPathComponent("images")
+        let maskDir = root.appendingPathComponent("masks").appendingPathComponent(RetinalVessels.folder)
+        for dir in [imageDir, maskDir] {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: dir.path, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw TrainingError(.dataset, "\(root.path) is not a vessel set: it has no \(dir.lastPathComponent == "images" ? "images" : "masks/\(RetinalVessels.folder)") folder")
+            }
+        }
+        var images: [String: URL] = [:]
+        for name in try files(in: imageDir) {
+            let (stem, ext) = splitExtension(name)
+            guard imageExtensions.contains(ext) else { continue }
+            guard images[stem] == nil else { throw TrainingError(.dataset, "\(imageDir.path): two images share the name \(stem)") }
+            images[stem] = imageDir.appendingPathComponent(name)
+        }
+        guard !images.isEmpty else { throw TrainingError(.dataset, "\(imageDir.path) holds no JPEG, PNG or TIFF photograph") }
+        var masks: [String: URL] = [:]
+        for name in try files(in: maskDir) {
+            let (stem, ext) = splitExtension(name)
+            guard imageExtensions.contains(ext) else { continue }
+            guard images[stem] != nil else {
+                throw TrainingError(.dataset, "\(maskDir.appendingPathComponent(name).path) matches no photograph in \(imageDir.path)")
+            }
+            guard masks[stem] == nil else { throw TrainingError(.dataset, "two vessel masks for \(stem) in \(maskDir.path)") }
+            masks[stem] = maskDir.appendingPathComponent(name)
+        }
+        var samples: [LabelledSample] = []
+        for stem in images.keys.sorted() {
+            guard let mask = masks[stem] else {
+                throw TrainingError(.dataset, "\(images[stem]!.path) has no vessel mask in \(maskDir.path)")
+            }
+            samples.append(LabelledSample(name: stem, image: images[stem]!, labels: .masks([:]), annotated: [], vesselMask: mask))
+        }
+        return LesionDataset(root: root, layout: .idrid, samples: samples, annotated: [],
+                             origin: "\(root.path) (vessels)")
     }
 
     /// This set and `other` as one training set: samples of both (each keeps what it is annotated for), names unique.
@@ -397,10 +446,16 @@ public struct LesionDataset: Sendable {
 /// overwriting earlier ones as the official `prepare_labels.py` does (MA > SE > HE > EX).
 public enum LabelMap {
     /// Merges binary masks (non-zero = lesion), each `pixels` long; classes absent from `masks` stay 0.
-    /// `disc` (non-zero = optic disc), when given, is written first as `OpticDisc.labelIndex` (5), so every lesion
-    /// pixel overwrites it: the disc has the lowest precedence.
-    public static func merge(_ masks: [LesionClass: [UInt8]], disc: [UInt8]? = nil, pixels: Int) -> [UInt8] {
+    /// `disc` (non-zero = optic disc), when given, is written before them as `OpticDisc.labelIndex` (5), so every
+    /// lesion pixel overwrites it; `vessels` (grey above `RetinalVessels.maskThreshold`) first of all, as
+    /// `RetinalVessels.labelIndex` (6): the lowest precedence.
+    public static func merge(_ masks: [LesionClass: [UInt8]], disc: [UInt8]? = nil, vessels: [UInt8]? = nil,
+                             pixels: Int) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: pixels)
+        if let vessels {
+            let v = UInt8(RetinalVessels.labelIndex)
+            for i in 0..<min(pixels, vessels.count) where vessels[i] > RetinalVessels.maskThreshold { out[i] = v }
+        }
         if let disc {
             let v = UInt8(OpticDisc.labelIndex)
             for i in 0..<min(pixels, disc.count) where disc[i] != 0 { out[i] = v }

@@ -35,6 +35,11 @@ public struct TrainingRequest: Sendable {
     /// A folder of lesion-free photographs added to the training set (`LesionDataset.lesionFree`), and which of them.
     public var negatives: URL?
     public var negativeImages: [String]?
+    /// A partially labelled vessel set (`LesionDataset.vessels`, e.g. HRF) added to the training set, and which of
+    /// its images: the model gains a sixth output channel, the vessels (after the optic disc, which it then always
+    /// has); only that channel learns from these images.
+    public var vessels: URL?
+    public var vesselImages: [String]?
     /// Only these images of the training / validation folder (stems, e.g. IDRiD_01); nil: all of them.
     public var trainingImages: [String]?
     public var validationImages: [String]?
@@ -82,12 +87,18 @@ public struct TrainingOutcome: Sendable {
 /// bundle → register the candidate. Promotion is a separate, explicit step (`ModelRollout`).
 public enum TrainingSession {
     public static func run(_ request: TrainingRequest, connection: Connection?, logger: Logger) throws -> TrainingOutcome {
-        // 1. Data. The disc masks are read when the disc is trained, or when the starting model already has it.
+        // 1. Data. The disc masks are read when the disc is trained, or when the starting model already has it; the
+        // vessel channel is there when a vessel set is given or the starting model has it (it then learns only from a
+        // vessel set).
         var startingCard: ModelCard?
-        if let url = request.initialWeights, !request.disc {
+        if let url = request.initialWeights {
             startingCard = try? ModelCard.beside(WeightLoader.weightFile(url))
         }
-        let disc = request.disc || startingCard?.hasDiscChannel == true || (request.architecture?.numClasses ?? 4) > 4
+        let startingChannels = startingCard?.classes.count ?? request.architecture?.numClasses ?? LesionClass.allCases.count
+        let vessels = request.vessels != nil || startingChannels > RetinalVessels.channel
+        let disc = vessels || request.disc || startingCard?.hasDiscChannel == true || (request.architecture?.numClasses ?? 4) > 4
+        // Output channels of the trained model: the lesions, the disc, the vessels.
+        let channels = vessels ? RetinalVessels.channel + 1 : disc ? OpticDisc.channel + 1 : LesionClass.allCases.count
         var trainingSet = try request.data.open(classes: request.classes, disc: disc, connection: connection, logger: logger)
         if let names = request.trainingImages { trainingSet = try trainingSet.selecting(names) }
         if let folder = request.negatives {
@@ -95,6 +106,12 @@ public enum TrainingSession {
             if let names = request.negativeImages { free = try free.selecting(names) }
             trainingSet = try trainingSet.adding(free)
             logger.info("dataset: \(folder.path): \(free.samples.count) lesion-free photographs added (every lesion class annotated as absent; optic disc not annotated)")
+        }
+        if let folder = request.vessels {
+            var vesselSet = try LesionDataset.vessels(folder)
+            if let names = request.vesselImages { vesselSet = try vesselSet.selecting(names) }
+            trainingSet = try trainingSet.adding(vesselSet)
+            logger.info("dataset: \(folder.path): \(vesselSet.samples.count) photographs with vessel masks added (vessels annotated; the lesions and the optic disc not: only the vessel channel \(RetinalVessels.channel) learns from them)")
         }
         var configuration = request.configuration
         let validator = try request.validation.map {
@@ -117,16 +134,18 @@ public enum TrainingSession {
             }
             var architecture = loaded.architecture, tensors = loaded.tensors
             startedFrom = loaded.card.map { $0.version == $0.name ? $0.name : "\($0.name) \($0.version)" } ?? url.lastPathComponent
-            if disc && architecture.numClasses == LesionClass.allCases.count {
-                (tensors, architecture) = try DiscHead.expand(tensors, architecture: architecture, seed: configuration.seed)
-                logger.notice("training: \(startedFrom) has the \(LesionClass.allCases.count) lesion channels; added the optic-disc channel \(OpticDisc.channel) to decode_head.conv_seg (weights normal std \(DiscHead.initialStd), bias 0; the lesion channels copied exactly)")
-                startedFrom += " + optic-disc channel"
-            } else if disc && architecture.numClasses != OpticDisc.channel + 1 {
-                throw TrainingError(.configuration, "\(url.path) has \(architecture.numClasses) output channels; the optic disc needs a model with the 4 lesion channels (to expand) or 5")
+            if architecture.numClasses < channels {
+                let had = architecture.numClasses
+                (tensors, architecture) = try DiscHead.expand(tensors, architecture: architecture, to: channels, seed: configuration.seed)
+                let added = [OpticDisc.name, RetinalVessels.name][(had - OpticDisc.channel)..<(channels - OpticDisc.channel)]
+                logger.notice("training: \(startedFrom) has \(had) output channels; added \(added.joined(separator: " and ")) to decode_head.conv_seg (weights normal std \(DiscHead.initialStd), bias 0; the other channels copied exactly)")
+                startedFrom += " + " + added.joined(separator: " + ") + " channel" + (added.count > 1 ? "s" : "")
+            } else if architecture.numClasses != channels {
+                throw TrainingError(.configuration, "\(url.path) has \(architecture.numClasses) output channels; this training needs \(channels) (the 4 lesions\(disc ? ", the optic disc" : "")\(vessels ? ", the vessels" : ""))")
             }
             network = try SegmentationModel(architecture: architecture, weights: tensors, weightsFile: url.path)
         } else if var architecture = request.architecture {
-            if disc { architecture.numClasses = OpticDisc.channel + 1 }
+            architecture.numClasses = max(architecture.numClasses, channels)
             network = try SegmentationModel(architecture: architecture)
         } else {
             throw TrainingError(.configuration, "give the network to train: --arch, or --from a model")

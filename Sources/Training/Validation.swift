@@ -64,7 +64,7 @@ public struct Validator: Sendable {
             let truth = try OfficialM2MRF.overwrittenTruth(DatasetSamples.truthMasks(sample, width: ow, height: oh))
             try evaluation.add(imageID: sample.name, scores: scores, truth: truth)
             // The optic disc, beside the lesions: for a model with the disc channel, on images with a disc mask.
-            if channels > OpticDisc.channel, let truthDisc = try DatasetSamples.discMask(sample, width: ow, height: oh) {
+            if channels > OpticDisc.channel, let truthDisc = try DatasetSamples.auxiliaryMask(sample.discMask, of: sample, width: ow, height: oh) {
                 try disc.add(predicted: score(channel: OpticDisc.channel), truth: truthDisc)
             }
             logger.info("validation: \(label) \(i + 1)/\(dataset.samples.count) \(sample.name) (\(String(format: "%.0f", Date().timeIntervalSince(started))) s)")

@@ -40,6 +40,9 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: ArgumentHelp("A folder of photographs with none of the four lesions (e.g. graded free of retinopathy), added to the training set as negatives: every lesion class annotated as absent, the optic disc not annotated.",
                                valueName: "dir")) var negatives: String?
     @Option(help: "Only these photographs of --negatives, by stem (comma-separated, ranges allowed).") var negativeImages: String?
+    @Option(help: ArgumentHelp("A partially labelled set with only the vessels annotated (images/ and masks/vessels/, e.g. HRF), added to the training set: the model gains a sixth output channel, the vessels (after the optic disc, which it then has too); the lesion and disc channels are left out of these images' loss.",
+                               valueName: "dir")) var vessels: String?
+    @Option(help: "Only these photographs of --vessels, by stem (comma-separated, ranges allowed).") var vesselImages: String?
     @Flag(help: "No online flips and 90° rotations (the official code made them offline).") var noFlips = false
     @Flag(help: "No photometric distortion.") var noPhotometric = false
 
@@ -52,6 +55,8 @@ struct TrainingOptions: ParsableArguments {
         if !(0...1).contains(lesionCrops) { throw ValidationError("--lesion-crops is a share between 0 and 1") }
         if cacheMb < 0 { throw ValidationError("--cache-mb must not be negative") }
         if !["idrid", "ddr"].contains(stats) { throw ValidationError("--stats is idrid or ddr") }
+        if negativeImages != nil && negatives == nil { throw ValidationError("--negative-images needs --negatives") }
+        if vesselImages != nil && vessels == nil { throw ValidationError("--vessel-images needs --vessels") }
         _ = try lesionClasses()
     }
 
@@ -99,5 +104,7 @@ struct TrainingOptions: ParsableArguments {
         request.classes = try lesionClasses()
         request.negatives = negatives.map { URL(fileURLWithPath: $0) }
         request.negativeImages = try negativeImages.map { try LesionDataset.expandSelection($0) }
+        request.vessels = vessels.map { URL(fileURLWithPath: $0) }
+        request.vesselImages = try vesselImages.map { try LesionDataset.expandSelection($0) }
     }
 }
