@@ -65,3 +65,37 @@ public final class CachedSamples: TrainingSampleSource, @unchecked Sendable {
 
     static func size(of sample: LabelledImage) -> Int { sample.rgb.count + sample.labels.count }
 }
+
+/// A sample source whose passes draw some samples more often than others: a pass is `indices` (indices into
+/// `source`, repeats allowed), shuffled by the trainer's sampler like any set. Used to give a partially labelled
+/// extra set (the vessels) a chosen share of the draws whatever its size; the cache below it still holds each
+/// photograph once.
+public struct RepeatedSamples: TrainingSampleSource {
+    public let source: any TrainingSampleSource
+    public let indices: [Int]
+
+    public init(_ source: any TrainingSampleSource, indices: [Int]) {
+        precondition(!indices.isEmpty && indices.allSatisfy { (0..<source.count).contains($0) }, "indices outside the source")
+        self.source = source
+        self.indices = indices
+    }
+
+    public var count: Int { indices.count }
+    public func load(_ index: Int) throws -> LabelledImage { try source.load(indices[index]) }
+
+    /// Repeats of the `main` first samples and of the `extra` after them whose pass gives the extra ones the share
+    /// nearest `share` (0 < share < 1) with at most `maxRepeats` of either: (main repeats, extra repeats).
+    public static func repeats(main: Int, extra: Int, share: Double, maxRepeats: Int = 20) -> (main: Int, extra: Int) {
+        precondition(main > 0 && extra > 0 && share > 0 && share < 1)
+        var best = (main: 1, extra: 1), bestError = Double.infinity
+        for rm in 1...maxRepeats {
+            for rx in 1...maxRepeats {
+                let got = Double(rx * extra) / Double(rx * extra + rm * main)
+                // Nearest share first, then the shortest pass.
+                let error = abs(got - share) + 1e-9 * Double(rm * main + rx * extra)
+                if error < bestError { bestError = error; best = (rm, rx) }
+            }
+        }
+        return best
+    }
+}

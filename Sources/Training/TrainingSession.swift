@@ -40,6 +40,9 @@ public struct TrainingRequest: Sendable {
     /// has); only that channel learns from these images.
     public var vessels: URL?
     public var vesselImages: [String]?
+    /// Share of the training draws that come from the vessel set (nil: each image of the combined set equally
+    /// often). The sets' images are repeated in each pass to come nearest it.
+    public var vesselShare: Double?
     /// Only these images of the training / validation folder (stems, e.g. IDRiD_01); nil: all of them.
     public var trainingImages: [String]?
     public var validationImages: [String]?
@@ -107,6 +110,7 @@ public enum TrainingSession {
             trainingSet = try trainingSet.adding(free)
             logger.info("dataset: \(folder.path): \(free.samples.count) lesion-free photographs added (every lesion class annotated as absent; optic disc not annotated)")
         }
+        let lesionImages = trainingSet.samples.count
         if let folder = request.vessels {
             var vesselSet = try LesionDataset.vessels(folder)
             if let names = request.vesselImages { vesselSet = try vesselSet.selecting(names) }
@@ -167,9 +171,17 @@ public enum TrainingSession {
         let runID = try runs?.start(architecture: network.architecture.displayName, configJSON: jsonText(configuration))
         do {
             // 4. Train, continuing from the last checkpoint of this work folder.
-            let samples = CachedSamples(DatasetSamples(trainingSet, fieldOfViewCrop: request.fieldOfViewCrop,
+            var samples: any TrainingSampleSource = CachedSamples(DatasetSamples(trainingSet, fieldOfViewCrop: request.fieldOfViewCrop,
                                                        channels: network.architecture.numClasses, logger: logger),
                                         budgetBytes: request.cacheBytes)
+            let vesselImages = trainingSet.samples.count - lesionImages
+            if let share = request.vesselShare, vesselImages > 0 {
+                let r = RepeatedSamples.repeats(main: lesionImages, extra: vesselImages, share: share)
+                let indices = Array(repeating: Array(0..<lesionImages), count: r.main).flatMap { $0 }
+                    + Array(repeating: Array(lesionImages..<trainingSet.samples.count), count: r.extra).flatMap { $0 }
+                samples = RepeatedSamples(samples, indices: indices)
+                logger.info("training: a pass draws the \(lesionImages) lesion-set images \(r.main)× and the \(vesselImages) vessel images \(r.extra)×: vessel share \(String(format: "%.3f", Double(r.extra * vesselImages) / Double(indices.count))) (asked \(share))")
+            }
             var trainer = try Trainer(model: NetworkModel(network), data: samples,
                                       configuration: configuration, checkpointFolder: request.workDirectory, logger: logger)
             trainer.logInterval = max(1, request.logInterval)

@@ -115,7 +115,9 @@ struct CrossvalCommand: ParsableCommand {
             "photometric=\(c.photometricDistortion)", "disc=\(training.disc)", "bf16=\(c.bf16 ?? false)",
         ]
         if let negatives = training.negatives { parts.append("negatives=\(negatives):\(training.negativeImages ?? "all")") }
-        if let vessels = training.vessels { parts.append("vessels=\(vessels):\(training.vesselImages ?? "all")") }
+        if let vessels = training.vessels {
+            parts.append("vessels=\(vessels):\(training.vesselImages ?? "all"):\(training.vesselShare.map { "share \($0)" } ?? "uniform")")
+        }
         parts.append("tta=\(augmentation.passes)")
         return parts.joined(separator: " ")
     }

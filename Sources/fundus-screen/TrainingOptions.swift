@@ -43,6 +43,7 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: ArgumentHelp("A partially labelled set with only the vessels annotated (images/ and masks/vessels/, e.g. HRF), added to the training set: the model gains a sixth output channel, the vessels (after the optic disc, which it then has too); the lesion and disc channels are left out of these images' loss.",
                                valueName: "dir")) var vessels: String?
     @Option(help: "Only these photographs of --vessels, by stem (comma-separated, ranges allowed).") var vesselImages: String?
+    @Option(help: "Share of the training draws taken from --vessels (default: every image equally often), e.g. 0.25.") var vesselShare: Double?
     @Flag(help: "No online flips and 90° rotations (the official code made them offline).") var noFlips = false
     @Flag(help: "No photometric distortion.") var noPhotometric = false
 
@@ -56,7 +57,8 @@ struct TrainingOptions: ParsableArguments {
         if cacheMb < 0 { throw ValidationError("--cache-mb must not be negative") }
         if !["idrid", "ddr"].contains(stats) { throw ValidationError("--stats is idrid or ddr") }
         if negativeImages != nil && negatives == nil { throw ValidationError("--negative-images needs --negatives") }
-        if vesselImages != nil && vessels == nil { throw ValidationError("--vessel-images needs --vessels") }
+        if (vesselImages != nil || vesselShare != nil) && vessels == nil { throw ValidationError("--vessel-images and --vessel-share need --vessels") }
+        if let vesselShare, !(vesselShare > 0 && vesselShare < 1) { throw ValidationError("--vessel-share is a share strictly between 0 and 1") }
         _ = try lesionClasses()
     }
 
@@ -106,5 +108,6 @@ struct TrainingOptions: ParsableArguments {
         request.negativeImages = try negativeImages.map { try LesionDataset.expandSelection($0) }
         request.vessels = vessels.map { URL(fileURLWithPath: $0) }
         request.vesselImages = try vesselImages.map { try LesionDataset.expandSelection($0) }
+        request.vesselShare = vesselShare
     }
 }

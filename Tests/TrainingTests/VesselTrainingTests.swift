@@ -148,6 +148,7 @@ struct VesselTrainingTests {
         request.fieldOfViewCrop = false
         request.vessels = root.appendingPathComponent("hrf")
         request.vesselImages = ["V_0", "V_2"]
+        request.vesselShare = 0.5
         let outcome = try TrainingSession.run(request, connection: nil, logger: logger)
         #expect(outcome.card.architecture.numClasses == 6)
         #expect(outcome.card.classes == ["EX", "HE", "SE", "MA", "OD", "VESSELS"])
@@ -163,6 +164,21 @@ struct VesselTrainingTests {
         again.vesselImages = nil
         again.workDirectory = root.appendingPathComponent("work-again")
         #expect(try TrainingSession.run(again, connection: nil, logger: logger).card.architecture.numClasses == 6)
+    }
+
+    @Test("--vessel-share: repeats that come nearest the share with the shortest pass; a repeated source maps draws onto its base")
+    func share() throws {
+        #expect(RepeatedSamples.repeats(main: 12, extra: 20, share: 0.25) == (main: 5, extra: 1))
+        #expect(RepeatedSamples.repeats(main: 12, extra: 20, share: 0.5) == (main: 5, extra: 3))
+        #expect(RepeatedSamples.repeats(main: 12, extra: 2, share: 0.25) == (main: 1, extra: 2))
+        let r = RepeatedSamples.repeats(main: 11, extra: 20, share: 0.1)
+        #expect(abs(Double(20 * r.extra) / Double(20 * r.extra + 11 * r.main) - 0.1) < 0.01)
+        let base = InMemorySamples((0..<3).map {
+            LabelledImage(name: "s\($0)", width: 1, height: 1, rgb: [0, 0, 0], labels: [0], annotated: [true, true, true, true])
+        })
+        let repeated = RepeatedSamples(base, indices: [0, 1, 0, 1, 2])
+        #expect(repeated.count == 5)
+        #expect(try (0..<5).map { try repeated.load($0).name } == ["s0", "s1", "s0", "s1", "s2"])
     }
 
     @Test("HRF's vessel masks read as a vessel set: 20 photographs, vessels a plausible share of each field of view",
