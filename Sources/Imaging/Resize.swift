@@ -21,10 +21,19 @@ public enum Resize {
     /// (d + 0.5)·(src/dst) − 0.5, clamped at the borders, no antialiasing. Rounds to nearest (OpenCV's fixed-point
     /// weights may differ by one level). With `region`, resizes that rectangle of `image` as if it had been cropped
     /// first and zero-padded where it leaves the image, without making the intermediate crop.
-    public static func bilinear(_ image: Image, to width: Int, _ height: Int, region: PixelRegion? = nil) -> Image {
+    ///
+    /// With `window`, only that rectangle of the `width`×`height` result is computed and returned (its pixels are
+    /// exactly those of the whole result there): training crops a small part of a resized photograph.
+    public static func bilinear(_ image: Image, to fullWidth: Int, _ fullHeight: Int, region: PixelRegion? = nil,
+                                window: PixelRegion? = nil) -> Image {
         let r = region ?? PixelRegion(x: 0, y: 0, width: image.width, height: image.height)
-        precondition(r.width > 0 && r.height > 0 && width > 0 && height > 0)
-        let xs = taps(count: width, source: r.width), ys = taps(count: height, source: r.height)
+        precondition(r.width > 0 && r.height > 0 && fullWidth > 0 && fullHeight > 0)
+        let out = window ?? PixelRegion(x: 0, y: 0, width: fullWidth, height: fullHeight)
+        precondition(out.x >= 0 && out.y >= 0 && out.width > 0 && out.height > 0 && out.x + out.width <= fullWidth
+                     && out.y + out.height <= fullHeight, "window \(out) outside the \(fullWidth)×\(fullHeight) result")
+        let xs = Array(taps(count: fullWidth, source: r.width)[out.x ..< out.x + out.width])
+        let ys = Array(taps(count: fullHeight, source: r.height)[out.y ..< out.y + out.height])
+        let width = out.width, height = out.height
         let c = image.channels, w = image.width, h = image.height
         // Source sample offsets of each output column (−1: outside the image, reads as 0).
         let x0s = xs.map { t -> Int in let sx = r.x + t.i0; return sx >= 0 && sx < w ? sx * c : -1 }

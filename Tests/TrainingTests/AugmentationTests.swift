@@ -1,4 +1,5 @@
 import Foundation
+import Imaging
 import Testing
 @testable import Training
 
@@ -111,4 +112,48 @@ func normalisePads() {
     #expect(abs(image[24] - (7 - 16.309) / 13.293) < 1e-5)          // B of pixel (0, 0)
     #expect(image[2] == 0 && image[11] == 0)
     #expect(Array(labels) == [0, 1, 0, 0, 1, 2, 0, 0, 0, 0, 0, 0])
+}
+
+@Test("apply (labels whole, the photograph only inside the crop) equals the whole-image reference draw for draw: jitter, every orientation, lesion-centred and random crops, crops larger than the image, 5 channels",
+      arguments: [(false, 0.0), (true, 0.0), (true, 0.75), (false, 1.0)])
+func croppedPipelineExact(flips: Bool, lesionCrops: Double) {
+    var rng = TrainingRNG(seed: 17)
+    for trial in 0..<60 {
+        var configuration = TrainingConfiguration()
+        configuration.flipsAndRotations = flips
+        configuration.lesionCropProbability = lesionCrops
+        configuration.cropHeight = 4 + rng.below(30)
+        configuration.cropWidth = 4 + rng.below(30)
+        configuration.scaleLong = 16 + rng.below(60)
+        configuration.scaleShort = 12 + rng.below(40)
+        configuration.photometricDistortion = trial % 3 != 0
+        let w = 6 + rng.below(50), h = 6 + rng.below(40)
+        // Photograph with texture; labels in sparse blobs of every class, 5 = the disc (five channels).
+        var rgb = [UInt8](repeating: 0, count: 3 * w * h), labels = [UInt8](repeating: 0, count: w * h)
+        for i in 0..<(w * h) {
+            rgb[3 * i] = UInt8(rng.below(256)); rgb[3 * i + 1] = UInt8((i * 7) % 256); rgb[3 * i + 2] = UInt8(rng.below(256))
+            if rng.below(9) == 0 { labels[i] = UInt8(1 + rng.below(5)) }
+        }
+        let sample = LabelledImage(name: "t\(trial)", width: w, height: h, rgb: rgb, labels: labels,
+                                   annotated: [true, trial % 2 == 0, true, true, trial % 4 != 1])
+        let aug = TrainingAugmentation(configuration: configuration)
+        var a = TrainingRNG(seed: UInt64(100 + trial)), b = a
+        let fast = aug.apply(sample, rng: &a), slow = aug.reference(sample, rng: &b)
+        #expect(fast == slow, "trial \(trial): \(w)×\(h) → crop \(configuration.cropHeight)×\(configuration.cropWidth) at scale \(configuration.scaleLong)×\(configuration.scaleShort)")
+        #expect(a == b, "the same draws")
+    }
+}
+
+@Test("Resize.bilinear's window is exactly that part of the whole result")
+func bilinearWindow() {
+    var rng = TrainingRNG(seed: 2)
+    for _ in 0..<30 {
+        let w = 3 + rng.below(40), h = 3 + rng.below(40), ow = 1 + rng.below(70), oh = 1 + rng.below(70)
+        let image = Image(width: w, height: h, channels: 3, pixels: (0..<(3 * w * h)).map { _ in UInt8(rng.below(256)) })
+        let whole = Resize.bilinear(image, to: ow, oh)
+        let x = rng.below(ow), y = rng.below(oh), ww = 1 + rng.below(ow - x), wh = 1 + rng.below(oh - y)
+        let part = Resize.bilinear(image, to: ow, oh, window: PixelRegion(x: x, y: y, width: ww, height: wh))
+        #expect(part.width == ww && part.height == wh)
+        #expect(part.bytes == Resize.crop(whole, region: PixelRegion(x: x, y: y, width: ww, height: wh)).bytes)
+    }
 }
