@@ -453,6 +453,60 @@ extension ComputeEngine {
     /// `bf16` (mixed-precision training): dL/dy and the weights in bf16, f32 accumulation and result.
     public func convolutionBackwardData(_ dy: Tensor, weight: Tensor, inputShape: [Int], stride: Int = 1,
                                         padding: Int = 0, bf16: Bool = false) -> Tensor {
+        let plan = backwardDataPlan(dy, weight: weight, inputShape: inputShape, stride: stride, padding: padding, bf16: bf16)
+        return withLayout(UnsafeMutableRawPointer(dy.data), user: plan.shape.userDstMD, wanted: plan.diffDstMD, slot: .source) {
+            plan.run($0)
+        }
+    }
+
+    /// dL/dweight [O, C, kh, kw] (plain) and dL/dbias [O] of a convolution with input x, given dL/dy.
+    /// `bf16` (mixed-precision training, blocked x): x and dL/dy in bf16, f32 accumulation and gradients.
+    public func convolutionBackwardWeights(_ x: Tensor, _ dy: Tensor, weightShape: [Int], hasBias: Bool,
+                                           stride: Int = 1, padding: Int = 0, bf16: Bool = false)
+        -> (weight: Tensor, bias: Tensor?) {
+        let plan = backwardWeightsPlan(x, dy, weightShape: weightShape, hasBias: hasBias, stride: stride, padding: padding, bf16: bf16)
+        return withLayout(UnsafeMutableRawPointer(dy.data), user: plan.shape.userDstMD, wanted: plan.diffDstMD, slot: .destination) {
+            plan.run($0)
+        }
+    }
+
+    /// The gradients of one convolution at once: dL/dweight and dL/dbias when `weights`, dL/dx when `data`. Where
+    /// both kernels read dL/dy in one layout other than the engine's (oneDNN's 8-channel blocks on AVX2), it is
+    /// reordered once for both instead of once each. The results are those of the two calls above.
+    public func convolutionBackward(_ x: Tensor, _ dy: Tensor, weight: Tensor, hasBias: Bool, weights: Bool, data: Bool,
+                                    stride: Int = 1, padding: Int = 0, bf16: Bool = false)
+        -> (dx: Tensor?, dw: Tensor?, db: Tensor?) {
+        let weightsPlan = weights ? backwardWeightsPlan(x, dy, weightShape: weight.shape, hasBias: hasBias, stride: stride,
+                                                        padding: padding, bf16: bf16) : nil
+        let dataPlan = data ? backwardDataPlan(dy, weight: weight, inputShape: x.shape, stride: stride, padding: padding,
+                                               bf16: bf16) : nil
+        guard let weightsPlan, let dataPlan, ComputeEngine.equal(weightsPlan.diffDstMD, dataPlan.diffDstMD),
+              !ComputeEngine.equal(dataPlan.shape.userDstMD, dataPlan.diffDstMD) else {
+            let dwb = weightsPlan.map { plan in
+                timed("backward conv weights (within conv)") {
+                    withLayout(UnsafeMutableRawPointer(dy.data), user: plan.shape.userDstMD, wanted: plan.diffDstMD, slot: .destination) { plan.run($0) }
+                }
+            }
+            let dx = dataPlan.map { plan in
+                withLayout(UnsafeMutableRawPointer(dy.data), user: plan.shape.userDstMD, wanted: plan.diffDstMD, slot: .source) { plan.run($0) }
+            }
+            return (dx, dwb?.weight, dwb?.bias)
+        }
+        return withLayout(UnsafeMutableRawPointer(dy.data), user: dataPlan.shape.userDstMD, wanted: dataPlan.diffDstMD, slot: .chainInput) { ddst in
+            let (dw, db) = timed("backward conv weights (within conv)") { weightsPlan.run(ddst) }
+            return (dataPlan.run(ddst), dw, db)
+        }
+    }
+
+    /// A backward-data primitive chosen for one shape, and its execution given dL/dy in `diffDstMD`.
+    private struct BackwardDataPlan {
+        var shape: ConvShape
+        var diffDstMD: dnnl_memory_desc_t
+        var run: (UnsafeMutableRawPointer) -> Tensor
+    }
+
+    private func backwardDataPlan(_ dy: Tensor, weight: Tensor, inputShape: [Int], stride: Int, padding: Int,
+                                  bf16: Bool) -> BackwardDataPlan {
         var s = ConvShape(inShape: inputShape, inLayout: .blocked16, weightShape: weight.shape, hasBias: false, stride: stride, padding: padding)
         precondition(dy.shape == s.outShape, "convolution gradient \(dy.shape), want \(s.outShape)")
         s.bf16 = bf16 && bf16Available
@@ -467,12 +521,13 @@ extension ComputeEngine {
         var chosen = make(s)
         if chosen == nil { s.bf16 = false; s.winograd = false; chosen = make(s) }
         let p = chosen!
-        flops += 2 * Double(dy.n * dy.c * dy.h * dy.w) * Double(weight.count / weight.shape[0])
-        let dx = Tensor(shape: inputShape, layout: .blocked16, zeroed: false)
+        let shape = s
         let diffDstMD = p.md(dnnl_query_diff_dst_md), diffSrcMD = p.md(dnnl_query_diff_src_md)
-        func run(_ ddst: UnsafeMutableRawPointer) {
-            intoLayout(UnsafeMutableRawPointer(dx.data), user: s.userSrcMD, wanted: diffSrcMD, accumulate: false) { dsrc in
-                withWeights(weight, user: s.userWeightsMD, wanted: p.md(dnnl_query_weights_md), constant: false) { wp in
+        return BackwardDataPlan(shape: shape, diffDstMD: diffDstMD) { [self] ddst in
+            flops += 2 * Double(dy.n * dy.c * dy.h * dy.w) * Double(weight.count / weight.shape[0])
+            let dx = Tensor(shape: inputShape, layout: .blocked16, zeroed: false)
+            intoLayout(UnsafeMutableRawPointer(dx.data), user: shape.userSrcMD, wanted: diffSrcMD, accumulate: false) { dsrc in
+                withWeights(weight, user: shape.userWeightsMD, wanted: p.md(dnnl_query_weights_md), constant: false) { wp in
                     execute(p, [
                         (DNNL_ARG_DIFF_DST, diffDstMD, ddst),
                         (DNNL_ARG_WEIGHTS, p.md(dnnl_query_weights_md), wp),
@@ -480,16 +535,19 @@ extension ComputeEngine {
                     ])
                 }
             }
+            return dx
         }
-        withLayout(UnsafeMutableRawPointer(dy.data), user: s.userDstMD, wanted: diffDstMD, slot: .source, run)
-        return dx
     }
 
-    /// dL/dweight [O, C, kh, kw] (plain) and dL/dbias [O] of a convolution with input x, given dL/dy.
-    /// `bf16` (mixed-precision training, blocked x): x and dL/dy in bf16, f32 accumulation and gradients.
-    public func convolutionBackwardWeights(_ x: Tensor, _ dy: Tensor, weightShape: [Int], hasBias: Bool,
-                                           stride: Int = 1, padding: Int = 0, bf16: Bool = false)
-        -> (weight: Tensor, bias: Tensor?) {
+    /// A backward-weights primitive chosen for one shape, and its execution given dL/dy in `diffDstMD`.
+    private struct BackwardWeightsPlan {
+        var shape: ConvShape
+        var diffDstMD: dnnl_memory_desc_t
+        var run: (UnsafeMutableRawPointer) -> (weight: Tensor, bias: Tensor?)
+    }
+
+    private func backwardWeightsPlan(_ x: Tensor, _ dy: Tensor, weightShape: [Int], hasBias: Bool, stride: Int,
+                                     padding: Int, bf16: Bool) -> BackwardWeightsPlan {
         var s = ConvShape(inShape: x.shape, inLayout: x.layout, weightShape: weightShape, hasBias: hasBias, stride: stride, padding: padding)
         precondition(dy.shape == s.outShape, "convolution gradient \(dy.shape), want \(s.outShape)")
         s.bf16 = bf16 && bf16Available && x.layout == .blocked16
@@ -506,31 +564,31 @@ extension ComputeEngine {
         var chosen = make(s)
         if chosen == nil { s.bf16 = false; s.winograd = false; chosen = make(s) }
         let p = chosen!
-        flops += 2 * Double(dy.n * dy.c * dy.h * dy.w) * Double(weightShape[1] * weightShape[2] * weightShape[3])
-        let dw = Tensor(shape: weightShape, layout: .plain, zeroed: false)
-        let db = hasBias ? Tensor(shape: [weightShape[0]], layout: .plain, zeroed: false) : nil
+        let shape = s
         let wanted = p.md(dnnl_query_diff_weights_md)
-        let direct = ComputeEngine.equal(wanted, s.userWeightsMD)
-        let buf = direct ? UnsafeMutableRawPointer(dw.data)
-                         : UnsafeMutableRawPointer.allocate(byteCount: ComputeEngine.size(wanted), alignment: 64)
         let srcMD = p.md(dnnl_query_src_md), diffDstMD = p.md(dnnl_query_diff_dst_md)
-        func run(_ src: UnsafeMutableRawPointer, _ ddst: UnsafeMutableRawPointer) {
-            var args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] = [
-                (DNNL_ARG_SRC, srcMD, src),
-                (DNNL_ARG_DIFF_DST, diffDstMD, ddst),
-                (DNNL_ARG_DIFF_WEIGHTS, wanted, buf),
-            ]
-            if let db { args.append((DNNL_ARG_DIFF_BIAS, s.biasMD, UnsafeMutableRawPointer(db.data))) }
-            execute(p, args)
+        return BackwardWeightsPlan(shape: shape, diffDstMD: diffDstMD) { [self] ddst in
+            flops += 2 * Double(dy.n * dy.c * dy.h * dy.w) * Double(weightShape[1] * weightShape[2] * weightShape[3])
+            let dw = Tensor(shape: weightShape, layout: .plain, zeroed: false)
+            let db = hasBias ? Tensor(shape: [weightShape[0]], layout: .plain, zeroed: false) : nil
+            let direct = ComputeEngine.equal(wanted, shape.userWeightsMD)
+            let buf = direct ? UnsafeMutableRawPointer(dw.data)
+                             : UnsafeMutableRawPointer.allocate(byteCount: ComputeEngine.size(wanted), alignment: 64)
+            withLayout(UnsafeMutableRawPointer(x.data), user: shape.userSrcMD, wanted: srcMD, slot: .source) { src in
+                var args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] = [
+                    (DNNL_ARG_SRC, srcMD, src),
+                    (DNNL_ARG_DIFF_DST, diffDstMD, ddst),
+                    (DNNL_ARG_DIFF_WEIGHTS, wanted, buf),
+                ]
+                if let db { args.append((DNNL_ARG_DIFF_BIAS, shape.biasMD, UnsafeMutableRawPointer(db.data))) }
+                execute(p, args)
+            }
+            if !direct {
+                reorder(from: wanted, buf, to: shape.userWeightsMD, UnsafeMutableRawPointer(dw.data))
+                buf.deallocate()
+            }
+            return (dw, db)
         }
-        withLayout(UnsafeMutableRawPointer(x.data), user: s.userSrcMD, wanted: srcMD, slot: .source) { src in
-            withLayout(UnsafeMutableRawPointer(dy.data), user: s.userDstMD, wanted: diffDstMD, slot: .destination) { run(src, $0) }
-        }
-        if !direct {
-            reorder(from: wanted, buf, to: s.userWeightsMD, UnsafeMutableRawPointer(dw.data))
-            buf.deallocate()
-        }
-        return (dw, db)
     }
 
     /// Which oneDNN implementation runs a forward convolution of this shape (for the bench and tests).

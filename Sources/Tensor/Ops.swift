@@ -71,16 +71,13 @@ public struct Ops {
         y.requiresGrad = true
         tape.record("conv") {
             guard let dy = tape.takeGradient(y) else { return }
-            if weight.requiresGrad || bias?.requiresGrad == true {
-                let (dw, db) = engine.timed("backward conv weights (within conv)") { engine.convolutionBackwardWeights(x, dy, weightShape: weight.shape, hasBias: bias != nil,
-                                                                 stride: stride, padding: padding, bf16: bf16) }
-                tape.accumulate(weight, dw)
-                if let bias, let db { tape.accumulate(bias, db) }
-            }
-            if x.requiresGrad {
-                tape.accumulate(x, engine.convolutionBackwardData(dy, weight: weight, inputShape: x.shape,
-                                                                  stride: stride, padding: padding, bf16: bf16))
-            }
+            // Both gradients in one call: dL/dy is reordered for the kernels once (AVX2).
+            let (dx, dw, db) = engine.convolutionBackward(x, dy, weight: weight, hasBias: bias != nil,
+                                                          weights: weight.requiresGrad || bias?.requiresGrad == true,
+                                                          data: x.requiresGrad, stride: stride, padding: padding, bf16: bf16)
+            if let dw { tape.accumulate(weight, dw) }
+            if let bias, let db { tape.accumulate(bias, db) }
+            if let dx { tape.accumulate(x, dx) }
         }
         return y
     }

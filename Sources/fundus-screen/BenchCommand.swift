@@ -16,6 +16,7 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Input width.") var width = 1440
     @Option(help: "Timed runs (after one warm-up).") var runs = 3
     @Option(help: "Fuse variant: plain, A, B, C, D.") var variant = "C"
+    @Option(help: "Another network instead of W48 (--variant then ignored): \(ModelArchitecture.namesHelp).") var arch: String?
     @Flag(help: "Time training steps (bdice forward + backward) instead of inference.") var training = false
     @Option(help: "Batch size of the training steps.") var batch = 2
     @Flag(help: "Convolutions in bf16 (f32 accumulation); with --training, the mixed-precision step of `train --bf16`.")
@@ -40,8 +41,13 @@ struct BenchCommand: ParsableCommand {
         guard let v = ModelArchitecture.Variant(rawValue: variant) else {
             throw ValidationError("unknown variant '\(variant)': plain, A, B, C or D")
         }
+        var architecture = ModelArchitecture.w48(variant: v)
+        if let arch {
+            guard let named = ModelArchitecture.named(arch) else { throw ValidationError("unknown --arch '\(arch)': \(ModelArchitecture.namesHelp)") }
+            architecture = named
+        }
         if training {
-            let r = try NetworkBenchmark.training(architecture: .w48(variant: v), batch: batch, height: height,
+            let r = try NetworkBenchmark.training(architecture: architecture, batch: batch, height: height,
                                                   width: width, runs: runs, bf16: bf16, winograd: !direct,
                                                   checkpointBranches: checkpointBranches) { print($0) }
             print(String(format: "training step%@, batch %d at %d×%d: median %.3f s of %d (%@); peak RSS %.2f GiB",
@@ -56,7 +62,7 @@ struct BenchCommand: ParsableCommand {
             print(MachineLimit.line(gflops: rate, bf16: bf16, winograd: !direct))
             return
         }
-        let report = try NetworkBenchmark.run(architecture: .w48(variant: v), height: height, width: width, runs: runs,
+        let report = try NetworkBenchmark.run(architecture: architecture, height: height, width: width, runs: runs,
                                                bf16: bf16, winograd: !direct, shapes: shapes) { print($0) }
         print(report.text)
     }

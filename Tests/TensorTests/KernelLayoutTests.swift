@@ -55,6 +55,26 @@ func kernelLayoutConvolutions(_ k: Int) {
     }
 }
 
+@Test("Both gradients in one call (dL/dy reordered once) equal the two separate calls bit for bit, in the kernels' layouts and in nChw16c; weights only and data only too",
+      arguments: wideBackwardCases.indices, [true, false])
+func combinedBackward(_ k: Int, kernelLayouts: Bool) {
+    let (xs, ws, stride, padding) = wideBackwardCases[k]
+    let (x, w, dy) = backwardOperands(k, seed: 351)
+    let engine = ComputeEngine()
+    engine.kernelLayouts = kernelLayouts
+    _ = engine.convolution(x, weight: w, bias: nil, stride: stride, padding: padding, training: true)
+    let dx = engine.convolutionBackwardData(dy, weight: w, inputShape: xs, stride: stride, padding: padding)
+    let (dw, db) = engine.convolutionBackwardWeights(x, dy, weightShape: ws, hasBias: true, stride: stride, padding: padding)
+    let both = engine.convolutionBackward(x, dy, weight: w, hasBias: true, weights: true, data: true, stride: stride, padding: padding)
+    #expect(both.dx?.values() == dx.values() && both.dw?.values() == dw.values() && both.db?.values() == db?.values(),
+            "\(xs) * \(ws) stride \(stride)")
+    let weightsOnly = engine.convolutionBackward(x, dy, weight: w, hasBias: false, weights: true, data: false, stride: stride, padding: padding)
+    #expect(weightsOnly.dx == nil && weightsOnly.db == nil && weightsOnly.dw?.values() == dw.values())
+    let dataOnly = engine.convolutionBackward(x, dy, weight: w, hasBias: false, weights: false, data: true, stride: stride, padding: padding)
+    #expect(dataOnly.dw == nil && dataOnly.dx?.values() == dx.values())
+    #expect(dy.values() == backwardOperands(k, seed: 351).dy.values(), "dL/dy left as it was")
+}
+
 /// Inference convolution chains (`convolutionChain`): a residual block's layers and the head's 1×1 and classifier.
 /// Each case: input shape, the steps (weight shape, stride, padding, ReLU), and the residual: none, x itself, or
 /// another tensor summed into in place.
