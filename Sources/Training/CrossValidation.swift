@@ -85,6 +85,8 @@ public enum CrossValidation {
         /// The official four-class means of the fold (absent classes counted 0, as the reference does), for reference.
         public var officialMeanAUPR: Double?
         public var officialMeanIoU: Double?
+        /// With test-time augmentation: the figures of its plain pass alone (the official single pass), by class code.
+        public var singlePassClasses: [String: ClassFigures]?
         public var weights: String?
         public var trainingSeconds: Double?
         public var validationSeconds: Double?
@@ -109,10 +111,16 @@ public enum CrossValidation {
             officialMeanIoU = report.official.mIoU
         }
 
-        /// Mean of a figure over the classes present in this fold; nil if none is.
-        public func mean(_ figure: Figure) -> Double? {
-            let v = LesionClass.allCases.compactMap { classes[$0.code].flatMap(figure.value) }
+        /// Mean of a figure over the classes present in this fold; nil if none is. `singlePass`: of the plain pass.
+        public func mean(_ figure: Figure, singlePass: Bool = false) -> Double? {
+            guard let figures = singlePass ? singlePassClasses : classes else { return nil }
+            let v = LesionClass.allCases.compactMap { figures[$0.code].flatMap(figure.value) }
             return v.isEmpty ? nil : v.reduce(0, +) / Double(v.count)
+        }
+
+        /// The single pass's figures from its report.
+        public mutating func setSinglePass(_ report: EvaluationReport) {
+            singlePassClasses = Dictionary(uniqueKeysWithValues: report.classes.map { ($0.code, ClassFigures($0)) })
         }
 
         /// Codes of the classes absent from this fold's validation images.
@@ -183,6 +191,9 @@ public enum CrossValidation {
         public var classes: [String: [String: Statistic]]
         /// [mAUPR | mAP | mIoU: statistic of the folds' means over their present classes].
         public var means: [String: Statistic]
+        /// The same of the augmentation's plain pass alone, when every finished fold has it.
+        public var singlePassClasses: [String: [String: Statistic]]?
+        public var singlePassMeans: [String: Statistic]?
         public var results: [FoldResult]
     }
 
@@ -198,11 +209,24 @@ public enum CrossValidation {
             }
             means[figure.meanName] = Statistic(results.map { ($0.fold, $0.mean(figure)) })
         }
+        var singleClasses: [String: [String: Statistic]]?, singleMeans: [String: Statistic]?
+        if !results.isEmpty, results.allSatisfy({ $0.singlePassClasses != nil }) {
+            singleClasses = [:]
+            singleMeans = [:]
+            for figure in Figure.allCases {
+                for c in LesionClass.allCases {
+                    singleClasses![figure.rawValue, default: [:]][c.code] = Statistic(results.map { r in
+                        (r.fold, r.singlePassClasses?[c.code].flatMap(figure.value))
+                    })
+                }
+                singleMeans![figure.meanName] = Statistic(results.map { ($0.fold, $0.mean(figure, singlePass: true)) })
+            }
+        }
         let done = Set(results.map(\.fold))
         return Summary(folds: folds, images: Set(results.flatMap(\.validationImages)).count, assignment: assignment,
                        augmentation: results.first?.augmentation ?? "", settings: results.first?.settings ?? "",
                        missingFolds: (1...max(1, folds)).filter { !done.contains($0) }, classes: classes, means: means,
-                       results: results)
+                       singlePassClasses: singleClasses, singlePassMeans: singleMeans, results: results)
     }
 
     /// The summary as Markdown: one table per figure (folds × classes and the fold's mean over present classes,
@@ -247,6 +271,20 @@ public enum CrossValidation {
                 + " | **\(meanSD(s.means[figure.meanName]))** |\n"
             out += "| min–max | | " + codes.map { range(stats[$0]) }.joined(separator: " | ")
                 + " | \(range(s.means[figure.meanName])) |\n\n"
+        }
+        if let singleClasses = s.singlePassClasses, let singleMeans = s.singlePassMeans {
+            out += "### Without the test-time augmentation (its plain pass alone, the official single pass)\n\n"
+            out += "Class means over folds (mean ± sd), from the same inference; the difference is what the augmentation adds.\n\n"
+            out += "| Figure | " + codes.joined(separator: " | ") + " | mean | with TTA | TTA − single, per fold |\n"
+            out += "|---|" + String(repeating: "---:|", count: codes.count + 3) + "\n"
+            for figure in Figure.allCases {
+                let stats = singleClasses[figure.rawValue] ?? [:]
+                let gains = s.results.compactMap { r in r.mean(figure).flatMap { t in r.mean(figure, singlePass: true).map { t - $0 } } }
+                out += "| \(figure.rawValue) | " + codes.map { meanSD(stats[$0]) }.joined(separator: " | ")
+                    + " | **\(meanSD(singleMeans[figure.meanName]))** | \(meanSD(s.means[figure.meanName])) | "
+                    + gains.map { String(format: "%+.4f", $0) }.joined(separator: ", ") + " |\n"
+            }
+            out += "\n"
         }
         let absent = s.results.filter { !$0.absentClasses.isEmpty }
         if !absent.isEmpty {

@@ -80,6 +80,8 @@ public struct TrainingOutcome: Sendable {
     public var metrics: ValidationMetrics
     /// The candidate's full validation report (per class, absent classes visible as no truth pixels); nil without validation.
     public var report: EvaluationReport?
+    /// With test-time augmentation, the figures of its plain pass alone (from the same inference).
+    public var singlePassReport: EvaluationReport?
     public var trainingSeconds: Double?
     public var validationSeconds: Double?
     public var modelVersionID: Int64?
@@ -194,10 +196,12 @@ public enum TrainingSession {
             // 5. Validate the candidate, and the active model on the same images.
             var metrics = ValidationMetrics()
             var candidateReport: EvaluationReport?
+            var singlePassReport: EvaluationReport?
             var validationSeconds: Double?
             if let validator {
-                let report = try validator.evaluate(trainer.model, label: request.name)
+                let (report, single) = try validator.evaluateWithSinglePass(trainer.model, label: request.name)
                 candidateReport = report
+                singlePassReport = single
                 validationSeconds = Date().timeIntervalSince(validationStarted)
                 metrics = ValidationMetrics(validation: .init(set: validator.dataset.source, imageNames: validator.imageNames),
                                             figures: Validator.figures(report))
@@ -229,6 +233,7 @@ public enum TrainingSession {
             }
             if let runID { try runs?.finish(id: runID, outcome: .succeeded, metricsJSON: metrics.json) }
             return TrainingOutcome(weights: weights, card: card, metrics: metrics, report: candidateReport,
+                                   singlePassReport: singlePassReport,
                                    trainingSeconds: trainingSeconds, validationSeconds: validationSeconds,
                                    modelVersionID: versionID, trainingRunID: runID)
         } catch {

@@ -36,6 +36,15 @@ public struct Validator: Sendable {
     public var imageNames: [String] { dataset.samples.map(\.name) }
 
     public func evaluate(_ model: some TrainableModel, label: String = "model") throws -> EvaluationReport {
+        try evaluateWithSinglePass(model, label: label).report
+    }
+
+    /// `evaluate`, and, when the augmentation's first pass is the plain image and there are more, the figures of that
+    /// pass alone (the official single pass) from the same inference: what the augmentation adds, at no extra cost.
+    public func evaluateWithSinglePass(_ model: some TrainableModel, label: String = "model") throws
+        -> (report: EvaluationReport, singlePass: EvaluationReport?) {
+        let alsoSingle = augmentation.passes > 1 && augmentation.mirrors[0] == .none
+        var single = SegmentationEvaluation(operatingThreshold: 0.5)
         var evaluation = SegmentationEvaluation(operatingThreshold: 0.5)
         var disc = DiscOverlap()
         var options = PreparationOptions()
@@ -63,6 +72,14 @@ public struct Validator: Sendable {
             for lesion in LesionClass.allCases { scores[lesion] = try score(channel: lesion.rawValue) }
             let truth = try OfficialM2MRF.overwrittenTruth(DatasetSamples.truthMasks(sample, width: ow, height: oh))
             try evaluation.add(imageID: sample.name, scores: scores, truth: truth)
+            if alsoSingle {
+                var plain: [LesionClass: ScorePlane] = [:]
+                for lesion in LesionClass.allCases {
+                    let original = transform.meanSigmoidToOriginal(channel: lesion.rawValue, of: [passes[0]], width: w, height: h)
+                    plain[lesion] = try ScorePlane(width: original.width, height: original.height, probabilityBytes: original.bytes)
+                }
+                try single.add(imageID: sample.name, scores: plain, truth: truth)
+            }
             // The optic disc, beside the lesions: for a model with the disc channel, on images with a disc mask.
             if channels > OpticDisc.channel, let truthDisc = try DatasetSamples.auxiliaryMask(sample.discMask, of: sample, width: ow, height: oh) {
                 try disc.add(predicted: score(channel: OpticDisc.channel), truth: truthDisc)
@@ -71,7 +88,7 @@ public struct Validator: Sendable {
         }
         var report = evaluation.report()
         if disc.images > 0 { report.disc = disc }
-        return report
+        return (report, alsoSingle ? single.report() : nil)
     }
 
     /// The registry's figures from a report: official means, exact mAP, presence AUC, and per class.

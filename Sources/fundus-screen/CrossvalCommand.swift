@@ -89,6 +89,7 @@ struct CrossvalCommand: ParsableCommand {
             var result = CrossValidation.FoldResult(
                 fold: n, folds: assignment.count, trainingImages: trainingImages, validationImages: validationImages,
                 settings: settings, augmentation: augmentation.description, report: report)
+            if let single = outcome.singlePassReport { result.setSinglePass(single) }
             result.weights = outcome.weights.path
             result.trainingSeconds = outcome.trainingSeconds
             result.validationSeconds = outcome.validationSeconds

@@ -77,6 +77,23 @@ func aggregationWithAbsentClass() throws {
     #expect(md.contains("0.5000 ± 0.2828 (n=2)"))
     #expect(md.contains("0.3000–0.7000"))
 
+    // Without the plain pass's figures on every fold, no single-pass table.
+    #expect(s.singlePassMeans == nil && !md.contains("Without the test-time augmentation"))
+    var withSingle = results
+    for i in withSingle.indices {
+        withSingle[i].singlePassClasses = withSingle[i].classes.mapValues { c in
+            var lower = c
+            lower.aupr = c.aupr.map { $0 - 0.05 }
+            return lower
+        }
+    }
+    let ss = CrossValidation.summarise(withSingle, folds: 3)
+    let singleMean = try #require(ss.singlePassMeans?["mAUPR"]?.mean)
+    #expect(abs(singleMean - (means.mean! - 0.05)) < 1e-12)
+    #expect(ss.singlePassClasses?["AUPR"]?["SE"]?.excludedFolds == [2])
+    let smd = CrossValidation.markdown(ss)
+    #expect(smd.contains("Without the test-time augmentation") && smd.contains("+0.0500, +0.0500, +0.0500"))
+
     // One fold only: no sd, and the missing folds are listed.
     let partial = CrossValidation.summarise([results[0]], folds: 3)
     #expect(partial.missingFolds == [2, 3])

@@ -77,6 +77,15 @@ func validatesOnIDRiD() throws {
     for key in ["mAUPR", "mIoU", "mAP", "AUPR.EX", "AUPR.MA"] { #expect(figures[key] != nil, "no \(key)") }
     #expect((0...1).contains(figures["mAUPR"]!))
 
+    // With mirroring TTA, the plain pass's own figures come from the same inference and equal a plain validation's.
+    var tta = validator
+    tta.augmentation = .mirroring
+    let (withTTA, single) = try tta.evaluateWithSinglePass(model)
+    let plainFigures = Validator.figures(report), singleFigures = Validator.figures(try #require(single))
+    for key in ["mAUPR", "mIoU", "mAP", "AUPR.EX", "AP.HE", "IoU.MA"] { #expect(singleFigures[key] == plainFigures[key], "\(key)") }
+    #expect(Validator.figures(withTTA)["mAUPR"] != nil)
+    #expect(try validator.evaluateWithSinglePass(model).singlePass == nil, "no second report without augmentation")
+
     let partial = try idridSubset(["14"], classes: ["EX", "HE"])
     defer { try? FileManager.default.removeItem(at: partial) }
     #expect(throws: TrainingError.self) {
