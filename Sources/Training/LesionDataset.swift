@@ -128,17 +128,9 @@ public struct LesionDataset: Sendable {
         var isDirectory: ObjCBool = false
         let images = root.appendingPathComponent("images")
         if FileManager.default.fileExists(atPath: images.path, isDirectory: &isDirectory), isDirectory.boolValue { imageDir = images }
-        var samples: [LabelledSample] = []
-        for name in try files(in: imageDir) {
-            let (stem, ext) = splitExtension(name)
-            guard imageExtensions.contains(ext) else { continue }
-            if samples.contains(where: { $0.name == stem }) {
-                throw TrainingError(.dataset, "\(imageDir.path): two images share the name \(stem)")
-            }
-            samples.append(LabelledSample(name: stem, image: imageDir.appendingPathComponent(name), labels: .masks([:]),
-                                          annotated: Set(LesionClass.allCases)))
+        let samples = try photographs(in: imageDir).map {
+            LabelledSample(name: $0.stem, image: $0.url, labels: .masks([:]), annotated: Set(LesionClass.allCases))
         }
-        guard !samples.isEmpty else { throw TrainingError(.dataset, "\(imageDir.path) holds no JPEG, PNG or TIFF photograph") }
         return LesionDataset(root: root, layout: .idrid, samples: samples, annotated: Set(LesionClass.allCases),
                              origin: "\(root.path) (lesion-free)")
     }
@@ -156,14 +148,7 @@ public struct LesionDataset: Sendable {
                 throw TrainingError(.dataset, "\(root.path) is not a vessel set: it has no \(dir.lastPathComponent == "images" ? "images" : "masks/\(RetinalVessels.folder)") folder")
             }
         }
-        var images: [String: URL] = [:]
-        for name in try files(in: imageDir) {
-            let (stem, ext) = splitExtension(name)
-            guard imageExtensions.contains(ext) else { continue }
-            guard images[stem] == nil else { throw TrainingError(.dataset, "\(imageDir.path): two images share the name \(stem)") }
-            images[stem] = imageDir.appendingPathComponent(name)
-        }
-        guard !images.isEmpty else { throw TrainingError(.dataset, "\(imageDir.path) holds no JPEG, PNG or TIFF photograph") }
+        let images = Dictionary(uniqueKeysWithValues: try photographs(in: imageDir).map { ($0.stem, $0.url) })
         var masks: [String: URL] = [:]
         for name in try files(in: maskDir) {
             let (stem, ext) = splitExtension(name)
@@ -183,6 +168,20 @@ public struct LesionDataset: Sendable {
         }
         return LesionDataset(root: root, layout: .idrid, samples: samples, annotated: [],
                              origin: "\(root.path) (vessels)")
+    }
+
+    /// The photographs (JPEG, PNG, TIFF) of a folder in the order `files(in:)` lists them, by stem; two with one stem,
+    /// or none at all, is an error.
+    static func photographs(in dir: URL) throws(TrainingError) -> [(stem: String, url: URL)] {
+        var found: [(stem: String, url: URL)] = [], seen = Set<String>()
+        for name in try files(in: dir) {
+            let (stem, ext) = splitExtension(name)
+            guard imageExtensions.contains(ext) else { continue }
+            guard seen.insert(stem).inserted else { throw TrainingError(.dataset, "\(dir.path): two images share the name \(stem)") }
+            found.append((stem, dir.appendingPathComponent(name)))
+        }
+        guard !found.isEmpty else { throw TrainingError(.dataset, "\(dir.path) holds no JPEG, PNG or TIFF photograph") }
+        return found
     }
 
     /// This set and `other` as one training set: samples of both (each keeps what it is annotated for), names unique.
