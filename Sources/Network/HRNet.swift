@@ -200,7 +200,16 @@ final class HRNetBackbone {
             ? ops.convChain(x, [stem1.inferenceStep(ops), stem2.inferenceStep(ops)])  // the ½-size map stays in the kernel's layout
             : stem2(stem1(x, ops), ops)
         // Stage 1: bottlenecks on one branch.
-        var ys = [layer1.reduce(stem) { h, block in block(h, ops) }]
+        var ys: [Tensor]
+        if ops.tape == nil && !ops.training, let first = layer1.first, layer1.dropFirst().allSatisfy({ $0.downsample == nil }) {
+            // Inference: the blocks after the first (which projects the stem's channels) as one chain, so the
+            // 4×-wide 1/4-size map is reordered for the kernels once, not twice a block.
+            let rest = layer1.dropFirst().map { $0.layers.map { $0.inferenceStep(ops) } }
+            let h = first(stem, ops)
+            ys = [rest.isEmpty ? h : ops.residualBlocks(h, rest)]
+        } else {
+            ys = [layer1.reduce(stem) { h, block in block(h, ops) }]
+        }
         // Stages 2–4: transition (new branches from the last one), then HRModules.
         for (row, modules) in zip(transitions, stages) {
             let xs: [Tensor] = row.enumerated().map { i, t in
