@@ -60,6 +60,15 @@ struct CrossvalCommand: ParsableCommand {
         // Every image of the set (or the asked ones) that validation can use.
         var set = try dataSource.open(connection: connection, logger: logger)
         if let images { set = try set.selecting(LesionDataset.expandSelection(images)) }
+        // The extra training sets are read now, so a wrong folder fails before any fold starts.
+        if let vessels = training.vessels {
+            let extra = try LesionDataset.vessels(URL(fileURLWithPath: vessels))
+            if let names = training.vesselImages { _ = try extra.selecting(LesionDataset.expandSelection(names)) }
+        }
+        if let negatives = training.negatives {
+            let extra = try LesionDataset.lesionFree(URL(fileURLWithPath: negatives))
+            if let names = training.negativeImages { _ = try extra.selecting(LesionDataset.expandSelection(names)) }
+        }
         let assignment = try CrossValidation.folds(set.samples.map(\.name), count: folds)
         let augmentation: TestTimeAugmentation = tta ? .mirroring : .none
         print("crossval: \(set.samples.count) images of \(set.source), \(folds) folds: \(CrossValidation.assignmentRule)")
