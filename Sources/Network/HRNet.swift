@@ -90,10 +90,8 @@ final class HRModule {
     func callAsFunction(_ xs: [Tensor], _ ops: Ops) -> [Tensor] {
         let ys = zip(branches, xs).enumerated().map { b, branch in
             let (blocks, x) = branch
-            if ops.tape == nil && !ops.training && blocks.allSatisfy({ $0.downsample == nil }) {
-                // Inference: the branch's blocks as one chain (their outputs stay in the kernels' layout).
-                return ops.residualBlocks(x, blocks.map { $0.layers.map { $0.inferenceStep(ops) } })
-            }
+            // Inference: the branch's blocks as one chain (their outputs stay in the kernels' layout).
+            if ops.inference { return blocks.inferenceChain(x, ops) }
             let run: (Ops) -> Tensor = { o in blocks.reduce(x) { h, block in block(h, o) } }
             // Checkpointed: only the branch's input (kept anyway) and output (kept by the fuse) stay for backward.
             return b < ops.checkpointBranches && !blocks.isEmpty ? ops.checkpointed(run) : run(ops)
@@ -196,20 +194,13 @@ final class HRNetBackbone {
     /// x [N, 3, H, W] (plain or blocked) → branch maps [N, C_b, H/4/2^b, W/4/2^b].
     func callAsFunction(_ x: Tensor, _ ops: Ops) -> [Tensor] {
         // Stem: two 3×3 stride-2 convs, 1/4 resolution.
-        let stem = ops.tape == nil && !ops.training
+        let stem = ops.inference
             ? ops.convChain(x, [stem1.inferenceStep(ops), stem2.inferenceStep(ops)])  // the ½-size map stays in the kernel's layout
             : stem2(stem1(x, ops), ops)
         // Stage 1: bottlenecks on one branch.
-        var ys: [Tensor]
-        if ops.tape == nil && !ops.training, let first = layer1.first, layer1.dropFirst().allSatisfy({ $0.downsample == nil }) {
-            // Inference: the blocks after the first (which projects the stem's channels) as one chain, so the
-            // 4×-wide 1/4-size map is reordered for the kernels once, not twice a block.
-            let rest = layer1.dropFirst().map { $0.layers.map { $0.inferenceStep(ops) } }
-            let h = first(stem, ops)
-            ys = [rest.isEmpty ? h : ops.residualBlocks(h, rest)]
-        } else {
-            ys = [layer1.reduce(stem) { h, block in block(h, ops) }]
-        }
+        // In inference the blocks after the first (which projects the stem's channels) run as one chain, so the
+        // 4×-wide 1/4-size map is reordered for the kernels once, not twice a block.
+        var ys = [ops.inference ? layer1.inferenceChain(stem, ops) : layer1.reduce(stem) { h, block in block(h, ops) }]
         // Stages 2–4: transition (new branches from the last one), then HRModules.
         for (row, modules) in zip(transitions, stages) {
             let xs: [Tensor] = row.enumerated().map { i, t in
@@ -243,7 +234,7 @@ final class FCNHead {
     /// Branch maps → logits [N, classes, H/4, W/4].
     func callAsFunction(_ xs: [Tensor], _ ops: Ops) -> Tensor {
         let h = xs[0].h, w = xs[0].w
-        if ops.tape == nil && !ops.training && xs.allSatisfy({ $0.c % 16 == 0 }) {
+        if ops.inference && xs.allSatisfy({ $0.c % 16 == 0 }) {
             // Inference: everything after the resizes is 1×1, so the head runs in bands of rows and never holds
             // the full concatenation (720 channels at 1/4 resolution is 250 MB for a 960×1440 input).
             let logits = Tensor(shape: [xs[0].n, classifierWeight.shape[0], h, w], layout: .blocked16)

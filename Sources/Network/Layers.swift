@@ -63,7 +63,7 @@ final class ConvBN {
     /// y = [relu](bn(conv(x)) [+ residual]). `consumingResidual`: the residual is a fresh tensor no one else reads
     /// (a downsample's output), so inference sums into it in place instead of into a copy.
     func callAsFunction(_ x: Tensor, _ ops: Ops, residual: Tensor? = nil, consumingResidual: Bool = false) -> Tensor {
-        if ops.tape == nil && !ops.training {
+        if ops.inference {
             return ops.convChain(x, [inferenceStep(ops)], residual: residual, intoResidual: consumingResidual)
         }
         return bn(ops.conv(x, weight, stride: stride, padding: padding), ops, residual: residual, relu: relu)
@@ -114,10 +114,21 @@ extension ResidualBlock {
     /// Inference runs the layers as one convolution chain (their intermediate results in the kernels' layout).
     func callAsFunction(_ x: Tensor, _ ops: Ops) -> Tensor {
         let identity = downsample.map { $0(x, ops) } ?? x
-        if ops.tape == nil && !ops.training {
+        if ops.inference {
             return ops.convChain(x, layers.map { $0.inferenceStep(ops) }, residual: identity, intoResidual: downsample != nil)
         }
         return last(body(x, ops), ops, residual: identity, consumingResidual: downsample != nil)
+    }
+}
+
+extension Array where Element: ResidualBlock {
+    /// Inference: the blocks in order, those after the last one with a downsample as one convolution chain
+    /// (`Ops.residualBlocks`: their input and result reordered for the kernels once, not twice a block).
+    func inferenceChain(_ x: Tensor, _ ops: Ops) -> Tensor {
+        let split = (lastIndex { $0.downsample != nil }).map { $0 + 1 } ?? 0
+        let h = self[..<split].reduce(x) { h, block in block(h, ops) }
+        let rest = self[split...].map { $0.layers.map { $0.inferenceStep(ops) } }
+        return rest.isEmpty ? h : ops.residualBlocks(h, rest)
     }
 }
 

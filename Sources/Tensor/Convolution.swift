@@ -453,10 +453,7 @@ extension ComputeEngine {
     /// `bf16` (mixed-precision training): dL/dy and the weights in bf16, f32 accumulation and result.
     public func convolutionBackwardData(_ dy: Tensor, weight: Tensor, inputShape: [Int], stride: Int = 1,
                                         padding: Int = 0, bf16: Bool = false) -> Tensor {
-        let plan = backwardDataPlan(dy, weight: weight, inputShape: inputShape, stride: stride, padding: padding, bf16: bf16)
-        return withLayout(UnsafeMutableRawPointer(dy.data), user: plan.shape.userDstMD, wanted: plan.diffDstMD, slot: .source) {
-            plan.run($0)
-        }
+        run(backwardDataPlan(dy, weight: weight, inputShape: inputShape, stride: stride, padding: padding, bf16: bf16), dy)
     }
 
     /// dL/dweight [O, C, kh, kw] (plain) and dL/dbias [O] of a convolution with input x, given dL/dy.
@@ -464,10 +461,7 @@ extension ComputeEngine {
     public func convolutionBackwardWeights(_ x: Tensor, _ dy: Tensor, weightShape: [Int], hasBias: Bool,
                                            stride: Int = 1, padding: Int = 0, bf16: Bool = false)
         -> (weight: Tensor, bias: Tensor?) {
-        let plan = backwardWeightsPlan(x, dy, weightShape: weightShape, hasBias: hasBias, stride: stride, padding: padding, bf16: bf16)
-        return withLayout(UnsafeMutableRawPointer(dy.data), user: plan.shape.userDstMD, wanted: plan.diffDstMD, slot: .destination) {
-            plan.run($0)
-        }
+        run(backwardWeightsPlan(x, dy, weightShape: weightShape, hasBias: hasBias, stride: stride, padding: padding, bf16: bf16), dy)
     }
 
     /// The gradients of one convolution at once: dL/dweight and dL/dbias when `weights`, dL/dx when `data`. Where
@@ -482,20 +476,23 @@ extension ComputeEngine {
                                                bf16: bf16) : nil
         guard let weightsPlan, let dataPlan, ComputeEngine.equal(weightsPlan.diffDstMD, dataPlan.diffDstMD),
               !ComputeEngine.equal(dataPlan.shape.userDstMD, dataPlan.diffDstMD) else {
-            let dwb = weightsPlan.map { plan in
-                timed("backward conv weights (within conv)") {
-                    withLayout(UnsafeMutableRawPointer(dy.data), user: plan.shape.userDstMD, wanted: plan.diffDstMD, slot: .destination) { plan.run($0) }
-                }
-            }
-            let dx = dataPlan.map { plan in
-                withLayout(UnsafeMutableRawPointer(dy.data), user: plan.shape.userDstMD, wanted: plan.diffDstMD, slot: .source) { plan.run($0) }
-            }
-            return (dx, dwb?.weight, dwb?.bias)
+            let dwb = weightsPlan.map { plan in timed("backward conv weights (within conv)") { run(plan, dy) } }
+            return (dataPlan.map { run($0, dy) }, dwb?.weight, dwb?.bias)
         }
         return withLayout(UnsafeMutableRawPointer(dy.data), user: dataPlan.shape.userDstMD, wanted: dataPlan.diffDstMD, slot: .chainInput) { ddst in
             let (dw, db) = timed("backward conv weights (within conv)") { weightsPlan.run(ddst) }
             return (dataPlan.run(ddst), dw, db)
         }
+    }
+
+    /// A plan run on dL/dy as the engine holds it (reordered into the source slot where the kernel wants another layout).
+    private func run(_ plan: BackwardDataPlan, _ dy: Tensor) -> Tensor {
+        withLayout(UnsafeMutableRawPointer(dy.data), user: plan.shape.userDstMD, wanted: plan.diffDstMD, slot: .source) { plan.run($0) }
+    }
+
+    /// The same for weight gradients (dL/dy into the destination slot: the source slot holds x).
+    private func run(_ plan: BackwardWeightsPlan, _ dy: Tensor) -> (weight: Tensor, bias: Tensor?) {
+        withLayout(UnsafeMutableRawPointer(dy.data), user: plan.shape.userDstMD, wanted: plan.diffDstMD, slot: .destination) { plan.run($0) }
     }
 
     /// A backward-data primitive chosen for one shape, and its execution given dL/dy in `diffDstMD`.

@@ -52,6 +52,9 @@ public struct Ops {
         return y
     }
 
+    /// Inference: no tape and not training (convolution chains, folded BatchNorm, post-ops).
+    public var inference: Bool { tape == nil && !training }
+
     private func tracks(_ ts: Tensor?...) -> Bool { tape != nil && ts.contains { $0?.requiresGrad == true } }
 
     // MARK: Convolution
@@ -65,7 +68,7 @@ public struct Ops {
         let engine = self.engine
         // The engine times the convolution itself by kind, and its reorders apart.
         let y = engine.convolution(x, weight: weight, bias: bias, stride: stride, padding: padding,
-                                   training: tape != nil || training, constantWeights: tape == nil && !training,
+                                   training: tape != nil || training, constantWeights: inference,
                                    weightValues: weightValues, sumInto: sumInto, relu: relu, bf16: bf16)
         guard let tape, tracks(x, weight, bias) else { return y }
         y.requiresGrad = true
@@ -85,13 +88,13 @@ public struct Ops {
     /// Inference: convolutions one after another, the last summing `residual` in (into it when `intoResidual`),
     /// with the intermediate results kept in the kernels' layout (`ComputeEngine.convolutionChain`).
     public func convChain(_ x: Tensor, _ steps: [ConvolutionStep], residual: Tensor? = nil, intoResidual: Bool = false) -> Tensor {
-        precondition(tape == nil && !training, "convolution chains are for inference only")
+        precondition(inference, "convolution chains are for inference only")
         return engine.convolutionChain(x, steps, residual: residual, intoResidual: intoResidual, bf16: bf16)
     }
 
     /// Inference: residual blocks without downsample (`ComputeEngine.residualBlocksChain`).
     public func residualBlocks(_ x: Tensor, _ blocks: [[ConvolutionStep]]) -> Tensor {
-        precondition(tape == nil && !training, "convolution chains are for inference only")
+        precondition(inference, "convolution chains are for inference only")
         guard !bf16 else { return blocks.reduce(x) { h, block in convChain(h, block, residual: h) } }
         return engine.residualBlocksChain(x, blocks)
     }

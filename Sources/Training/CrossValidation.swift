@@ -199,34 +199,31 @@ public enum CrossValidation {
 
     public static func summarise(_ results: [FoldResult], folds: Int, assignment: String = assignmentRule) -> Summary {
         let results = results.sorted { $0.fold < $1.fold }
+        let (classes, means) = statistics(results, singlePass: false)
+        let single = !results.isEmpty && results.allSatisfy({ $0.singlePassClasses != nil })
+            ? statistics(results, singlePass: true) : nil
+        let done = Set(results.map(\.fold))
+        return Summary(folds: folds, images: Set(results.flatMap(\.validationImages)).count, assignment: assignment,
+                       augmentation: results.first?.augmentation ?? "", settings: results.first?.settings ?? "",
+                       missingFolds: (1...max(1, folds)).filter { !done.contains($0) }, classes: classes, means: means,
+                       singlePassClasses: single?.classes, singlePassMeans: single?.means, results: results)
+    }
+
+    /// Per figure and class, and of the folds' means: the statistics over folds of their figures (`singlePass`: of
+    /// the augmentation's plain pass).
+    static func statistics(_ results: [FoldResult], singlePass: Bool)
+        -> (classes: [String: [String: Statistic]], means: [String: Statistic]) {
         var classes: [String: [String: Statistic]] = [:]
         var means: [String: Statistic] = [:]
         for figure in Figure.allCases {
             for c in LesionClass.allCases {
                 classes[figure.rawValue, default: [:]][c.code] = Statistic(results.map { r in
-                    (r.fold, r.classes[c.code].flatMap(figure.value))
+                    (r.fold, (singlePass ? r.singlePassClasses : r.classes)?[c.code].flatMap(figure.value))
                 })
             }
-            means[figure.meanName] = Statistic(results.map { ($0.fold, $0.mean(figure)) })
+            means[figure.meanName] = Statistic(results.map { ($0.fold, $0.mean(figure, singlePass: singlePass)) })
         }
-        var singleClasses: [String: [String: Statistic]]?, singleMeans: [String: Statistic]?
-        if !results.isEmpty, results.allSatisfy({ $0.singlePassClasses != nil }) {
-            singleClasses = [:]
-            singleMeans = [:]
-            for figure in Figure.allCases {
-                for c in LesionClass.allCases {
-                    singleClasses![figure.rawValue, default: [:]][c.code] = Statistic(results.map { r in
-                        (r.fold, r.singlePassClasses?[c.code].flatMap(figure.value))
-                    })
-                }
-                singleMeans![figure.meanName] = Statistic(results.map { ($0.fold, $0.mean(figure, singlePass: true)) })
-            }
-        }
-        let done = Set(results.map(\.fold))
-        return Summary(folds: folds, images: Set(results.flatMap(\.validationImages)).count, assignment: assignment,
-                       augmentation: results.first?.augmentation ?? "", settings: results.first?.settings ?? "",
-                       missingFolds: (1...max(1, folds)).filter { !done.contains($0) }, classes: classes, means: means,
-                       singlePassClasses: singleClasses, singlePassMeans: singleMeans, results: results)
+        return (classes, means)
     }
 
     /// The summary as Markdown: one table per figure (folds × classes and the fold's mean over present classes,

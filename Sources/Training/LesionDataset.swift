@@ -142,22 +142,16 @@ public struct LesionDataset: Sendable {
     public static func vessels(_ root: URL) throws(TrainingError) -> LesionDataset {
         let imageDir = root.appendingPathComponent("images")
         let maskDir = root.appendingPathComponent("masks").appendingPathComponent(RetinalVessels.folder)
-        for dir in [imageDir, maskDir] {
+        for (dir, name) in [(imageDir, "images"), (maskDir, "masks/" + RetinalVessels.folder)] {
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: dir.path, isDirectory: &isDirectory), isDirectory.boolValue else {
-                throw TrainingError(.dataset, "\(root.path) is not a vessel set: it has no \(dir.lastPathComponent == "images" ? "images" : "masks/\(RetinalVessels.folder)") folder")
+                throw TrainingError(.dataset, "\(root.path) is not a vessel set: it has no \(name) folder")
             }
         }
         let images = Dictionary(uniqueKeysWithValues: try photographs(in: imageDir).map { ($0.stem, $0.url) })
-        var masks: [String: URL] = [:]
-        for name in try files(in: maskDir) {
-            let (stem, ext) = splitExtension(name)
-            guard imageExtensions.contains(ext) else { continue }
-            guard images[stem] != nil else {
-                throw TrainingError(.dataset, "\(maskDir.appendingPathComponent(name).path) matches no photograph in \(imageDir.path)")
-            }
-            guard masks[stem] == nil else { throw TrainingError(.dataset, "two vessel masks for \(stem) in \(maskDir.path)") }
-            masks[stem] = maskDir.appendingPathComponent(name)
+        let masks = Dictionary(uniqueKeysWithValues: try photographs(in: maskDir).map { ($0.stem, $0.url) })
+        if let stray = masks.keys.sorted().first(where: { images[$0] == nil }) {
+            throw TrainingError(.dataset, "\(masks[stray]!.path) matches no photograph in \(imageDir.path)")
         }
         var samples: [LabelledSample] = []
         for stem in images.keys.sorted() {
