@@ -27,6 +27,10 @@ public struct ModelCard: Codable, Sendable, Equatable {
     /// Classes read from a second pass at a larger input scale (class name → factor, e.g. "MA": 1.5): inference
     /// runs the network again on the input enlarged by the factor and takes those channels from it. Empty: one scale.
     public var channelScales: [String: Double] = [:]
+    /// How the weights were trained: command, time, machine (nil for cards written before it was recorded).
+    public var training: TrainingRecord?
+    /// The cross-validation that chose the recipe (`train --crossval`).
+    public var crossValidation: CrossValidationRecord?
 
     /// `channelScales` by output channel index (names not among `classes` are ignored).
     public var channelScaleIndices: [Int: Double] {
@@ -82,7 +86,7 @@ public struct ModelCard: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case name, version, architecture, classes, normalisation, threshold, metrics, created, changelog
         case inputScale = "input_scale", trainingData = "training_data", weightsFile = "weights_file"
-        case channelScales = "channel_scales"
+        case channelScales = "channel_scales", training, crossValidation = "cross_validation"
     }
 
     // `created` is always an ISO-8601 string, whatever date strategy the coder uses, so the JSON reads the same
@@ -106,6 +110,8 @@ public struct ModelCard: Codable, Sendable, Equatable {
         changelog = try c.decodeIfPresent([String: String].self, forKey: .changelog) ?? [:]
         weightsFile = try c.decodeIfPresent(String.self, forKey: .weightsFile)
         channelScales = try c.decodeIfPresent([String: Double].self, forKey: .channelScales) ?? [:]
+        training = try c.decodeIfPresent(TrainingRecord.self, forKey: .training)
+        crossValidation = try c.decodeIfPresent(CrossValidationRecord.self, forKey: .crossValidation)
         if let bad = channelScales.first(where: { !($0.value > 0 && $0.value <= 4) }) {
             throw DecodingError.dataCorruptedError(forKey: .channelScales, in: c, debugDescription: "channel_scales: \(bad.key) \(bad.value) is not a factor in (0, 4]")
         }
@@ -126,6 +132,8 @@ public struct ModelCard: Codable, Sendable, Equatable {
         try c.encode(changelog, forKey: .changelog)
         try c.encodeIfPresent(weightsFile, forKey: .weightsFile)
         if !channelScales.isEmpty { try c.encode(channelScales, forKey: .channelScales) }
+        try c.encodeIfPresent(training, forKey: .training)
+        try c.encodeIfPresent(crossValidation, forKey: .crossValidation)
     }
 
     /// Whole seconds, UTC. A new formatter per use: cards are read rarely, and this avoids sharing one across threads.

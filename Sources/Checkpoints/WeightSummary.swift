@@ -96,6 +96,20 @@ public struct WeightSummary: Codable, Sendable, Equatable {
             row("  input", "\(c.inputScale.longEdge)×\(c.inputScale.shortEdge)\(c.inputScale.keepRatio ? " keep-ratio" : ""), \(c.normalisation.channelOrder) mean \(c.normalisation.mean) std \(c.normalisation.std)")
             row("  threshold", "\(c.threshold)")
             for (k, v) in c.metrics.sorted(by: { $0.key < $1.key }) { row("  \(k)", String(format: "%.4g", v)) }
+            if let t = c.training {
+                row("  training", "\(t.iterations) iterations\(t.seconds.map { " in " + Self.duration($0) } ?? "") on \(t.machine)")
+                row("  command", t.command)
+            }
+            if let cv = c.crossValidation {
+                func figure(_ key: String) -> String {
+                    guard let s = cv.statistics[key], let m = s.mean else { return "\(key) –" }
+                    return "\(key) " + String(format: "%.3f", m) + (s.standardDeviation.map { String(format: " ± %.3f", $0) } ?? "")
+                }
+                row("  cross-validation", "\(cv.folds) folds over \(cv.images) images (\(cv.augmentation)): "
+                    + ["mAUPR", "mAP", "mIoU"].map(figure).joined(separator: ", "))
+                row("  per class AUPR", ["EX", "HE", "SE", "MA"].map { figure("AUPR.\($0)") }.joined(separator: ", "))
+                row("  recipe", cv.differences.isEmpty ? "the cross-validated one, trained on all the images" : "differs: " + cv.differences.joined(separator: "; "))
+            }
         }
         if !meta.isEmpty {
             row("meta", "")
@@ -105,6 +119,11 @@ public struct WeightSummary: Codable, Sendable, Equatable {
             }
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// "42 s", "17 min", "2.3 h".
+    static func duration(_ seconds: Double) -> String {
+        seconds < 120 ? String(format: "%.0f s", seconds) : seconds < 7200 ? String(format: "%.0f min", seconds / 60) : String(format: "%.1f h", seconds / 3600)
     }
 
     public var json: String {

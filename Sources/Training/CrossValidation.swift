@@ -1,3 +1,4 @@
+import Checkpoints
 import Foundation
 import Lesions
 import Logging
@@ -361,6 +362,57 @@ public enum CrossValidation {
         try write(summary, to: json)
         try Data(markdown(summary).utf8).write(to: md, options: .atomic)
         return (json, md)
+    }
+
+    // MARK: Into a model card
+
+    /// The finished cross-validation summarised in `workDirectory` (its crossval.json); refuses one with folds
+    /// still to run.
+    public static func finishedSummary(in workDirectory: URL) throws(TrainingError) -> Summary {
+        let url = workDirectory.appendingPathComponent("crossval.json")
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            throw TrainingError(.configuration, "\(workDirectory.path) has no crossval.json: run `fundus-screen crossval --work-dir \(workDirectory.path)` to its end first")
+        }
+        let summary: Summary
+        do { summary = try JSONDecoder().decode(Summary.self, from: Data(contentsOf: url)) } catch {
+            throw TrainingError(.configuration, "\(url.path) is not a cross-validation summary: \(error)")
+        }
+        guard summary.missingFolds.isEmpty else {
+            throw TrainingError(.configuration, "\(url.path): folds \(summary.missingFolds.map(String.init).joined(separator: ", ")) of \(summary.folds) are not finished")
+        }
+        return summary
+    }
+
+    /// A finished cross-validation as a model card's record. `finalSettings`: the final training's options in
+    /// `crossval`'s settings form, to list where they differ from the cross-validated recipe.
+    public static func record(_ s: Summary, finalSettings: String?) -> CrossValidationRecord {
+        func stat(_ st: Statistic) -> CrossValidationRecord.Statistic {
+            .init(folds: st.folds, mean: st.mean, standardDeviation: st.standardDeviation, minimum: st.minimum, maximum: st.maximum)
+        }
+        func flat(_ classes: [String: [String: Statistic]], _ means: [String: Statistic]) -> [String: CrossValidationRecord.Statistic] {
+            var out = means.mapValues(stat)
+            for (figure, perClass) in classes { for (code, st) in perClass { out[figure + "." + code] = stat(st) } }
+            return out
+        }
+        func figures(_ r: FoldResult, singlePass: Bool) -> [String: Double]? {
+            guard let classes = singlePass ? r.singlePassClasses : r.classes else { return nil }
+            var out: [String: Double] = [:]
+            for figure in Figure.allCases {
+                out[figure.meanName] = r.mean(figure, singlePass: singlePass)
+                for (code, c) in classes { out[figure.rawValue + "." + code] = figure.value(c) }
+            }
+            return out
+        }
+        let single = s.singlePassClasses.flatMap { c in s.singlePassMeans.map { flat(c, $0) } }
+        return CrossValidationRecord(
+            folds: s.folds, images: s.images, settings: s.settings, augmentation: s.augmentation,
+            statistics: flat(s.classes, s.means), singlePassStatistics: single,
+            foldResults: s.results.map { r in
+                .init(fold: r.fold, validationImages: r.validationImages, figures: figures(r, singlePass: false) ?? [:],
+                      singlePassFigures: figures(r, singlePass: true))
+            },
+            differences: finalSettings.map { CrossValidationRecord.differences(crossValidated: s.settings, final: $0) } ?? [],
+            table: markdown(s))
     }
 
     static func write<T: Encodable>(_ value: T, to url: URL) throws {

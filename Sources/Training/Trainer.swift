@@ -46,6 +46,9 @@ public struct Trainer<Model: TrainableModel> {
     public private(set) var optimiser: SGD
     public private(set) var rng: TrainingRNG
     public private(set) var sampler = SampleOrder()
+    /// Seconds spent in `run` so far, including those of the runs this one resumed (as far as their checkpoints
+    /// recorded them; nil when a checkpoint resumed did not).
+    public private(set) var trainingSeconds: Double? = 0
     public let data: any TrainingSampleSource
     public let checkpointFolder: URL?
     /// Log a progress line every this many iterations.
@@ -86,6 +89,7 @@ public struct Trainer<Model: TrainableModel> {
         rng = checkpoint.rng
         sampler = checkpoint.sampler
         iteration = checkpoint.iteration
+        trainingSeconds = checkpoint.trainingSeconds
         logger.info("training: resumed at iteration \(iteration)/\(configuration.iterations) from \(folder.path)")
         return iteration
     }
@@ -97,7 +101,7 @@ public struct Trainer<Model: TrainableModel> {
         let end = min(stop ?? configuration.iterations, configuration.iterations)
         let loss = LossSettings(bceWeight: configuration.bceWeight, batchDice: configuration.batchDice ?? false,
                                 bcePositiveWeight: configuration.bcePositiveWeight ?? 1)
-        let started = Date(), startIteration = iteration
+        let started = Date(), startIteration = iteration, secondsBefore = trainingSeconds
         var losses: [Float] = []
         var dataSeconds = 0.0
         while iteration < end {
@@ -119,6 +123,7 @@ public struct Trainer<Model: TrainableModel> {
             optimiser = sgd
             iteration += 1
             losses.append(meanLoss)
+            trainingSeconds = secondsBefore.map { $0 + Date().timeIntervalSince(started) }
 
             if iteration % logInterval == 0 || iteration == end {
                 let seconds = Date().timeIntervalSince(started)
@@ -142,7 +147,8 @@ public struct Trainer<Model: TrainableModel> {
     public func saveCheckpoint() throws(TrainingError) {
         guard let folder = checkpointFolder else { return }
         let url = try TrainingCheckpoint(configuration: configuration, iteration: iteration, rng: rng, sampler: sampler,
-                                         model: model.state, momentumBuffers: optimiser.momentumBuffers).write(to: folder)
+                                         model: model.state, momentumBuffers: optimiser.momentumBuffers,
+                                         trainingSeconds: trainingSeconds).write(to: folder)
         logger.info("training: checkpoint \(url.lastPathComponent)")
         let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
         let old = names.filter { $0.hasPrefix("iter_") && $0.hasSuffix(".safetensors") }.sorted().dropLast(max(1, keepCheckpoints))

@@ -36,9 +36,13 @@ public struct TrainingCheckpoint: Sendable, Equatable {
     public var sampler: SampleOrder
     public var model: ModelState
     public var momentumBuffers: [String: [Float]]
+    /// Seconds spent training up to this checkpoint, summed over the runs that resumed one another (nil in
+    /// checkpoints written before it was recorded).
+    public var trainingSeconds: Double?
 
     public init(configuration: TrainingConfiguration, iteration: Int, rng: TrainingRNG, sampler: SampleOrder,
-                model: ModelState, momentumBuffers: [String: [Float]]) {
+                model: ModelState, momentumBuffers: [String: [Float]], trainingSeconds: Double? = nil) {
+        self.trainingSeconds = trainingSeconds
         self.configuration = configuration
         self.iteration = iteration
         self.rng = rng
@@ -56,6 +60,7 @@ public struct TrainingCheckpoint: Sendable, Equatable {
         var rng: TrainingRNG
         var sampler: SampleOrder
         var configuration: TrainingConfiguration
+        var seconds: Double?
     }
 
     private struct Latest: Codable {
@@ -81,7 +86,8 @@ public struct TrainingCheckpoint: Sendable, Equatable {
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        let header = Header(format: Self.formatVersion, iteration: iteration, rng: rng, sampler: sampler, configuration: configuration)
+        let header = Header(format: Self.formatVersion, iteration: iteration, rng: rng, sampler: sampler, configuration: configuration,
+                            seconds: trainingSeconds)
         guard let json = try? encoder.encode(header), let text = String(data: json, encoding: .utf8) else {
             throw TrainingError(.checkpoint, "cannot encode the training state at iteration \(iteration)")
         }
@@ -124,7 +130,8 @@ public struct TrainingCheckpoint: Sendable, Equatable {
             buffers[name] = t.values
         }
         return TrainingCheckpoint(configuration: header.configuration, iteration: header.iteration, rng: header.rng,
-                                  sampler: header.sampler, model: model, momentumBuffers: buffers)
+                                  sampler: header.sampler, model: model, momentumBuffers: buffers,
+                                  trainingSeconds: header.seconds)
     }
 
     /// The checkpoint `latest.json` in `directory` names, or nil when the folder holds none yet.

@@ -53,6 +53,10 @@ public struct TrainingRequest: Sendable {
     public var validationAugmentation: TestTimeAugmentation = .none
     /// Memory for decoded training samples (each is decoded once while it fits; 0 decodes on every draw).
     public var cacheBytes = 4 << 30
+    /// The command line that asked for this training, for the model card (`TrainingRecord`); nil: none recorded.
+    public var command: String?
+    /// The cross-validation that chose this recipe, copied into the model card.
+    public var crossValidation: CrossValidationRecord?
 
     public init(data: URL, validation: URL?, initialWeights: URL?, architecture: ModelArchitecture?,
                 configuration: TrainingConfiguration, workDirectory: URL, modelDirectory: URL, name: String) {
@@ -218,6 +222,11 @@ public enum TrainingSession {
                                  trainingData: "\(trainingSet.source) (\(trainingSet.layout.rawValue), \(trainingSet.samples.count) images, \(trainingSet.annotated.sorted().map(\.code).joined(separator: ","))\(disc ? ", optic disc on \(trainingSet.samples.filter { $0.discMask != nil }.count)" : ""))",
                                  metrics: metrics.figures.filter { $0.value.isFinite })
             card.channelScales = channelScales
+            if let command = request.command {
+                card.training = TrainingRecord(command: command, seconds: trainer.trainingSeconds,
+                                               iterations: configuration.iterations, machine: TrainingRecord.thisMachine)
+            }
+            card.crossValidation = request.crossValidation
             card.changelog[request.name] = "trained \(configuration.iterations) iterations from \(startedFrom), seed \(configuration.seed), final loss \(fmt(losses.last.map(Double.init)))"
             let weights = try WeightLoader.save(tensors: stableExport(network), card: card,
                                                 to: request.modelDirectory.appendingPathComponent(request.name))

@@ -76,7 +76,7 @@ struct CrossvalCommand: ParsableCommand {
         print("validation inference: \(augmentation.description) per image")
 
         let configuration = training.configuration()
-        let settings = settingsLine(initialWeights: initialWeights, configuration: configuration, augmentation: augmentation)
+        let settings = training.settingsLine(data: data, initialWeights: initialWeights, configuration: configuration, augmentation: augmentation)
         let results = try CrossValidation.run(folds: assignment, only: fold, workDirectory: work, settings: settings, logger: logger) {
             n, trainingImages, validationImages, folder in
             var request = TrainingRequest(
@@ -110,25 +110,5 @@ struct CrossvalCommand: ParsableCommand {
         print("")
         print(CrossValidation.markdown(summary))
         print("written: \(json.path), \(md.path)")
-    }
-
-    /// The options that decide a fold's figures, in one line (a fold saved with other options is not mixed in).
-    func settingsLine(initialWeights: URL?, configuration: TrainingConfiguration, augmentation: TestTimeAugmentation) -> String {
-        let c = configuration
-        var parts = [
-            "data=\(data)", "from=\(initialWeights?.path ?? "-")", "arch=\(training.arch ?? "-")", "iterations=\(c.iterations)",
-            "crop=\(c.cropHeight)x\(c.cropWidth)", "batch=\(c.batchSize)x\(c.accumulation)", "seed=\(c.seed)",
-            "lr=\(c.schedule.baseLearningRate)->\(c.schedule.minimumLearningRate)", "bce=\(c.bceWeight)",
-            "bce-pos-weight=\(c.bcePositiveWeight ?? 1)", "batch-dice=\(c.batchDice ?? false)",
-            "lesion-crops=\(c.lesionCropProbability ?? 0)", "scale=\(c.scaleLong)x\(c.scaleShort)", "stats=\(training.stats)",
-            "classes=\(training.classes ?? "all")", "fov-crop=\(!training.noFovCrop)", "flips=\(c.flipsAndRotations)",
-            "photometric=\(c.photometricDistortion)", "disc=\(training.disc)", "bf16=\(c.bf16 ?? false)",
-        ]
-        if let negatives = training.negatives { parts.append("negatives=\(negatives):\(training.negativeImages ?? "all")") }
-        if let vessels = training.vessels {
-            parts.append("vessels=\(vessels):\(training.vesselImages ?? "all"):\(training.vesselShare.map { "share \($0)" } ?? "uniform")")
-        }
-        parts.append("tta=\(augmentation.passes)")
-        return parts.joined(separator: " ")
     }
 }

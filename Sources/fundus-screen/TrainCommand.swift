@@ -1,4 +1,5 @@
 import ArgumentParser
+import Checkpoints
 import Foundation
 import Store
 import Tensor
@@ -31,6 +32,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Name of the model version (default train-<date>-<time>).") var name: String?
     @Option(help: "Folder for checkpoints (default <state>/training/<name>); a run resumes from what is there.") var workDir: String?
     @Option(help: "Folder for model bundles (default <state>/models).") var modelsDir: String?
+    @Option(help: ArgumentHelp("A finished cross-validation's --work-dir: its table goes into the model card, with the options where this training differs from the cross-validated recipe.", valueName: "dir"))
+    var crossval: String?
     @Flag(help: "Do not validate the active model alongside (promotion then needs figures on the same images).") var noBaseline = false
 
     func run() throws {
@@ -53,6 +56,18 @@ struct TrainCommand: ParsableCommand {
         request.validateActive = !noBaseline
         request.trainingImages = try images.map { try LesionDataset.expandSelection($0) }
         request.validationImages = try valImages.map { try LesionDataset.expandSelection($0) }
+        request.command = TrainingRecord.commandLine(["fundus-screen"] + CommandLine.arguments.dropFirst())
+        if let crossval {
+            let summary = try CrossValidation.finishedSummary(in: URL(fileURLWithPath: crossval))
+            let settings = training.settingsLine(data: data, initialWeights: request.initialWeights, configuration: configuration,
+                                                 augmentation: nil)
+            var record = CrossValidation.record(summary, finalSettings: settings)
+            record.differences.removeAll { $0.hasPrefix("tta:") }
+            request.crossValidation = record
+            print("cross-validation: \(summary.folds) folds over \(summary.images) images from \(crossval); " + (record.differences.isEmpty
+                ? "this training is its recipe on all the images"
+                : "this training differs from its recipe in " + record.differences.joined(separator: "; ")))
+        }
         let outcome = try TrainingSession.run(request, connection: connection, logger: logger)
         print("model \(modelName): \(outcome.weights.path)")
         if let id = outcome.modelVersionID { print("registered as candidate \(id)") }

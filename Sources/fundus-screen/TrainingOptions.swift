@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Lesions
+import Network
 import Store
 import Training
 
@@ -109,5 +110,29 @@ struct TrainingOptions: ParsableArguments {
         request.vessels = vessels.map { URL(fileURLWithPath: $0) }
         request.vesselImages = try vesselImages.map { try LesionDataset.expandSelection($0) }
         request.vesselShare = vesselShare
+    }
+}
+
+extension TrainingOptions {
+    /// The options that decide a model's figures, in one line: a cross-validation fold saved with other options is
+    /// not mixed in, and `train --crossval` lists where the final training differs. `augmentation` nil: no `tta=`.
+    func settingsLine(data: String, initialWeights: URL?, configuration: TrainingConfiguration,
+                      augmentation: TestTimeAugmentation?) -> String {
+        let c = configuration
+        var parts = [
+            "data=\(data)", "from=\(initialWeights?.path ?? "-")", "arch=\(arch ?? "-")", "iterations=\(c.iterations)",
+            "crop=\(c.cropHeight)x\(c.cropWidth)", "batch=\(c.batchSize)x\(c.accumulation)", "seed=\(c.seed)",
+            "lr=\(c.schedule.baseLearningRate)->\(c.schedule.minimumLearningRate)", "bce=\(c.bceWeight)",
+            "bce-pos-weight=\(c.bcePositiveWeight ?? 1)", "batch-dice=\(c.batchDice ?? false)",
+            "lesion-crops=\(c.lesionCropProbability ?? 0)", "scale=\(c.scaleLong)x\(c.scaleShort)", "stats=\(stats)",
+            "classes=\(classes ?? "all")", "fov-crop=\(!noFovCrop)", "flips=\(c.flipsAndRotations)",
+            "photometric=\(c.photometricDistortion)", "disc=\(disc)", "bf16=\(c.bf16 ?? false)",
+        ]
+        if let negatives = negatives { parts.append("negatives=\(negatives):\(negativeImages ?? "all")") }
+        if let vessels = vessels {
+            parts.append("vessels=\(vessels):\(vesselImages ?? "all"):\(vesselShare.map { "share-\($0)" } ?? "uniform")")
+        }
+        if let augmentation { parts.append("tta=\(augmentation.passes)") }
+        return parts.joined(separator: " ")
     }
 }

@@ -170,3 +170,29 @@ func cardChannelScales() throws {
     text = text.replacingOccurrences(of: "\"MA\" : 1.5", with: "\"MA\" : 0")
     #expect(throws: CheckpointError.self) { try ModelCard.decode(Data(text.utf8)) }
 }
+
+@Test("training and cross_validation: absent in older cards; round-trip; the command line quoted so a shell reads it back; settings differences listed")
+func cardProvenance() throws {
+    var card = ModelCard(name: "d", version: "0.9.0", architecture: .small(width: 16, variant: .C), created: Date(timeIntervalSince1970: 1_790_000_000))
+    let text = String(decoding: card.encoded(), as: UTF8.self)
+    #expect(!text.contains("cross_validation") && !text.contains("\"training\""))
+    #expect(try ModelCard.decode(card.encoded()).training == nil)
+    card.training = TrainingRecord(command: TrainingRecord.commandLine(["fundus-screen", "train", "--data", "../shared/data/idrid", "--name", "it's mine", "--images", "A B"]),
+                                   seconds: 7212.5, iterations: 6000, machine: TrainingRecord.thisMachine)
+    #expect(card.training?.command == "fundus-screen train --data ../shared/data/idrid --name 'it'\\''s mine' --images 'A B'")
+    #expect(TrainingRecord.commandLine(["a", ""]) == "a ''")
+    card.crossValidation = CrossValidationRecord(
+        folds: 5, images: 14, settings: "iterations=6000 seed=31", augmentation: "mirroring TTA, 4 passes",
+        statistics: ["mAUPR": .init(folds: 5, mean: 0.5, standardDeviation: 0.05, minimum: 0.42, maximum: 0.57)],
+        singlePassStatistics: nil,
+        foldResults: [.init(fold: 1, validationImages: ["IDRiD_01"], figures: ["mAUPR": 0.495, "AUPR.EX": 0.697])],
+        differences: ["iterations: 6000 → 8000"], table: "| fold | mAUPR |")
+    let again = try ModelCard.decode(card.encoded())
+    #expect(again == card)
+    #expect(String(decoding: card.encoded(), as: UTF8.self).contains("\"cross_validation\""))
+
+    #expect(CrossValidationRecord.differences(crossValidated: "data=x iterations=6000 seed=31 tta=4",
+                                              final: "data=x iterations=8000 seed=31 vessels=h:all:share-0.25")
+            == ["iterations: 6000 → 8000", "tta: 4 → –", "vessels: – → h:all:share-0.25"])
+    #expect(CrossValidationRecord.differences(crossValidated: "a=1 b=2", final: "b=2 a=1").isEmpty)
+}

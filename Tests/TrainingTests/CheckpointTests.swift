@@ -53,6 +53,7 @@ func checkpointResumeIsExact() throws {
     let saved = try #require(try TrainingCheckpoint.latest(in: folder))
     #expect(saved.iteration == 10)
     #expect(saved.configuration == configuration)
+    #expect(saved.trainingSeconds == nil)   // written without it: unknown, not zero
     var resumed = ToyPixelModel(seed: 99)   // different init: everything must come from the checkpoint
     try resumed.load(saved.model)
     var sgdC = SGD(momentumBuffers: saved.momentumBuffers), rngC = saved.rng

@@ -2,6 +2,7 @@ import Foundation
 import Lesions
 import Logging
 import Testing
+import Checkpoints
 @testable import Training
 
 private let logger = Logger(label: "test.crossval")
@@ -151,4 +152,39 @@ func resumeSkipsFinishedFold() throws {
     let decoded = try JSONDecoder().decode(CrossValidation.Summary.self, from: Data(contentsOf: paths.json))
     #expect(decoded.results.count == 2)
     #expect(try String(contentsOf: paths.markdown, encoding: .utf8).contains("| **mean ± sd** |"))
+}
+
+@Test("Into the model card: per-fold figures and statistics of both passes; a summary with folds missing, or none, is refused with what to do")
+func cardRecord() throws {
+    func fold(_ n: Int) -> CrossValidation.FoldResult {
+        var r = CrossValidation.FoldResult(fold: n, folds: 2, trainingImages: ["I\(3 - n)"], validationImages: ["I\(n)"], settings: "iterations=10 seed=1 tta=4",
+                                           augmentation: "mirroring TTA, 4 passes",
+                                           classes: ["EX": figures(0.5 + Double(n) / 10, 0.4, 0.3), "HE": figures(0.6, 0.5, 0.4),
+                                                     "SE": n == 2 ? absent : figures(0.7, 0.6, 0.5), "MA": figures(0.2, 0.1, 0.1)])
+        r.singlePassClasses = r.classes.mapValues { c in var l = c; l.aupr = c.aupr.map { $0 - 0.1 }; return l }
+        return r
+    }
+    let summary = CrossValidation.summarise([fold(1), fold(2)], folds: 2)
+    let record = CrossValidation.record(summary, finalSettings: "iterations=12 seed=1")
+    #expect(record.folds == 2 && record.images == 2 && record.settings == "iterations=10 seed=1 tta=4")
+    #expect(record.differences == ["iterations: 10 → 12", "tta: 4 → –"])
+    #expect(record.foldResults.map(\.fold) == [1, 2] && record.foldResults[1].validationImages == ["I2"])
+    #expect(abs(record.foldResults[0].figures["AUPR.EX"]! - 0.6) < 1e-12)
+    #expect(record.foldResults[1].figures["AUPR.SE"] == nil)   // absent from fold 2: no figure, not 0
+    #expect(abs(record.foldResults[1].figures["mAUPR"]! - (0.7 + 0.6 + 0.2) / 3) < 1e-12)
+    #expect(abs(record.foldResults[0].singlePassFigures!["AUPR.MA"]! - 0.1) < 1e-12)
+    let ex = try #require(record.statistics["AUPR.EX"])
+    #expect(ex.folds == 2 && abs(ex.mean! - 0.65) < 1e-12 && ex.minimum == 0.6 && ex.maximum == 0.7)
+    #expect(record.statistics["AUPR.SE"]?.folds == 1)
+    #expect(record.statistics["mAUPR"] == summary.means["mAUPR"].map { .init(folds: $0.folds, mean: $0.mean, standardDeviation: $0.standardDeviation, minimum: $0.minimum, maximum: $0.maximum) })
+    #expect(abs(record.singlePassStatistics!["AUPR.EX"]!.mean! - 0.55) < 1e-12)
+    #expect(record.table == CrossValidation.markdown(summary))
+
+    let work = try temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: work) }
+    #expect { try CrossValidation.finishedSummary(in: work) } throws: { "\($0)".contains("no crossval.json") && "\($0)".contains("crossval --work-dir") }
+    _ = try CrossValidation.writeSummary(CrossValidation.summarise([fold(1)], folds: 2), to: work)
+    #expect { try CrossValidation.finishedSummary(in: work) } throws: { "\($0)".contains("folds 2 of 2 are not finished") }
+    _ = try CrossValidation.writeSummary(summary, to: work)
+    #expect(try CrossValidation.finishedSummary(in: work) == summary)
 }

@@ -75,7 +75,20 @@ func session() async throws {
         let card = try ModelCard.read(root.appendingPathComponent("models/second/metadata.json"))
         #expect(card.changelog["second"]?.contains("from first") == true)
         // Same seed, same start, same data: the same weights, bit for bit.
-        let again = try TrainingSession.run(request("second-again", from: first.weights, validate: false), connection: nil, logger: logger)
+        var againRequest = request("second-again", from: first.weights, validate: false)
+        againRequest.command = "fundus-screen train --data 'my set' --iterations 2"
+        let record = CrossValidationRecord(folds: 2, images: 4, settings: "iterations=2", augmentation: "1 pass (no TTA)",
+                                           statistics: ["mAUPR": .init(folds: 2, mean: 0.5, standardDeviation: 0.1, minimum: 0.4, maximum: 0.6)],
+                                           singlePassStatistics: nil, foldResults: [], differences: [], table: "| fold |")
+        againRequest.crossValidation = record
+        let again = try TrainingSession.run(againRequest, connection: nil, logger: logger)
+        // The card says how it was made: the command, the seconds of training, the machine, the cross-validation.
+        let againCard = try ModelCard.read(root.appendingPathComponent("models/second-again/metadata.json"))
+        #expect(againCard.training?.command == "fundus-screen train --data 'my set' --iterations 2")
+        #expect(againCard.training?.iterations == 2 && (againCard.training?.seconds ?? 0) > 0)
+        #expect(againCard.training?.machine.contains("cores") == true)
+        #expect(againCard.crossValidation == record)
+        #expect(card.training == nil && card.crossValidation == nil)   // a request without them records none
         let a = try Safetensors.read(again.weights), b = try Safetensors.read(second.weights)
         #expect(a.names == b.names && a.tensors == b.tensors)
 

@@ -49,9 +49,14 @@ func killAndResume() throws {
     try killed.run(stoppingAt: 6)   // checkpoint at 4; iterations 5 and 6 are lost with the process
     #expect(killed.iteration == 6)
 
+    // Checkpoint 4 recorded the seconds trained up to it; the resumed run goes on from them.
+    let atFour = try #require(try TrainingCheckpoint.latest(in: killedFolder)?.trainingSeconds)
+    #expect(atFour > 0 && atFour <= killed.trainingSeconds!)
     var resumed = try Trainer(model: ToyPixelModel(seed: 77), data: data, configuration: configuration, checkpointFolder: killedFolder, logger: logger)
     #expect(try resumed.resume() == 4)
+    #expect(resumed.trainingSeconds == atFour)
     try resumed.run()
+    #expect(resumed.trainingSeconds! > atFour)
 
     #expect(resumed.iteration == 12)
     #expect(resumed.model.state == straight.model.state)
@@ -62,7 +67,10 @@ func killAndResume() throws {
     let kept = try FileManager.default.contentsOfDirectory(atPath: straightFolder.path).filter { $0.hasPrefix("iter_") }.sorted()
     #expect(kept == ["iter_00000008.safetensors", "iter_00000012.safetensors"])
     // And the final checkpoints on disk agree.
-    let a = try #require(try TrainingCheckpoint.latest(in: straightFolder)), b = try #require(try TrainingCheckpoint.latest(in: resumedFolderOf(resumed)))
+    var a = try #require(try TrainingCheckpoint.latest(in: straightFolder)), b = try #require(try TrainingCheckpoint.latest(in: resumedFolderOf(resumed)))
+    #expect(a.trainingSeconds != nil && b.trainingSeconds != nil)
+    a.trainingSeconds = nil   // time is the one thing that differs
+    b.trainingSeconds = nil
     #expect(a == b)
 }
 
@@ -112,4 +120,23 @@ final class LockedLines: @unchecked Sendable {
     private var lines: [String] = []
     func append(_ s: String) { lock.lock(); lines.append(s); lock.unlock() }
     var all: [String] { lock.lock(); defer { lock.unlock() }; return lines }
+}
+
+@Test("Resumed from a checkpoint that recorded no training time, the run's time is unknown, not its last part taken for the whole")
+func resumeWithoutRecordedTime() throws {
+    let data = InMemorySamples(toySamples(5, seed: 1))
+    let configuration = toyConfiguration()
+    let folder = try temporaryFolder("untimed")
+    defer { try? FileManager.default.removeItem(at: folder) }
+    var first = try Trainer(model: ToyPixelModel(seed: 1), data: data, configuration: configuration, checkpointFolder: folder, logger: logger)
+    try first.run(stoppingAt: 4)
+    var old = try #require(try TrainingCheckpoint.latest(in: folder))
+    #expect(old.trainingSeconds != nil)
+    old.trainingSeconds = nil   // as a checkpoint of an earlier build
+    try old.write(to: folder)
+    var resumed = try Trainer(model: ToyPixelModel(seed: 1), data: data, configuration: configuration, checkpointFolder: folder, logger: logger)
+    #expect(try resumed.resume() == 4)
+    #expect(resumed.trainingSeconds == nil)
+    try resumed.run()
+    #expect(resumed.iteration == configuration.iterations && resumed.trainingSeconds == nil)
 }
