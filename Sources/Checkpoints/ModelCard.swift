@@ -111,7 +111,9 @@ public struct ModelCard: Codable, Sendable, Equatable {
         weightsFile = try c.decodeIfPresent(String.self, forKey: .weightsFile)
         channelScales = try c.decodeIfPresent([String: Double].self, forKey: .channelScales) ?? [:]
         training = try c.decodeIfPresent(TrainingRecord.self, forKey: .training)
-        crossValidation = try c.decodeIfPresent(CrossValidationRecord.self, forKey: .crossValidation)
+        // Cards of 0.8.0 and before held a sentence here (why no cross-validation was run): not a record.
+        crossValidation = (try? c.decodeIfPresent(String.self, forKey: .crossValidation)) != nil
+            ? nil : try c.decodeIfPresent(CrossValidationRecord.self, forKey: .crossValidation)
         if let bad = channelScales.first(where: { !($0.value > 0 && $0.value <= 4) }) {
             throw DecodingError.dataCorruptedError(forKey: .channelScales, in: c, debugDescription: "channel_scales: \(bad.key) \(bad.value) is not a factor in (0, 4]")
         }

@@ -95,6 +95,13 @@ public final class ComputeEngine: @unchecked Sendable {
     /// what happens anyway, per primitive, where nChw16c would get the reference kernel (CPUs without AVX-512);
     /// on, it lets tests run that path on any CPU. f32 only (bf16 requests run in f32).
     public var kernelLayouts = false
+    /// Under kernel layouts, ask for nChw8c rather than leaving the choice to oneDNN: AVX2's layout on any CPU
+    /// (tests of the nChw8c path on AVX-512 machines).
+    public var forceBlocks8 = false
+    /// A convolution whose kernel writes nChw8c returns its result in `Layout.blocked8` instead of reordering it to
+    /// nChw16c (training and single inference convolutions; chains keep nChw16c at their ends). Environment
+    /// FUNDUS_NATIVE_8C=0 turns it off.
+    public var nativeBlocks8 = ProcessInfo.processInfo.environment["FUNDUS_NATIVE_8C"] != "0"
     /// Primitive keys of bf16 or Winograd requests oneDNN refused (they run as direct f32, without asking again).
     var refused: Set<String> = []
     /// When not nil, every ReLU of a training pass appends its decisions here (output > 0, in NCHW order), in the
@@ -231,6 +238,7 @@ public final class ComputeEngine: @unchecked Sendable {
     static func md(of t: Tensor) -> dnnl_memory_desc_t {
         switch t.layout {
         case .blocked16: return md(t.shape, dnnl_nChw16c)
+        case .blocked8: return md(t.shape, dnnl_nChw8c)
         case .plain:
             switch t.shape.count {
             case 1: return md(t.shape, dnnl_x)

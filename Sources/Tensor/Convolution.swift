@@ -17,6 +17,8 @@ extension ComputeEngine {
     private struct ConvShape {
         var inShape: [Int]
         var inLayout: Layout
+        /// The caller's layout of the result (and of dL/dy).
+        var outLayout: Layout = .blocked16
         var weightShape: [Int]
         var hasBias: Bool
         var stride: Int
@@ -29,34 +31,48 @@ extension ComputeEngine {
         /// Source, destination and their gradients in the layouts the kernel chooses (format `any`) rather than
         /// nChw16c; the caller reorders (the primitive's memory descriptors say into what).
         var kernelLayouts = false
+        /// Under `kernelLayouts`: nChw8c asked for instead of `any` (`ComputeEngine.forceBlocks8`).
+        var blocks8 = false
         var outShape: [Int] {
             [inShape[0], weightShape[0],
              ComputeEngine.convolutionOutput(inShape[2], kernel: weightShape[2], stride: stride, padding: padding),
              ComputeEngine.convolutionOutput(inShape[3], kernel: weightShape[3], stride: stride, padding: padding)]
         }
-        var key: String { "\(inShape) \(inLayout) w\(weightShape) b\(hasBias) s\(stride) p\(padding)\(bf16 ? " bf16" : "")\(winograd ? " wino" : "")" }
+        var key: String { "\(inShape) \(inLayout)>\(outLayout) w\(weightShape) b\(hasBias) s\(stride) p\(padding)\(bf16 ? " bf16" : "")\(winograd ? " wino" : "")" }
         /// An activation's memory descriptor: `tag`, or `any` under `kernelLayouts`.
         private func activation(_ dims: [Int], _ tag: dnnl_format_tag_t, _ type: dnnl_data_type_t = dnnl_f32) -> dnnl_memory_desc_t {
-            ComputeEngine.md(dims, kernelLayouts ? dnnl_format_tag_any : tag, type)
+            ComputeEngine.md(dims, kernelLayouts ? (blocks8 ? dnnl_nChw8c : dnnl_format_tag_any) : tag, type)
+        }
+        static func tag(_ layout: Layout) -> dnnl_format_tag_t {
+            switch layout {
+            case .plain: dnnl_nchw
+            case .blocked16: dnnl_nChw16c
+            case .blocked8: dnnl_nChw8c
+            }
         }
         /// The caller's f32 source.
-        var userSrcMD: dnnl_memory_desc_t { ComputeEngine.md(inShape, inLayout == .blocked16 ? dnnl_nChw16c : dnnl_nchw) }
+        var userSrcMD: dnnl_memory_desc_t { ComputeEngine.md(inShape, Self.tag(inLayout)) }
         /// The source the primitive reads (bf16 copy of the user's when bf16).
-        var srcMD: dnnl_memory_desc_t {
-            activation(inShape, inLayout == .blocked16 ? dnnl_nChw16c : dnnl_nchw, bf16 ? dnnl_bf16 : dnnl_f32)
-        }
+        var srcMD: dnnl_memory_desc_t { activation(inShape, Self.tag(inLayout), bf16 ? dnnl_bf16 : dnnl_f32) }
         /// The caller's f32 destination (and dL/dy).
-        var userDstMD: dnnl_memory_desc_t { ComputeEngine.md(outShape, dnnl_nChw16c) }
-        var dstMD: dnnl_memory_desc_t { activation(outShape, dnnl_nChw16c) }
+        var userDstMD: dnnl_memory_desc_t { ComputeEngine.md(outShape, Self.tag(outLayout)) }
+        var dstMD: dnnl_memory_desc_t { activation(outShape, Self.tag(outLayout)) }
         /// dL/dx as a backward-data primitive writes it.
-        var diffSrcMD: dnnl_memory_desc_t { activation(inShape, inLayout == .blocked16 ? dnnl_nChw16c : dnnl_nchw) }
+        var diffSrcMD: dnnl_memory_desc_t { activation(inShape, Self.tag(inLayout)) }
         /// dL/dy as a backward primitive reads it (bf16 in mixed precision).
-        var diffDstMD: dnnl_memory_desc_t { activation(outShape, dnnl_nChw16c, bf16 ? dnnl_bf16 : dnnl_f32) }
+        var diffDstMD: dnnl_memory_desc_t { activation(outShape, Self.tag(outLayout), bf16 ? dnnl_bf16 : dnnl_f32) }
         /// Weight gradients stay f32 (the master weights' precision) in any layout.
         var anyDiffWeightsMD: dnnl_memory_desc_t { ComputeEngine.md(weightShape, dnnl_format_tag_any) }
         var userWeightsMD: dnnl_memory_desc_t { ComputeEngine.md(weightShape, dnnl_oihw) }
         var anyWeightsMD: dnnl_memory_desc_t {
             ComputeEngine.md(weightShape, dnnl_format_tag_any, bf16 ? dnnl_bf16 : dnnl_f32)
+        }
+        static func layoutName(_ layout: Layout) -> String {
+            switch layout {
+            case .plain: "nchw"
+            case .blocked16: "nChw16c"
+            case .blocked8: "nChw8c"
+            }
         }
         var biasMD: dnnl_memory_desc_t { ComputeEngine.md([weightShape[0]], dnnl_x) }
         var strides: [Int64] { [Int64(stride), Int64(stride)] }
@@ -103,6 +119,7 @@ extension ComputeEngine {
         if kernelLayouts && s.bf16 { return nil }  // kernel layouts are f32 only
         var free = s
         free.kernelLayouts = true
+        free.blocks8 = forceBlocks8
         guard var p = createForward(kernelLayouts ? free : s, key: key, training: training, relu: relu, sum: sum)
         else { return nil }
         if p.isReference && !kernelLayouts {
@@ -113,7 +130,7 @@ extension ComputeEngine {
             if let q = createForward(free, key: key, training: training, relu: relu, sum: sum), !q.isReference { p = q }
         }
         primitives[key] = p
-        implementations["\(training ? "training" : "inference")\(s.bf16 ? " bf16" : "") \(s.weightShape[2])x\(s.weightShape[3]) s\(s.stride) \(s.inLayout == .plain ? "nchw" : "nChw16c")\(p.freeLayouts ? " (kernel layouts)" : "") \(p.implementation)", default: 0] += 1
+        implementations["\(training ? "training" : "inference")\(s.bf16 ? " bf16" : "") \(s.weightShape[2])x\(s.weightShape[3]) s\(s.stride) \(ConvShape.layoutName(s.inLayout))\(p.freeLayouts ? " (kernel layouts)" : "") \(p.implementation)", default: 0] += 1
         return p
     }
 
@@ -215,11 +232,17 @@ extension ComputeEngine {
         countFlops(s)
         let out: Tensor
         if let acc = sumInto {
-            precondition(acc.shape == s.outShape && acc.layout == .blocked16, "sum post-op into \(acc.shape), want \(s.outShape)")
+            precondition(acc.shape == s.outShape && acc.layout.isBlocked, "sum post-op into \(acc.shape), want \(s.outShape)")
             out = acc
         } else {
-            out = Tensor(shape: s.outShape, layout: .blocked16, zeroed: false)
+            // The kernel's own nChw8c is returned as it is (no reorder to nChw16c and, next time, back).
+            if nativeBlocks8 && p.freeLayouts
+                && ComputeEngine.equal(p.md(dnnl_query_dst_md), ComputeEngine.md(s.outShape, dnnl_nChw8c)) {
+                s.outLayout = .blocked8
+            }
+            out = Tensor(shape: s.outShape, layout: s.outLayout, zeroed: false)
         }
+        s.outLayout = out.layout
         // The source as the kernel reads it (a bf16 copy in mixed precision, another layout where `freeLayouts`).
         let srcMD = p.md(dnnl_query_src_md), dstMD = p.md(dnnl_query_dst_md)
         withLayout(UnsafeMutableRawPointer(x.data), user: s.userSrcMD, wanted: srcMD, slot: .source) { source in
@@ -432,6 +455,7 @@ extension ComputeEngine {
         if refused.contains(key) { return nil }
         guard let hint = forwardPrimitive(s, training: true, relu: false, sum: false) else { return nil }
         s.kernelLayouts = hint.freeLayouts  // the forward kernel's layouts, so the backward one matches it
+        s.blocks8 = forceBlocks8
         var desc = dnnl_convolution_desc_t()
         let status = initDesc(s, &desc)
         if (s.bf16 || s.winograd) && status != dnnl_success { refused.insert(key); return nil }
@@ -445,15 +469,16 @@ extension ComputeEngine {
         let p = Primitive(pd: pd!, what: "conv bwd \(kind)")
         p.freeLayouts = s.kernelLayouts
         primitives[key] = p
-        implementations["bwd \(kind)\(s.bf16 ? " bf16" : "") \(s.weightShape[2])x\(s.weightShape[3]) s\(s.stride) \(s.inLayout == .plain ? "nchw" : "nChw16c")\(p.freeLayouts ? " (kernel layouts)" : "") \(p.implementation)", default: 0] += 1
+        implementations["bwd \(kind)\(s.bf16 ? " bf16" : "") \(s.weightShape[2])x\(s.weightShape[3]) s\(s.stride) \(ConvShape.layoutName(s.inLayout))\(p.freeLayouts ? " (kernel layouts)" : "") \(p.implementation)", default: 0] += 1
         return p
     }
 
     /// dL/dx of a convolution, given dL/dy [N, O, Ho, Wo] blocked. Returns [N, C, H, W] blocked (f32).
     /// `bf16` (mixed-precision training): dL/dy and the weights in bf16, f32 accumulation and result.
-    public func convolutionBackwardData(_ dy: Tensor, weight: Tensor, inputShape: [Int], stride: Int = 1,
-                                        padding: Int = 0, bf16: Bool = false) -> Tensor {
-        run(backwardDataPlan(dy, weight: weight, inputShape: inputShape, stride: stride, padding: padding, bf16: bf16), dy)
+    public func convolutionBackwardData(_ dy: Tensor, weight: Tensor, inputShape: [Int], inputLayout: Layout = .blocked16,
+                                        stride: Int = 1, padding: Int = 0, bf16: Bool = false) -> Tensor {
+        run(backwardDataPlan(dy, weight: weight, inputShape: inputShape, inputLayout: inputLayout, stride: stride,
+                             padding: padding, bf16: bf16), dy)
     }
 
     /// dL/dweight [O, C, kh, kw] (plain) and dL/dbias [O] of a convolution with input x, given dL/dy.
@@ -472,8 +497,8 @@ extension ComputeEngine {
         -> (dx: Tensor?, dw: Tensor?, db: Tensor?) {
         let weightsPlan = weights ? backwardWeightsPlan(x, dy, weightShape: weight.shape, hasBias: hasBias, stride: stride,
                                                         padding: padding, bf16: bf16) : nil
-        let dataPlan = data ? backwardDataPlan(dy, weight: weight, inputShape: x.shape, stride: stride, padding: padding,
-                                               bf16: bf16) : nil
+        let dataPlan = data ? backwardDataPlan(dy, weight: weight, inputShape: x.shape, inputLayout: x.layout, stride: stride,
+                                               padding: padding, bf16: bf16) : nil
         guard let weightsPlan, let dataPlan, ComputeEngine.equal(weightsPlan.diffDstMD, dataPlan.diffDstMD),
               !ComputeEngine.equal(dataPlan.shape.userDstMD, dataPlan.diffDstMD) else {
             let dwb = weightsPlan.map { plan in timed("backward conv weights (within conv)") { run(plan, dy) } }
@@ -502,10 +527,13 @@ extension ComputeEngine {
         var run: (UnsafeMutableRawPointer) -> Tensor
     }
 
-    private func backwardDataPlan(_ dy: Tensor, weight: Tensor, inputShape: [Int], stride: Int, padding: Int,
-                                  bf16: Bool) -> BackwardDataPlan {
-        var s = ConvShape(inShape: inputShape, inLayout: .blocked16, weightShape: weight.shape, hasBias: false, stride: stride, padding: padding)
-        precondition(dy.shape == s.outShape, "convolution gradient \(dy.shape), want \(s.outShape)")
+    private func backwardDataPlan(_ dy: Tensor, weight: Tensor, inputShape: [Int], inputLayout: Layout, stride: Int,
+                                  padding: Int, bf16: Bool) -> BackwardDataPlan {
+        // dL/dx in the input's blocking (nChw16c for a plain input).
+        var s = ConvShape(inShape: inputShape, inLayout: inputLayout == .plain ? .blocked16 : inputLayout,
+                          weightShape: weight.shape, hasBias: false, stride: stride, padding: padding)
+        s.outLayout = dy.layout
+        precondition(dy.shape == s.outShape && dy.layout.isBlocked, "convolution gradient \(dy.shape) \(dy.layout), want \(s.outShape)")
         s.bf16 = bf16 && bf16Available
         s.winograd = usesWinograd(s, training: true)
         func make(_ s: ConvShape) -> Primitive? {
@@ -522,7 +550,7 @@ extension ComputeEngine {
         let diffDstMD = p.md(dnnl_query_diff_dst_md), diffSrcMD = p.md(dnnl_query_diff_src_md)
         return BackwardDataPlan(shape: shape, diffDstMD: diffDstMD) { [self] ddst in
             flops += 2 * Double(dy.n * dy.c * dy.h * dy.w) * Double(weight.count / weight.shape[0])
-            let dx = Tensor(shape: inputShape, layout: .blocked16, zeroed: false)
+            let dx = Tensor(shape: inputShape, layout: shape.inLayout, zeroed: false)
             intoLayout(UnsafeMutableRawPointer(dx.data), user: shape.userSrcMD, wanted: diffSrcMD, accumulate: false) { dsrc in
                 withWeights(weight, user: shape.userWeightsMD, wanted: p.md(dnnl_query_weights_md), constant: false) { wp in
                     execute(p, [
@@ -546,7 +574,8 @@ extension ComputeEngine {
     private func backwardWeightsPlan(_ x: Tensor, _ dy: Tensor, weightShape: [Int], hasBias: Bool, stride: Int,
                                      padding: Int, bf16: Bool) -> BackwardWeightsPlan {
         var s = ConvShape(inShape: x.shape, inLayout: x.layout, weightShape: weightShape, hasBias: hasBias, stride: stride, padding: padding)
-        precondition(dy.shape == s.outShape, "convolution gradient \(dy.shape), want \(s.outShape)")
+        s.outLayout = dy.layout
+        precondition(dy.shape == s.outShape && dy.layout.isBlocked, "convolution gradient \(dy.shape) \(dy.layout), want \(s.outShape)")
         s.bf16 = bf16 && bf16Available && x.layout == .blocked16
         s.winograd = usesWinograd(s, training: true)
         func make(_ s: ConvShape) -> Primitive? {

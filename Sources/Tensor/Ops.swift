@@ -57,6 +57,22 @@ public struct Ops {
 
     private func tracks(_ ts: Tensor?...) -> Bool { tape != nil && ts.contains { $0?.requiresGrad == true } }
 
+    // MARK: Layouts
+
+    /// x in nChw16c (the layout of the ops that do not work in nChw8c); x itself when it is not nChw8c. With a
+    /// tape, dL/dx goes back in x's layout.
+    public func blocked16(_ x: Tensor) -> Tensor {
+        guard x.layout == .blocked8 else { return x }
+        let y = engine.timed("reorder activations") { x.inLayout(.blocked16) }
+        guard let tape, tracks(x) else { return y }
+        y.requiresGrad = true
+        tape.record("reorder") {
+            guard let dy = tape.takeGradient(y) else { return }
+            tape.accumulate(x, dy)   // converted to x's layout there
+        }
+        return y
+    }
+
     // MARK: Convolution
 
     /// conv(x, weight) + bias. x [N, C, H, W]; weight [O, C, k, k] plain; bias [O] or nil.
@@ -89,12 +105,14 @@ public struct Ops {
     /// with the intermediate results kept in the kernels' layout (`ComputeEngine.convolutionChain`).
     public func convChain(_ x: Tensor, _ steps: [ConvolutionStep], residual: Tensor? = nil, intoResidual: Bool = false) -> Tensor {
         precondition(inference, "convolution chains are for inference only")
-        return engine.convolutionChain(x, steps, residual: residual, intoResidual: intoResidual, bf16: bf16)
+        precondition(!intoResidual || residual?.layout != .blocked8, "a chain sums into an nChw16c residual")
+        return engine.convolutionChain(blocked16(x), steps, residual: residual.map(blocked16), intoResidual: intoResidual, bf16: bf16)
     }
 
     /// Inference: residual blocks without downsample (`ComputeEngine.residualBlocksChain`).
     public func residualBlocks(_ x: Tensor, _ blocks: [[ConvolutionStep]]) -> Tensor {
         precondition(inference, "convolution chains are for inference only")
+        let x = blocked16(x)
         guard !bf16 else { return blocks.reduce(x) { h, block in convChain(h, block, residual: h) } }
         return engine.residualBlocksChain(x, blocks)
     }
@@ -107,9 +125,10 @@ public struct Ops {
     /// keeps only x and y for backward (not the intermediate sums), a third of the activation memory of a block.
     public func batchNorm(_ x: Tensor, weight: Tensor, bias: Tensor, runningMean: Tensor, runningVar: Tensor,
                           momentum: Float = 0.1, eps: Float = 1e-5, residual: Tensor? = nil, relu: Bool = false) -> Tensor {
-        precondition(x.layout == .blocked16, "batchNorm wants a blocked activation")
-        let C = x.c, HW = x.h * x.w
-        let lanes = x.channelBlocks * 16
+        precondition(x.layout.isBlocked, "batchNorm wants a blocked activation")
+        let C = x.c, HW = x.h * x.w, B = x.layout.blockWidth
+        let lanes = x.channelBlocks * B
+        let residualValues = residual?.inLayout(x.layout)   // read in x's layout; its gradient goes to `residual`
         // Per-lane (channel) vectors; padding lanes stay 0 so padding stays 0.
         let mean = Tensor(shape: [lanes]), invstd = Tensor(shape: [lanes])
         let scale = Tensor(shape: [lanes]), shift = Tensor(shape: [lanes])
@@ -137,11 +156,11 @@ public struct Ops {
             scale.data[ch] = weight.data[ch] * invstd.data[ch]
             shift.data[ch] = bias.data[ch] - mean.data[ch] * scale.data[ch]
         }
-        let y = Tensor(shape: x.shape, layout: .blocked16, zeroed: false)
+        let y = Tensor(shape: x.shape, layout: x.layout, zeroed: false)
         if let residual {
-            precondition(residual.shape == x.shape && residual.layout == .blocked16, "residual \(residual.shape) for \(x.shape)")
+            precondition(residual.shape == x.shape, "residual \(residual.shape) for \(x.shape)")
         }
-        engine.timed("batchnorm") { Self.laneAffine(x, scale: scale, shift: shift, residual: residual, relu: relu, into: y) }
+        engine.timed("batchnorm") { Self.laneAffine(x, scale: scale, shift: shift, residual: residualValues, relu: relu, into: y) }
         if relu && training && !replaying { recordDecisions(y) }
         guard let tape, tracks(x, weight, bias, residual) else { return y }
         y.requiresGrad = true
@@ -172,16 +191,11 @@ public struct Ops {
                     b.data[ch] = Float(-s / M * sdy[ch])
                 }
             }
-            let dx = Tensor(shape: x.shape, layout: .blocked16, zeroed: false)
-            let plane = HW * 16, cb = x.channelBlocks
-            Self.forEachPlane(x.n * cb, floatsPerPlane: plane) { pi in
-                let lane = (pi % cb) * 16
-                let g = dy.data + pi * plane, xv = x.data + pi * plane, o = dx.data + pi * plane
-                let pa = SIMD16<Float>.load(a.data + lane), pb = SIMD16<Float>.load(b.data + lane)
-                let pc = SIMD16<Float>.load(c.data + lane), pm = SIMD16<Float>.load(mean.data + lane)
-                for i in 0..<HW {
-                    (pa * .load(g + i * 16) + pc * (.load(xv + i * 16) - pm) + pb).store(o + i * 16)
-                }
+            let dx = Tensor(shape: x.shape, layout: x.layout, zeroed: false)
+            if B == 8 {
+                Self.laneGradientInput(SIMD8<Float>.self, dy, x, a: a, b: b, c: c, mean: mean, into: dx)
+            } else {
+                Self.laneGradientInput(SIMD16<Float>.self, dy, x, a: a, b: b, c: c, mean: mean, into: dx)
             }
             tape.accumulate(x, dx)
         }
@@ -205,107 +219,142 @@ public struct Ops {
     }
 
     /// Per channel lane: Σ u (v == nil) or Σ u·(v − center), over N, H, W of blocked tensors. Float partial sums
-    /// over runs of 64 pixels, accumulated in Double per plane; planes are then added in order (deterministic).
+    /// over runs of 64 pixels, accumulated in Double per plane; planes are then added in order (deterministic, and
+    /// the same in either blocking: a lane's pixels are summed in the same order).
     static func laneSums(_ u: Tensor, _ v: Tensor?, center: Tensor?) -> [Double] {
-        let cb = u.channelBlocks, HW = u.h * u.w, plane = HW * 16, planes = u.n * cb
-        var partial = [Double](repeating: 0, count: planes * 16)
+        let B = u.layout.blockWidth, cb = u.channelBlocks, HW = u.h * u.w, plane = HW * B, planes = u.n * cb
+        var partial = [Double](repeating: 0, count: planes * B)
         partial.withUnsafeMutableBufferPointer { buffer in
             let sums = buffer.baseAddress!
             forEachPlane(planes, floatsPerPlane: plane) { pi in
                 let up = u.data + pi * plane
                 let vp = v.map { $0.data + pi * plane }
-                let cp = center.map { $0.data + (pi % cb) * 16 }
-                let out = sums + pi * 16
-                withUnsafeTemporaryAllocation(of: Float.self, capacity: 16) { acc in
+                let cp = center.map { $0.data + (pi % cb) * B }
+                let out = sums + pi * B
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: B) { acc in
                     var i = 0
                     while i < HW {
                         let end = min(i + 64, HW)
-                        for l in 0..<16 { acc[l] = 0 }
+                        for l in 0..<B { acc[l] = 0 }
                         if let vp, let cp {
-                            for j in i..<end { for l in 0..<16 { acc[l] += up[j * 16 + l] * (vp[j * 16 + l] - cp[l]) } }
+                            for j in i..<end { for l in 0..<B { acc[l] += up[j * B + l] * (vp[j * B + l] - cp[l]) } }
                         } else if let vp {
-                            for j in i..<end { for l in 0..<16 { acc[l] += up[j * 16 + l] * vp[j * 16 + l] } }
+                            for j in i..<end { for l in 0..<B { acc[l] += up[j * B + l] * vp[j * B + l] } }
                         } else {
-                            for j in i..<end { for l in 0..<16 { acc[l] += up[j * 16 + l] } }
+                            for j in i..<end { for l in 0..<B { acc[l] += up[j * B + l] } }
                         }
-                        for l in 0..<16 { out[l] += Double(acc[l]) }
+                        for l in 0..<B { out[l] += Double(acc[l]) }
                         i = end
                     }
                 }
             }
         }
-        return reducePlanes(partial, channelBlocks: cb)
+        return reducePlanes(partial, channelBlocks: cb, width: B)
     }
 
     /// BatchNorm backward's two sums in one pass: Σ dy and Σ dy·(x − center) per lane. With `reluOutput`, first
     /// zeroes dy where that ReLU output is ≤ 0 (in place). Same summation order as `laneSums`.
     static func laneGradientSums(_ dy: Tensor, _ x: Tensor, center: Tensor, reluOutput: Tensor?) -> (sum: [Double], centred: [Double]) {
-        let cb = dy.channelBlocks, HW = dy.h * dy.w, plane = HW * 16, planes = dy.n * cb
-        var partial = [Double](repeating: 0, count: planes * 32)
+        dy.layout == .blocked8
+            ? laneGradientSums(SIMD8<Float>.self, dy, x, center: center, reluOutput: reluOutput)
+            : laneGradientSums(SIMD16<Float>.self, dy, x, center: center, reluOutput: reluOutput)
+    }
+
+    @inline(__always)
+    static func laneGradientSums<V: LaneVector>(_: V.Type, _ dy: Tensor, _ x: Tensor, center: Tensor, reluOutput: Tensor?)
+        -> (sum: [Double], centred: [Double]) {
+        let B = V.scalarCount, cb = dy.channelBlocks, HW = dy.h * dy.w, plane = HW * B, planes = dy.n * cb
+        var partial = [Double](repeating: 0, count: planes * 2 * B)
         partial.withUnsafeMutableBufferPointer { buffer in
             let sums = buffer.baseAddress!
             forEachPlane(planes, floatsPerPlane: plane) { pi in
                 let g = dy.data + pi * plane, xv = x.data + pi * plane
                 let yv = reluOutput.map { $0.data + pi * plane }
-                let cp = center.data + (pi % cb) * 16
-                let out = sums + pi * 32
+                let cp = center.data + (pi % cb) * B
+                let out = sums + pi * 2 * B
                 // One SIMD lane per channel: the same additions in the same order as lane-by-lane loops.
-                let c = SIMD16<Float>.load(cp)
+                let c = V.load(cp)
                 var i = 0
                 while i < HW {
                     let end = min(i + 64, HW)
-                    var sumD = SIMD16<Float>(), sumDX = SIMD16<Float>()
+                    var sumD = V(), sumDX = V()
                     if let yv {
                         for j in i..<end {
-                            let d = SIMD16<Float>().replacing(with: .load(g + j * 16), where: .load(yv + j * 16) .> 0)
-                            d.store(g + j * 16)
+                            let d = V().replacing(with: V.load(g + j * B), where: V.load(yv + j * B) .> 0)
+                            d.store(g + j * B)
                             sumD += d
-                            sumDX += d * (.load(xv + j * 16) - c)
+                            sumDX += d * (V.load(xv + j * B) - c)
                         }
                     } else {
                         for j in i..<end {
-                            let d = SIMD16<Float>.load(g + j * 16)
+                            let d = V.load(g + j * B)
                             sumD += d
-                            sumDX += d * (.load(xv + j * 16) - c)
+                            sumDX += d * (V.load(xv + j * B) - c)
                         }
                     }
-                    for l in 0..<16 { out[l] += Double(sumD[l]); out[16 + l] += Double(sumDX[l]) }
+                    for l in 0..<B { out[l] += Double(sumD[l]); out[B + l] += Double(sumDX[l]) }
                     i = end
                 }
             }
         }
-        let sum = reducePlanes((0..<planes).flatMap { partial[$0 * 32 ..< $0 * 32 + 16] }, channelBlocks: cb)
-        let centred = reducePlanes((0..<planes).flatMap { partial[$0 * 32 + 16 ..< $0 * 32 + 32] }, channelBlocks: cb)
+        let sum = reducePlanes((0..<planes).flatMap { partial[$0 * 2 * B ..< $0 * 2 * B + B] }, channelBlocks: cb, width: B)
+        let centred = reducePlanes((0..<planes).flatMap { partial[$0 * 2 * B + B ..< $0 * 2 * B + 2 * B] }, channelBlocks: cb, width: B)
         return (sum, centred)
     }
 
     /// Adds per-plane lane sums (plane pi = image pi / cb, channel block pi % cb) into per-channel sums, in order.
-    private static func reducePlanes(_ partial: [Double], channelBlocks cb: Int) -> [Double] {
-        var out = [Double](repeating: 0, count: cb * 16)
-        for pi in 0..<(partial.count / 16) {
-            for l in 0..<16 { out[(pi % cb) * 16 + l] += partial[pi * 16 + l] }
+    private static func reducePlanes(_ partial: [Double], channelBlocks cb: Int, width B: Int) -> [Double] {
+        var out = [Double](repeating: 0, count: cb * B)
+        for pi in 0..<(partial.count / B) {
+            for l in 0..<B { out[(pi % cb) * B + l] += partial[pi * B + l] }
         }
         return out
     }
 
     /// y = scale·x + shift per channel lane, optionally + residual and then ReLU, in one pass.
     static func laneAffine(_ x: Tensor, scale: Tensor, shift: Tensor, residual: Tensor? = nil, relu: Bool = false, into y: Tensor) {
-        let cb = x.channelBlocks, HW = x.h * x.w, plane = HW * 16
+        if x.layout == .blocked8 {
+            laneAffine(SIMD8<Float>.self, x, scale: scale, shift: shift, residual: residual, relu: relu, into: y)
+        } else {
+            laneAffine(SIMD16<Float>.self, x, scale: scale, shift: shift, residual: residual, relu: relu, into: y)
+        }
+    }
+
+    @inline(__always)
+    static func laneAffine<V: LaneVector>(_: V.Type, _ x: Tensor, scale: Tensor, shift: Tensor, residual: Tensor?, relu: Bool,
+                                          into y: Tensor) {
+        let B = V.scalarCount, cb = x.channelBlocks, HW = x.h * x.w, plane = HW * B
         forEachPlane(x.n * cb, floatsPerPlane: plane) { pi in
             let k = pi % cb
             let xp = x.data + pi * plane, yp = y.data + pi * plane
-            let s = SIMD16<Float>.load(scale.data + k * 16), t = SIMD16<Float>.load(shift.data + k * 16)
+            let s = V.load(scale.data + k * B), t = V.load(shift.data + k * B)
             if let residual {
                 let rp = residual.data + pi * plane
                 if relu {
-                    for i in 0..<HW { (.load(xp + i * 16) * s + t + .load(rp + i * 16)).positivePart.store(yp + i * 16) }
+                    for i in 0..<HW { (V.load(xp + i * B) * s + t + V.load(rp + i * B)).positivePart.store(yp + i * B) }
                 } else {
-                    for i in 0..<HW { (.load(xp + i * 16) * s + t + .load(rp + i * 16)).store(yp + i * 16) }
+                    for i in 0..<HW { (V.load(xp + i * B) * s + t + V.load(rp + i * B)).store(yp + i * B) }
                 }
             } else if relu {
-                for i in 0..<HW { (.load(xp + i * 16) * s + t).positivePart.store(yp + i * 16) }
+                for i in 0..<HW { (V.load(xp + i * B) * s + t).positivePart.store(yp + i * B) }
             } else {
-                for i in 0..<HW { (.load(xp + i * 16) * s + t).store(yp + i * 16) }
+                for i in 0..<HW { (V.load(xp + i * B) * s + t).store(yp + i * B) }
+            }
+        }
+    }
+
+    /// BatchNorm's dL/dx = a·dy + c·(x − mean) + b per channel lane.
+    @inline(__always)
+    static func laneGradientInput<V: LaneVector>(_: V.Type, _ dy: Tensor, _ x: Tensor, a: Tensor, b: Tensor, c: Tensor,
+                                                 mean: Tensor, into dx: Tensor) {
+        let B = V.scalarCount, cb = x.channelBlocks, HW = x.h * x.w, plane = HW * B
+        forEachPlane(x.n * cb, floatsPerPlane: plane) { pi in
+            let lane = (pi % cb) * B
+            let g = dy.data + pi * plane, xv = x.data + pi * plane, o = dx.data + pi * plane
+            let pa = V.load(a.data + lane), pb = V.load(b.data + lane)
+            let pc = V.load(c.data + lane), pm = V.load(mean.data + lane)
+            for i in 0..<HW {
+                (pa * V.load(g + i * B) + pc * (V.load(xv + i * B) - pm) + pb).store(o + i * B)
             }
         }
     }
@@ -333,11 +382,11 @@ public struct Ops {
         return y
     }
 
-    /// Σ terms (same shape and layout).
+    /// Σ terms (same shape), in the first term's layout.
     public func sum(_ terms: [Tensor]) -> Tensor {
         precondition(!terms.isEmpty)
         let y = terms[0].copy()
-        engine.timed("add") { for t in terms.dropFirst() { y.add(t) } }
+        engine.timed("add") { for t in terms.dropFirst() { y.add(t.inLayout(y.layout)) } }
         guard let tape, terms.contains(where: { $0.requiresGrad }) else { return y }
         y.requiresGrad = true
         tape.record("add") {
@@ -354,7 +403,7 @@ public struct Ops {
         if tape != nil { return relu(sum(terms)) }
         let y = terms[0].copy()
         engine.timed("add") {
-            for t in terms.dropFirst() { y.add(t) }
+            for t in terms.dropFirst() { y.add(t.inLayout(y.layout)) }
             for i in 0..<y.storageCount { y.data[i] = max(y.data[i], 0) }
         }
         return y
@@ -396,6 +445,7 @@ public struct Ops {
     /// Bilinear resize to outH × outW with align_corners=False, exactly as PyTorch's upsample_bilinear2d (source
     /// index (dst + 0.5)·in/out − 0.5, clamped at 0; the far neighbour is clamped to the last row/column).
     public func resizeBilinear(_ x: Tensor, height outH: Int, width outW: Int) -> Tensor {
+        let x = blocked16(x)
         precondition(x.layout == .blocked16)
         if x.h == outH && x.w == outW { return x }
         let (rows, cols, y) = Self.bilinearResize(x, height: outH, width: outW)
@@ -458,6 +508,7 @@ public struct Ops {
     /// resize then concat.
     /// `rows` (inference only) computes just that band of output rows: [N, ΣC, rows.count, width].
     public func resizeConcat(_ xs: [Tensor], height: Int, width: Int, rows band: Range<Int>? = nil) -> Tensor {
+        let xs = xs.map(blocked16)
         var bases: [Int] = []
         var total = 0
         for x in xs { bases.append(total); total += x.c }
@@ -488,6 +539,7 @@ public struct Ops {
 
     /// Copies a band of rows [N, C, r, W] into `whole` [N, C, H, W] starting at row `at` (inference).
     public func placeRows(_ band: Tensor, into whole: Tensor, at row: Int) {
+        let band = band.inLayout(whole.layout)
         precondition(band.n == whole.n && band.c == whole.c && band.w == whole.w && row + band.h <= whole.h)
         let planes = band.n * band.channelBlocks
         for pi in 0..<planes {
@@ -518,6 +570,7 @@ public struct Ops {
 
     /// Nearest-neighbour upsampling by an integer factor (nn.Upsample(scale_factor=f, mode='nearest')).
     public func upsampleNearest(_ x: Tensor, factor f: Int) -> Tensor {
+        let x = blocked16(x)
         let outH = x.h * f, outW = x.w * f
         let y = Tensor(shape: [x.n, x.c, outH, outW], layout: .blocked16, zeroed: false)
         let planes = x.n * x.channelBlocks, inPlane = x.h * x.w * 16, outPlane = outH * outW * 16
@@ -551,6 +604,7 @@ public struct Ops {
     /// Zero padding at the bottom and right up to height × width.
     public func padBottomRight(_ x: Tensor, height: Int, width: Int) -> Tensor {
         if x.h == height && x.w == width { return x }
+        let x = blocked16(x)
         let y = Tensor(shape: [x.n, x.c, height, width], layout: .blocked16)
         Self.copyWindow(from: x, to: y, rows: x.h, cols: x.w)
         guard let tape, tracks(x) else { return y }
@@ -567,6 +621,7 @@ public struct Ops {
     /// The top-left height × width window.
     public func crop(_ x: Tensor, height: Int, width: Int) -> Tensor {
         if x.h == height && x.w == width { return x }
+        let x = blocked16(x)
         let y = Tensor(shape: [x.n, x.c, height, width], layout: .blocked16, zeroed: false)
         Self.copyWindow(from: x, to: y, rows: height, cols: width)
         guard let tape, tracks(x) else { return y }
@@ -593,6 +648,7 @@ public struct Ops {
 
     /// Concatenation along channels.
     public func concat(_ xs: [Tensor]) -> Tensor {
+        let xs = xs.map(blocked16)
         let C = xs.reduce(0) { $0 + $1.c }
         let x0 = xs[0]
         let y = Tensor(shape: [x0.n, C, x0.h, x0.w], layout: .blocked16)
@@ -650,6 +706,7 @@ public struct Ops {
     /// Non-overlapping k×k patches as rows: x [N, C, gh·k, gw·k] → plain [N·gh·gw, C·k·k]. Rows run over
     /// (n, ph, pw) row-major; the column of x[n, c, ph·k+i, pw·k+j] is c·k² + i·k + j (nn.Unfold's order).
     public func unfold(_ x: Tensor, patch k: Int) -> Tensor {
+        let x = blocked16(x)
         precondition(x.h % k == 0 && x.w % k == 0, "unfold of \(x.shape) by \(k)")
         let gh = x.h / k, gw = x.w / k, C = x.c, cb = x.channelBlocks, W = x.w, H = x.h
         let cols = C * k * k
@@ -758,15 +815,20 @@ func blockedPlanes(_ x: Tensor, _ body: (UnsafeMutablePointer<Float>, Int) -> Vo
     }
 }
 
-extension SIMD16 where Scalar == Float {
-    /// The 16 floats at `p` (one pixel's channel block of a blocked tensor).
+/// A SIMD vector of one pixel's channel block: 16 floats (nChw16c) or 8 (nChw8c).
+protocol LaneVector: SIMD where Scalar == Float {}
+extension SIMD16: LaneVector where Scalar == Float {}
+extension SIMD8: LaneVector where Scalar == Float {}
+
+extension LaneVector {
+    /// The floats at `p` (one pixel's channel block of a blocked tensor).
     @inline(__always) static func load(_ p: UnsafePointer<Float>) -> Self {
         UnsafeRawPointer(p).loadUnaligned(as: Self.self)
     }
     @inline(__always) static func load(_ p: UnsafeMutablePointer<Float>) -> Self { load(UnsafePointer(p)) }
     /// max(x, 0) lane by lane (ReLU), as `Swift.max(x, 0)` on each lane.
     @inline(__always) var positivePart: Self { replacing(with: 0, where: .!(self .> 0)) }
-    /// Writes the 16 floats at `p`.
+    /// Writes the floats at `p`.
     @inline(__always) func store(_ p: UnsafeMutablePointer<Float>) {
         UnsafeMutableRawPointer(p).storeBytes(of: self, as: Self.self)
     }

@@ -41,9 +41,9 @@ public final class Tape {
         precondition(g.shape == t.shape, "gradient \(g.shape) for a tensor of shape \(t.shape)")
         let key = ObjectIdentifier(t)
         if let existing = grads[key] {
-            existing.add(g.layout == existing.layout ? g : (existing.layout == .plain ? g.toPlain() : g.toBlocked()))
+            existing.add(g.inLayout(existing.layout))
         } else {
-            grads[key] = g.layout == t.layout ? g : (t.layout == .plain ? g.toPlain() : g.toBlocked())
+            grads[key] = g.inLayout(t.layout)
             owners[key] = t
         }
     }

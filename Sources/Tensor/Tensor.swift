@@ -10,6 +10,21 @@ public enum Layout: Sendable, Equatable {
     /// AVX-512's width: on AVX2 CPUs oneDNN's kernels want nChw8c, and convolutions reorder around the call
     /// (`ComputeEngine.kernelLayouts`).
     case blocked16
+    /// oneDNN's nChw8c: the same with blocks of 8 channels, what its AVX2 kernels read and write. Convolutions whose
+    /// kernel wants it return it (`ComputeEngine.nativeBlocks8`) and the elementwise ops and BatchNorm work in it, so
+    /// AVX2 activations go from convolution to convolution without a reorder; other ops take it through nChw16c.
+    case blocked8
+
+    /// Channels per block: 16 or 8 for the blocked layouts, 1 for plain.
+    public var blockWidth: Int {
+        switch self {
+        case .plain: 1
+        case .blocked16: 16
+        case .blocked8: 8
+        }
+    }
+
+    public var isBlocked: Bool { self != .plain }
 }
 
 /// A dense float32 tensor: a shape, a layout and one 64-byte-aligned buffer that it owns.
@@ -19,21 +34,23 @@ public enum Layout: Sendable, Equatable {
 public final class Tensor: @unchecked Sendable {
     public let shape: [Int]
     public let layout: Layout
-    /// Floats in the buffer (includes channel padding for `blocked16`).
+    /// Floats in the buffer (includes channel padding for the blocked layouts).
     public let storageCount: Int
     public let data: UnsafeMutablePointer<Float>
     /// Whether gradients flow to this tensor when a `Tape` records the ops that use it.
     public var requiresGrad = false
 
     public init(shape: [Int], layout: Layout = .plain, zeroed: Bool = true) {
-        precondition(layout == .plain || shape.count == 4, "blocked16 needs a 4-D shape, got \(shape)")
+        precondition(layout == .plain || shape.count == 4, "\(layout) needs a 4-D shape, got \(shape)")
         precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(shape)")
         self.shape = shape
         self.layout = layout
         let n: Int
         switch layout {
         case .plain: n = shape.reduce(1, *)
-        case .blocked16: n = shape[0] * ((shape[1] + 15) / 16) * 16 * shape[2] * shape[3]
+        case .blocked16, .blocked8:
+            let b = layout.blockWidth
+            n = shape[0] * ((shape[1] + b - 1) / b) * b * shape[2] * shape[3]
         }
         storageCount = n
         let raw = UnsafeMutableRawPointer.allocate(byteCount: max(n, 1) * 4, alignment: 64)
@@ -55,8 +72,8 @@ public final class Tensor: @unchecked Sendable {
     public var c: Int { shape[1] }
     public var h: Int { shape[2] }
     public var w: Int { shape[3] }
-    /// Channel blocks of 16 (blocked layout).
-    public var channelBlocks: Int { (shape[1] + 15) / 16 }
+    /// Channel blocks (blocked layouts): of 16 channels, or of 8 for `blocked8`.
+    public var channelBlocks: Int { (shape[1] + layout.blockWidth - 1) / layout.blockWidth }
 
     /// A plain tensor holding these values.
     public convenience init(_ values: [Float], shape: [Int]) {
@@ -72,10 +89,10 @@ public final class Tensor: @unchecked Sendable {
 
     /// Where the element with this row-major logical index lies in the buffer.
     public func storageOffset(ofLogical i: Int) -> Int {
-        guard layout == .blocked16 else { return i }
-        let HW = h * w
+        guard layout.isBlocked else { return i }
+        let HW = h * w, B = layout.blockWidth
         let b = i / (c * HW), ch = (i / HW) % c, s = i % HW
-        return ((b * channelBlocks + ch >> 4) * HW + s) * 16 + (ch & 15)
+        return ((b * channelBlocks + ch / B) * HW + s) * B + ch % B
     }
 
     /// A zero tensor of the same shape and layout.
@@ -87,38 +104,49 @@ public final class Tensor: @unchecked Sendable {
         return t
     }
 
-    /// The same values in the blocked layout (4-D only); self if already blocked.
-    public func toBlocked() -> Tensor {
-        if layout == .blocked16 { return self }
-        precondition(shape.count == 4, "only 4-D tensors have a blocked layout, got \(shape)")
-        let out = Tensor(shape: shape, layout: .blocked16)
+    /// The same values in nChw16c (4-D only); self if already so.
+    public func toBlocked() -> Tensor { inLayout(.blocked16) }
+
+    /// The same values in `layout`; self if already in it. Between the blocked layouts the channel blocks are
+    /// regrouped pixel by pixel; a 16-block's padding lanes stay zero.
+    public func inLayout(_ target: Layout) -> Tensor {
+        if layout == target { return self }
+        precondition(target == .plain || shape.count == 4, "only 4-D tensors have a blocked layout, got \(shape)")
+        let out = Tensor(shape: shape, layout: target, zeroed: target.isBlocked)
         let (N, C, HW) = (n, c, h * w)
-        let cb = channelBlocks
+        if layout.isBlocked && target.isBlocked {
+            // Whole 8-channel groups move together: each is 8 adjacent floats in both layouts.
+            let groups = (C + 7) / 8
+            for b in 0..<N {
+                for g in 0..<groups {
+                    let lanes = min(8, C - g * 8)
+                    let src = data + ((b * channelBlocks + g * 8 / layout.blockWidth) * HW) * layout.blockWidth + (g * 8) % layout.blockWidth
+                    let dst = out.data + ((b * out.channelBlocks + g * 8 / target.blockWidth) * HW) * target.blockWidth + (g * 8) % target.blockWidth
+                    let (sb, db) = (layout.blockWidth, target.blockWidth)
+                    if lanes == 8 {
+                        for i in 0..<HW {
+                            UnsafeMutableRawPointer(dst + i * db).storeBytes(of: UnsafeRawPointer(src + i * sb).loadUnaligned(as: SIMD8<Float>.self), as: SIMD8<Float>.self)
+                        }
+                    } else {
+                        for i in 0..<HW { (dst + i * db).update(from: src + i * sb, count: lanes) }
+                    }
+                }
+            }
+            return out
+        }
+        let blocked = layout.isBlocked ? self : out, B = blocked.layout.blockWidth, cb = blocked.channelBlocks
         for b in 0..<N {
             for ch in 0..<C {
-                let src = data + (b * C + ch) * HW
-                let dst = out.data + ((b * cb + ch >> 4) * HW) * 16 + (ch & 15)
-                for i in 0..<HW { dst[i * 16] = src[i] }
+                let plain = (layout.isBlocked ? out : self).data + (b * C + ch) * HW
+                let lane = blocked.data + ((b * cb + ch / B) * HW) * B + ch % B
+                if layout.isBlocked { for i in 0..<HW { plain[i] = lane[i * B] } } else { for i in 0..<HW { lane[i * B] = plain[i] } }
             }
         }
         return out
     }
 
     /// The same values in the plain layout (NCHW for 4-D); self if already plain.
-    public func toPlain() -> Tensor {
-        if layout == .plain { return self }
-        let out = Tensor(shape: shape, layout: .plain, zeroed: false)
-        let (N, C, HW) = (n, c, h * w)
-        let cb = channelBlocks
-        for b in 0..<N {
-            for ch in 0..<C {
-                let src = data + ((b * cb + ch >> 4) * HW) * 16 + (ch & 15)
-                let dst = out.data + (b * C + ch) * HW
-                for i in 0..<HW { dst[i] = src[i * 16] }
-            }
-        }
-        return out
-    }
+    public func toPlain() -> Tensor { inLayout(.plain) }
 
     /// The values in plain row-major order (NCHW for activations).
     public func values() -> [Float] {
@@ -141,11 +169,12 @@ public final class Tensor: @unchecked Sendable {
 
     /// Restores the zero channel padding of a blocked tensor after an op that maps 0 to something else.
     public func zeroChannelPadding() {
-        guard layout == .blocked16, c % 16 != 0 else { return }
-        let cb = channelBlocks, HW = h * w, first = c & 15
+        let B = layout.blockWidth
+        guard layout.isBlocked, c % B != 0 else { return }
+        let cb = channelBlocks, HW = h * w, first = c % B
         for b in 0..<n {
-            let plane = data + ((b * cb + cb - 1) * HW) * 16
-            for i in 0..<HW { (plane + i * 16 + first).update(repeating: 0, count: 16 - first) }
+            let plane = data + ((b * cb + cb - 1) * HW) * B
+            for i in 0..<HW { (plane + i * B + first).update(repeating: 0, count: B - first) }
         }
     }
 

@@ -42,3 +42,38 @@ func checkpointedBranchesChangeNothing(_ architecture: ModelArchitecture, _ bran
     #expect(kept.store.batchesTracked == recomputed.store.batchesTracked)
     print("checkpointed \(branches) branch(es) of \(architecture.variant): loss \(lossRecomputed), worst gradient difference \(worst) of the largest")
 }
+
+@Test("Activations in nChw8c from convolution to convolution (AVX2's layout, forced on any CPU): a training step and an inference give the same loss, gradients, running statistics and logits as reordering to nChw16c around every convolution",
+      arguments: [ModelArchitecture.small(width: 16, variant: .C), .tinyFixture(variant: .A)])
+func nativeBlocks8ChangeNothing(_ architecture: ModelArchitecture) throws {
+    func model(native: Bool) throws -> SegmentationModel {
+        let m = try SegmentationModel(architecture: architecture)
+        randomiseWeights(m, seed: 21)
+        m.engine.kernelLayouts = true
+        m.engine.forceBlocks8 = true
+        m.engine.nativeBlocks8 = native
+        return m
+    }
+    let native = try model(native: true), reordered = try model(native: false)
+    var r = GradientCheckRandom(22)
+    let n = 2, H = 67, W = 75
+    let input = Tensor((0..<(n * 3 * H * W)).map { _ in Float(r.normal()) }, shape: [n, 3, H, W])
+    let labels = r.blobLabels(n: n, height: H, width: W, radius: 3, spread: 6)
+    let (lossNative, gradsNative) = try native.trainingStep(input: input, labels: labels)
+    let (lossReordered, gradsReordered) = try reordered.trainingStep(input: input, labels: labels)
+    #expect(lossNative == lossReordered)
+    for name in native.trainableNames {
+        #expect(gradsNative[name]!.values() == gradsReordered[name]!.values(), "\(name): gradients differ")
+    }
+    for name in native.parameterNames where name.hasSuffix("running_mean") || name.hasSuffix("running_var") {
+        #expect(native.parameter(name)!.values() == reordered.parameter(name)!.values(), "\(name) moved differently")
+    }
+    #expect(try native.predict(input).values() == reordered.predict(input).values())
+    // The native run did keep nChw8c: fewer reorders.
+    native.engine.profiling = true
+    reordered.engine.profiling = true
+    _ = try native.trainingStep(input: input, labels: labels)
+    _ = try reordered.trainingStep(input: input, labels: labels)
+    let a = native.engine.profile["reorder activations"] ?? 0, b = reordered.engine.profile["reorder activations"] ?? 0
+    print("\(architecture.variant): reorders \(a) s native nChw8c, \(b) s reordered")
+}

@@ -20,7 +20,8 @@ func convolutionMatchesReference(_ k: Int) {
     let (ref, shape) = referenceConvolution(x.values(), xs, w.values(), ws, bias: b?.values(), stride: stride,
                                             padding: padding)
     #expect(y.shape == shape)
-    #expect(y.layout == .blocked16)
+    // nChw16c, or the kernel's own nChw8c (AVX2) kept as it is.
+    #expect(y.layout == .blocked16 || (engine.nativeBlocks8 && y.layout == .blocked8))
     #expect(Tensor.relativeError(y.values(), ref) < 1e-5)
 }
 
@@ -165,5 +166,51 @@ func bf16ConvolutionBackward(_ k: Int) {
     if engine.bf16Available {
         #expect(kernels.contains("bwd data bf16") && kernels.contains("bwd weights bf16"), "\(kernels)")
         #expect(eX > 0 && eW > 0, "bf16 asked, yet the results are exact: did it run in f32?")
+    }
+}
+
+@Test("nChw8c activations (AVX2's layout, forced on any CPU): a convolution returns the kernel's nChw8c as it is, takes it as input, and its gradients come back in its layouts — equal to the nChw16c path",
+      arguments: convolutionCases.indices)
+func nativeBlocks8Convolution(_ k: Int) {
+    let (xs, ws, stride, padding, hasBias) = convolutionCases[k]
+    let w = randomTensor(ws, blocked: false, seed: 2)
+    let b = hasBias ? randomTensor([ws[0]], blocked: false, seed: 3) : nil
+    func run(native: Bool) -> (y: Tensor, dx: Tensor?, dw: Tensor?, db: Tensor?, x: Tensor) {
+        let engine = ComputeEngine()
+        engine.kernelLayouts = true
+        engine.forceBlocks8 = true
+        engine.nativeBlocks8 = native
+        let x = native ? randomTensor(xs, seed: 1).inLayout(.blocked8) : randomTensor(xs, seed: 1)
+        let y = engine.convolution(x, weight: w, bias: b, stride: stride, padding: padding, training: true)
+        let dy = randomTensor(y.shape, seed: 9).inLayout(y.layout)
+        let (dx, dw, db) = engine.convolutionBackward(x, dy, weight: w, hasBias: hasBias, weights: true, data: true,
+                                                      stride: stride, padding: padding)
+        return (y, dx, dw, db, x)
+    }
+    let native = run(native: true), reordered = run(native: false)
+    #expect(native.y.layout == .blocked8 && reordered.y.layout == .blocked16)
+    #expect(native.dx?.layout == .blocked8 && reordered.dx?.layout == .blocked16)
+    // The same kernel either way, only without the reorders: the same numbers, bit for bit.
+    #expect(native.y.values() == reordered.y.values())
+    #expect(native.dx?.values() == reordered.dx?.values())
+    #expect(native.dw?.values() == reordered.dw?.values())
+    #expect(native.db?.values() == reordered.db?.values())
+    let (ref, _) = referenceConvolution(native.x.values(), xs, w.values(), ws, bias: b?.values(), stride: stride, padding: padding)
+    #expect(Tensor.relativeError(native.y.values(), ref) < 1e-5)
+}
+
+@Test("Layouts convert both ways without changing a value, the channel padding zero (channels not multiples of 8 or 16)",
+      arguments: [[2, 20, 5, 3], [1, 8, 4, 4], [1, 3, 2, 5], [2, 33, 3, 2]])
+func layoutConversions(_ shape: [Int]) {
+    let x = randomTensor(shape, blocked: false, seed: 5)
+    for layout in [Layout.blocked8, .blocked16] {
+        let b = x.inLayout(layout)
+        #expect(b.layout == layout && b.values() == x.values())
+        let other = b.inLayout(layout == .blocked8 ? .blocked16 : .blocked8)
+        #expect(other.values() == x.values())
+        // Padding lanes hold zeros.
+        let logical = Set((0..<x.count).map(other.storageOffset(ofLogical:)))
+        #expect((0..<other.storageCount).allSatisfy { logical.contains($0) || other.data[$0] == 0 })
+        #expect(other.inLayout(.plain).values() == x.values())
     }
 }
