@@ -86,6 +86,7 @@ public struct TrainingOutcome: Sendable {
     public var report: EvaluationReport?
     /// With test-time augmentation, the figures of its plain pass alone (from the same inference).
     public var singlePassReport: EvaluationReport?
+    /// Seconds of training, summed over the runs that resumed one another where their checkpoints recorded it.
     public var trainingSeconds: Double?
     public var validationSeconds: Double?
     public var modelVersionID: Int64?
@@ -194,7 +195,8 @@ public enum TrainingSession {
             let trainingStarted = Date()
             try trainer.resume()
             let losses = try trainer.run()
-            let trainingSeconds = Date().timeIntervalSince(trainingStarted)
+            // The whole training's time where the checkpoints resumed from recorded theirs, else this run's.
+            let trainingSeconds = trainer.trainingSeconds ?? Date().timeIntervalSince(trainingStarted)
             let validationStarted = Date()
 
             // 5. Validate the candidate, and the active model on the same images.

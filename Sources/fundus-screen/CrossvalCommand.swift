@@ -1,4 +1,5 @@
 import ArgumentParser
+import Checkpoints
 import Foundation
 import Logging
 import Network
@@ -88,6 +89,7 @@ struct CrossvalCommand: ParsableCommand {
             request.trainingImages = trainingImages
             request.validationImages = validationImages
             request.validationAugmentation = augmentation
+            request.command = TrainingRecord.commandLine(["fundus-screen"] + CommandLine.arguments.dropFirst())
             request.register = false
             let started = Date()
             // Nothing is registered; the connection (nil unless db: data or a registered --from) only reads data.
