@@ -42,20 +42,28 @@ public struct TrainingRecord: Codable, Sendable, Equatable {
 /// The cross-validation that chose a model's recipe, in its card (`metadata.json` key `cross_validation`): per-fold
 /// figures, their mean and spread, and where the final training's settings differ from the cross-validated ones.
 public struct CrossValidationRecord: Codable, Sendable, Equatable {
-    /// Mean, standard deviation and range of one figure over the folds that have it.
+    /// Mean, sample standard deviation (n − 1; nil for one value), min and max of the folds where a figure exists.
     public struct Statistic: Codable, Sendable, Equatable {
         public var folds: Int
         public var mean: Double?
         public var standardDeviation: Double?
         public var minimum: Double?
         public var maximum: Double?
+        /// Folds (1-based) left out because the class was absent from their validation images.
+        public var excludedFolds: [Int]
 
-        public init(folds: Int, mean: Double?, standardDeviation: Double?, minimum: Double?, maximum: Double?) {
-            self.folds = folds
-            self.mean = mean
-            self.standardDeviation = standardDeviation
-            self.minimum = minimum
-            self.maximum = maximum
+        public init(_ values: [(fold: Int, value: Double?)]) {
+            let present = values.compactMap(\.value)
+            folds = present.count
+            excludedFolds = values.filter { $0.value == nil }.map(\.fold)
+            guard !present.isEmpty else { return }
+            let m = present.reduce(0, +) / Double(present.count)
+            mean = m
+            if present.count > 1 {
+                standardDeviation = (present.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(present.count - 1)).squareRoot()
+            }
+            minimum = present.min()
+            maximum = present.max()
         }
     }
 

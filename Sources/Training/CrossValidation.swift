@@ -155,30 +155,9 @@ public enum CrossValidation {
 
     // MARK: Over folds
 
-    /// Mean, sample standard deviation (n − 1; nil for one value), min and max of the folds where a figure exists.
-    public struct Statistic: Codable, Sendable, Equatable {
-        public var folds: Int
-        public var mean: Double?
-        public var standardDeviation: Double?
-        public var minimum: Double?
-        public var maximum: Double?
-        /// Folds (1-based) left out because the class was absent from their validation images.
-        public var excludedFolds: [Int]
-
-        public init(_ values: [(fold: Int, value: Double?)]) {
-            let present = values.compactMap(\.value)
-            folds = present.count
-            excludedFolds = values.filter { $0.value == nil }.map(\.fold)
-            guard !present.isEmpty else { return }
-            let m = present.reduce(0, +) / Double(present.count)
-            mean = m
-            if present.count > 1 {
-                standardDeviation = (present.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(present.count - 1)).squareRoot()
-            }
-            minimum = present.min()
-            maximum = present.max()
-        }
-    }
+    /// Mean, sample standard deviation, min and max of a figure over the folds (`CrossValidationRecord.Statistic`,
+    /// the model card's form too).
+    public typealias Statistic = CrossValidationRecord.Statistic
 
     public struct Summary: Codable, Sendable, Equatable {
         public var folds: Int
@@ -386,12 +365,9 @@ public enum CrossValidation {
     /// A finished cross-validation as a model card's record. `finalSettings`: the final training's options in
     /// `crossval`'s settings form, to list where they differ from the cross-validated recipe.
     public static func record(_ s: Summary, finalSettings: String?) -> CrossValidationRecord {
-        func stat(_ st: Statistic) -> CrossValidationRecord.Statistic {
-            .init(folds: st.folds, mean: st.mean, standardDeviation: st.standardDeviation, minimum: st.minimum, maximum: st.maximum)
-        }
-        func flat(_ classes: [String: [String: Statistic]], _ means: [String: Statistic]) -> [String: CrossValidationRecord.Statistic] {
-            var out = means.mapValues(stat)
-            for (figure, perClass) in classes { for (code, st) in perClass { out[figure + "." + code] = stat(st) } }
+        func flat(_ classes: [String: [String: Statistic]], _ means: [String: Statistic]) -> [String: Statistic] {
+            var out = means
+            for (figure, perClass) in classes { for (code, st) in perClass { out[figure + "." + code] = st } }
             return out
         }
         func figures(_ r: FoldResult, singlePass: Bool) -> [String: Double]? {

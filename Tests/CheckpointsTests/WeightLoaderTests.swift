@@ -183,7 +183,7 @@ func cardProvenance() throws {
     #expect(TrainingRecord.commandLine(["a", ""]) == "a ''")
     card.crossValidation = CrossValidationRecord(
         folds: 5, images: 14, settings: "iterations=6000 seed=31", augmentation: "mirroring TTA, 4 passes",
-        statistics: ["mAUPR": .init(folds: 5, mean: 0.5, standardDeviation: 0.05, minimum: 0.42, maximum: 0.57)],
+        statistics: ["mAUPR": .init([(1, 0.42), (2, 0.57), (3, nil)])],
         singlePassStatistics: nil,
         foldResults: [.init(fold: 1, validationImages: ["IDRiD_01"], figures: ["mAUPR": 0.495, "AUPR.EX": 0.697])],
         differences: ["iterations: 6000 → 8000"], table: "| fold | mAUPR |")

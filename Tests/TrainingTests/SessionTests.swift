@@ -78,7 +78,7 @@ func session() async throws {
         var againRequest = request("second-again", from: first.weights, validate: false)
         againRequest.command = "fundus-screen train --data 'my set' --iterations 2"
         let record = CrossValidationRecord(folds: 2, images: 4, settings: "iterations=2", augmentation: "1 pass (no TTA)",
-                                           statistics: ["mAUPR": .init(folds: 2, mean: 0.5, standardDeviation: 0.1, minimum: 0.4, maximum: 0.6)],
+                                           statistics: ["mAUPR": .init([(1, 0.4), (2, 0.6)])],
                                            singlePassStatistics: nil, foldResults: [], differences: [], table: "| fold |")
         againRequest.crossValidation = record
         let again = try TrainingSession.run(againRequest, connection: nil, logger: logger)
