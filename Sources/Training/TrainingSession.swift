@@ -53,6 +53,9 @@ public struct TrainingRequest: Sendable {
     public var validationAugmentation: TestTimeAugmentation = .none
     /// Memory for decoded training samples (each is decoded once while it fits; 0 decodes on every draw).
     public var cacheBytes = 4 << 30
+    /// Gradient checkpointing (`SegmentationModel.checkpointBranches`); nil: where it saves memory that matters
+    /// (`automaticCheckpointBranches`). The same weights either way: a speed and memory knob.
+    public var checkpointBranches: Int?
     /// The command line that asked for this training, for the model card (`TrainingRecord`); nil: none recorded.
     public var command: String?
     /// The cross-validation that chose this recipe, copied into the model card.
@@ -163,6 +166,8 @@ public enum TrainingSession {
         }
         configuration.architecture = network.architecture
         network.bf16Training = configuration.bf16 == true
+        network.checkpointBranches = request.checkpointBranches ?? SegmentationModel.automaticCheckpointBranches(
+            network.architecture, batch: configuration.batchSize, height: configuration.cropHeight, width: configuration.cropWidth)
         // Inference settings of the starting model's card carry over: classes it reads at a larger scale are read
         // so in this run's validation and in the new card.
         let channelScales = request.initialWeights.flatMap { try? ModelCard.beside(WeightLoader.weightFile($0)) }?.channelScales ?? [:]

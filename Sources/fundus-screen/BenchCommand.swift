@@ -22,8 +22,8 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Convolutions in bf16 (f32 accumulation); with --training, the mixed-precision step of `train --bf16`.")
     var bf16 = false
     @Flag(help: "Direct 3×3 convolutions only (no Winograd): the engine's previous path, for comparison.") var direct = false
-    @Option(help: "--training: recompute the blocks of this many branches in backward instead of keeping their activations (gradient checkpointing, as training does; 0: keep every activation).")
-    var checkpointBranches = 2
+    @Option(help: "--training: recompute the blocks of this many branches in backward instead of keeping their activations (gradient checkpointing; 0: keep every activation). Default: as training chooses (2 where a step would hold more than ~1.5 GiB of activations, else 0).")
+    var checkpointBranches: Int?
     @Flag(help: "Split the profiled run by convolution shape, not only by layer kind.") var shapes = false
     @Option(help: ArgumentHelp("Time the training data pipeline instead, on this annotated folder (IDRiD layout): each stage of a draw (scale jitter, flip/rotation, crop, photometric distortion, normalisation), from decoded samples in memory, at --crop with --lesion-crops.", valueName: "dir"))
     var augmentation: String?
@@ -47,9 +47,12 @@ struct BenchCommand: ParsableCommand {
             architecture = named
         }
         if training {
+            let branches = checkpointBranches ?? SegmentationModel.automaticCheckpointBranches(architecture, batch: batch,
+                                                                                               height: height, width: width)
+            print("gradient checkpointing: \(branches) branch(es)\(checkpointBranches == nil ? " (as training chooses for this size)" : "")")
             let r = try NetworkBenchmark.training(architecture: architecture, batch: batch, height: height,
                                                   width: width, runs: runs, bf16: bf16, winograd: !direct,
-                                                  checkpointBranches: checkpointBranches) { print($0) }
+                                                  checkpointBranches: branches) { print($0) }
             print(String(format: "training step%@, batch %d at %d×%d: median %.3f s of %d (%@); peak RSS %.2f GiB",
                          bf16 ? " (bf16 convolutions, fp32 master weights)" : "", batch, height, width, r.medianSeconds,
                          r.seconds.count, r.seconds.map { String(format: "%.3f", $0) }.joined(separator: ", "),

@@ -77,3 +77,12 @@ func nativeBlocks8ChangeNothing(_ architecture: ModelArchitecture) throws {
     let a = native.engine.profile["reorder activations"] ?? 0, b = reordered.engine.profile["reorder activations"] ?? 0
     print("\(architecture.variant): reorders \(a) s native nChw8c, \(b) s reordered")
 }
+
+@Test("Gradient checkpointing by default only where a step's activations are large: not for the small W16 at 2 × 384², yes for W48 at 2 × 512² and for W16 on whole 960² crops")
+func automaticCheckpointing() {
+    let small = ModelArchitecture.small(width: 16, variant: .C), w48 = ModelArchitecture.w48(variant: .C)
+    #expect(SegmentationModel.automaticCheckpointBranches(small, batch: 2, height: 384, width: 384) == 0)
+    #expect(SegmentationModel.automaticCheckpointBranches(w48, batch: 2, height: 512, width: 512) == 2)
+    #expect(SegmentationModel.automaticCheckpointBranches(small, batch: 2, height: 960, width: 960) == 2)
+    #expect(SegmentationModel.automaticCheckpointBranches(w48, batch: 1, height: 128, width: 128) == 0)
+}
