@@ -77,6 +77,13 @@ public struct DiscFinding: Codable, Sendable, Equatable {
         return isPlausible(fieldOfViewDiameter: f) ? spacing : nil
     }
 
+    /// What a report says of the disc: this finding when its size is plausible beside the field of view, else
+    /// "not found" — a region a sixth of the photograph wide or across most of the retina (a disc channel that did not
+    /// learn the disc, or another camera's picture) is not the disc, and is not reported or outlined as one.
+    public func reported(fieldOfViewDiameter f: Double) -> DiscFinding {
+        !found || isPlausible(fieldOfViewDiameter: f) ? self : DiscFinding(found: false)
+    }
+
     /// Whether the diameter lies within `OpticDisc.plausibleDiameterShare` of the field of view's.
     public func isPlausible(fieldOfViewDiameter f: Double) -> Bool {
         guard found, let d = diameterPixels, f > 0 else { return false }

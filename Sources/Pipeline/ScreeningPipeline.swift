@@ -228,14 +228,18 @@ public struct ScreeningStages: Sendable {
                                        threshold: options.threshold)
             if options.writeOverlays, disc?.found == true { discMask = thresholded(p) }
         }
-        let measuredSpacing = job.image.pixelSpacingMM.map { PixelSpacing(millimetres: $0) }
-        let discSpacing = measuredSpacing == nil ? disc?.estimatedPixelSpacing(fieldOfViewDiameter: 2 * fov.radius) : nil
-        if measuredSpacing == nil, let d = disc, d.found, !d.isPlausible(fieldOfViewDiameter: 2 * fov.radius) {
-            logger.notice("optic disc of implausible size; lesion areas in mm² not estimated from it", metadata: [
+        // A "disc" of implausible size beside the field of view is not the disc: reported as not found, not
+        // outlined, and no mm² are estimated from it.
+        if let d = disc, d.found, !d.isPlausible(fieldOfViewDiameter: 2 * fov.radius) {
+            logger.notice("optic disc of implausible size: reported as not found; lesion areas in mm² not estimated from it", metadata: [
                 "image": "\(job.image.path)", "disc_diameter_px": "\(Int((d.diameterPixels ?? 0).rounded()))",
                 "fov_diameter_px": "\(Int((2 * fov.radius).rounded()))",
             ])
+            disc = d.reported(fieldOfViewDiameter: 2 * fov.radius)
+            discMask = nil
         }
+        let measuredSpacing = job.image.pixelSpacingMM.map { PixelSpacing(millimetres: $0) }
+        let discSpacing = measuredSpacing == nil ? disc?.estimatedPixelSpacing(fieldOfViewDiameter: 2 * fov.radius) : nil
         let spacing = measuredSpacing ?? discSpacing
         let measurement = LesionMeasurement(threshold: options.threshold, minimumLesionArea: options.minimumLesionArea,
                                             pixelSpacing: spacing)

@@ -33,6 +33,11 @@ struct OpticDiscTests {
         #expect(disc.estimatedPixelSpacing(fieldOfViewDiameter: 400) == spacing)
         #expect(disc.estimatedPixelSpacing(fieldOfViewDiameter: 100) == nil, "half the field: an untrained channel, not a disc")
         #expect(disc.estimatedPixelSpacing(fieldOfViewDiameter: 2000) == nil)
+        // Reported only when plausible: otherwise "not found" (no centre, no diameter, no outline).
+        #expect(disc.reported(fieldOfViewDiameter: 400) == disc)
+        #expect(disc.reported(fieldOfViewDiameter: 100) == DiscFinding(found: false))
+        #expect(disc.reported(fieldOfViewDiameter: 2000) == DiscFinding(found: false))
+        #expect(DiscFinding(found: false).reported(fieldOfViewDiameter: 400) == DiscFinding(found: false))
     }
 
     @Test("No pixel above the threshold: not found, no spacing estimate")
