@@ -15,9 +15,12 @@ public enum OpticDisc {
     /// Taken optic disc diameter when no pixel spacing is known (a typical adult disc is about 1.5–2 mm across).
     public static let assumedDiameterMillimetres = 1.8
     /// Disc diameter over field-of-view diameter that a real disc has (about 0.1–0.2 in 45°–50° photographs), with
-    /// margin. A component outside it (an untrained channel marking the whole retina, a speck) is still reported,
-    /// but lesion areas are not estimated from it.
+    /// margin. Lesion areas are estimated only from a disc inside it.
     public static let plausibleDiameterShare: ClosedRange<Double> = 0.05...0.3
+    /// Wider: a component outside it is not reported as the disc at all (a channel marking most of the retina, a
+    /// speck). Between the two, the disc is reported (its centre is usually right: the shipped model's IDRiD_06 disc
+    /// region runs into the bright retina beside it, 0.34 of the field) but no area is estimated from it.
+    public static let reportableDiameterShare: ClosedRange<Double> = 0.03...0.5
     /// Overlay outline colour: neutral white, so it is never read as a lesion colour.
     public static let colour: (red: UInt8, green: UInt8, blue: UInt8) = (255, 255, 255)
 
@@ -77,11 +80,12 @@ public struct DiscFinding: Codable, Sendable, Equatable {
         return isPlausible(fieldOfViewDiameter: f) ? spacing : nil
     }
 
-    /// What a report says of the disc: this finding when its size is plausible beside the field of view, else
-    /// "not found" — a region a sixth of the photograph wide or across most of the retina (a disc channel that did not
-    /// learn the disc, or another camera's picture) is not the disc, and is not reported or outlined as one.
+    /// What a report says of the disc: this finding when its diameter is within `OpticDisc.reportableDiameterShare`
+    /// of the field of view's, else "not found" — a region across most of the retina (a disc channel that did not
+    /// learn the disc, or another camera's picture) or a speck is not the disc, and is not reported or outlined as one.
     public func reported(fieldOfViewDiameter f: Double) -> DiscFinding {
-        !found || isPlausible(fieldOfViewDiameter: f) ? self : DiscFinding(found: false)
+        guard found, let d = diameterPixels, f > 0 else { return self }
+        return OpticDisc.reportableDiameterShare.contains(d / f) ? self : DiscFinding(found: false)
     }
 
     /// Whether the diameter lies within `OpticDisc.plausibleDiameterShare` of the field of view's.

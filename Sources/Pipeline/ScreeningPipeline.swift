@@ -228,15 +228,15 @@ public struct ScreeningStages: Sendable {
                                        threshold: options.threshold)
             if options.writeOverlays, disc?.found == true { discMask = thresholded(p) }
         }
-        // A "disc" of implausible size beside the field of view is not the disc: reported as not found, not
-        // outlined, and no mm² are estimated from it.
+        // A "disc" of implausible size beside the field of view: no mm² are estimated from it, and one far outside a
+        // disc's size (most of the retina, a speck) is not the disc: reported as not found, not outlined.
         if let d = disc, d.found, !d.isPlausible(fieldOfViewDiameter: 2 * fov.radius) {
-            logger.notice("optic disc of implausible size: reported as not found; lesion areas in mm² not estimated from it", metadata: [
+            let reported = d.reported(fieldOfViewDiameter: 2 * fov.radius)
+            logger.notice("optic disc of implausible size: \(reported.found ? "reported" : "reported as not found"); lesion areas in mm² not estimated from it", metadata: [
                 "image": "\(job.image.path)", "disc_diameter_px": "\(Int((d.diameterPixels ?? 0).rounded()))",
                 "fov_diameter_px": "\(Int((2 * fov.radius).rounded()))",
             ])
-            disc = d.reported(fieldOfViewDiameter: 2 * fov.radius)
-            discMask = nil
+            if !reported.found { (disc, discMask) = (reported, nil) }
         }
         let measuredSpacing = job.image.pixelSpacingMM.map { PixelSpacing(millimetres: $0) }
         let discSpacing = measuredSpacing == nil ? disc?.estimatedPixelSpacing(fieldOfViewDiameter: 2 * fov.radius) : nil

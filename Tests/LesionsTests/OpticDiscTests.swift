@@ -33,10 +33,11 @@ struct OpticDiscTests {
         #expect(disc.estimatedPixelSpacing(fieldOfViewDiameter: 400) == spacing)
         #expect(disc.estimatedPixelSpacing(fieldOfViewDiameter: 100) == nil, "half the field: an untrained channel, not a disc")
         #expect(disc.estimatedPixelSpacing(fieldOfViewDiameter: 2000) == nil)
-        // Reported only when plausible: otherwise "not found" (no centre, no diameter, no outline).
+        // Reported unless far outside a disc's size: then "not found" (no centre, no diameter, no outline).
         #expect(disc.reported(fieldOfViewDiameter: 400) == disc)
-        #expect(disc.reported(fieldOfViewDiameter: 100) == DiscFinding(found: false))
-        #expect(disc.reported(fieldOfViewDiameter: 2000) == DiscFinding(found: false))
+        #expect(disc.reported(fieldOfViewDiameter: 140) == disc, "0.36 of the field: too large to estimate areas from, still the disc")
+        #expect(disc.reported(fieldOfViewDiameter: 80) == DiscFinding(found: false), "0.63 of the field: most of the retina")
+        #expect(disc.reported(fieldOfViewDiameter: 2000) == DiscFinding(found: false), "0.025 of the field: a speck")
         #expect(DiscFinding(found: false).reported(fieldOfViewDiameter: 400) == DiscFinding(found: false))
     }
 
