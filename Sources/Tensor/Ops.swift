@@ -222,7 +222,13 @@ public struct Ops {
     /// over runs of 64 pixels, accumulated in Double per plane; planes are then added in order (deterministic, and
     /// the same in either blocking: a lane's pixels are summed in the same order).
     static func laneSums(_ u: Tensor, _ v: Tensor?, center: Tensor?) -> [Double] {
-        let B = u.layout.blockWidth, cb = u.channelBlocks, HW = u.h * u.w, plane = HW * B, planes = u.n * cb
+        u.layout == .blocked8 ? laneSums(SIMD8<Float>.self, u, v, center: center) : laneSums(SIMD16<Float>.self, u, v, center: center)
+    }
+
+    /// `laneSums` with the block width a constant of the specialisation (the lane loops unrolled as before).
+    @inline(__always)
+    static func laneSums<V: LaneVector>(_: V.Type, _ u: Tensor, _ v: Tensor?, center: Tensor?) -> [Double] {
+        let B = V.scalarCount, cb = u.channelBlocks, HW = u.h * u.w, plane = HW * B, planes = u.n * cb
         var partial = [Double](repeating: 0, count: planes * B)
         partial.withUnsafeMutableBufferPointer { buffer in
             let sums = buffer.baseAddress!
