@@ -56,6 +56,9 @@ public struct TrainingRequest: Sendable {
     /// Gradient checkpointing (`SegmentationModel.checkpointBranches`); nil: where it saves memory that matters
     /// (`automaticCheckpointBranches`). The same weights either way: a speed and memory knob.
     public var checkpointBranches: Int?
+    /// Classes read from a second pass at a larger input scale (the card's `channel_scales`, by class code, e.g.
+    /// ["MA": 1.5]) in this run's validation and in the new card. nil: the starting model's card's, if any.
+    public var channelScales: [String: Double]?
     /// The command line that asked for this training, for the model card (`TrainingRecord`); nil: none recorded.
     public var command: String?
     /// The cross-validation that chose this recipe, copied into the model card.
@@ -168,9 +171,10 @@ public enum TrainingSession {
         network.bf16Training = configuration.bf16 == true
         network.checkpointBranches = request.checkpointBranches ?? SegmentationModel.automaticCheckpointBranches(
             network.architecture, batch: configuration.batchSize, height: configuration.cropHeight, width: configuration.cropWidth)
-        // Inference settings of the starting model's card carry over: classes it reads at a larger scale are read
-        // so in this run's validation and in the new card.
-        let channelScales = request.initialWeights.flatMap { try? ModelCard.beside(WeightLoader.weightFile($0)) }?.channelScales ?? [:]
+        // Inference settings of the starting model's card carry over unless the request names its own: classes read
+        // at a larger scale are read so in this run's validation and in the new card.
+        let channelScales = request.channelScales
+            ?? request.initialWeights.flatMap { try? ModelCard.beside(WeightLoader.weightFile($0)) }?.channelScales ?? [:]
         network.channelScales = ModelCard(name: "", version: "", architecture: network.architecture, channelScales: channelScales).channelScaleIndices
         logger.info("training: \(network.architecture.displayName) from \(startedFrom) on \(trainingSet.samples.count) images, \(configuration.iterations) iterations, crop \(configuration.cropHeight)×\(configuration.cropWidth), batch \(configuration.batchSize)×\(configuration.accumulation)")
 

@@ -38,13 +38,8 @@ struct ModelValidate: ParsableCommand {
         let network = try SegmentationModel(architecture: loaded.architecture, weights: loaded.tensors, weightsFile: model)
         network.bf16Inference = bf16
         network.channelScales = loaded.card?.channelScaleIndices ?? [:]
-        for item in classScale {
-            let parts = item.split(separator: "=")
-            guard parts.count == 2, let lesion = LesionClass(code: String(parts[0])), let factor = Double(parts[1]),
-                  factor > 0, factor <= 4 else {
-                throw ValidationError("--class-scale wants CLASS=FACTOR with a factor in (0, 4], e.g. MA=1.5; got '\(item)'")
-            }
-            network.channelScales[lesion.rawValue] = factor
+        for (code, factor) in try ClassScales.parse(classScale) {
+            network.channelScales[LesionClass(code: code)!.rawValue] = factor
         }
         let card = loaded.card
         let normalisation = card?.normalisation

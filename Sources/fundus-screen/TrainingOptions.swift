@@ -49,6 +49,9 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Share of the training draws taken from --vessels (default: every image equally often), e.g. 0.25.") var vesselShare: Double?
     @Flag(help: "No online flips and 90° rotations (the official code made them offline).") var noFlips = false
     @Flag(help: "No photometric distortion.") var noPhotometric = false
+    @Option(help: ArgumentHelp("Read this class from a second pass at a larger input scale, e.g. MA=1.5 (repeatable): in validation and in the new model card's channel_scales. Default: the starting model's card's.",
+                               valueName: "class=factor"))
+    var classScale: [String] = []
 
     func validate() throws {
         if arch == nil && from == nil { throw ValidationError("give --arch or --from") }
@@ -58,6 +61,7 @@ struct TrainingOptions: ParsableArguments {
         if iterations < 1 || batch < 1 || accumulate < 1 { throw ValidationError("--iterations, --batch and --accumulate must be positive") }
         if !(0...1).contains(lesionCrops) { throw ValidationError("--lesion-crops is a share between 0 and 1") }
         if cacheMb < 0 { throw ValidationError("--cache-mb must not be negative") }
+        _ = try ClassScales.parse(classScale)
         if !["idrid", "ddr"].contains(stats) { throw ValidationError("--stats is idrid or ddr") }
         if negativeImages != nil && negatives == nil { throw ValidationError("--negative-images needs --negatives") }
         if (vesselImages != nil || vesselShare != nil) && vessels == nil { throw ValidationError("--vessel-images and --vessel-share need --vessels") }
@@ -113,6 +117,8 @@ struct TrainingOptions: ParsableArguments {
         request.vesselImages = try vesselImages.map { try LesionDataset.expandSelection($0) }
         request.vesselShare = vesselShare
         request.checkpointBranches = checkpointBranches
+        let scales = try ClassScales.parse(classScale)
+        request.channelScales = scales.isEmpty ? nil : scales
     }
 }
 
@@ -135,7 +141,28 @@ extension TrainingOptions {
         if let vessels = vessels {
             parts.append("vessels=\(vessels):\(vesselImages ?? "all"):\(vesselShare.map { "share-\($0)" } ?? "uniform")")
         }
+        if !classScale.isEmpty {
+            let scales = (try? ClassScales.parse(classScale)) ?? [:]
+            parts.append("class-scales=" + scales.sorted { $0.key < $1.key }.map { "\($0.key)@\($0.value)" }.joined(separator: ","))
+        }
         if let augmentation { parts.append("tta=\(augmentation.passes)") }
         return parts.joined(separator: " ")
+    }
+}
+
+/// `--class-scale CLASS=FACTOR` (repeatable), shared by `train`, `crossval` and `model validate`: the model card's
+/// `channel_scales` by class code.
+enum ClassScales {
+    static func parse(_ items: [String]) throws -> [String: Double] {
+        var scales: [String: Double] = [:]
+        for item in items {
+            let parts = item.split(separator: "=")
+            guard parts.count == 2, let lesion = LesionClass(code: String(parts[0])), let factor = Double(parts[1]),
+                  factor > 0, factor <= 4 else {
+                throw ValidationError("--class-scale wants CLASS=FACTOR with a lesion class (EX, HE, SE, MA) and a factor in (0, 4], e.g. MA=1.5; got '\(item)'")
+            }
+            scales[lesion.code] = factor
+        }
+        return scales
     }
 }
