@@ -237,14 +237,18 @@ final class FCNHead {
         if ops.inference && xs.allSatisfy({ $0.c % 16 == 0 }) {
             // Inference: everything after the resizes is 1×1, so the head runs in bands of rows and never holds
             // the full concatenation (720 channels at 1/4 resolution is 250 MB for a 960×1440 input).
-            let logits = Tensor(shape: [xs[0].n, classifierWeight.shape[0], h, w], layout: .blocked16)
+            // The logits in the blocking the classifier writes (nChw8c on AVX2).
+            var logits: Tensor?
             let rows = max(1, bandFloats / max(1, xs[0].n * conv.weight.shape[1] * w))
             for r in stride(from: 0, to: h, by: rows) {
                 let joined = ops.resizeConcat(xs, height: h, width: w, rows: r..<min(r + rows, h))
                 let classifier = ConvolutionStep(weight: classifierWeight, bias: classifierBias)
-                ops.placeRows(ops.convChain(joined, [conv.inferenceStep(ops), classifier]), into: logits, at: r)
+                let band = ops.convChain(joined, [conv.inferenceStep(ops), classifier])
+                let whole = logits ?? Tensor(shape: [xs[0].n, classifierWeight.shape[0], h, w], layout: band.layout)
+                ops.placeRows(band, into: whole, at: r)
+                logits = whole
             }
-            return logits
+            return logits!
         }
         let joined = ops.resizeConcat(xs, height: h, width: w)
         return ops.conv(conv(joined, ops), classifierWeight, bias: classifierBias)

@@ -55,7 +55,8 @@ final class M2MRF {
         let rows = ops.unfold(z, patch: k)
         let hidden = ops.linear(rows, fcWeight, bias: fcBias)
         let mapped = ops.linear(hidden, fc1Weight, bias: fc1Bias)
-        let folded = ops.fold(mapped, batch: x.n, channels: compressed, gridHeight: gh, gridWidth: gw, patch: outPatch)
+        let folded = ops.fold(mapped, batch: x.n, channels: compressed, gridHeight: gh, gridWidth: gw, patch: outPatch,
+                              layout: z.layout)
         let cropped = ops.crop(folded, height: outputSize(x.h), width: outputSize(x.w))
         return ops.conv(cropped, decodeWeight, bias: decodeBias)
     }

@@ -285,7 +285,7 @@ extension ComputeEngine {
         precondition(blocks.allSatisfy { $0.count > 1 }, "a residual block has at least two convolutions")
         guard !blocks.isEmpty else { return x }
         // The primitives, and whether every block reads and writes the same kernel layout as the first one's input.
-        var chained = x.layout == .blocked16
+        var chained = x.layout.isBlocked
         var plan: [[(ConvShape, Primitive)]] = []
         var inputMD: dnnl_memory_desc_t?
         for block in blocks {
@@ -307,9 +307,18 @@ extension ComputeEngine {
         guard chained, let blockMD = inputMD else {
             return blocks.reduce(x) { h, block in convolutionChain(h, block, residual: h) }
         }
-        let user = plan[0][0].0.userSrcMD
-        let input = reorderBuffer(.chainInput, ComputeEngine.size(blockMD))
-        timed("reorder activations") { reorder(from: user, UnsafeMutableRawPointer(x.data), to: blockMD, input) }
+        // The blocks' running sum lives in the result itself where the kernels' layout is nChw8c and the engine
+        // returns it (`nativeBlocks8`): x is copied in once and nothing is reordered out. Otherwise in the
+        // chain-input buffer, reordered to nChw16c at the end.
+        let user = ComputeEngine.md(of: x)
+        let native = nativeBlocks8 && ComputeEngine.equal(blockMD, ComputeEngine.md(x.shape, dnnl_nChw8c))
+        let out = Tensor(shape: x.shape, layout: native ? .blocked8 : .blocked16, zeroed: false)
+        let input = native ? UnsafeMutableRawPointer(out.data) : reorderBuffer(.chainInput, ComputeEngine.size(blockMD))
+        if native && x.layout == .blocked8 {
+            timed("copy activations") { out.data.update(from: x.data, count: x.storageCount) }
+        } else {
+            timed("reorder activations") { reorder(from: user, UnsafeMutableRawPointer(x.data), to: blockMD, input) }
+        }
         var buffer = 1
         for (block, row) in zip(blocks, plan) {
             var current = input, currentMD = blockMD
@@ -327,8 +336,9 @@ extension ComputeEngine {
                 (current, currentMD) = (dst, dstMD)
             }
         }
-        let out = Tensor(shape: x.shape, layout: .blocked16, zeroed: false)
-        timed("reorder activations") { reorder(from: blockMD, input, to: user, UnsafeMutableRawPointer(out.data)) }
+        if !native {
+            timed("reorder activations") { reorder(from: blockMD, input, to: ComputeEngine.md(of: out), UnsafeMutableRawPointer(out.data)) }
+        }
         return out
     }
 
@@ -405,9 +415,15 @@ extension ComputeEngine {
             return h
         }
         if let residual {
-            precondition(residual.shape == inShape && residual.layout == .blocked16,
+            precondition(residual.shape == inShape && residual.layout.isBlocked,
                          "convolution chain: residual \(residual.shape), want \(inShape)")
         }
+        // The result: into the residual when asked; else nChw8c where the last kernel writes it and the engine
+        // returns it (`nativeBlocks8`), else nChw16c. The last step writes straight into it when the layouts agree.
+        let lastDstMD = primitives[primitives.count - 1].md(dnnl_query_dst_md)
+        let native = nativeBlocks8 && ComputeEngine.equal(lastDstMD, ComputeEngine.md(inShape, dnnl_nChw8c))
+        let out = intoResidual ? residual! : Tensor(shape: inShape, layout: native ? .blocked8 : .blocked16, zeroed: false)
+        let outMD = ComputeEngine.md(of: out)
         // x in the kernel's layout (in the chain-input buffer), then the intermediate results alternating between the
         // source and destination buffers. A residual that is x (a block without downsample) is summed into x's
         // reordered copy, which the steps before the last only read: no second reorder of x.
@@ -419,17 +435,31 @@ extension ComputeEngine {
             timed("reorder activations") { reorder(from: currentMD, current, to: x0MD, b) }
             (current, currentMD, reorderedInput) = (b, x0MD, b)
         }
+        var written = false
         for (k, (step, (s, p))) in zip(steps, zip(shapes, primitives)).enumerated() {
             let srcMD = p.md(dnnl_query_src_md), dstMD = p.md(dnnl_query_dst_md)
             chainSource(&current, &currentMD, wanted: srcMD, buffer: &buffer)
             let dst: UnsafeMutableRawPointer
-            if k == steps.count - 1, let residual {
+            if k == steps.count - 1, ComputeEngine.equal(dstMD, outMD), current != UnsafeMutableRawPointer(out.data) {
+                // Straight into the result; a residual not summed into in place is copied there first.
+                dst = UnsafeMutableRawPointer(out.data)
+                if let residual, !intoResidual {
+                    if residual.layout == out.layout {
+                        timed("copy activations") { out.data.update(from: residual.data, count: out.storageCount) }
+                    } else {
+                        timed("reorder activations") {
+                            reorder(from: ComputeEngine.md(of: residual), UnsafeMutableRawPointer(residual.data), to: outMD, dst)
+                        }
+                    }
+                }
+                written = true
+            } else if k == steps.count - 1, let residual {
                 if k > 0, residual === x, let input = reorderedInput, ComputeEngine.equal(x0MD, dstMD) {
                     dst = input
                 } else {
                     dst = otherBuffer(&buffer, dstMD)
                     timed("reorder activations") {
-                        reorder(from: s.userDstMD, UnsafeMutableRawPointer(residual.data), to: dstMD, dst)
+                        reorder(from: ComputeEngine.md(of: residual), UnsafeMutableRawPointer(residual.data), to: dstMD, dst)
                     }
                 }
             } else {
@@ -438,9 +468,8 @@ extension ComputeEngine {
             executeChainStep(step, s, p, source: current, destination: dst)
             (current, currentMD) = (dst, dstMD)
         }
-        let out = intoResidual ? residual! : Tensor(shape: inShape, layout: .blocked16, zeroed: false)
-        timed("reorder activations") {
-            reorder(from: currentMD, current, to: shapes[shapes.count - 1].userDstMD, UnsafeMutableRawPointer(out.data))
+        if !written {
+            timed("reorder activations") { reorder(from: currentMD, current, to: outMD, UnsafeMutableRawPointer(out.data)) }
         }
         return out
     }

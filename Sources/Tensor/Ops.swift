@@ -59,8 +59,8 @@ public struct Ops {
 
     // MARK: Layouts
 
-    /// x in nChw16c (the layout of the ops that do not work in nChw8c); x itself when it is not nChw8c. With a
-    /// tape, dL/dx goes back in x's layout.
+    /// x in nChw16c (for the ops that need one blocking: bf16 convolutions, maps of mixed blockings); x itself when
+    /// it is not nChw8c. With a tape, dL/dx goes back in x's layout.
     public func blocked16(_ x: Tensor) -> Tensor {
         guard x.layout == .blocked8 else { return x }
         let y = engine.timed("reorder activations") { x.inLayout(.blocked16) }
@@ -71,6 +71,11 @@ public struct Ops {
             tape.accumulate(x, dy)   // converted to x's layout there
         }
         return y
+    }
+
+    /// The maps in one blocking: as they are when they share one, else in nChw16c (`blocked16`).
+    func oneBlocking(_ xs: [Tensor]) -> [Tensor] {
+        xs.allSatisfy({ $0.layout == xs[0].layout && $0.layout.isBlocked }) ? xs : xs.map(blocked16)
     }
 
     // MARK: Convolution
@@ -105,15 +110,16 @@ public struct Ops {
     /// with the intermediate results kept in the kernels' layout (`ComputeEngine.convolutionChain`).
     public func convChain(_ x: Tensor, _ steps: [ConvolutionStep], residual: Tensor? = nil, intoResidual: Bool = false) -> Tensor {
         precondition(inference, "convolution chains are for inference only")
-        precondition(!intoResidual || residual?.layout != .blocked8, "a chain sums into an nChw16c residual")
-        return engine.convolutionChain(blocked16(x), steps, residual: residual.map(blocked16), intoResidual: intoResidual, bf16: bf16)
+        // bf16 kernels read nChw16c; f32 chains take either blocking and return the kernels' own (nChw8c on AVX2).
+        let x = bf16 ? blocked16(x) : x
+        return engine.convolutionChain(x, steps, residual: bf16 && !intoResidual ? residual.map(blocked16) : residual,
+                                       intoResidual: intoResidual, bf16: bf16)
     }
 
     /// Inference: residual blocks without downsample (`ComputeEngine.residualBlocksChain`).
     public func residualBlocks(_ x: Tensor, _ blocks: [[ConvolutionStep]]) -> Tensor {
         precondition(inference, "convolution chains are for inference only")
-        let x = blocked16(x)
-        guard !bf16 else { return blocks.reduce(x) { h, block in convChain(h, block, residual: h) } }
+        guard !bf16 else { return blocks.reduce(blocked16(x)) { h, block in convChain(h, block, residual: h) } }
         return engine.residualBlocksChain(x, blocks)
     }
 
@@ -422,7 +428,7 @@ public struct Ops {
         let (rows, cols, y) = Self.bilinearResize(x, height: outH, width: outW)
         let inW = x.w
         engine.timed("resize") {
-            for p in 0..<(x.n * x.c) {
+            Self.forEachPlane(x.n * x.c, floatsPerPlane: outH * outW) { p in
                 let plane = x.data + p * x.h * inW, out = y.data + p * outH * outW
                 for oy in 0..<outH {
                     let r = rows[oy]
@@ -451,38 +457,29 @@ public struct Ops {
     /// Bilinear resize to outH × outW with align_corners=False, exactly as PyTorch's upsample_bilinear2d (source
     /// index (dst + 0.5)·in/out − 0.5, clamped at 0; the far neighbour is clamped to the last row/column).
     public func resizeBilinear(_ x: Tensor, height outH: Int, width outW: Int) -> Tensor {
-        let x = blocked16(x)
-        precondition(x.layout == .blocked16)
+        precondition(x.layout.isBlocked)
         if x.h == outH && x.w == outW { return x }
         let (rows, cols, y) = Self.bilinearResize(x, height: outH, width: outW)
-        let inW = x.w
+        let inW = x.w, B = x.layout.blockWidth
         engine.timed("resize") {
-            for pi in 0..<(x.n * x.channelBlocks) {
-                Self.resizePlane(x.data + pi * x.h * inW * 16, inW: inW, rows: rows, cols: cols,
-                                 into: y.data + pi * outH * outW * 16)
+            Self.forEachPlane(x.n * x.channelBlocks, floatsPerPlane: outH * outW * B) { pi in
+                Self.resizePlane(x.data + pi * x.h * inW * B, lanes: B, inW: inW, rows: rows, cols: cols,
+                                 into: y.data + pi * outH * outW * B)
             }
         }
         guard let tape, tracks(x) else { return y }
         y.requiresGrad = true
         tape.record("resize") {
             guard let dy = tape.takeGradient(y) else { return }
-            let dx = Tensor(shape: x.shape, layout: .blocked16)
-            let planes = x.n * x.channelBlocks, inPlane = x.h * x.w * 16, outPlane = outH * outW * 16
-            for pi in 0..<planes {
-                let g = dy.data + pi * outPlane, o = dx.data + pi * inPlane
-                for oy in 0..<outH {
-                    let r = rows[oy]
-                    for ox in 0..<outW {
-                        let c = cols[ox]
-                        let gv = g + (oy * outW + ox) * 16
-                        for l in 0..<16 {
-                            let v = gv[l]
-                            o[(r.0 * inW + c.0) * 16 + l] += r.2 * c.2 * v
-                            o[(r.0 * inW + c.1) * 16 + l] += r.2 * c.3 * v
-                            o[(r.1 * inW + c.0) * 16 + l] += r.3 * c.2 * v
-                            o[(r.1 * inW + c.1) * 16 + l] += r.3 * c.3 * v
-                        }
-                    }
+            let dx = Tensor(shape: x.shape, layout: x.layout)
+            let planes = x.n * x.channelBlocks, inPlane = x.h * x.w * B, outPlane = outH * outW * B
+            Self.forEachPlane(planes, floatsPerPlane: outPlane) { pi in
+                if B == 8 {
+                    Self.resizePlaneBackward(SIMD8<Float>.self, dy.data + pi * outPlane, inW: inW, rows: rows, cols: cols,
+                                             into: dx.data + pi * inPlane)
+                } else {
+                    Self.resizePlaneBackward(SIMD16<Float>.self, dy.data + pi * outPlane, inW: inW, rows: rows, cols: cols,
+                                             into: dx.data + pi * inPlane)
                 }
             }
             tape.accumulate(x, dx)
@@ -490,20 +487,49 @@ public struct Ops {
         return y
     }
 
-    /// One plane of 16 channels: out[oy, ox] = bilinear mix of the four taps.
-    static func resizePlane(_ plane: UnsafeMutablePointer<Float>, inW: Int, rows: [(Int, Int, Float, Float)],
+    /// One plane of a channel block (`lanes` channels): out[oy, ox] = bilinear mix of the four taps.
+    static func resizePlane(_ plane: UnsafeMutablePointer<Float>, lanes: Int, inW: Int, rows: [(Int, Int, Float, Float)],
                             cols: [(Int, Int, Float, Float)], into out: UnsafeMutablePointer<Float>) {
-        let outW = cols.count
+        if lanes == 8 {
+            resizePlane(SIMD8<Float>.self, plane, inW: inW, rows: rows, cols: cols, into: out)
+        } else {
+            resizePlane(SIMD16<Float>.self, plane, inW: inW, rows: rows, cols: cols, into: out)
+        }
+    }
+
+    @inline(__always)
+    static func resizePlane<V: LaneVector>(_: V.Type, _ plane: UnsafeMutablePointer<Float>, inW: Int,
+                                           rows: [(Int, Int, Float, Float)], cols: [(Int, Int, Float, Float)],
+                                           into out: UnsafeMutablePointer<Float>) {
+        let outW = cols.count, B = V.scalarCount
         for oy in 0..<rows.count {
             let r = rows[oy]
             for ox in 0..<outW {
                 let c = cols[ox]
-                let a = plane + (r.0 * inW + c.0) * 16, b = plane + (r.0 * inW + c.1) * 16
-                let d = plane + (r.1 * inW + c.0) * 16, e = plane + (r.1 * inW + c.1) * 16
-                let o = out + (oy * outW + ox) * 16
-                for l in 0..<16 {
-                    o[l] = r.2 * (c.2 * a[l] + c.3 * b[l]) + r.3 * (c.2 * d[l] + c.3 * e[l])
-                }
+                let a = V.load(plane + (r.0 * inW + c.0) * B), b = V.load(plane + (r.0 * inW + c.1) * B)
+                let d = V.load(plane + (r.1 * inW + c.0) * B), e = V.load(plane + (r.1 * inW + c.1) * B)
+                (r.2 * (c.2 * a + c.3 * b) + r.3 * (c.2 * d + c.3 * e)).store(out + (oy * outW + ox) * B)
+            }
+        }
+    }
+
+    /// dL/dx of one plane's bilinear resize: each output gradient spread over its four taps (added in the forward
+    /// pass's tap order).
+    @inline(__always)
+    static func resizePlaneBackward<V: LaneVector>(_: V.Type, _ g: UnsafeMutablePointer<Float>, inW: Int,
+                                                   rows: [(Int, Int, Float, Float)], cols: [(Int, Int, Float, Float)],
+                                                   into o: UnsafeMutablePointer<Float>) {
+        let outW = cols.count, B = V.scalarCount
+        func add(_ p: UnsafeMutablePointer<Float>, _ v: V) { (V.load(p) + v).store(p) }
+        for oy in 0..<rows.count {
+            let r = rows[oy]
+            for ox in 0..<outW {
+                let c = cols[ox]
+                let v = V.load(g + (oy * outW + ox) * B)
+                add(o + (r.0 * inW + c.0) * B, r.2 * c.2 * v)
+                add(o + (r.0 * inW + c.1) * B, r.2 * c.3 * v)
+                add(o + (r.1 * inW + c.0) * B, r.3 * c.2 * v)
+                add(o + (r.1 * inW + c.1) * B, r.3 * c.3 * v)
             }
         }
     }
@@ -514,30 +540,31 @@ public struct Ops {
     /// resize then concat.
     /// `rows` (inference only) computes just that band of output rows: [N, ΣC, rows.count, width].
     public func resizeConcat(_ xs: [Tensor], height: Int, width: Int, rows band: Range<Int>? = nil) -> Tensor {
-        let xs = xs.map(blocked16)
+        let xs = oneBlocking(xs)
+        let B = xs[0].layout.blockWidth
         var bases: [Int] = []
         var total = 0
         for x in xs { bases.append(total); total += x.c }
-        guard tape == nil, bases.allSatisfy({ $0 % 16 == 0 }) else {
+        guard tape == nil, bases.allSatisfy({ $0 % B == 0 }) else {
             precondition(band == nil, "banded resize-concat is for inference with block-aligned widths")
             return concat(xs.map { resizeBilinear($0, height: height, width: width) })
         }
         let band = band ?? 0..<height
-        let y = Tensor(shape: [xs[0].n, total, band.count, width], layout: .blocked16)
-        let outPlane = band.count * width * 16
+        let y = Tensor(shape: [xs[0].n, total, band.count, width], layout: xs[0].layout)
+        let outPlane = band.count * width * B
         engine.timed("resize") {
-            for (x, base) in zip(xs, bases) {
-                let rows = Array(Self.bilinearTaps(input: x.h, output: height)[band])
-                let cols = Self.bilinearTaps(input: x.w, output: width)
-                let inPlane = x.h * x.w * 16
-                for b in 0..<x.n {
-                    for k in 0..<x.channelBlocks {
-                        let src = x.data + (b * x.channelBlocks + k) * inPlane
-                        let dst = y.data + (b * y.channelBlocks + base / 16 + k) * outPlane
-                        if x.h == height && x.w == width { dst.update(from: src + band.lowerBound * width * 16, count: outPlane) }
-                        else { Self.resizePlane(src, inW: x.w, rows: rows, cols: cols, into: dst) }
-                    }
-                }
+            // Every (map, image, channel block) plane of the result, on every core.
+            let taps = xs.map { x in (Array(Self.bilinearTaps(input: x.h, output: height)[band]), Self.bilinearTaps(input: x.w, output: width)) }
+            let jobs = zip(xs.indices, bases).flatMap { i, base in
+                (0..<xs[i].n).flatMap { b in (0..<xs[i].channelBlocks).map { k in (i, base, b, k) } }
+            }
+            Self.forEachPlane(jobs.count, floatsPerPlane: outPlane) { j in
+                let (i, base, b, k) = jobs[j]
+                let x = xs[i], (rows, cols) = taps[i]
+                let src = x.data + (b * x.channelBlocks + k) * x.h * x.w * B
+                let dst = y.data + (b * y.channelBlocks + base / B + k) * outPlane
+                if x.h == height && x.w == width { dst.update(from: src + band.lowerBound * width * B, count: outPlane) }
+                else { Self.resizePlane(src, lanes: B, inW: x.w, rows: rows, cols: cols, into: dst) }
             }
         }
         return y
@@ -547,10 +574,10 @@ public struct Ops {
     public func placeRows(_ band: Tensor, into whole: Tensor, at row: Int) {
         let band = band.inLayout(whole.layout)
         precondition(band.n == whole.n && band.c == whole.c && band.w == whole.w && row + band.h <= whole.h)
-        let planes = band.n * band.channelBlocks
+        let planes = band.n * band.channelBlocks, B = whole.layout.blockWidth
         for pi in 0..<planes {
-            (whole.data + (pi * whole.h + row) * whole.w * 16).update(from: band.data + pi * band.h * band.w * 16,
-                                                                      count: band.h * band.w * 16)
+            (whole.data + (pi * whole.h + row) * whole.w * B).update(from: band.data + pi * band.h * band.w * B,
+                                                                     count: band.h * band.w * B)
         }
     }
 
@@ -576,15 +603,15 @@ public struct Ops {
 
     /// Nearest-neighbour upsampling by an integer factor (nn.Upsample(scale_factor=f, mode='nearest')).
     public func upsampleNearest(_ x: Tensor, factor f: Int) -> Tensor {
-        let x = blocked16(x)
-        let outH = x.h * f, outW = x.w * f
-        let y = Tensor(shape: [x.n, x.c, outH, outW], layout: .blocked16, zeroed: false)
-        let planes = x.n * x.channelBlocks, inPlane = x.h * x.w * 16, outPlane = outH * outW * 16
-        for pi in 0..<planes {
+        precondition(x.layout.isBlocked)
+        let outH = x.h * f, outW = x.w * f, B = x.layout.blockWidth
+        let y = Tensor(shape: [x.n, x.c, outH, outW], layout: x.layout, zeroed: false)
+        let planes = x.n * x.channelBlocks, inPlane = x.h * x.w * B, outPlane = outH * outW * B
+        Self.forEachPlane(planes, floatsPerPlane: outPlane) { pi in
             for oy in 0..<outH {
                 for ox in 0..<outW {
-                    (y.data + pi * outPlane + (oy * outW + ox) * 16)
-                        .update(from: x.data + pi * inPlane + ((oy / f) * x.w + ox / f) * 16, count: 16)
+                    (y.data + pi * outPlane + (oy * outW + ox) * B)
+                        .update(from: x.data + pi * inPlane + ((oy / f) * x.w + ox / f) * B, count: B)
                 }
             }
         }
@@ -592,13 +619,13 @@ public struct Ops {
         y.requiresGrad = true
         tape.record("resize") {
             guard let dy = tape.takeGradient(y) else { return }
-            let dx = Tensor(shape: x.shape, layout: .blocked16)
-            for pi in 0..<planes {
+            let dx = Tensor(shape: x.shape, layout: x.layout)
+            Self.forEachPlane(planes, floatsPerPlane: outPlane) { pi in
                 for oy in 0..<outH {
                     for ox in 0..<outW {
-                        let g = dy.data + pi * outPlane + (oy * outW + ox) * 16
-                        let o = dx.data + pi * inPlane + ((oy / f) * x.w + ox / f) * 16
-                        for l in 0..<16 { o[l] += g[l] }
+                        let g = dy.data + pi * outPlane + (oy * outW + ox) * B
+                        let o = dx.data + pi * inPlane + ((oy / f) * x.w + ox / f) * B
+                        for l in 0..<B { o[l] += g[l] }
                     }
                 }
             }
@@ -610,15 +637,15 @@ public struct Ops {
     /// Zero padding at the bottom and right up to height × width.
     public func padBottomRight(_ x: Tensor, height: Int, width: Int) -> Tensor {
         if x.h == height && x.w == width { return x }
-        let x = blocked16(x)
-        let y = Tensor(shape: [x.n, x.c, height, width], layout: .blocked16)
+        precondition(x.layout.isBlocked)
+        let y = Tensor(shape: [x.n, x.c, height, width], layout: x.layout)
         Self.copyWindow(from: x, to: y, rows: x.h, cols: x.w)
         guard let tape, tracks(x) else { return y }
         y.requiresGrad = true
         tape.record("pad/crop") {
             guard let dy = tape.takeGradient(y) else { return }
-            let dx = Tensor(shape: x.shape, layout: .blocked16, zeroed: false)
-            Self.copyWindow(from: dy, to: dx, rows: x.h, cols: x.w)
+            let dx = Tensor(shape: x.shape, layout: x.layout, zeroed: false)
+            Self.copyWindow(from: dy.inLayout(x.layout), to: dx, rows: x.h, cols: x.w)
             tape.accumulate(x, dx)
         }
         return y
@@ -627,78 +654,80 @@ public struct Ops {
     /// The top-left height × width window.
     public func crop(_ x: Tensor, height: Int, width: Int) -> Tensor {
         if x.h == height && x.w == width { return x }
-        let x = blocked16(x)
-        let y = Tensor(shape: [x.n, x.c, height, width], layout: .blocked16, zeroed: false)
+        precondition(x.layout.isBlocked)
+        let y = Tensor(shape: [x.n, x.c, height, width], layout: x.layout, zeroed: false)
         Self.copyWindow(from: x, to: y, rows: height, cols: width)
         guard let tape, tracks(x) else { return y }
         y.requiresGrad = true
         tape.record("pad/crop") {
             guard let dy = tape.takeGradient(y) else { return }
-            let dx = Tensor(shape: x.shape, layout: .blocked16)
-            Self.copyWindow(from: dy, to: dx, rows: height, cols: width)
+            let dx = Tensor(shape: x.shape, layout: x.layout)
+            Self.copyWindow(from: dy.inLayout(x.layout), to: dx, rows: height, cols: width)
             tape.accumulate(x, dx)
         }
         return y
     }
 
-    /// Copies the top-left rows × cols of every plane of `src` into `dst` (same N and channel blocks).
+    /// Copies the top-left rows × cols of every plane of `src` into `dst` (same N, blocking and channel blocks).
     static func copyWindow(from src: Tensor, to dst: Tensor, rows: Int, cols: Int) {
-        let planes = src.n * src.channelBlocks
+        precondition(src.layout == dst.layout && src.layout.isBlocked)
+        let planes = src.n * src.channelBlocks, B = src.layout.blockWidth
         for pi in 0..<planes {
             for r in 0..<rows {
-                (dst.data + ((pi * dst.h + r) * dst.w) * 16)
-                    .update(from: src.data + ((pi * src.h + r) * src.w) * 16, count: cols * 16)
+                (dst.data + ((pi * dst.h + r) * dst.w) * B)
+                    .update(from: src.data + ((pi * src.h + r) * src.w) * B, count: cols * B)
             }
         }
     }
 
     /// Concatenation along channels.
     public func concat(_ xs: [Tensor]) -> Tensor {
-        let xs = xs.map(blocked16)
+        let xs = oneBlocking(xs)
         let C = xs.reduce(0) { $0 + $1.c }
         let x0 = xs[0]
-        let y = Tensor(shape: [x0.n, C, x0.h, x0.w], layout: .blocked16)
+        let y = Tensor(shape: [x0.n, C, x0.h, x0.w], layout: x0.layout)
         engine.timed("concat") { Self.moveChannels(xs, y, toConcat: true) }
         guard let tape, xs.contains(where: { $0.requiresGrad }) else { return y }
         y.requiresGrad = true
         tape.record("concat") {
             guard let dy = tape.takeGradient(y) else { return }
-            let parts = xs.map { Tensor(shape: $0.shape, layout: .blocked16) }
-            Self.moveChannels(parts, dy, toConcat: false)
+            let parts = xs.map { Tensor(shape: $0.shape, layout: y.layout) }
+            Self.moveChannels(parts, dy.inLayout(y.layout), toConcat: false)
             for (x, g) in zip(xs, parts) { tape.accumulate(x, g) }
         }
         return y
     }
 
-    /// Copies channel ranges between `parts` and the concatenation `whole`, in either direction.
+    /// Copies channel ranges between `parts` and the concatenation `whole` (all in one blocking), in either direction.
     static func moveChannels(_ parts: [Tensor], _ whole: Tensor, toConcat: Bool) {
-        let HW = whole.h * whole.w
+        let HW = whole.h * whole.w, B = whole.layout.blockWidth
         var base = 0
         for p in parts {
-            precondition(p.n == whole.n && p.h == whole.h && p.w == whole.w, "concat of \(p.shape) with \(whole.shape)")
+            precondition(p.n == whole.n && p.h == whole.h && p.w == whole.w && p.layout == whole.layout,
+                         "concat of \(p.shape) \(p.layout) with \(whole.shape) \(whole.layout)")
             for b in 0..<whole.n {
-                if base % 16 == 0 {
+                if base % B == 0 {
                     // Whole blocks line up: copy block planes (padding lanes of the last block are zero on both sides).
                     for k in 0..<p.channelBlocks {
-                        let pp = p.data + (b * p.channelBlocks + k) * HW * 16
-                        let wp = whole.data + (b * whole.channelBlocks + base / 16 + k) * HW * 16
-                        let lanes = min(16, p.c - k * 16)
-                        if lanes == 16 {
-                            if toConcat { wp.update(from: pp, count: HW * 16) } else { pp.update(from: wp, count: HW * 16) }
+                        let pp = p.data + (b * p.channelBlocks + k) * HW * B
+                        let wp = whole.data + (b * whole.channelBlocks + base / B + k) * HW * B
+                        let lanes = min(B, p.c - k * B)
+                        if lanes == B {
+                            if toConcat { wp.update(from: pp, count: HW * B) } else { pp.update(from: wp, count: HW * B) }
                             continue
                         }
                         for i in 0..<HW {
-                            if toConcat { (wp + i * 16).update(from: pp + i * 16, count: lanes) }
-                            else { (pp + i * 16).update(from: wp + i * 16, count: lanes) }
+                            if toConcat { (wp + i * B).update(from: pp + i * B, count: lanes) }
+                            else { (pp + i * B).update(from: wp + i * B, count: lanes) }
                         }
                     }
                 } else {
                     for ch in 0..<p.c {
                         let wc = base + ch
-                        let pp = p.data + ((b * p.channelBlocks + ch >> 4) * HW) * 16 + (ch & 15)
-                        let wp = whole.data + ((b * whole.channelBlocks + wc >> 4) * HW) * 16 + (wc & 15)
+                        let pp = p.data + ((b * p.channelBlocks + ch / B) * HW) * B + ch % B
+                        let wp = whole.data + ((b * whole.channelBlocks + wc / B) * HW) * B + wc % B
                         for i in 0..<HW {
-                            if toConcat { wp[i * 16] = pp[i * 16] } else { pp[i * 16] = wp[i * 16] }
+                            if toConcat { wp[i * B] = pp[i * B] } else { pp[i * B] = wp[i * B] }
                         }
                     }
                 }
@@ -712,59 +741,61 @@ public struct Ops {
     /// Non-overlapping k×k patches as rows: x [N, C, gh·k, gw·k] → plain [N·gh·gw, C·k·k]. Rows run over
     /// (n, ph, pw) row-major; the column of x[n, c, ph·k+i, pw·k+j] is c·k² + i·k + j (nn.Unfold's order).
     public func unfold(_ x: Tensor, patch k: Int) -> Tensor {
-        let x = blocked16(x)
-        precondition(x.h % k == 0 && x.w % k == 0, "unfold of \(x.shape) by \(k)")
-        let gh = x.h / k, gw = x.w / k, C = x.c, cb = x.channelBlocks, W = x.w, H = x.h
+        precondition(x.layout.isBlocked && x.h % k == 0 && x.w % k == 0, "unfold of \(x.shape) by \(k)")
+        let gh = x.h / k, gw = x.w / k, C = x.c, cb = x.channelBlocks, W = x.w, H = x.h, B = x.layout.blockWidth
         let cols = C * k * k
         let y = Tensor(shape: [x.n * gh * gw, cols], layout: .plain, zeroed: false)
         engine.timed("m2mrf unfold/fold") {
-            Self.patchCopy(patchRows: y.data, blocked: x.data, n: x.n, C: C, cb: cb, H: H, W: W, k: k, toRows: true)
+            Self.patchCopy(patchRows: y.data, blocked: x.data, lanes: B, n: x.n, C: C, cb: cb, H: H, W: W, k: k, toRows: true)
         }
         guard let tape, tracks(x) else { return y }
         y.requiresGrad = true
         tape.record("m2mrf unfold/fold") {
             guard let dy = tape.takeGradient(y) else { return }
-            let dx = Tensor(shape: x.shape, layout: .blocked16)
-            Self.patchCopy(patchRows: dy.data, blocked: dx.data, n: x.n, C: C, cb: cb, H: H, W: W, k: k, toRows: false)
+            let dx = Tensor(shape: x.shape, layout: x.layout)
+            Self.patchCopy(patchRows: dy.data, blocked: dx.data, lanes: B, n: x.n, C: C, cb: cb, H: H, W: W, k: k, toRows: false)
             tape.accumulate(x, dx)
         }
         return y
     }
 
-    /// The inverse of `unfold`: rows [N·gh·gw, C·k·k] → blocked [N, C, gh·k, gw·k] (nn.Fold with stride = kernel).
+    /// The inverse of `unfold`: rows [N·gh·gw, C·k·k] → blocked [N, C, gh·k, gw·k] (nn.Fold with stride = kernel),
+    /// in `layout` (a blocking).
     public func fold(_ rows: Tensor, batch n: Int, channels C: Int, gridHeight gh: Int, gridWidth gw: Int,
-                     patch k: Int) -> Tensor {
+                     patch k: Int, layout: Layout = .blocked16) -> Tensor {
         precondition(rows.shape == [n * gh * gw, C * k * k], "fold of \(rows.shape) into \(C)×\(k)×\(k) patches")
-        let y = Tensor(shape: [n, C, gh * k, gw * k], layout: .blocked16)
-        let cb = y.channelBlocks
+        precondition(layout.isBlocked)
+        let y = Tensor(shape: [n, C, gh * k, gw * k], layout: layout)
+        let cb = y.channelBlocks, B = layout.blockWidth
         engine.timed("m2mrf unfold/fold") {
-            Self.patchCopy(patchRows: rows.data, blocked: y.data, n: n, C: C, cb: cb, H: gh * k, W: gw * k, k: k, toRows: false)
+            Self.patchCopy(patchRows: rows.data, blocked: y.data, lanes: B, n: n, C: C, cb: cb, H: gh * k, W: gw * k, k: k, toRows: false)
         }
         guard let tape, tracks(rows) else { return y }
         y.requiresGrad = true
         tape.record("m2mrf unfold/fold") {
             guard let dy = tape.takeGradient(y) else { return }
             let dr = Tensor(shape: rows.shape, layout: .plain, zeroed: false)
-            Self.patchCopy(patchRows: dr.data, blocked: dy.data, n: n, C: C, cb: cb, H: gh * k, W: gw * k, k: k, toRows: true)
+            Self.patchCopy(patchRows: dr.data, blocked: dy.inLayout(layout).data, lanes: B, n: n, C: C, cb: cb, H: gh * k, W: gw * k, k: k,
+                           toRows: true)
             tape.accumulate(rows, dr)
         }
         return y
     }
 
-    static func patchCopy(patchRows: UnsafeMutablePointer<Float>, blocked: UnsafeMutablePointer<Float>, n: Int, C: Int,
-                          cb: Int, H: Int, W: Int, k: Int, toRows: Bool) {
+    static func patchCopy(patchRows: UnsafeMutablePointer<Float>, blocked: UnsafeMutablePointer<Float>, lanes B: Int,
+                          n: Int, C: Int, cb: Int, H: Int, W: Int, k: Int, toRows: Bool) {
         let gh = H / k, gw = W / k, cols = C * k * k
         for b in 0..<n {
             for ph in 0..<gh {
                 for pw in 0..<gw {
                     let row = patchRows + ((b * gh + ph) * gw + pw) * cols
                     for ch in 0..<C {
-                        let plane = blocked + ((b * cb + ch >> 4) * H * W) * 16 + (ch & 15)
+                        let plane = blocked + ((b * cb + ch / B) * H * W) * B + ch % B
                         for i in 0..<k {
-                            let src = plane + ((ph * k + i) * W + pw * k) * 16
+                            let src = plane + ((ph * k + i) * W + pw * k) * B
                             let r = row + ch * k * k + i * k
-                            if toRows { for j in 0..<k { r[j] = src[j * 16] } }
-                            else { for j in 0..<k { src[j * 16] = r[j] } }
+                            if toRows { for j in 0..<k { r[j] = src[j * B] } }
+                            else { for j in 0..<k { src[j * B] = r[j] } }
                         }
                     }
                 }
@@ -809,15 +840,6 @@ public struct Ops {
             }
         }
         return y
-    }
-}
-
-/// Calls body(plane start, channel block) for every (image, channel block) plane of a blocked tensor.
-@inline(__always)
-func blockedPlanes(_ x: Tensor, _ body: (UnsafeMutablePointer<Float>, Int) -> Void) {
-    let cb = x.channelBlocks, plane = x.h * x.w * 16
-    for b in 0..<x.n {
-        for k in 0..<cb { body(x.data + (b * cb + k) * plane, k) }
     }
 }
 

@@ -79,6 +79,28 @@ func combinedBackward(_ k: Int, kernelLayouts: Bool) {
 /// Each case: input shape, the steps (weight shape, stride, padding, ReLU), and the residual: none, x itself, or
 /// another tensor summed into in place.
 private enum ChainResidual { case none, input, other }
+
+/// How a chain test runs the engine: nChw16c kernels; the kernels' own layouts (nChw8c on AVX2, nChw16c on
+/// AVX-512); or nChw8c forced on any CPU with the input and residual handed over in nChw8c too (the engine then
+/// returns nChw8c: `nativeBlocks8`).
+enum ChainMode: CaseIterable, Sendable { case blocked16, kernelLayouts, blocks8 }
+
+private func chainEngine(_ mode: ChainMode) -> ComputeEngine {
+    let engine = ComputeEngine()
+    engine.kernelLayouts = mode != .blocked16
+    engine.forceBlocks8 = mode == .blocks8
+    return engine
+}
+
+/// The sum of |padding lanes| of a blocked tensor (oneDNN assumes them zero).
+private func paddingLanes(_ y: Tensor) -> Double {
+    let blocks = y.channelBlocks, plane = y.h * y.w, B = y.layout.blockWidth
+    var padding = 0.0
+    for b in 0..<y.n { for ch in y.c..<(blocks * B) { for i in 0..<plane {
+        padding += Double(abs(y.data[((b * blocks + ch / B) * plane + i) * B + ch % B]))
+    } } }
+    return padding
+}
 private let chainCases: [(x: [Int], steps: [([Int], Int, Int, Bool)], residual: ChainResidual)] = [
     ([1, 16, 13, 11], [([16, 16, 3, 3], 1, 1, true), ([16, 16, 3, 3], 1, 1, true)], .input),            // BasicBlock
     ([2, 32, 9, 7], [([32, 32, 3, 3], 1, 1, true), ([32, 32, 3, 3], 1, 1, true)], .input),              // wider, batch 2
@@ -89,11 +111,13 @@ private let chainCases: [(x: [Int], steps: [([Int], Int, Int, Bool)], residual: 
     ([1, 3, 17, 15], [([16, 3, 3, 3], 2, 1, true), ([16, 16, 3, 3], 2, 1, true)], .none),               // the stem (plain input)
 ]
 
-@Test("Inference convolution chains (residual blocks, the head) equal the Double definition step by step, in the kernels' layouts and in nChw16c; the input is left as it was",
-      arguments: chainCases.indices, [false, true])
-func convolutionChains(_ k: Int, kernelLayouts: Bool) {
+@Test("Inference convolution chains (residual blocks, the head) equal the Double definition step by step, in the kernels' layouts, in nChw16c and from and to nChw8c; the input is left as it was",
+      arguments: chainCases.indices, ChainMode.allCases)
+func convolutionChains(_ k: Int, mode: ChainMode) {
     let c = chainCases[k]
-    let x = randomTensor(c.x, blocked: c.x[1] != 3, seed: 501 + UInt64(k))
+    let blocked = c.x[1] != 3
+    let x16 = randomTensor(c.x, blocked: blocked, seed: 501 + UInt64(k))
+    let x = mode == .blocks8 && blocked ? x16.inLayout(.blocked8) : x16
     let xBefore = x.values()
     var steps: [ConvolutionStep] = []
     var reference = x.values(), shape = c.x
@@ -112,35 +136,46 @@ func convolutionChains(_ k: Int, kernelLayouts: Bool) {
         reference = relu ? y.map { max($0, 0) } : y
         shape = ys
     }
-    let engine = ComputeEngine()
-    engine.kernelLayouts = kernelLayouts
+    let engine = chainEngine(mode)
     let residual: Tensor? = switch c.residual {
     case .none: nil
     case .input: x
-    case .other: randomTensor(shape, seed: 599)
+    case .other: mode == .blocks8 ? randomTensor(shape, seed: 599).inLayout(.blocked8) : randomTensor(shape, seed: 599)
     }
     let y = engine.convolutionChain(x, steps, residual: residual, intoResidual: c.residual == .other)
     if c.residual == .other { #expect(y === residual, "the result goes into the residual") }
-    #expect(y.shape == shape && y.layout == .blocked16)
+    #expect(y.shape == shape && y.layout.isBlocked)
+    switch mode {
+    case .blocked16: if cpuHasAVX512 { #expect(y.layout == .blocked16) }   // AVX2 falls back to its nChw8c kernels
+    case .blocks8: #expect(y.layout == .blocked8, "case \(k): nChw8c kernels' result returned as nChw8c")
+    case .kernelLayouts: break
+    }
     let e = Tensor.relativeError(y.values(), reference)
-    #expect(e < 1e-5, "case \(k) kernel layouts \(kernelLayouts): relative error \(e) [\(engine.implementations.keys.sorted())]")
+    #expect(e < 1e-5, "case \(k) \(mode): relative error \(e) [\(engine.implementations.keys.sorted())]")
     #expect(x.values() == xBefore, "case \(k): the chain changed its input")
-    // The padding channels of the blocked result stay zero (oneDNN assumes so).
-    let blocks = y.channelBlocks, plane = y.h * y.w
-    var padding = 0.0
-    for b in 0..<y.n { for ch in y.c..<(blocks * 16) { for i in 0..<plane {
-        padding += Double(abs(y.data[((b * blocks + ch / 16) * plane + i) * 16 + ch % 16]))
-    } } }
-    #expect(padding == 0, "case \(k): padding channels hold \(padding)")
-    if kernelLayouts { #expect(engine.implementations.keys.allSatisfy { $0.contains("(kernel layouts)") }) }
+    #expect(paddingLanes(y) == 0, "case \(k): padding channels hold \(paddingLanes(y))")
+    if mode != .blocked16 { #expect(engine.implementations.keys.allSatisfy { $0.contains("(kernel layouts)") }) }
+    // The same chain with the engine returning nChw16c (`nativeBlocks8` off) gives the same numbers bit for bit.
+    if mode == .blocks8 {
+        let other = chainEngine(.blocks8)
+        other.nativeBlocks8 = false
+        let again: Tensor? = switch c.residual {
+        case .none: nil
+        case .input: x16
+        case .other: randomTensor(shape, seed: 599)
+        }
+        let z = other.convolutionChain(x16, steps, residual: again, intoResidual: c.residual == .other)
+        #expect(z.layout == .blocked16 && z.values() == y.values(), "case \(k): nChw8c and nChw16c chains differ")
+    }
 }
 
-@Test("Branches of residual blocks as one chain equal the Double definition block by block, in the kernels' layouts and in nChw16c",
-      arguments: [([1, 16, 11, 13], 2), ([2, 32, 7, 6], 3), ([1, 64, 5, 4], 1)], [false, true])
-func residualBlockChains(_ c: ([Int], Int), kernelLayouts: Bool) {
+@Test("Branches of residual blocks as one chain equal the Double definition block by block, in the kernels' layouts, in nChw16c and from and to nChw8c",
+      arguments: [([1, 16, 11, 13], 2), ([2, 32, 7, 6], 3), ([1, 64, 5, 4], 1), ([1, 24, 6, 5], 2)], ChainMode.allCases)
+func residualBlockChains(_ c: ([Int], Int), mode: ChainMode) {
     let (xs, count) = c
     let channels = xs[1]
-    let x = randomTensor(xs, seed: 701)
+    let x16 = randomTensor(xs, seed: 701)
+    let x = mode == .blocks8 ? x16.inLayout(.blocked8) : x16
     let xBefore = x.values()
     var blocks: [[ConvolutionStep]] = [], reference = xBefore
     for b in 0..<count {
@@ -157,10 +192,17 @@ func residualBlockChains(_ c: ([Int], Int), kernelLayouts: Bool) {
         blocks.append(steps)
         reference = h
     }
-    let engine = ComputeEngine()
-    engine.kernelLayouts = kernelLayouts
+    let engine = chainEngine(mode)
     let y = engine.residualBlocksChain(x, blocks)
     let e = Tensor.relativeError(y.values(), reference)
-    #expect(e < 1e-5, "\(xs), \(count) blocks, kernel layouts \(kernelLayouts): relative error \(e)")
+    #expect(e < 1e-5, "\(xs), \(count) blocks, \(mode): relative error \(e)")
     #expect(x.values() == xBefore, "the chain changed its input")
+    #expect(paddingLanes(y) == 0, "padding channels hold \(paddingLanes(y))")
+    if mode == .blocks8 {
+        #expect(y.layout == .blocked8, "nChw8c kernels' result returned as nChw8c")
+        let other = chainEngine(.blocks8)
+        other.nativeBlocks8 = false
+        let z = other.residualBlocksChain(x16, blocks)
+        #expect(z.layout == .blocked16 && z.values() == y.values(), "nChw8c and nChw16c chains differ")
+    }
 }
