@@ -56,6 +56,7 @@ public enum WeightLoader {
             return LoadedWeights(architecture: arch, tensors: tensors, source: url, card: nil, meta: tensors.metadata)
         case .safetensors:
             let tensors = try Safetensors.read(url)
+            if let state = tensors.metadata[trainingStateKey] { return try trainingCheckpoint(tensors, state: state, url: url) }
             let card = try ModelCard.beside(url)
             let arch: ModelArchitecture
             if let card {
@@ -66,6 +67,37 @@ public enum WeightLoader {
             }
             return LoadedWeights(architecture: arch, tensors: tensors, source: url, card: card, meta: tensors.metadata)
         }
+    }
+
+    /// The metadata key of a training checkpoint (`TrainingCheckpoint`: the model under `model/`, the optimiser's
+    /// momentum under `momentum/`, the run's state as JSON here).
+    public static let trainingStateKey = "fundus.training_state"
+
+    /// A training checkpoint's model (`iter_*.safetensors` of a `train`/`crossval` work folder), to validate or screen
+    /// with a run that is still going: the architecture from its configuration, the momentum left out. No card: the
+    /// IDRiD normalisation and scale, one scale per class unless asked.
+    static func trainingCheckpoint(_ file: TensorFile, state: String, url: URL) throws(CheckpointError) -> LoadedWeights {
+        struct State: Decodable {
+            struct Configuration: Decodable { var architecture: ModelArchitecture? }
+            var iteration: Int
+            var configuration: Configuration
+        }
+        var model = TensorFile()
+        for name in file.names where name.hasPrefix("model/") { model.set(String(name.dropFirst(6)), file.tensors[name]!) }
+        guard !model.names.isEmpty else {
+            throw .malformed(file: url.path, reason: "a training checkpoint without model/ tensors")
+        }
+        let decoded = try? JSONDecoder().decode(State.self, from: Data(state.utf8))
+        let arch: ModelArchitecture
+        if let a = decoded?.configuration.architecture {
+            arch = a
+            try arch.check(shapes: model.tensors.mapValues(\.shape), file: url.path)
+        } else {
+            arch = try ModelArchitecture.infer(from: model, file: url.path)
+        }
+        var meta = ["training checkpoint": url.lastPathComponent]
+        if let decoded { meta["iteration"] = String(decoded.iteration) }
+        return LoadedWeights(architecture: arch, tensors: model, source: url, card: nil, meta: meta)
     }
 
     /// Writes `<card.name>.safetensors` and `metadata.json` into `directory` (created if needed), both atomically.

@@ -51,7 +51,7 @@ public struct TrainingCheckpoint: Sendable, Equatable {
         self.momentumBuffers = momentumBuffers
     }
 
-    static let metadataKey = "fundus.training_state"
+    static let metadataKey = WeightLoader.trainingStateKey
     static let formatVersion = 1
 
     private struct Header: Codable {

@@ -14,7 +14,7 @@ struct ModelValidate: ParsableCommand {
         commandName: "validate",
         abstract: "Validate a model on annotated images: official mAUPR/mIoU (M2MRF metric) and exact AP, per class.")
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "A model bundle folder or weight file (.safetensors, .pth).") var model: String
+    @Argument(help: "A model bundle folder or weight file (.safetensors, .pth), or a training checkpoint (a work folder's iter_*.safetensors).") var model: String
     @Option(help: "Validation set: a folder or db:validation (all four classes annotated). A model with the optic-disc channel is also scored on the set's OD masks (IoU.OD, Dice.OD).") var val: String
     @Option(help: "Only these images, by stem: comma-separated, ranges allowed (IDRiD_11-IDRiD_14).") var valImages: String?
     @Flag(inversion: .prefixedNo, help: ArgumentHelp(

@@ -61,6 +61,15 @@ func session() async throws {
         #expect(first.metrics.validation?.images == 1)
         #expect(first.metrics.figures["mAUPR"] != nil && first.metrics.baseline == nil)
         #expect(FileManager.default.fileExists(atPath: root.appendingPathComponent("models/first/metadata.json").path))
+        // A training checkpoint loads as a model (to validate a run still going): the weights the bundle holds.
+        let checkpoint = try WeightLoader.load(root.appendingPathComponent("work/first/iter_00000002.safetensors"))
+        let bundle = try WeightLoader.load(first.weights)
+        #expect(checkpoint.architecture == bundle.architecture && checkpoint.card == nil && checkpoint.meta["iteration"] == "2")
+        #expect(Set(checkpoint.tensors.names) == Set(bundle.tensors.names))
+        for name in bundle.tensors.names {   // (batch counts: f32 in a checkpoint, i64 in a bundle, as PyTorch's)
+            #expect(checkpoint.tensors[name]?.shape == bundle.tensors[name]?.shape
+                        && checkpoint.tensors[name]?.floats() == bundle.tensors[name]?.floats(), "\(name)")
+        }
         let registry = ModelRegistry(connection: connection)
         _ = try ModelRollout(registry: registry).promote("first", force: false)
 
