@@ -243,21 +243,21 @@ public struct Ops {
                 let vp = v.map { $0.data + pi * plane }
                 let cp = center.map { $0.data + (pi % cb) * B }
                 let out = sums + pi * B
-                withUnsafeTemporaryAllocation(of: Float.self, capacity: B) { acc in
-                    var i = 0
-                    while i < HW {
-                        let end = min(i + 64, HW)
-                        for l in 0..<B { acc[l] = 0 }
-                        if let vp, let cp {
-                            for j in i..<end { for l in 0..<B { acc[l] += up[j * B + l] * (vp[j * B + l] - cp[l]) } }
-                        } else if let vp {
-                            for j in i..<end { for l in 0..<B { acc[l] += up[j * B + l] * vp[j * B + l] } }
-                        } else {
-                            for j in i..<end { for l in 0..<B { acc[l] += up[j * B + l] } }
-                        }
-                        for l in 0..<B { out[l] += Double(acc[l]) }
-                        i = end
+                // One SIMD lane per channel: each lane adds its pixels in order, as a lane-by-lane loop would.
+                let c = cp.map { V.load($0) } ?? V()
+                var i = 0
+                while i < HW {
+                    let end = min(i + 64, HW)
+                    var acc = V()
+                    if let vp, cp != nil {
+                        for j in i..<end { acc += V.load(up + j * B) * (V.load(vp + j * B) - c) }
+                    } else if let vp {
+                        for j in i..<end { acc += V.load(up + j * B) * V.load(vp + j * B) }
+                    } else {
+                        for j in i..<end { acc += V.load(up + j * B) }
                     }
+                    for l in 0..<B { out[l] += Double(acc[l]) }
+                    i = end
                 }
             }
         }
@@ -292,7 +292,7 @@ public struct Ops {
                     var sumD = V(), sumDX = V()
                     if let yv {
                         for j in i..<end {
-                            let d = V().replacing(with: V.load(g + j * B), where: V.load(yv + j * B) .> 0)
+                            let d = V.load(g + j * B).gated(by: V.load(yv + j * B))
                             d.store(g + j * B)
                             sumD += d
                             sumDX += d * (V.load(xv + j * B) - c)
@@ -844,9 +844,25 @@ public struct Ops {
 }
 
 /// A SIMD vector of one pixel's channel block: 16 floats (nChw16c) or 8 (nChw8c).
-protocol LaneVector: SIMD where Scalar == Float {}
-extension SIMD16: LaneVector where Scalar == Float {}
-extension SIMD8: LaneVector where Scalar == Float {}
+protocol LaneVector: SIMD where Scalar == Float {
+    /// max(x, 0) lane by lane (ReLU): x where x > 0, else +0.
+    var positivePart: Self { get }
+    /// Self where `gate` > 0, else +0, lane by lane (ReLU's backward mask).
+    func gated(by gate: Self) -> Self
+}
+
+// The masked operations are requirements met by each concrete type: written in generic code (`V: LaneVector`), SIMD's
+// comparisons and `replacing(with:where:)` compile to lane-by-lane loops through the stack even once specialised —
+// BatchNorm's forward and backward passes spent a third of a W16 training step there; with the concrete type in
+// hand they are a vector compare and a blend (the same results, bit for bit).
+extension SIMD16: LaneVector where Scalar == Float {
+    @inline(__always) var positivePart: Self { replacing(with: 0, where: .!(self .> 0)) }
+    @inline(__always) func gated(by gate: Self) -> Self { Self().replacing(with: self, where: gate .> 0) }
+}
+extension SIMD8: LaneVector where Scalar == Float {
+    @inline(__always) var positivePart: Self { replacing(with: 0, where: .!(self .> 0)) }
+    @inline(__always) func gated(by gate: Self) -> Self { Self().replacing(with: self, where: gate .> 0) }
+}
 
 extension LaneVector {
     /// The floats at `p` (one pixel's channel block of a blocked tensor).
@@ -854,8 +870,6 @@ extension LaneVector {
         UnsafeRawPointer(p).loadUnaligned(as: Self.self)
     }
     @inline(__always) static func load(_ p: UnsafeMutablePointer<Float>) -> Self { load(UnsafePointer(p)) }
-    /// max(x, 0) lane by lane (ReLU), as `Swift.max(x, 0)` on each lane.
-    @inline(__always) var positivePart: Self { replacing(with: 0, where: .!(self .> 0)) }
     /// Writes the floats at `p`.
     @inline(__always) func store(_ p: UnsafeMutablePointer<Float>) {
         UnsafeMutableRawPointer(p).storeBytes(of: self, as: Self.self)

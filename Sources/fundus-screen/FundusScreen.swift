@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Imaging
 import Logging
+import Tensor
 
 @main
 struct FundusScreen: AsyncParsableCommand {
@@ -14,6 +15,13 @@ struct FundusScreen: AsyncParsableCommand {
             TrainCommand.self, CrossvalCommand.self, AnnotationsCommand.self, ModelCommand.self, ImageCommand.self, DatabaseCommand.self, BenchCommand.self,
         ]
     )
+
+    /// ArgumentParser's entry point, after telling malloc to keep freed tensor buffers (`TensorMemory.keepFreedMemory`:
+    /// training steps and inference 10–12 % faster on this project's 2-core machine).
+    static func main() async {
+        TensorMemory.keepFreedMemory()
+        await main(nil)
+    }
 }
 
 /// Options every command that touches the database or state folder shares.
