@@ -181,3 +181,30 @@ func batchNormThreadedMatchesReference() {
     }
     #expect(worst.y < 1e-4 && worst.dx < 1e-4 && worst.dw < 1e-4 && worst.db < 1e-4 && worst.dr == 0, "worst errors \(worst)")
 }
+
+/// The lane masks are requirements met by each concrete SIMD type (fast there); both must keep the scalar meaning on
+/// the values where a shortcut would differ: ±0, NaN, infinities, subnormals.
+@Test("LaneVector masks equal their scalar definitions on edge values, 8 and 16 lanes")
+func laneMasksMatchScalars() {
+    let edges: [Float] = [0, -0.0, .nan, -.nan, .infinity, -.infinity, .leastNonzeroMagnitude, -.leastNonzeroMagnitude,
+                          .greatestFiniteMagnitude, -.greatestFiniteMagnitude, 1, -1, 3.5, -2.25, 1e-30, -1e-30]
+    func check<V: LaneVector>(_: V.Type) {
+        let n = V.scalarCount
+        for shift in 0..<edges.count {
+            var x = V(), gate = V()
+            for l in 0..<n {
+                x[l] = edges[(l + shift) % edges.count]
+                gate[l] = edges[(l * 7 + shift + 3) % edges.count]
+            }
+            let relu = x.positivePart, gated = x.gated(by: gate)
+            for l in 0..<n {
+                let wantRelu: Float = x[l] > 0 ? x[l] : 0
+                let wantGated: Float = gate[l] > 0 ? x[l] : 0
+                #expect(relu[l].bitPattern == wantRelu.bitPattern, "positivePart(\(x[l])) = \(relu[l]), \(n) lanes")
+                #expect(gated[l].bitPattern == wantGated.bitPattern, "\(x[l]) gated by \(gate[l]) = \(gated[l]), \(n) lanes")
+            }
+        }
+    }
+    check(SIMD8<Float>.self)
+    check(SIMD16<Float>.self)
+}
