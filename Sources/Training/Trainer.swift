@@ -56,6 +56,9 @@ public struct Trainer<Model: TrainableModel> {
     /// Checkpoints kept in the folder (older ones are deleted; a W48 checkpoint is about 0.5 GB).
     public var keepCheckpoints = 2
     public var onProgress: (@Sendable (TrainingProgress) -> Void)?
+    /// Asked after every iteration: when it answers true, `run` writes a checkpoint and throws `.interrupted` (a
+    /// SIGINT/SIGTERM loses no finished iteration; the same command resumes from there).
+    public var stopRequested: (@Sendable () -> Bool)?
     let augmentation: TrainingAugmentation
     let logger: Logger
 
@@ -136,8 +139,13 @@ public struct Trainer<Model: TrainableModel> {
                 logger.info("training: \(progress.line)")
                 onProgress?(progress)
             }
-            if iteration % configuration.checkpointInterval == 0 || iteration == configuration.iterations {
-                try saveCheckpoint()
+            let checkpointed = iteration % configuration.checkpointInterval == 0 || iteration == configuration.iterations
+            if checkpointed { try saveCheckpoint() }
+            if iteration < end, let stopRequested, stopRequested() {
+                if !checkpointed { try saveCheckpoint() }
+                let where_ = checkpointFolder.map { "checkpoint in \($0.path): run the same command again to resume" }
+                    ?? "no checkpoint folder, so nothing to resume from"
+                throw TrainingError(.interrupted, "training: stopped on request at iteration \(iteration)/\(configuration.iterations); \(where_)")
             }
         }
         return losses

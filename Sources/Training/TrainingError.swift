@@ -5,6 +5,8 @@ import Foundation
 public struct TrainingError: Error, CustomStringConvertible, Equatable {
     public enum Code: String, Sendable {
         case dataset, checkpoint, optimiser, configuration, model, registry
+        /// Stopped on request (SIGINT/SIGTERM) after writing a checkpoint: the same command resumes.
+        case interrupted
     }
 
     public var code: Code

@@ -63,6 +63,8 @@ public struct TrainingRequest: Sendable {
     public var command: String?
     /// The cross-validation that chose this recipe, copied into the model card.
     public var crossValidation: CrossValidationRecord?
+    /// Asked after every training iteration; true stops the run with a checkpoint (`Trainer.stopRequested`).
+    public var stopRequested: (@Sendable () -> Bool)?
 
     public init(data: URL, validation: URL?, initialWeights: URL?, architecture: ModelArchitecture?,
                 configuration: TrainingConfiguration, workDirectory: URL, modelDirectory: URL, name: String) {
@@ -201,6 +203,7 @@ public enum TrainingSession {
             var trainer = try Trainer(model: NetworkModel(network), data: samples,
                                       configuration: configuration, checkpointFolder: request.workDirectory, logger: logger)
             trainer.logInterval = max(1, request.logInterval)
+            trainer.stopRequested = request.stopRequested
             let trainingStarted = Date()
             try trainer.resume()
             let losses = try trainer.run()

@@ -18,7 +18,8 @@ struct CrossvalCommand: ParsableCommand {
         Folds: \(CrossValidation.assignmentRule). Every image is validated exactly once. \
         The work folder keeps fold-<n>.json (figures), fold-<n>/ (checkpoints, model bundle), crossval.json and \
         crossval.md; a rerun with the same options skips finished folds and resumes unfinished ones from their \
-        checkpoints, so a run can span several sittings (--fold N runs one). Nothing is registered in the database; \
+        checkpoints, so a run can span several sittings (--fold N runs one); SIGINT/SIGTERM stops it after the \
+        iteration under way with a checkpoint. Nothing is registered in the database; \
         it is used only for db: data or a --from that names a registered model.
         """
     )
@@ -78,6 +79,7 @@ struct CrossvalCommand: ParsableCommand {
 
         let configuration = training.configuration()
         let settings = training.settingsLine(data: data, initialWeights: initialWeights, configuration: configuration, augmentation: augmentation)
+        let stopRequested = TrainingOptions.stopOnSignal(logger: logger)
         let results = try CrossValidation.run(folds: assignment, only: fold, workDirectory: work, settings: settings, logger: logger) {
             n, trainingImages, validationImages, folder in
             var request = TrainingRequest(
@@ -91,6 +93,7 @@ struct CrossvalCommand: ParsableCommand {
             request.validationAugmentation = augmentation
             request.command = TrainingRecord.commandLine(["fundus-screen"] + CommandLine.arguments.dropFirst())
             request.register = false
+            request.stopRequested = stopRequested
             let started = Date()
             // Nothing is registered; the connection (nil unless db: data or a registered --from) only reads data.
             let outcome = try TrainingSession.run(request, connection: connection, logger: logger)

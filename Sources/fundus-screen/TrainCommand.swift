@@ -17,7 +17,7 @@ struct TrainCommand: ParsableCommand {
         nnU-Net (imagesTr/, labelsTr/, dataset.json); or db:train / db:validation, the archive images whose masks \
         were registered with `fundus-screen annotations import`. Classes a dataset does not annotate are left out of the loss. \
         Defaults follow the official config: SGD lr 0.01 momentum 0.9 weight decay 5e-4, poly 0.9 to 1e-4, \
-        scale jitter 0.5–2.0, crop with cat_max_ratio 0.75, photometric distortion; plus flips and 90° rotations.
+        scale jitter 0.5–2.0, crop with cat_max_ratio 0.75, photometric distortion; plus flips and 90° rotations.         SIGINT/SIGTERM: the iteration under way finishes, a checkpoint is written and the command exits; the same         command resumes (a second signal exits at once).
         """
     )
 
@@ -68,6 +68,7 @@ struct TrainCommand: ParsableCommand {
                 ? "this training is its recipe on all the images"
                 : "this training differs from its recipe in " + record.differences.joined(separator: "; ")))
         }
+        request.stopRequested = TrainingOptions.stopOnSignal(logger: logger)
         let outcome = try TrainingSession.run(request, connection: connection, logger: logger)
         print("model \(modelName): \(outcome.weights.path)")
         if let id = outcome.modelVersionID { print("registered as candidate \(id)") }

@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
 import Lesions
+import Logging
 import Network
+import Pipeline
 import Store
 import Training
 
@@ -105,6 +107,17 @@ struct TrainingOptions: ParsableArguments {
     }
 
     /// The request's training settings from these options (data, validation and places are the command's).
+    /// SIGINT/SIGTERM while training: the current iteration finishes, a checkpoint is written and the command exits
+    /// (the same command resumes); a second signal exits at once. What the request's `stopRequested` reads.
+    static func stopOnSignal(logger: Logger) -> @Sendable () -> Bool {
+        let shutdown = ShutdownSignal()
+        shutdown.onRequest { signal in
+            logger.notice("signal \(signal): training stops after this iteration with a checkpoint (a validation already under way runs to its end); a second signal exits at once")
+        }
+        shutdown.install()
+        return { shutdown.isRequested }
+    }
+
     func apply(to request: inout TrainingRequest) throws {
         request.fieldOfViewCrop = !noFovCrop
         request.disc = disc

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 import Testing
 @testable import Training
 
@@ -139,4 +140,35 @@ func resumeWithoutRecordedTime() throws {
     #expect(resumed.trainingSeconds == nil)
     try resumed.run()
     #expect(resumed.iteration == configuration.iterations && resumed.trainingSeconds == nil)
+}
+
+@Test("A stop requested mid-run writes a checkpoint at that iteration and throws .interrupted; resuming ends as an uninterrupted run")
+func stopOnRequestAndResume() throws {
+    let data = InMemorySamples(toySamples(5, seed: 1))
+    let configuration = toyConfiguration()   // checkpoints every 4 iterations
+    let straightFolder = try temporaryFolder("straight-stop"), stoppedFolder = try temporaryFolder("stopped")
+    defer { for f in [straightFolder, stoppedFolder] { try? FileManager.default.removeItem(at: f) } }
+
+    var straight = try Trainer(model: ToyPixelModel(seed: 1), data: data, configuration: configuration, checkpointFolder: straightFolder, logger: logger)
+    try straight.run()
+
+    // The request arrives during iteration 6 (between two scheduled checkpoints).
+    let asked = Mutex(0)
+    var stopped = try Trainer(model: ToyPixelModel(seed: 1), data: data, configuration: configuration, checkpointFolder: stoppedFolder, logger: logger)
+    stopped.stopRequested = { asked.withLock { $0 += 1; return $0 >= 6 } }
+    do { try stopped.run(); Issue.record("the run should stop on request") } catch let e as TrainingError {
+        #expect(e.code == .interrupted)
+        #expect(e.message.contains("iteration 6/12") && e.message.contains(stoppedFolder.path), "\(e.message)")
+    }
+    #expect(stopped.iteration == 6)
+    #expect(try TrainingCheckpoint.latest(in: stoppedFolder)?.iteration == 6)   // written for the stop, not scheduled
+
+    var resumed = try Trainer(model: ToyPixelModel(seed: 77), data: data, configuration: configuration, checkpointFolder: stoppedFolder, logger: logger)
+    #expect(try resumed.resume() == 6)
+    try resumed.run()
+    #expect(resumed.iteration == 12)
+    #expect(resumed.model.state == straight.model.state)
+    #expect(resumed.optimiser == straight.optimiser)
+    #expect(resumed.rng == straight.rng)
+    #expect(resumed.sampler == straight.sampler)
 }
