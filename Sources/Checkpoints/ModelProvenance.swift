@@ -28,6 +28,30 @@ public struct TrainingRecord: Codable, Sendable, Equatable {
         }.joined(separator: " ")
     }
 
+    /// The arguments of a line `commandLine(_:)` wrote (single quotes, `'\\''` inside them, and backslash escapes
+    /// outside are undone; unquoted whitespace separates).
+    public static func arguments(of line: String) -> [String] {
+        var out: [String] = []
+        var word = ""
+        var inWord = false, quoted = false, escaped = false
+        for ch in line {
+            if escaped { word.append(ch); escaped = false; continue }
+            if quoted {
+                if ch == "'" { quoted = false } else { word.append(ch) }
+                continue
+            }
+            switch ch {
+            case "'": quoted = true; inWord = true
+            case "\\": escaped = true; inWord = true
+            case " ", "\t", "\n":
+                if inWord { out.append(word); word = ""; inWord = false }
+            default: word.append(ch); inWord = true
+            }
+        }
+        if inWord { out.append(word) }
+        return out
+    }
+
     /// "<CPU model name>, <n> cores" from /proc/cpuinfo (Linux); the core count alone elsewhere.
     public static var thisMachine: String {
         let cores = ProcessInfo.processInfo.activeProcessorCount
@@ -98,9 +122,13 @@ public struct CrossValidationRecord: Codable, Sendable, Equatable {
     public var differences: [String]
     /// The summary as `crossval` printed it (Markdown).
     public var table: String
+    /// Folds (1-based) that had not finished when the record was taken (`--crossval-unfinished`): the statistics
+    /// are over the others. Absent when every fold finished.
+    public var unfinishedFolds: [Int]?
 
     public init(folds: Int, images: Int, settings: String, augmentation: String, statistics: [String: Statistic],
-                singlePassStatistics: [String: Statistic]?, foldResults: [Fold], differences: [String], table: String) {
+                singlePassStatistics: [String: Statistic]?, foldResults: [Fold], differences: [String], table: String,
+                unfinishedFolds: [Int]? = nil) {
         self.folds = folds
         self.images = images
         self.settings = settings
@@ -110,6 +138,7 @@ public struct CrossValidationRecord: Codable, Sendable, Equatable {
         self.foldResults = foldResults
         self.differences = differences
         self.table = table
+        self.unfinishedFolds = unfinishedFolds
     }
 
     /// The `key=value` options of `final` that differ from `crossValidated` (both settings lines as `crossval`

@@ -105,7 +105,9 @@ public struct WeightSummary: Codable, Sendable, Equatable {
                     guard let s = cv.statistics[key], let m = s.mean else { return "\(key) –" }
                     return "\(key) " + String(format: "%.3f", m) + (s.standardDeviation.map { String(format: " ± %.3f", $0) } ?? "")
                 }
-                row("  cross-validation", "\(cv.folds) folds over \(cv.images) images (\(cv.augmentation)): "
+                let done = cv.unfinishedFolds.map { "\(cv.folds - $0.count) of \(cv.folds) folds (unfinished: \($0.map(String.init).joined(separator: ", ")))" }
+                    ?? "\(cv.folds) folds"
+                row("  cross-validation", "\(done) over \(cv.images) images (\(cv.augmentation)): "
                     + ["mAUPR", "mAP", "mIoU"].map(figure).joined(separator: ", "))
                 row("  per class AUPR", ["EX", "HE", "SE", "MA"].map { figure("AUPR.\($0)") }.joined(separator: ", "))
                 row("  recipe", cv.differences.isEmpty ? "the cross-validated one, trained on all the images" : "differs: " + cv.differences.joined(separator: "; "))

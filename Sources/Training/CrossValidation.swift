@@ -346,8 +346,8 @@ public enum CrossValidation {
     // MARK: Into a model card
 
     /// The finished cross-validation summarised in `workDirectory` (its crossval.json); refuses one with folds
-    /// still to run.
-    public static func finishedSummary(in workDirectory: URL) throws(TrainingError) -> Summary {
+    /// still to run unless `allowUnfinished` (the record then names the folds it lacks).
+    public static func finishedSummary(in workDirectory: URL, allowUnfinished: Bool = false) throws(TrainingError) -> Summary {
         let url = workDirectory.appendingPathComponent("crossval.json")
         guard FileManager.default.fileExists(atPath: url.path) else {
             throw TrainingError(.configuration, "\(workDirectory.path) has no crossval.json: run `fundus-screen crossval --work-dir \(workDirectory.path)` to its end first")
@@ -356,8 +356,11 @@ public enum CrossValidation {
         do { summary = try JSONDecoder().decode(Summary.self, from: Data(contentsOf: url)) } catch {
             throw TrainingError(.configuration, "\(url.path) is not a cross-validation summary: \(error)")
         }
-        guard summary.missingFolds.isEmpty else {
-            throw TrainingError(.configuration, "\(url.path): folds \(summary.missingFolds.map(String.init).joined(separator: ", ")) of \(summary.folds) are not finished")
+        guard summary.missingFolds.isEmpty || allowUnfinished else {
+            throw TrainingError(.configuration, "\(url.path): folds \(summary.missingFolds.map(String.init).joined(separator: ", ")) of \(summary.folds) are not finished (record the finished ones anyway: train --crossval-unfinished, model crossval --unfinished)")
+        }
+        guard !summary.results.isEmpty else {
+            throw TrainingError(.configuration, "\(url.path): no fold is finished yet")
         }
         return summary
     }
@@ -388,7 +391,7 @@ public enum CrossValidation {
                       singlePassFigures: figures(r, singlePass: true))
             },
             differences: finalSettings.map { CrossValidationRecord.differences(crossValidated: s.settings, final: $0) } ?? [],
-            table: markdown(s))
+            table: markdown(s), unfinishedFolds: s.missingFolds.isEmpty ? nil : s.missingFolds)
     }
 
     static func write<T: Encodable>(_ value: T, to url: URL) throws {

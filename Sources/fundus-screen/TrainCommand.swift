@@ -17,7 +17,9 @@ struct TrainCommand: ParsableCommand {
         nnU-Net (imagesTr/, labelsTr/, dataset.json); or db:train / db:validation, the archive images whose masks \
         were registered with `fundus-screen annotations import`. Classes a dataset does not annotate are left out of the loss. \
         Defaults follow the official config: SGD lr 0.01 momentum 0.9 weight decay 5e-4, poly 0.9 to 1e-4, \
-        scale jitter 0.5–2.0, crop with cat_max_ratio 0.75, photometric distortion; plus flips and 90° rotations.         SIGINT/SIGTERM: the iteration under way finishes, a checkpoint is written and the command exits; the same         command resumes (a second signal exits at once).
+        scale jitter 0.5–2.0, crop with cat_max_ratio 0.75, photometric distortion; plus flips and 90° rotations.
+
+        SIGINT/SIGTERM: the iteration under way finishes, a checkpoint is written and the command exits; the same         command resumes (a second signal exits at once).
         """
     )
 
@@ -34,6 +36,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Folder for model bundles (default <state>/models).") var modelsDir: String?
     @Option(help: ArgumentHelp("A finished cross-validation's --work-dir: its table goes into the model card, with the options where this training differs from the cross-validated recipe.", valueName: "dir"))
     var crossval: String?
+    @Flag(help: "With --crossval: accept a cross-validation whose folds are not all finished (the card names the missing ones; `model crossval` can replace the record once they are).")
+    var crossvalUnfinished = false
     @Flag(help: "Do not validate the active model alongside (promotion then needs figures on the same images).") var noBaseline = false
 
     func run() throws {
@@ -58,13 +62,11 @@ struct TrainCommand: ParsableCommand {
         request.validationImages = try valImages.map { try LesionDataset.expandSelection($0) }
         request.command = TrainingRecord.commandLine(["fundus-screen"] + CommandLine.arguments.dropFirst())
         if let crossval {
-            let summary = try CrossValidation.finishedSummary(in: URL(fileURLWithPath: crossval))
             let settings = training.settingsLine(data: data, initialWeights: request.initialWeights, configuration: configuration,
                                                  augmentation: nil)
-            var record = CrossValidation.record(summary, finalSettings: settings)
-            record.differences.removeAll { $0.hasPrefix("tta:") }
+            let (summary, record) = try Self.crossValidationRecord(crossval, finalSettings: settings, allowUnfinished: crossvalUnfinished)
             request.crossValidation = record
-            print("cross-validation: \(summary.folds) folds over \(summary.images) images from \(crossval); " + (record.differences.isEmpty
+            print("cross-validation: \(summary.folds) folds\(summary.missingFolds.isEmpty ? "" : " (\(summary.missingFolds.count) unfinished)") over \(summary.images) images from \(crossval); " + (record.differences.isEmpty
                 ? "this training is its recipe on all the images"
                 : "this training differs from its recipe in " + record.differences.joined(separator: "; ")))
         }
@@ -78,6 +80,18 @@ struct TrainCommand: ParsableCommand {
                 print("  \(key) " + String(format: "%.4f", v) + active)
             }
         }
+    }
+
+    /// The card record of the cross-validation in `directory` (its crossval.json) for a final training whose options,
+    /// in `crossval`'s settings form, are `finalSettings` (nil: unknown, said so among the differences). The
+    /// test-time augmentation is a validation setting, not the recipe's, and is not listed as a difference.
+    static func crossValidationRecord(_ directory: String, finalSettings: String?,
+                                      allowUnfinished: Bool) throws -> (CrossValidation.Summary, CrossValidationRecord) {
+        let summary = try CrossValidation.finishedSummary(in: URL(fileURLWithPath: directory), allowUnfinished: allowUnfinished)
+        var record = CrossValidation.record(summary, finalSettings: finalSettings)
+        record.differences.removeAll { $0.hasPrefix("tta:") }
+        if finalSettings == nil { record.differences = ["the final training's options are not known (no train command in the card)"] }
+        return (summary, record)
     }
 
     /// A model reference for --from (see `ModelRollout.weights(of:)`).

@@ -181,6 +181,12 @@ func cardProvenance() throws {
                                    seconds: 7212.5, iterations: 6000, machine: TrainingRecord.thisMachine)
     #expect(card.training?.command == "fundus-screen train --data ../shared/data/idrid --name 'it'\\''s mine' --images 'A B'")
     #expect(TrainingRecord.commandLine(["a", ""]) == "a ''")
+    // …and `arguments(of:)` reads it back, as a shell would.
+    for args in [["fundus-screen", "train", "--data", "../shared/data/idrid", "--name", "it's mine", "--images", "A B"],
+                 ["a", "", "'", "''x'", "tab\there", "back\\slash", "$HOME", "new\nline"]] {
+        #expect(TrainingRecord.arguments(of: TrainingRecord.commandLine(args)) == args)
+    }
+    #expect(TrainingRecord.arguments(of: "  a\\ b  'c d'e\t") == ["a b", "c de"])
     card.crossValidation = CrossValidationRecord(
         folds: 5, images: 14, settings: "iterations=6000 seed=31", augmentation: "mirroring TTA, 4 passes",
         statistics: ["mAUPR": .init([(1, 0.42), (2, 0.57), (3, nil)])],
@@ -190,6 +196,9 @@ func cardProvenance() throws {
     let again = try ModelCard.decode(card.encoded())
     #expect(again == card)
     #expect(String(decoding: card.encoded(), as: UTF8.self).contains("\"cross_validation\""))
+    #expect(!String(decoding: card.encoded(), as: UTF8.self).contains("unfinishedFolds"))
+    card.crossValidation?.unfinishedFolds = [4, 5]
+    #expect(try ModelCard.decode(card.encoded()).crossValidation?.unfinishedFolds == [4, 5])
 
     #expect(CrossValidationRecord.differences(crossValidated: "data=x iterations=6000 seed=31 tta=4",
                                               final: "data=x iterations=8000 seed=31 vessels=h:all:share-0.25")

@@ -185,6 +185,14 @@ func cardRecord() throws {
     #expect { try CrossValidation.finishedSummary(in: work) } throws: { "\($0)".contains("no crossval.json") && "\($0)".contains("crossval --work-dir") }
     _ = try CrossValidation.writeSummary(CrossValidation.summarise([fold(1)], folds: 2), to: work)
     #expect { try CrossValidation.finishedSummary(in: work) } throws: { "\($0)".contains("folds 2 of 2 are not finished") }
+    let partial = try CrossValidation.finishedSummary(in: work, allowUnfinished: true)
+    #expect(partial.missingFolds == [2] && partial.results.map(\.fold) == [1])
+    let partialRecord = CrossValidation.record(partial, finalSettings: nil)
+    #expect(partialRecord.unfinishedFolds == [2] && partialRecord.foldResults.map(\.fold) == [1] && partialRecord.folds == 2)
+    #expect(partialRecord.table.contains("Not finished yet: fold 2"))
+    #expect(record.unfinishedFolds == nil)
+    _ = try CrossValidation.writeSummary(CrossValidation.summarise([], folds: 2), to: work)
+    #expect { try CrossValidation.finishedSummary(in: work, allowUnfinished: true) } throws: { "\($0)".contains("no fold is finished") }
     _ = try CrossValidation.writeSummary(summary, to: work)
     #expect(try CrossValidation.finishedSummary(in: work) == summary)
 }
