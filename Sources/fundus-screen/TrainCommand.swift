@@ -19,7 +19,8 @@ struct TrainCommand: ParsableCommand {
         Defaults follow the official config: SGD lr 0.01 momentum 0.9 weight decay 5e-4, poly 0.9 to 1e-4, \
         scale jitter 0.5–2.0, crop with cat_max_ratio 0.75, photometric distortion; plus flips and 90° rotations.
 
-        SIGINT/SIGTERM: the iteration under way finishes, a checkpoint is written and the command exits; the same         command resumes (a second signal exits at once).
+        SIGINT/SIGTERM: the iteration under way finishes, a checkpoint is written and the command exits; the same \
+        command resumes (a second signal exits at once).
         """
     )
 
@@ -90,7 +91,7 @@ struct TrainCommand: ParsableCommand {
         let summary = try CrossValidation.finishedSummary(in: URL(fileURLWithPath: directory), allowUnfinished: allowUnfinished)
         var record = CrossValidation.record(summary, finalSettings: finalSettings)
         record.differences.removeAll { $0.hasPrefix("tta:") }
-        if finalSettings == nil { record.differences = ["the final training's options are not known (no train command in the card)"] }
+        if finalSettings == nil { record.differences = ["the final training's options are not known (the card has no train command that parses)"] }
         return (summary, record)
     }
 
