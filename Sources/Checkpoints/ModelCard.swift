@@ -31,6 +31,9 @@ public struct ModelCard: Codable, Sendable, Equatable {
     public var training: TrainingRecord?
     /// The cross-validation that chose the recipe (`train --crossval`).
     public var crossValidation: CrossValidationRecord?
+    /// Figures measured after training, by evaluation (e.g. "0.9.0 on IDRiD_21-24 (unseen), mirroring TTA") →
+    /// figure ("mAUPR", "AUPR.EX", "IoU.OD", …) → value. Kept through every rewrite of the card (`model crossval`).
+    public var evaluation: [String: [String: Double]] = [:]
 
     /// `channelScales` by output channel index (names not among `classes` are ignored).
     public var channelScaleIndices: [Int: Double] {
@@ -86,7 +89,7 @@ public struct ModelCard: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case name, version, architecture, classes, normalisation, threshold, metrics, created, changelog
         case inputScale = "input_scale", trainingData = "training_data", weightsFile = "weights_file"
-        case channelScales = "channel_scales", training, crossValidation = "cross_validation"
+        case channelScales = "channel_scales", training, crossValidation = "cross_validation", evaluation
     }
 
     // `created` is always an ISO-8601 string, whatever date strategy the coder uses, so the JSON reads the same
@@ -114,6 +117,7 @@ public struct ModelCard: Codable, Sendable, Equatable {
         // Cards of 0.8.0 and before held a sentence here (why no cross-validation was run): not a record.
         crossValidation = (try? c.decodeIfPresent(String.self, forKey: .crossValidation)) != nil
             ? nil : try c.decodeIfPresent(CrossValidationRecord.self, forKey: .crossValidation)
+        evaluation = try c.decodeIfPresent([String: [String: Double]].self, forKey: .evaluation) ?? [:]
         if let bad = channelScales.first(where: { !($0.value > 0 && $0.value <= 4) }) {
             throw DecodingError.dataCorruptedError(forKey: .channelScales, in: c, debugDescription: "channel_scales: \(bad.key) \(bad.value) is not a factor in (0, 4]")
         }
@@ -136,6 +140,7 @@ public struct ModelCard: Codable, Sendable, Equatable {
         if !channelScales.isEmpty { try c.encode(channelScales, forKey: .channelScales) }
         try c.encodeIfPresent(training, forKey: .training)
         try c.encodeIfPresent(crossValidation, forKey: .crossValidation)
+        if !evaluation.isEmpty { try c.encode(evaluation, forKey: .evaluation) }
     }
 
     /// Whole seconds, UTC. A new formatter per use: cards are read rarely, and this avoids sharing one across threads.

@@ -112,6 +112,10 @@ public struct WeightSummary: Codable, Sendable, Equatable {
                 row("  per class AUPR", ["EX", "HE", "SE", "MA"].map { figure("AUPR.\($0)") }.joined(separator: ", "))
                 row("  recipe", cv.differences.isEmpty ? "the cross-validated one, trained on all the images" : "differs: " + cv.differences.joined(separator: "; "))
             }
+            for (name, figures) in c.evaluation.sorted(by: { $0.key < $1.key }) {
+                let shown = ["mAUPR", "mAP", "mIoU", "IoU.OD"].compactMap { k in figures[k].map { "\(k) " + String(format: "%.3f", $0) } }
+                row("  evaluation", "\(name): " + (shown.isEmpty ? "\(figures.count) figures" : shown.joined(separator: ", ")))
+            }
         }
         if !meta.isEmpty {
             row("meta", "")

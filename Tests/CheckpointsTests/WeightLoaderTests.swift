@@ -199,6 +199,10 @@ func cardProvenance() throws {
     #expect(!String(decoding: card.encoded(), as: UTF8.self).contains("unfinishedFolds"))
     card.crossValidation?.unfinishedFolds = [4, 5]
     #expect(try ModelCard.decode(card.encoded()).crossValidation?.unfinishedFolds == [4, 5])
+    // The figures measured after training survive a rewrite of the card (`model crossval` once dropped them).
+    #expect(!String(decoding: card.encoded(), as: UTF8.self).contains("\"evaluation\""))
+    card.evaluation = ["0.9.0 on IDRiD_21-24, TTA": ["mAUPR": 0.4206, "AUPR.HE": 0.2791]]
+    #expect(try ModelCard.decode(card.encoded()).evaluation == card.evaluation)
 
     #expect(CrossValidationRecord.differences(crossValidated: "data=x iterations=6000 seed=31 tta=4",
                                               final: "data=x iterations=8000 seed=31 vessels=h:all:share-0.25")
