@@ -196,3 +196,25 @@ func cardRecord() throws {
     _ = try CrossValidation.writeSummary(summary, to: work)
     #expect(try CrossValidation.finishedSummary(in: work) == summary)
 }
+
+@Test("The shipped card's cross-validation is what the committed fold results (models/crossval/w16-disc-6k) summarise to: five folds, every image validated once")
+func shippedCardMatchesFoldFiles() throws {
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    let folder = root.appendingPathComponent("models/crossval/w16-disc-6k")
+    let results = try (1...5).map { n in
+        try JSONDecoder().decode(CrossValidation.FoldResult.self, from: Data(contentsOf: CrossValidation.resultFile(folder, fold: n)))
+    }
+    #expect(results.map(\.fold) == [1, 2, 3, 4, 5])
+    #expect(results.flatMap(\.validationImages) == (1...14).map { String(format: "IDRiD_%02d", $0) })
+    #expect(Set(results.map(\.settings)).count == 1)
+    let summary = CrossValidation.summarise(results, folds: 5)
+    #expect(summary.missingFolds.isEmpty)
+    #expect(try CrossValidation.finishedSummary(in: folder) == summary)
+    let card = try ModelCard.read(root.appendingPathComponent("models/default/metadata.json"))
+    let recorded = try #require(card.crossValidation)
+    let record = CrossValidation.record(summary, finalSettings: nil)
+    #expect(recorded.unfinishedFolds == nil && recorded.folds == 5 && recorded.images == 14)
+    #expect(recorded.statistics == record.statistics)
+    #expect(recorded.foldResults == record.foldResults)
+    #expect(recorded.settings == summary.settings && recorded.table == record.table)
+}
