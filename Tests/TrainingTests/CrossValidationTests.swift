@@ -2,6 +2,7 @@ import Foundation
 import Lesions
 import Logging
 import Testing
+import TestSupport
 import Checkpoints
 @testable import Training
 
@@ -199,7 +200,7 @@ func cardRecord() throws {
 
 @Test("The shipped card's cross-validation is what the committed fold results (models/crossval/w16-disc-6k) summarise to: five folds, every image validated once")
 func shippedCardMatchesFoldFiles() throws {
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    let root = SharedFixtures.packageRoot
     let folder = root.appendingPathComponent("models/crossval/w16-disc-6k")
     let results = try (1...5).map { n in
         try JSONDecoder().decode(CrossValidation.FoldResult.self, from: Data(contentsOf: CrossValidation.resultFile(folder, fold: n)))
