@@ -10,7 +10,7 @@ struct ModelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "model",
         abstract: "Inspect weight files, run the network on stored tensors, and manage model versions.",
-        subcommands: [ModelInspect.self, ModelList.self, ModelPromote.self, ModelRollback.self, ModelValidate.self, ModelCrossval.self, Snapshot.self, Init.self, Forward.self,
+        subcommands: [ModelInspect.self, ModelList.self, ModelPromote.self, ModelRollback.self, ModelValidate.self, ModelCrossval.self, ModelCompareCrossval.self, Snapshot.self, Init.self, Forward.self,
                       Gradients.self, Time.self]
     )
 

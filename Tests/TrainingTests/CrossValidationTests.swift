@@ -219,3 +219,54 @@ func shippedCardMatchesFoldFiles() throws {
     #expect(recorded.foldResults == record.foldResults)
     #expect(recorded.settings == summary.settings && recorded.table == record.table)
 }
+
+@Test("Paired comparison: only folds finished in both are paired, per-class and mean differences per fold with mean ± sd and the folds the arm wins; an absent class pairs nowhere; folds with other images are refused")
+func pairedComparison() throws {
+    func fold(_ n: Int, ex: Double, se: CrossValidation.ClassFigures, settings: String, images: [String]? = nil) -> CrossValidation.FoldResult {
+        .init(fold: n, folds: 3, trainingImages: ["T\(n)"], validationImages: images ?? ["I\(n)"], settings: settings,
+              augmentation: "tta", classes: ["EX": figures(ex, ex, ex), "HE": figures(0.3, 0.3, 0.3), "SE": se, "MA": figures(0.1, 0.1, 0.1)])
+    }
+    let base = "seed=31 vessels=-", armSettings = "seed=31 vessels=hrf"
+    let baseline = [fold(1, ex: 0.6, se: figures(0.5, 0.5, 0.5), settings: base), fold(2, ex: 0.5, se: absent, settings: base),
+                    fold(3, ex: 0.4, se: figures(0.2, 0.2, 0.2), settings: base)]
+    let arm = [fold(1, ex: 0.7, se: figures(0.4, 0.4, 0.4), settings: armSettings), fold(2, ex: 0.4, se: absent, settings: armSettings)]
+
+    // On disk as crossval writes them; a folder without fold files is refused with its name.
+    let folderA = try temporaryFolder(), folderB = try temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: folderA); try? FileManager.default.removeItem(at: folderB) }
+    for r in baseline { try CrossValidation.write(r, to: CrossValidation.resultFile(folderA, fold: r.fold)) }
+    for r in arm { try CrossValidation.write(r, to: CrossValidation.resultFile(folderB, fold: r.fold)) }
+    #expect(try CrossValidation.foldResults(in: folderA) == baseline)
+    let empty = try temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: empty) }
+    #expect(throws: TrainingError.self) { try CrossValidation.foldResults(in: empty) }
+
+    let c = try CrossValidation.compare(baseline: CrossValidation.foldResults(in: folderA), arm: CrossValidation.foldResults(in: folderB))
+    #expect(c.pairedFolds == [1, 2] && c.baselineOnly == [3] && c.armOnly.isEmpty)
+    #expect(c.settingsDifferences == ["vessels: - → hrf"])
+    let ex = try #require(c.paired(.aupr, "EX"))
+    #expect(ex.values.map(\.fold) == [1, 2])
+    #expect(zip(ex.differences, [0.1, -0.1]).allSatisfy { abs($0 - $1) < 1e-12 })
+    #expect(abs(ex.difference.mean!) < 1e-12 && abs(ex.difference.standardDeviation! - (0.02).squareRoot()) < 1e-12)
+    #expect(ex.armHigher == 1)
+    // SE is absent from fold 2: it pairs on fold 1 only.
+    let se = try #require(c.paired(.iou, "SE"))
+    #expect(se.values.map(\.fold) == [1] && abs(se.differences[0] + 0.1) < 1e-12 && se.armHigher == 0)
+    // The fold means are over the present classes: fold 1 (0.7+0.3+0.4+0.1)/4 − (0.6+0.3+0.5+0.1)/4 = 0; fold 2 −0.1/3.
+    let mean = try #require(c.paired(.averagePrecision, nil))
+    #expect(abs(mean.differences[0]) < 1e-12 && abs(mean.differences[1] + 0.1 / 3) < 1e-12)
+
+    let md = CrossValidation.markdown(c, baselineName: "w16", armName: "w16-ves")
+    #expect(md.contains("only in w16: 3"))
+    #expect(md.contains("vessels: - → hrf"))
+    #expect(md.contains("1: +0.1000, 2: -0.1000"))
+    #expect(md.contains("| AUPR | EX | 2 | 0.5500 ± 0.0707 | 0.5500 ± 0.2121 | "))
+
+    // Other images in a fold, or another fold count: nothing pairs.
+    let shifted = [fold(1, ex: 0.7, se: absent, settings: armSettings, images: ["I9"])]
+    #expect(throws: TrainingError.self) { try CrossValidation.compare(baseline: baseline, arm: shifted) }
+    var other = arm[0]
+    other.folds = 5
+    #expect(throws: TrainingError.self) { try CrossValidation.compare(baseline: baseline, arm: [other]) }
+    #expect(throws: TrainingError.self) { try CrossValidation.compare(baseline: [baseline[2]], arm: arm) }
+}
