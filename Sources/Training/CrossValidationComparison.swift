@@ -26,7 +26,7 @@ extension CrossValidation {
     }
 
     /// One figure of one class (or the fold's mean over its present classes) on the paired folds.
-    public struct PairedFigure: Sendable, Equatable {
+    public struct PairedFigure: Sendable {
         public var figure: Figure
         /// A class code, or nil for the fold's mean over classes (mAUPR, mAP, mIoU).
         public var classCode: String?
@@ -40,11 +40,6 @@ extension CrossValidation {
         public var difference: Statistic { Statistic(values.map { ($0.fold, $0.arm - $0.baseline) }) }
         /// Folds where the arm is higher.
         public var armHigher: Int { differences.filter { $0 > 0 }.count }
-
-        public static func == (a: PairedFigure, b: PairedFigure) -> Bool {
-            a.figure == b.figure && a.classCode == b.classCode && a.values.map(\.fold) == b.values.map(\.fold)
-                && a.values.map(\.baseline) == b.values.map(\.baseline) && a.values.map(\.arm) == b.values.map(\.arm)
-        }
     }
 
     public struct Comparison: Sendable {
