@@ -155,16 +155,82 @@ public struct TrainingCheckpoint: Sendable, Equatable {
 public enum TrainingSnapshot {
     public static func export(_ checkpoint: TrainingCheckpoint, from folder: URL, name: String, to directory: URL) throws -> URL {
         let c = checkpoint.configuration
+        return try bundle(checkpoint.model, configuration: c, name: name, to: directory,
+                          trainingData: "snapshot of a training run (\(folder.path))",
+                          note: "iteration \(checkpoint.iteration) of \(c.iterations), seed \(c.seed) (not validated)", folder: folder)
+    }
+
+    static func bundle(_ state: ModelState, configuration c: TrainingConfiguration, name: String, to directory: URL,
+                       trainingData: String, note: String, folder: URL) throws -> URL {
         guard let architecture = c.architecture else {
             throw TrainingError(.checkpoint, "\(folder.path): the checkpoint does not name its architecture")
         }
         var model = NetworkModel(try SegmentationModel(architecture: architecture))
-        try model.load(checkpoint.model)
+        try model.load(state)
         var card = ModelCard(name: name, version: name, architecture: architecture,
                              normalisation: c.normalisation,
                              inputScale: c.inputScale,
-                             trainingData: "snapshot of a training run (\(folder.path))")
-        card.changelog[name] = "iteration \(checkpoint.iteration) of \(c.iterations), seed \(c.seed) (not validated)"
+                             trainingData: trainingData)
+        card.changelog[name] = note
         return try WeightLoader.save(tensors: TrainingSession.stableExport(model.network), card: card, to: directory)
+    }
+}
+
+extension ModelState {
+    /// The element-wise mean of states that hold the same tensors (names and shapes): the weights of several
+    /// checkpoints of one run averaged (Izmailov et al.'s stochastic weight averaging, without its BN recomputation:
+    /// the batch-norm running statistics are averaged like the weights).
+    public static func mean(_ states: [ModelState]) throws(TrainingError) -> ModelState {
+        guard let first = states.first else { throw TrainingError(.model, "no model states to average") }
+        var sum = first
+        for (k, state) in states.enumerated().dropFirst() {
+            guard Set(state.names) == Set(first.names) else {
+                let differ = Set(state.names).symmetricDifference(first.names).sorted().prefix(3).joined(separator: ", ")
+                throw TrainingError(.model, "state \(k + 1) of \(states.count) holds other tensors than the first (\(differ))")
+            }
+            for name in first.names {
+                let t = state.tensors[name]!
+                guard t.shape == first.tensors[name]!.shape else {
+                    throw TrainingError(.model, "state \(k + 1) of \(states.count): '\(name)' has shape \(t.shape), the first \(first.tensors[name]!.shape)")
+                }
+                sum.modify(name) { v in for i in v.indices { v[i] += t.values[i] } }
+            }
+        }
+        let scale = 1 / Float(states.count)
+        for name in first.names { sum.modify(name) { v in for i in v.indices { v[i] *= scale } } }
+        return sum
+    }
+}
+
+extension TrainingCheckpoint {
+    /// The checkpoint files (`iter_<n>.safetensors`) in `directory`, by iteration.
+    public static func files(in directory: URL) throws(TrainingError) -> [URL] {
+        let names: [String]
+        do { names = try FileManager.default.contentsOfDirectory(atPath: directory.path) } catch {
+            throw TrainingError(.checkpoint, "cannot list \(directory.path): \(error.localizedDescription)")
+        }
+        return names.filter { $0.hasPrefix("iter_") && $0.hasSuffix(".safetensors") }.sorted()
+            .map { directory.appendingPathComponent($0) }
+    }
+}
+
+extension TrainingSnapshot {
+    /// The mean of the weights of several checkpoints of one run as a model bundle. The checkpoints must share the
+    /// architecture; the card names the iterations averaged.
+    public static func exportAverage(_ checkpoints: [TrainingCheckpoint], from folder: URL, name: String,
+                                     to directory: URL) throws -> URL {
+        guard let last = checkpoints.max(by: { $0.iteration < $1.iteration }) else {
+            throw TrainingError(.checkpoint, "\(folder.path): no checkpoints to average")
+        }
+        for c in checkpoints where c.configuration.architecture != last.configuration.architecture {
+            throw TrainingError(.checkpoint, "\(folder.path): iteration \(c.iteration) has another architecture than iteration \(last.iteration)")
+        }
+        let iterations = checkpoints.map(\.iteration).sorted()
+        let c = last.configuration
+        return try bundle(try ModelState.mean(checkpoints.map(\.model)), configuration: c, name: name, to: directory,
+                          trainingData: "weights averaged over checkpoints of a training run (\(folder.path))",
+                          note: "mean of the weights (batch-norm running statistics averaged too) of \(iterations.count) "
+                              + "checkpoints, iterations \(iterations.map(String.init).joined(separator: ", ")) of \(c.iterations), "
+                              + "seed \(c.seed) (not validated)", folder: folder)
     }
 }

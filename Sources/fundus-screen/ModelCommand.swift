@@ -17,13 +17,32 @@ struct ModelCommand: ParsableCommand {
     /// `fundus-screen model snapshot`: the newest checkpoint of a training run as a model bundle.
     struct Snapshot: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Save the newest checkpoint of a training run (its --work-dir) as a model bundle, while it runs.")
-        @Option(help: "The run's work folder (train --work-dir).") var workDir: String
+            abstract: "Save the newest checkpoint of a training run (its --work-dir) as a model bundle, while it runs.",
+            discussion: """
+                With --average N: the mean of the weights of the folder's last N checkpoint files (iter_*.safetensors, \
+                by iteration; batch-norm running statistics averaged like the weights). A run keeps its last two \
+                checkpoints; keep copies of more (hard links do) to average over a longer stretch.
+                """)
+        @Option(help: "The run's work folder (train --work-dir), or a folder of its checkpoint files.") var workDir: String
         @Option(help: "Folder for the bundle.") var out: String
-        @Option(help: "Model name (default snapshot-<iteration>).") var name: String?
+        @Option(help: "Model name (default snapshot-<iteration>, or average-<first>-<last>).") var name: String?
+        @Option(help: "Average the weights of the last N checkpoint files instead of taking the newest.") var average: Int?
 
         func run() throws {
             let folder = URL(fileURLWithPath: workDir)
+            if let average {
+                guard average >= 1 else { throw ValidationError("--average takes a count of 1 or more") }
+                let files = try TrainingCheckpoint.files(in: folder).suffix(average)
+                guard files.count == average else {
+                    throw ValidationError("\(workDir) holds \(files.count) checkpoint file(s); --average asks for \(average)")
+                }
+                let checkpoints = try files.map { try TrainingCheckpoint.read($0) }
+                let first = checkpoints.map(\.iteration).min()!, last = checkpoints.map(\.iteration).max()!
+                let url = try TrainingSnapshot.exportAverage(checkpoints, from: folder, name: name ?? "average-\(first)-\(last)",
+                                                             to: URL(fileURLWithPath: out))
+                print("mean of \(average) checkpoints, iterations \(first)–\(last): \(url.path)")
+                return
+            }
             guard let checkpoint = try TrainingCheckpoint.latest(in: folder) else {
                 throw ValidationError("\(workDir) holds no training checkpoint yet")
             }

@@ -89,6 +89,46 @@ func networkResumeWithLesionCropsAndSnapshot() throws {
     #expect(s.names.filter { s[$0] != snapshot[$0] }.isEmpty)
 }
 
+@Test("Averaging checkpoints: the bundle holds the element-wise mean of the runs' weights and BN buffers; other states are refused")
+func checkpointAverage() throws {
+    let folder = try temporaryFolder("average"), out = try temporaryFolder("averagebundle")
+    defer { for f in [folder, out] { try? FileManager.default.removeItem(at: f) } }
+    var trainer = try Trainer(model: NetworkModel(SegmentationModel(architecture: .tinyFixture(variant: .C))),
+                              data: networkSamples(), configuration: networkConfiguration(), checkpointFolder: folder, logger: logger)
+    trainer.keepCheckpoints = 10
+    try trainer.run()
+    let files = try TrainingCheckpoint.files(in: folder)
+    #expect(files.map(\.lastPathComponent) == ["iter_00000002.safetensors", "iter_00000004.safetensors", "iter_00000006.safetensors"])
+    let checkpoints = try files.map { try TrainingCheckpoint.read($0) }
+    let bundle = try TrainingSnapshot.exportAverage(checkpoints, from: folder, name: "avg", to: out)
+    let loaded = try WeightLoader.load(bundle)
+    #expect(loaded.card?.changelog["avg"]?.contains("iterations 2, 4, 6 of 6") == true)
+    let averaged = NetworkModel(try SegmentationModel(architecture: loaded.architecture, weights: loaded.tensors)).state
+    // The mean, computed here in double precision from the three files.
+    var checked = 0
+    for name in checkpoints[0].model.names {
+        let values = checkpoints.map { $0.model[name]!.values }
+        let got = try #require(averaged[name]).values
+        for i in got.indices {
+            let mean = values.map { Double($0[i]) }.reduce(0, +) / 3
+            if abs(Double(got[i]) - mean) > 1e-6 * max(1, abs(mean)) { Issue.record("\(name)[\(i)]: \(got[i]) against \(mean)"); return }
+        }
+        checked += 1
+    }
+    #expect(checked == checkpoints[0].model.names.count)
+    // Not simply the last checkpoint: the weights moved between checkpoints, in the parameters and the BN buffers.
+    for name in ["decode_head.conv_seg.weight", "decode_head.convs.0.bn.running_mean"] {
+        #expect(averaged[name] != checkpoints[2].model[name])
+    }
+    // States that do not hold the same tensors are refused, naming the difference.
+    var other = checkpoints[1].model
+    other["decode_head.conv_seg.bias"] = nil
+    #expect(throws: TrainingError.self) { try ModelState.mean([checkpoints[0].model, other]) }
+    var reshaped = checkpoints[1].model
+    reshaped["decode_head.conv_seg.bias"] = NamedTensor(zeros: [1])
+    #expect(throws: TrainingError.self) { try ModelState.mean([checkpoints[0].model, reshaped]) }
+}
+
 @Test("M2MRF network: the one bdice trains fully and partially labelled batches; an unannotated class changes the loss")
 func networkOwnLoss() throws {
     var rng = TrainingRNG(seed: 4)
