@@ -158,9 +158,8 @@ public struct Trainer<Model: TrainableModel> {
                                          model: model.state, momentumBuffers: optimiser.momentumBuffers,
                                          trainingSeconds: trainingSeconds).write(to: folder)
         logger.info("training: checkpoint \(url.lastPathComponent)")
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
-        let old = names.filter { $0.hasPrefix("iter_") && $0.hasSuffix(".safetensors") }.sorted().dropLast(max(1, keepCheckpoints))
-        for name in old { try? FileManager.default.removeItem(at: folder.appendingPathComponent(name)) }
+        let old = ((try? TrainingCheckpoint.files(in: folder)) ?? []).dropLast(max(1, keepCheckpoints))
+        for file in old { try? FileManager.default.removeItem(at: file) }
     }
 
     /// The next `batchSize` samples in shuffled order, augmented, normalised and padded to the crop.
