@@ -79,6 +79,24 @@ public enum Overlay {
         }
     }
 
+    /// Two RGB pictures of the same height next to each other, `gap` black columns between them.
+    public static func sideBySide(_ left: Image, _ right: Image, gap: Int = 8) -> Image {
+        precondition(left.height == right.height && left.channels == 3 && right.channels == 3,
+                     "side by side needs two RGB pictures of one height: \(left.width)x\(left.height), \(right.width)x\(right.height)")
+        let w = left.width + gap + right.width, h = left.height
+        return Image(width: w, height: h, channels: 3) { out in
+            left.withPixels { l in
+                right.withPixels { r in
+                    for y in 0..<h {
+                        for i in 0..<(3 * left.width) { out[3 * y * w + i] = l[3 * y * left.width + i] }
+                        let o = 3 * (y * w + left.width + gap)
+                        for i in 0..<(3 * right.width) { out[o + i] = r[3 * y * right.width + i] }
+                    }
+                }
+            }
+        }
+    }
+
     /// The set pixels of a one-channel mask that touch an unset pixel or the frame (4-neighbours), thickened by one
     /// pixel inwards so the outline stays visible after a downscaled view.
     static func border(_ mask: Image) -> Image {

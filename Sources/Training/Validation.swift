@@ -18,6 +18,11 @@ public struct Validator: Sendable {
     /// after each pass's logits were resized to the photograph (the official sigmoid point; see
     /// `CropTransform.meanSigmoidToOriginal`). `.none` is the official single pass.
     public var augmentation: TestTimeAugmentation = .none
+    /// When set, one picture per image is written here, `<image>_truth-vs-model.png`: on the left the photograph with
+    /// the truth masks, on the right with the model's masks at 0.5 (what the scores threshold), each class in its
+    /// overlay colour and the true optic disc outlined on both; at most `overlayLongSide` pixels a side each.
+    public var overlayDirectory: URL?
+    public var overlayLongSide = 1200
     let logger: Logger
 
     public init(_ dataset: LesionDataset, normalisation: Normalisation, scale: InputScale = .idrid, logger: Logger) throws(TrainingError) {
@@ -68,9 +73,14 @@ public struct Validator: Sendable {
                 let original = transform.meanSigmoidToOriginal(channel: k, of: passes, width: w, height: h)
                 return try ScorePlane(width: original.width, height: original.height, probabilityBytes: original.bytes)
             }
-            var scores: [LesionClass: ScorePlane] = [:]
-            for lesion in LesionClass.allCases { scores[lesion] = try score(channel: lesion.rawValue) }
-            let truth = try OfficialM2MRF.overwrittenTruth(DatasetSamples.truthMasks(sample, width: ow, height: oh))
+            var scores: [LesionClass: ScorePlane] = [:], predicted: [LesionClass: Image] = [:]
+            for lesion in LesionClass.allCases {
+                let original = transform.meanSigmoidToOriginal(channel: lesion.rawValue, of: passes, width: w, height: h)
+                scores[lesion] = try ScorePlane(width: original.width, height: original.height, probabilityBytes: original.bytes)
+                if overlayDirectory != nil { predicted[lesion] = Self.mask(original) }
+            }
+            let annotatedTruth = try DatasetSamples.truthMasks(sample, width: ow, height: oh)
+            let truth = try OfficialM2MRF.overwrittenTruth(annotatedTruth)
             try evaluation.add(imageID: sample.name, scores: scores, truth: truth)
             if alsoSingle {
                 var plain: [LesionClass: ScorePlane] = [:]
@@ -81,14 +91,52 @@ public struct Validator: Sendable {
                 try single.add(imageID: sample.name, scores: plain, truth: truth)
             }
             // The optic disc, beside the lesions: for a model with the disc channel, on images with a disc mask.
-            if channels > OpticDisc.channel, let truthDisc = try DatasetSamples.auxiliaryMask(sample.discMask, of: sample, width: ow, height: oh) {
+            let truthDisc = try DatasetSamples.auxiliaryMask(sample.discMask, of: sample, width: ow, height: oh)
+            if channels > OpticDisc.channel, let truthDisc {
                 try disc.add(predicted: score(channel: OpticDisc.channel), truth: truthDisc)
+            }
+            if let overlayDirectory {
+                let photo = prepared.decoded.scale == 1 ? prepared.decoded.image
+                    : try ImageCodec.decode(contentsOf: sample.image, mode: .rgb).image
+                let picture = Self.comparison(photo: photo, truth: annotatedTruth, predicted: predicted, disc: truthDisc,
+                                              maxLongSide: overlayLongSide)
+                try FileManager.default.createDirectory(at: overlayDirectory, withIntermediateDirectories: true)
+                try MaskFiles.writeImage(picture, to: overlayDirectory.appendingPathComponent("\(sample.name)_truth-vs-model.png"))
             }
             logger.info("validation: \(label) \(i + 1)/\(dataset.samples.count) \(sample.name) (\(String(format: "%.0f", Date().timeIntervalSince(started))) s)")
         }
         var report = evaluation.report()
         if disc.images > 0 { report.disc = disc }
         return (report, alsoSingle ? single.report() : nil)
+    }
+
+    /// A probability map's mask at 0.5 as the screening draws it: a byte above 127 (p > 0.5) is the class.
+    static func mask(_ probability: Image) -> Image {
+        Image(width: probability.width, height: probability.height, channels: 1) { out in
+            probability.withPixels { p in for i in 0..<p.count { out[i] = p[i] > 127 ? 255 : 0 } }
+        }
+    }
+
+    /// The photograph with the truth (left) and with the model's masks (right), classes in their overlay colours
+    /// (EX, HE, SE, MA drawn in that order), the true disc outlined on both.
+    public static func comparison(photo: Image, truth: [LesionClass: [UInt8]], predicted: [LesionClass: Image],
+                                  disc: [UInt8]?, maxLongSide: Int) -> Image {
+        let w = photo.width, h = photo.height
+        func layers(_ masks: [LesionClass: Image]) -> [OverlayLayer] {
+            var layers = LesionClass.allCases.compactMap { c in
+                masks[c].map { OverlayLayer(code: c.code, colour: RGBColour(red: c.colour.red, green: c.colour.green, blue: c.colour.blue), mask: $0) }
+            }
+            if let disc {
+                let c = OpticDisc.colour
+                layers.append(OverlayLayer(code: OpticDisc.code, colour: RGBColour(red: c.red, green: c.green, blue: c.blue),
+                                           mask: Image(width: w, height: h, channels: 1, pixels: disc), style: .outline))
+            }
+            return layers
+        }
+        let left = Overlay.draw(on: photo, layers: layers(truth.mapValues { Image(width: w, height: h, channels: 1, pixels: $0) }),
+                                maxLongSide: maxLongSide)
+        let right = Overlay.draw(on: photo, layers: layers(predicted), maxLongSide: maxLongSide)
+        return Overlay.sideBySide(left, right)
     }
 
     /// The registry's figures from a report: official means, exact mAP, presence AUC, and per class.

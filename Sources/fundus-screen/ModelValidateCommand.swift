@@ -26,6 +26,9 @@ struct ModelValidate: ParsableCommand {
     @Option(help: "Read this class from a second pass at a larger input scale, e.g. MA=1.5, MA=1 for one scale (repeatable; the model card's channel_scales otherwise).")
     var classScale: [String] = []
 
+    @Option(help: ArgumentHelp("Write one picture per image here, <image>_truth-vs-model.png: the photograph with the truth masks (left) and with the model's masks at 0.5 (right), in the overlay colours, the true disc outlined on both.", valueName: "dir"))
+    var overlays: String?
+
     func run() throws {
         let logger = global.makeLogger("fundus-screen.model")
         EngineThreads.configureProcessForEngine()
@@ -46,6 +49,7 @@ struct ModelValidate: ParsableCommand {
             ?? .idrid
         var validator = try Validator(set, normalisation: normalisation, scale: card?.inputScale ?? .idrid, logger: logger)
         if tta { validator.augmentation = .mirroring }
+        validator.overlayDirectory = overlays.map { URL(fileURLWithPath: $0) }
         let started = Date()
         let report = try validator.evaluate(NetworkModel(network), label: card?.name ?? model)
         let f = Validator.figures(report)
@@ -64,5 +68,6 @@ struct ModelValidate: ParsableCommand {
                 print("  OD: the model has the optic-disc channel, but no validation image has an OD mask")
             }
         }
+        if let overlays { print("truth beside the model's masks: \(overlays)/<image>_truth-vs-model.png") }
     }
 }

@@ -92,3 +92,80 @@ func validatesOnIDRiD() throws {
         try Validator(try LesionDataset.open(partial, logger: logger), normalisation: .idrid, logger: logger)
     }
 }
+
+/// A model that calls every pixel a hard exudate and nothing else (logits ±12 on four classes).
+private struct ExudateEverywhere: TrainableModel {
+    var state = ModelState()
+    mutating func load(_ state: ModelState) throws {}
+    mutating func updateParameters(_ body: (inout ModelState) throws -> Void) rethrows {}
+    mutating func trainingStep(_ batch: TrainingBatch, loss: LossSettings) throws -> TrainingStepResult {
+        throw TrainingError(.dataset, "not trainable")
+    }
+    func probabilities(_ image: [Float], height: Int, width: Int) throws -> [Float] {
+        try logits(image, height: height, width: width).map { 1 / (1 + expf(-$0)) }
+    }
+    func logits(_ image: [Float], height: Int, width: Int) throws -> [Float] {
+        let plane = height * width
+        return (0..<(4 * plane)).map { $0 < plane ? 12 : -12 }
+    }
+}
+
+@Test("model validate --overlays: the truth on the left exactly as the masks on disk draw it, the model's masks on the right",
+      .enabled(if: SharedFixtures.available, Comment(rawValue: SharedFixtures.skipReason)))
+func validationWritesTruthBesideModel() throws {
+    let root = try idridSubset(["14"])
+    defer { try? FileManager.default.removeItem(at: root) }
+    let out = try temporaryFolder("overlays")
+    defer { try? FileManager.default.removeItem(at: out) }
+    var validator = try Validator(try LesionDataset.open(root, logger: logger), normalisation: .idrid,
+                                  scale: .init(longEdge: 128, shortEdge: 128), logger: logger)
+    validator.overlayDirectory = out
+    let report = try validator.evaluate(ExudateEverywhere())
+    #expect(report.images == 1)
+    let picture = try ImageCodec.decode(contentsOf: out.appendingPathComponent("IDRiD_14_truth-vs-model.png"), mode: .rgb).image
+    // 4288×2848 drawn at a quarter (the smallest whole factor that fits 1200): 1072×712 a side, 8 black columns between.
+    #expect(picture.width == 2 * 1072 + 8 && picture.height == 712)
+
+    // The left side, drawn here from the photograph and the mask files themselves (no disc layer: this subset has no OD).
+    let photo = try ImageCodec.decode(contentsOf: idrid.appendingPathComponent("images/IDRiD_14.jpg"), mode: .rgb).image
+    var layers: [OverlayLayer] = []
+    for c in LesionClass.allCases {
+        let url = idrid.appendingPathComponent("masks/\(c.code)/IDRiD_14_\(c.code).png")
+        guard FileManager.default.fileExists(atPath: url.path) else { continue }
+        let mask = try ImageCodec.decode(contentsOf: url, mode: .label).image
+        layers.append(OverlayLayer(code: c.code, colour: RGBColour(red: c.colour.red, green: c.colour.green, blue: c.colour.blue), mask: mask))
+    }
+    #expect(layers.count == 4, "IDRiD_14 has all four classes")
+    let truthSide = Overlay.draw(on: photo, layers: layers, maxLongSide: 1200)
+    let plain = Overlay.draw(on: photo, layers: [], maxLongSide: 1200)
+    let p = picture.bytes, t = truthSide.bytes, q = plain.bytes, w = picture.width, hw = 1072
+    var leftDiffers = 0, tinted = 0
+    for y in 0..<712 {
+        for x in 0..<hw {
+            for c in 0..<3 where p[3 * (y * w + x) + c] != t[3 * (y * hw + x) + c] { leftDiffers += 1 }
+            if t[3 * (y * hw + x)] != q[3 * (y * hw + x)] { tinted += 1 }
+        }
+    }
+    #expect(leftDiffers == 0, "the left side is the truth drawn on the photograph")
+    #expect(tinted > 1000, "the truth marks lesions on IDRiD_14 (\(tinted) tinted pixels)")
+
+    // The right side: exudate everywhere in the field of view's square and nothing else, so every pixel is either
+    // the bare photograph or the photograph blended 60 % towards the exudate colour, and most are the latter.
+    let ex = LesionClass.hardExudate.colour, exc = [Float(ex.red), Float(ex.green), Float(ex.blue)]
+    var exudate = 0, other = 0
+    for y in 0..<712 {
+        for x in 0..<hw {
+            let o = 3 * (y * w + hw + 8 + x), i = 3 * (y * hw + x)
+            let bare = (0..<3).allSatisfy { p[o + $0] == q[i + $0] }
+            let blended = (0..<3).allSatisfy { c in
+                let v = Float(q[i + c])
+                return p[o + c] == UInt8((v + (exc[c] - v) * 0.6).rounded())
+            }
+            if blended && !bare { exudate += 1 } else if !bare { other += 1 }
+        }
+    }
+    #expect(other == 0, "right side: \(other) pixels neither bare nor exudate")
+    #expect(exudate > 712 * hw / 2, "right side: exudate over the field of view (\(exudate) pixels)")
+    let gap = (0..<712).reduce(0) { n, y in n + (0..<24).filter { p[3 * (y * w + hw) + $0] != 0 }.count }
+    #expect(gap == 0, "the 8 columns between the sides are black")
+}
