@@ -51,6 +51,8 @@ public struct TrainingRequest: Sendable {
     public var register = true
     /// Test-time augmentation of the validation (`.none`: the official single pass).
     public var validationAugmentation: TestTimeAugmentation = .none
+    /// When set, the validation draws each image's truth beside the model's masks here (`Validator.overlayDirectory`).
+    public var validationOverlays: URL?
     /// Memory for decoded training samples (each is decoded once while it fits; 0 decodes on every draw).
     public var cacheBytes = 4 << 30
     /// Gradient checkpointing (`SegmentationModel.checkpointBranches`); nil: where it saves memory that matters
@@ -140,6 +142,7 @@ public enum TrainingSession {
                           normalisation: configuration.normalisation,
                           scale: configuration.inputScale, logger: logger)
             validator.augmentation = request.validationAugmentation
+            validator.overlayDirectory = request.validationOverlays
             return validator
         }
 

@@ -16,7 +16,8 @@ struct CrossvalCommand: ParsableCommand {
         abstract: "k-fold cross-validation: train on k−1 folds, validate the held-out fold (official AUPR, exact AP, IoU), for every fold; summarise.",
         discussion: """
         Folds: \(CrossValidation.assignmentRule). Every image is validated exactly once. \
-        The work folder keeps fold-<n>.json (figures), fold-<n>/ (checkpoints, model bundle), crossval.json and \
+        The work folder keeps fold-<n>.json (figures), fold-<n>/ (checkpoints, model bundle, and held-out/: each \
+        validated image's truth beside the fold model's masks, <image>_truth-vs-model.png), crossval.json and \
         crossval.md; a rerun with the same options skips finished folds and resumes unfinished ones from their \
         checkpoints, so a run can span several sittings (--fold N runs one); SIGINT/SIGTERM stops it after the \
         iteration under way with a checkpoint. Nothing is registered in the database; \
@@ -91,6 +92,7 @@ struct CrossvalCommand: ParsableCommand {
             request.trainingImages = trainingImages
             request.validationImages = validationImages
             request.validationAugmentation = augmentation
+            request.validationOverlays = folder.appendingPathComponent("held-out")
             request.command = TrainingRecord.commandLine(["fundus-screen"] + CommandLine.arguments.dropFirst())
             request.register = false
             request.stopRequested = stopRequested

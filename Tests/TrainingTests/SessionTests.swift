@@ -57,8 +57,12 @@ func session() async throws {
                             configuration: configuration, workDirectory: root.appendingPathComponent("work/\(name)"),
                             modelDirectory: root.appendingPathComponent("models"), name: name)
         }
-        let first = try TrainingSession.run(request("first", from: nil), connection: connection, logger: logger)
+        var firstRequest = request("first", from: nil)
+        firstRequest.validationOverlays = root.appendingPathComponent("pictures")   // what `crossval` asks per fold
+        let first = try TrainingSession.run(firstRequest, connection: connection, logger: logger)
         #expect(first.metrics.validation?.images == 1)
+        #expect(FileManager.default.fileExists(atPath: root.appendingPathComponent("pictures/S_0_truth-vs-model.png").path),
+                "the validation drew the truth beside the model's masks")
         #expect(first.metrics.figures["mAUPR"] != nil && first.metrics.baseline == nil)
         #expect(FileManager.default.fileExists(atPath: root.appendingPathComponent("models/first/metadata.json").path))
         // A training checkpoint loads as a model (to validate a run still going): the weights the bundle holds.
