@@ -51,6 +51,9 @@ public struct TrainingRequest: Sendable {
     public var register = true
     /// Test-time augmentation of the validation (`.none`: the official single pass).
     public var validationAugmentation: TestTimeAugmentation = .none
+    /// Further annotated sets added whole to the training set, after `trainingImages` has selected from `data`
+    /// (`--more-data`): a cross-validation fold trains on them and never validates on them.
+    public var moreData: [TrainingData] = []
     /// When set, the validation draws each image's truth beside the model's masks here (`Validator.overlayDirectory`).
     public var validationOverlays: URL?
     /// Memory for decoded training samples (each is decoded once while it fits; 0 decodes on every draw).
@@ -121,6 +124,11 @@ public enum TrainingSession {
         let channels = vessels ? RetinalVessels.channel + 1 : disc ? OpticDisc.channel + 1 : LesionClass.allCases.count
         var trainingSet = try request.data.open(classes: request.classes, disc: disc, connection: connection, logger: logger)
         if let names = request.trainingImages { trainingSet = try trainingSet.selecting(names) }
+        for more in request.moreData {
+            let extra = try more.open(classes: request.classes, disc: disc, connection: connection, logger: logger)
+            trainingSet = try trainingSet.adding(extra)
+            logger.info("dataset: \(extra.source): \(extra.samples.count) annotated images added to the training set")
+        }
         if let folder = request.negatives {
             var free = try LesionDataset.lesionFree(folder)
             if let names = request.negativeImages { free = try free.selecting(names) }

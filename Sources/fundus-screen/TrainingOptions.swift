@@ -45,6 +45,8 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: ArgumentHelp("A folder of photographs with none of the four lesions (e.g. graded free of retinopathy), added to the training set as negatives: every lesion class annotated as absent, the optic disc not annotated.",
                                valueName: "dir")) var negatives: String?
     @Option(help: "Only these photographs of --negatives, by stem (comma-separated, ranges allowed).") var negativeImages: String?
+    @Option(help: ArgumentHelp("Another annotated folder (same layouts as --data) added whole to the training set, after --images has selected from --data; repeatable. In crossval, every fold trains on it and none validates on it (e.g. ../shared/data/idrid-extra).",
+                               valueName: "dir")) var moreData: [String] = []
     @Option(help: ArgumentHelp("A partially labelled set with only the vessels annotated (images/ and masks/vessels/, e.g. HRF), added to the training set: the model gains a sixth output channel, the vessels (after the optic disc, which it then has too); the lesion and disc channels are left out of these images' loss.",
                                valueName: "dir")) var vessels: String?
     @Option(help: "Only these photographs of --vessels, by stem (comma-separated, ranges allowed).") var vesselImages: String?
@@ -125,6 +127,7 @@ struct TrainingOptions: ParsableArguments {
         request.cacheBytes = cacheMb << 20
         request.classes = try lesionClasses()
         request.negatives = negatives.map { URL(fileURLWithPath: $0) }
+        request.moreData = try moreData.map { try TrainingData.parse($0) }
         request.negativeImages = try negativeImages.map { try LesionDataset.expandSelection($0) }
         request.vessels = vessels.map { URL(fileURLWithPath: $0) }
         request.vesselImages = try vesselImages.map { try LesionDataset.expandSelection($0) }
@@ -151,6 +154,7 @@ extension TrainingOptions {
             "photometric=\(c.photometricDistortion)", "disc=\(disc)", "bf16=\(c.bf16 ?? false)",
         ]
         if let negatives = negatives { parts.append("negatives=\(negatives):\(negativeImages ?? "all")") }
+        if !moreData.isEmpty { parts.append("more-data=" + moreData.joined(separator: ",")) }
         if let vessels = vessels {
             parts.append("vessels=\(vessels):\(vesselImages ?? "all"):\(vesselShare.map { "share-\($0)" } ?? "uniform")")
         }

@@ -117,3 +117,41 @@ func session() async throws {
         #expect(try registry.list().map(\.name) == ["first", "second"])
     }
 }
+
+@Test("--more-data: a set split over --data and --more-data trains to the very weights of the set in one folder; a name in both is refused")
+func moreDataIsTheSameTraining() throws {
+    let root = try temporaryFolder("more-data")
+    defer { try? FileManager.default.removeItem(at: root) }
+    let whole = root.appendingPathComponent("whole")
+    try syntheticSet(whole, images: 3, seed: 5)
+    // The same files in two folders: S_0 and S_1 in one, S_2 in the other.
+    let fm = FileManager.default
+    for (folder, names) in [("first", ["S_0", "S_1"]), ("second", ["S_2"]), ("clash", ["S_1"])] {
+        for sub in ["images", "masks/EX", "masks/HE", "masks/SE", "masks/MA"] {
+            try fm.createDirectory(at: root.appendingPathComponent("\(folder)/\(sub)"), withIntermediateDirectories: true)
+        }
+        for name in names {
+            try fm.copyItem(at: whole.appendingPathComponent("images/\(name).png"), to: root.appendingPathComponent("\(folder)/images/\(name).png"))
+            for c in ["EX", "HE"] {
+                try fm.copyItem(at: whole.appendingPathComponent("masks/\(c)/\(name)_\(c).png"),
+                                to: root.appendingPathComponent("\(folder)/masks/\(c)/\(name)_\(c).png"))
+            }
+        }
+    }
+    let configuration = TrainingConfiguration.short(iterations: 3, crop: (64, 64), scale: (128, 128), checkpointInterval: 3)
+    func train(_ name: String, data: String, more: [String]) throws -> URL {
+        var request = TrainingRequest(data: root.appendingPathComponent(data), validation: nil, initialWeights: nil,
+                                      architecture: .tinyFixture(variant: .C), configuration: configuration,
+                                      workDirectory: root.appendingPathComponent("work/\(name)"),
+                                      modelDirectory: root.appendingPathComponent("models"), name: name)
+        request.moreData = more.map { .folder(root.appendingPathComponent($0)) }
+        request.register = false
+        return try TrainingSession.run(request, connection: nil, logger: logger).weights
+    }
+    let a = try Safetensors.read(try train("one-folder", data: "whole", more: []))
+    let b = try Safetensors.read(try train("two-folders", data: "first", more: ["second"]))
+    #expect(a.names == b.names && a.tensors == b.tensors, "the same images in the same order: the same training")
+    let c = try Safetensors.read(try train("fewer", data: "first", more: []))
+    #expect(c.tensors != a.tensors, "without the second folder it is another training")
+    #expect { _ = try train("clash", data: "first", more: ["clash"]) } throws: { "\($0)".contains("S_1") }
+}
