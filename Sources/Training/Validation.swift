@@ -100,14 +100,27 @@ public struct Validator: Sendable {
                     : try ImageCodec.decode(contentsOf: sample.image, mode: .rgb).image
                 let picture = Self.comparison(photo: photo, truth: annotatedTruth, predicted: predicted, disc: truthDisc,
                                               maxLongSide: overlayLongSide)
-                try FileManager.default.createDirectory(at: overlayDirectory, withIntermediateDirectories: true)
-                try MaskFiles.writeImage(picture, to: overlayDirectory.appendingPathComponent("\(sample.name)_truth-vs-model.png"))
+                let file = overlayDirectory.appendingPathComponent("\(sample.name)_truth-vs-model.png")
+                do {
+                    try FileManager.default.createDirectory(at: overlayDirectory, withIntermediateDirectories: true)
+                    try MaskFiles.writeImage(picture, to: file)
+                } catch {
+                    throw TrainingError(.configuration, "validation picture of \(sample.name): cannot write \(file.path): \(Self.reason(error))")
+                }
             }
             logger.info("validation: \(label) \(i + 1)/\(dataset.samples.count) \(sample.name) (\(String(format: "%.0f", Date().timeIntervalSince(started))) s)")
         }
         var report = evaluation.report()
         if disc.images > 0 { report.disc = disc }
         return (report, alsoSingle ? single.report() : nil)
+    }
+
+    /// What went wrong with a file, in words (the POSIX reason under a Foundation error, not its domain and code).
+    public static func reason(_ error: Error) -> String {
+        var ns = error as NSError
+        if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? Error { ns = underlying as NSError }
+        if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
+        return "\(error)"
     }
 
     /// A probability map's mask at 0.5 as the screening draws it: a byte above 127 (p > 0.5) is the class.

@@ -49,7 +49,13 @@ struct ModelValidate: ParsableCommand {
             ?? .idrid
         var validator = try Validator(set, normalisation: normalisation, scale: card?.inputScale ?? .idrid, logger: logger)
         if tta { validator.augmentation = .mirroring }
-        validator.overlayDirectory = overlays.map { URL(fileURLWithPath: $0) }
+        if let overlays {
+            // Before any inference: a folder that cannot be made is said at once, not after the first image.
+            do { try FileManager.default.createDirectory(atPath: overlays, withIntermediateDirectories: true) } catch {
+                throw ValidationError("--overlays \(overlays): cannot make the folder (\(Validator.reason(error)))")
+            }
+            validator.overlayDirectory = URL(fileURLWithPath: overlays)
+        }
         let started = Date()
         let report = try validator.evaluate(NetworkModel(network), label: card?.name ?? model)
         let f = Validator.figures(report)

@@ -168,4 +168,13 @@ func validationWritesTruthBesideModel() throws {
     #expect(exudate > 712 * hw / 2, "right side: exudate over the field of view (\(exudate) pixels)")
     let gap = (0..<712).reduce(0) { n, y in n + (0..<24).filter { p[3 * (y * w + hw) + $0] != 0 }.count }
     #expect(gap == 0, "the 8 columns between the sides are black")
+
+    // A folder that cannot be made: the image, the file and the reason, not a Foundation domain and code.
+    let blocker = out.appendingPathComponent("a-file")
+    try Data("x".utf8).write(to: blocker)
+    validator.overlayDirectory = blocker.appendingPathComponent("pictures")
+    #expect { _ = try validator.evaluate(ExudateEverywhere()) } throws: { error in
+        let m = "\(error)"
+        return m.contains("IDRiD_14") && m.contains("a-file/pictures/IDRiD_14_truth-vs-model.png") && m.contains("Not a directory")
+    }
 }
