@@ -12,6 +12,11 @@ public struct RGBColour: Sendable, Codable, Equatable {
         self.blue = blue
     }
 
+    /// From a `(red, green, blue)` triple, as the lesion classes and the optic disc give their colours.
+    public init(_ rgb: (red: UInt8, green: UInt8, blue: UInt8)) {
+        self.init(red: rgb.red, green: rgb.green, blue: rgb.blue)
+    }
+
     /// `#rrggbb`, for HTML legends.
     public var hex: String { String(format: "#%02x%02x%02x", red, green, blue) }
 }
@@ -76,6 +81,15 @@ public enum Overlay {
                     }
                 }
             }
+        }
+    }
+
+    /// The mask of an 8-bit probability map (v/255) at `threshold`: 255 where the byte is above
+    /// ⌊threshold·255⌋, so the mask, the lesions and the probability map agree (p > threshold), 0 elsewhere.
+    public static func mask(probability: Image, threshold: Float) -> Image {
+        let byte = UInt8(max(0, min(255, Int((threshold * 255).rounded(.down)))))
+        return Image(width: probability.width, height: probability.height, channels: 1) { out in
+            probability.withPixels { p in for i in 0..<p.count { out[i] = p[i] > byte ? 255 : 0 } }
         }
     }
 

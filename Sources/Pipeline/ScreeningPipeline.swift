@@ -213,12 +213,7 @@ public struct ScreeningStages: Sendable {
         func probabilityMap(channel k: Int) -> Image {
             fov.masking(transform.meanSigmoidToOriginal(channel: k, of: r.passes, width: w, height: h))
         }
-        let thresholdByte = UInt8(max(0, min(255, Int((options.threshold * 255).rounded(.down)))))
-        func thresholded(_ p: Image) -> Image {
-            Image(width: p.width, height: p.height, channels: 1) { out in
-                p.withPixels { src in for i in 0..<src.count { out[i] = src[i] > thresholdByte ? 255 : 0 } }
-            }
-        }
+        func thresholded(_ p: Image) -> Image { Overlay.mask(probability: p, threshold: options.threshold) }
         // The optic disc, when the model has its channel: found or not, centre, equivalent-circle diameter. Without
         // a pixel spacing, lesion areas in mm² are estimated from the disc taken as 1.8 mm across (and say so).
         var disc: DiscFinding?, discMask: Image?
@@ -264,8 +259,7 @@ public struct ScreeningStages: Sendable {
             }
             probability[c] = nil
             if options.writeOverlays {
-                let col = c.colour
-                layers.append(OverlayLayer(code: c.code, colour: RGBColour(red: col.red, green: col.green, blue: col.blue), mask: mask))
+                layers.append(OverlayLayer(code: c.code, colour: RGBColour(c.colour), mask: mask))
             }
             findings.append(Finding(
                 lesionClass: c, lesionCount: cf.count, areaPixels: Int64(cf.totalArea),
@@ -280,9 +274,7 @@ public struct ScreeningStages: Sendable {
         if options.writeOverlays {
             if let discMask {
                 // The disc's outline in neutral white, so a reader sees it was recognised (and not taken for a lesion).
-                let c = OpticDisc.colour
-                layers.append(OverlayLayer(code: OpticDisc.code, colour: RGBColour(red: c.red, green: c.green, blue: c.blue),
-                                           mask: discMask, style: .outline))
+                layers.append(OverlayLayer(code: OpticDisc.code, colour: RGBColour(OpticDisc.colour), mask: discMask, style: .outline))
             }
             let overlay = Overlay.draw(on: photo.decoded.image, layers: layers, maxLongSide: 1600)
             try MaskFiles.writeImage(overlay, to: directory.appendingPathComponent("\(stem)_overlay.jpg"))

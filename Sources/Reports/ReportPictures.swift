@@ -56,8 +56,7 @@ enum ReportPictures {
                     .invalidInput,
                     "\(lesionClass.code) mask \(path) is \(mask.width)×\(mask.height), the photograph \(photo.width)×\(photo.height)")
             }
-            let (r, g, b) = lesionClass.colour
-            layers.append(OverlayLayer(code: lesionClass.code, colour: RGBColour(red: r, green: g, blue: b), mask: mask))
+            layers.append(OverlayLayer(code: lesionClass.code, colour: RGBColour(lesionClass.colour), mask: mask))
         }
         let overlay = Overlay.draw(on: photo, layers: layers, opacity: overlayOpacity, maxLongSide: previewLongSide)
         let name = "\(stem)_overlay.jpg"

@@ -69,31 +69,30 @@ public struct Validator: Sendable {
             }
             let channels = passes[0].count / plane
             let ow = prepared.decoded.originalWidth, oh = prepared.decoded.originalHeight
-            func score(channel k: Int) throws -> ScorePlane {
-                let original = transform.meanSigmoidToOriginal(channel: k, of: passes, width: w, height: h)
-                return try ScorePlane(width: original.width, height: original.height, probabilityBytes: original.bytes)
+            func scorePlane(_ p: Image) throws -> ScorePlane { try ScorePlane(width: p.width, height: p.height, probabilityBytes: p.bytes) }
+            func probability(channel k: Int, of passes: [[Float]]) -> Image {
+                transform.meanSigmoidToOriginal(channel: k, of: passes, width: w, height: h)
             }
             var scores: [LesionClass: ScorePlane] = [:], predicted: [LesionClass: Image] = [:]
             for lesion in LesionClass.allCases {
-                let original = transform.meanSigmoidToOriginal(channel: lesion.rawValue, of: passes, width: w, height: h)
-                scores[lesion] = try ScorePlane(width: original.width, height: original.height, probabilityBytes: original.bytes)
-                if overlayDirectory != nil { predicted[lesion] = Self.mask(original) }
+                let p = probability(channel: lesion.rawValue, of: passes)
+                scores[lesion] = try scorePlane(p)
+                if overlayDirectory != nil { predicted[lesion] = Overlay.mask(probability: p, threshold: 0.5) }
             }
             let annotatedTruth = try DatasetSamples.truthMasks(sample, width: ow, height: oh)
             let truth = try OfficialM2MRF.overwrittenTruth(annotatedTruth)
             try evaluation.add(imageID: sample.name, scores: scores, truth: truth)
             if alsoSingle {
                 var plain: [LesionClass: ScorePlane] = [:]
-                for lesion in LesionClass.allCases {
-                    let original = transform.meanSigmoidToOriginal(channel: lesion.rawValue, of: [passes[0]], width: w, height: h)
-                    plain[lesion] = try ScorePlane(width: original.width, height: original.height, probabilityBytes: original.bytes)
-                }
+                for lesion in LesionClass.allCases { plain[lesion] = try scorePlane(probability(channel: lesion.rawValue, of: [passes[0]])) }
                 try single.add(imageID: sample.name, scores: plain, truth: truth)
             }
-            // The optic disc, beside the lesions: for a model with the disc channel, on images with a disc mask.
-            let truthDisc = try DatasetSamples.auxiliaryMask(sample.discMask, of: sample, width: ow, height: oh)
+            // The optic disc, beside the lesions: for a model with the disc channel, on images with a disc mask (its
+            // mask read only when it is scored or drawn).
+            let truthDisc = channels > OpticDisc.channel || overlayDirectory != nil
+                ? try DatasetSamples.auxiliaryMask(sample.discMask, of: sample, width: ow, height: oh) : nil
             if channels > OpticDisc.channel, let truthDisc {
-                try disc.add(predicted: score(channel: OpticDisc.channel), truth: truthDisc)
+                try disc.add(predicted: scorePlane(probability(channel: OpticDisc.channel, of: passes)), truth: truthDisc)
             }
             if let overlayDirectory {
                 let photo = prepared.decoded.scale == 1 ? prepared.decoded.image
@@ -123,13 +122,6 @@ public struct Validator: Sendable {
         return "\(error)"
     }
 
-    /// A probability map's mask at 0.5 as the screening draws it: a byte above 127 (p > 0.5) is the class.
-    static func mask(_ probability: Image) -> Image {
-        Image(width: probability.width, height: probability.height, channels: 1) { out in
-            probability.withPixels { p in for i in 0..<p.count { out[i] = p[i] > 127 ? 255 : 0 } }
-        }
-    }
-
     /// The photograph with the truth (left) and with the model's masks (right), classes in their overlay colours
     /// (EX, HE, SE, MA drawn in that order), the true disc outlined on both.
     public static func comparison(photo: Image, truth: [LesionClass: [UInt8]], predicted: [LesionClass: Image],
@@ -137,11 +129,10 @@ public struct Validator: Sendable {
         let w = photo.width, h = photo.height
         func layers(_ masks: [LesionClass: Image]) -> [OverlayLayer] {
             var layers = LesionClass.allCases.compactMap { c in
-                masks[c].map { OverlayLayer(code: c.code, colour: RGBColour(red: c.colour.red, green: c.colour.green, blue: c.colour.blue), mask: $0) }
+                masks[c].map { OverlayLayer(code: c.code, colour: RGBColour(c.colour), mask: $0) }
             }
             if let disc {
-                let c = OpticDisc.colour
-                layers.append(OverlayLayer(code: OpticDisc.code, colour: RGBColour(red: c.red, green: c.green, blue: c.blue),
+                layers.append(OverlayLayer(code: OpticDisc.code, colour: RGBColour(OpticDisc.colour),
                                            mask: Image(width: w, height: h, channels: 1, pixels: disc), style: .outline))
             }
             return layers
