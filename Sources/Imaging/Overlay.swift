@@ -201,9 +201,10 @@ public enum MaskFiles {
     }
 
     /// Creates the folder (and its parents) or says in one line why not (Foundation's error prints a dictionary).
-    static func createFolder(_ directory: URL) throws {
+    public static func createFolder(_ directory: URL) throws {
         do { try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true) } catch {
-            let posix = ((error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError).map { String(cString: strerror(Int32($0.code))) }
+            // The POSIX reason sits under the Cocoa error (on Linux as a Swift `Error`, which `as? NSError` misses).
+            let posix = ((error as NSError).userInfo[NSUnderlyingErrorKey] as? Error).map { String(cString: strerror(Int32(($0 as NSError).code))) }
             throw ImagingError(.writeFailed, "\(directory.path): cannot create the folder: \(posix ?? error.localizedDescription)")
         }
     }

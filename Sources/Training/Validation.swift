@@ -101,10 +101,10 @@ public struct Validator: Sendable {
                                               maxLongSide: overlayLongSide)
                 let file = overlayDirectory.appendingPathComponent("\(sample.name)_truth-vs-model.png")
                 do {
-                    try FileManager.default.createDirectory(at: overlayDirectory, withIntermediateDirectories: true)
+                    try MaskFiles.createFolder(overlayDirectory)
                     try MaskFiles.writeImage(picture, to: file)
                 } catch {
-                    throw TrainingError(.configuration, "validation picture of \(sample.name): cannot write \(file.path): \(Self.reason(error))")
+                    throw TrainingError(.configuration, "validation picture of \(sample.name): cannot write \(file.path): \(error)")
                 }
             }
             logger.info("validation: \(label) \(i + 1)/\(dataset.samples.count) \(sample.name) (\(String(format: "%.0f", Date().timeIntervalSince(started))) s)")
@@ -112,14 +112,6 @@ public struct Validator: Sendable {
         var report = evaluation.report()
         if disc.images > 0 { report.disc = disc }
         return (report, alsoSingle ? single.report() : nil)
-    }
-
-    /// What went wrong with a file, in words (the POSIX reason under a Foundation error, not its domain and code).
-    public static func reason(_ error: Error) -> String {
-        var ns = error as NSError
-        if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? Error { ns = underlying as NSError }
-        if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
-        return "\(error)"
     }
 
     /// The photograph with the truth (left) and with the model's masks (right), classes in their overlay colours

@@ -51,9 +51,7 @@ struct ModelValidate: ParsableCommand {
         if tta { validator.augmentation = .mirroring }
         if let overlays {
             // Before any inference: a folder that cannot be made is said at once, not after the first image.
-            do { try FileManager.default.createDirectory(atPath: overlays, withIntermediateDirectories: true) } catch {
-                throw ValidationError("--overlays \(overlays): cannot make the folder (\(Validator.reason(error)))")
-            }
+            do { try MaskFiles.createFolder(URL(fileURLWithPath: overlays)) } catch { throw ValidationError("--overlays: \(error)") }
             validator.overlayDirectory = URL(fileURLWithPath: overlays)
         }
         let started = Date()
