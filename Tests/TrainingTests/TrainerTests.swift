@@ -172,3 +172,51 @@ func stopOnRequestAndResume() throws {
     #expect(resumed.rng == straight.rng)
     #expect(resumed.sampler == straight.sampler)
 }
+
+@Test("Preparing the next batch on another thread changes nothing: the same weights, generator and sampler as preparing each in turn, through a stop and a resume")
+func prefetchMatchesSequential() throws {
+    let data = InMemorySamples(toySamples(5, seed: 3))
+    let configuration = toyConfiguration()   // two micro-batches a step, checkpoints every 4
+    let folders = try ["in-turn", "prefetch"].map { try temporaryFolder("prefetch-\($0)") }
+    defer { for f in folders { try? FileManager.default.removeItem(at: f) } }
+
+    var inTurn = try Trainer(model: ToyPixelModel(seed: 5), data: data, configuration: configuration, checkpointFolder: folders[0], logger: logger)
+    inTurn.prefetchBatches = false
+    try inTurn.run()
+
+    // Stopped at 7 (a prepared batch is thrown away with the process), resumed from the checkpoint at 4.
+    var first = try Trainer(model: ToyPixelModel(seed: 5), data: data, configuration: configuration, checkpointFolder: folders[1], logger: logger)
+    #expect(first.prefetchBatches)
+    try first.run(stoppingAt: 7)
+    var resumed = try Trainer(model: ToyPixelModel(seed: 99), data: data, configuration: configuration, checkpointFolder: folders[1], logger: logger)
+    #expect(try resumed.resume() == 4)
+    try resumed.run()
+    #expect(resumed.model.state == inTurn.model.state)
+    #expect(resumed.optimiser == inTurn.optimiser)
+    #expect(resumed.rng == inTurn.rng)
+    #expect(resumed.sampler == inTurn.sampler)
+}
+
+/// Fails to load one sample, as an unreadable photograph would.
+private struct FailingSamples: TrainingSampleSource {
+    var inner: InMemorySamples
+    var failing: Int
+    var count: Int { inner.count }
+    func load(_ index: Int) throws -> LabelledImage {
+        if index == failing { throw TrainingError(.dataset, "toy\(index): cannot be read") }
+        return try inner.load(index)
+    }
+}
+
+@Test("A sample that cannot be loaded on the preparing thread stops the run with its error, as it would without prefetching")
+func prefetchPassesLoadErrors() throws {
+    let data = FailingSamples(inner: InMemorySamples(toySamples(5, seed: 3)), failing: 2)
+    let stoppedAt = try [false, true].map { prefetch in
+        var trainer = try Trainer(model: ToyPixelModel(seed: 5), data: data, configuration: toyConfiguration(), checkpointFolder: nil, logger: logger)
+        trainer.prefetchBatches = prefetch
+        #expect { try trainer.run() } throws: { ($0 as? TrainingError)?.message == "toy2: cannot be read" }
+        return trainer.iteration
+    }
+    // Four draws a step from a shuffled pass over five samples: toy2 comes in the first two steps, the same one both ways.
+    #expect(stoppedAt[0] < 2 && stoppedAt[0] == stoppedAt[1], "\(stoppedAt)")
+}
