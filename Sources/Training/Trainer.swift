@@ -25,7 +25,8 @@ public struct TrainingProgress: Sendable {
     public var imagesPerSecond: Double
     /// Seconds to the end at the current speed.
     public var secondsLeft: Double
-    /// Share of the wall time spent loading and augmenting samples (the rest is the network and the update).
+    /// Share of the wall time spent waiting for samples to be loaded and augmented (the rest is the network and the
+    /// update); with `prefetchBatches` only what the preparing thread has not finished during the previous step.
     public var dataShare: Double = 0
 
     public var line: String {
