@@ -181,29 +181,14 @@ public struct Trainer<Model: TrainableModel> {
 
     /// The next `batchSize` samples in shuffled order, augmented, normalised and padded to the crop.
     mutating func nextBatch() throws -> TrainingBatch {
-        try Self.makeBatch(data: data, augmentation: augmentation, configuration: configuration, rng: &rng, sampler: &sampler)
+        try TrainingBatch.next(data: data, augmentation: augmentation, configuration: configuration, rng: &rng, sampler: &sampler)
     }
 
     /// Starts preparing the batch that `nextBatch` would make from this generator and sampler, on another thread.
     func prepare(rng: TrainingRNG, sampler: SampleOrder) -> BatchPreparation {
         BatchPreparation(rng: rng, sampler: sampler) { [data, augmentation, configuration] rng, sampler in
-            try Self.makeBatch(data: data, augmentation: augmentation, configuration: configuration, rng: &rng, sampler: &sampler)
+            try TrainingBatch.next(data: data, augmentation: augmentation, configuration: configuration, rng: &rng, sampler: &sampler)
         }
-    }
-
-    static func makeBatch(data: any TrainingSampleSource, augmentation: TrainingAugmentation, configuration: TrainingConfiguration,
-                          rng: inout TrainingRNG, sampler: inout SampleOrder) throws -> TrainingBatch {
-        let n = configuration.batchSize, h = configuration.cropHeight, w = configuration.cropWidth
-        var images = [Float](repeating: 0, count: n * 3 * h * w), labels = [UInt8](repeating: 0, count: n * h * w)
-        var annotated: [Bool] = []
-        for i in 0..<n {
-            let index = sampler.next(count: data.count, rng: &rng)
-            let sample = augmentation.apply(try data.load(index), rng: &rng)
-            augmentation.normalise(sample, image: &images[(i * 3 * h * w)..<((i + 1) * 3 * h * w)],
-                                   labels: &labels[(i * h * w)..<((i + 1) * h * w)])
-            annotated += sample.annotated
-        }
-        return TrainingBatch(count: n, height: h, width: w, images: images, labels: labels, annotated: annotated)
     }
 
     /// The names of the settings in which two configurations differ.
@@ -244,5 +229,23 @@ final class BatchPreparation: @unchecked Sendable {
         finished.wait()
         finished.signal()   // a second wait returns at once
         return try result!.get()
+    }
+}
+
+extension TrainingBatch {
+    /// The next `configuration.batchSize` samples of `data` in the sampler's order, augmented, normalised and padded.
+    static func next(data: any TrainingSampleSource, augmentation: TrainingAugmentation, configuration: TrainingConfiguration,
+                     rng: inout TrainingRNG, sampler: inout SampleOrder) throws -> TrainingBatch {
+        let n = configuration.batchSize, h = configuration.cropHeight, w = configuration.cropWidth
+        var images = [Float](repeating: 0, count: n * 3 * h * w), labels = [UInt8](repeating: 0, count: n * h * w)
+        var annotated: [Bool] = []
+        for i in 0..<n {
+            let index = sampler.next(count: data.count, rng: &rng)
+            let sample = augmentation.apply(try data.load(index), rng: &rng)
+            augmentation.normalise(sample, image: &images[(i * 3 * h * w)..<((i + 1) * 3 * h * w)],
+                                   labels: &labels[(i * h * w)..<((i + 1) * h * w)])
+            annotated += sample.annotated
+        }
+        return TrainingBatch(count: n, height: h, width: w, images: images, labels: labels, annotated: annotated)
     }
 }

@@ -61,6 +61,9 @@ public struct TrainingRequest: Sendable {
     /// Gradient checkpointing (`SegmentationModel.checkpointBranches`); nil: where it saves memory that matters
     /// (`automaticCheckpointBranches`). The same weights either way: a speed and memory knob.
     public var checkpointBranches: Int?
+    /// Prepare the next batch on another thread while the network steps (`Trainer.prefetchBatches`): the same
+    /// weights either way.
+    public var prefetchBatches = true
     /// Classes read from a second pass at a larger input scale (the card's `channel_scales`, by class code, e.g.
     /// ["MA": 1.5]) in this run's validation and in the new card. nil: the starting model's card's, if any.
     public var channelScales: [String: Double]?
@@ -215,6 +218,7 @@ public enum TrainingSession {
                                       configuration: configuration, checkpointFolder: request.workDirectory, logger: logger)
             trainer.logInterval = max(1, request.logInterval)
             trainer.stopRequested = request.stopRequested
+            trainer.prefetchBatches = request.prefetchBatches
             let trainingStarted = Date()
             try trainer.resume()
             let losses = try trainer.run()

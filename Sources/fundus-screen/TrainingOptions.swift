@@ -34,6 +34,8 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Save the training state every this many iterations.") var checkpointEvery: Int = 500
     @Option(help: "Recompute the blocks of this many branches in backward instead of keeping their activations (gradient checkpointing; same weights, less memory). Default: 2 where a step would hold more than ~1.5 GiB of activations, else 0.")
     var checkpointBranches: Int?
+    @Flag(help: "Prepare each batch in turn instead of on another thread while the network steps (the same weights either way; for measuring what preparing batches ahead saves).")
+    var noPrefetch = false
     @Option(help: "Log progress every this many iterations.") var logEvery: Int = 10
     @Flag(help: ArgumentHelp("Also train the optic disc as a fifth output channel (OD), from the set's masks/OD; images without an OD mask leave it out of their loss.",
                              discussion: "With --from a four-class model, the head's final 1×1 conv gains the OD channel (newly initialised; the lesion channels copied exactly). A model that has the channel keeps training it without this flag."))
@@ -133,6 +135,7 @@ struct TrainingOptions: ParsableArguments {
         request.vesselImages = try vesselImages.map { try LesionDataset.expandSelection($0) }
         request.vesselShare = vesselShare
         request.checkpointBranches = checkpointBranches
+        request.prefetchBatches = !noPrefetch
         let scales = try ClassScales.parse(classScale)
         request.channelScales = scales.isEmpty ? nil : scales
     }
