@@ -223,6 +223,15 @@ public final class ComputeEngine: @unchecked Sendable {
             withUnsafeBytes(of: &bdc.inner_idxs) { b in for i in 0..<Int(bd.inner_nblks) { parts.append(b.load(fromByteOffset: i * 8, as: Int64.self)) } }
         } else {
             parts.append(-Int64(m.format_kind.rawValue))
+            if m.format_kind == dnnl_format_kind_wino {
+                // Winograd weights: their blocking is chosen for the problem (its spatial size too), so two problems
+                // with the same weight dims can want different layouts; without these fields they shared a key,
+                // and a pass at a smaller input reused weights reordered for the larger one (garbage logits).
+                let w = m.format_desc.wino_desc
+                parts += [Int64(w.wino_format.rawValue), Int64(w.r), Int64(w.alpha), Int64(w.ic), Int64(w.oc),
+                          Int64(w.ic_block), Int64(w.oc_block), Int64(w.ic2_block), Int64(w.oc2_block),
+                          Int64(w.adj_scale.bitPattern), Int64(w.size)]
+            }
         }
         parts.append(Int64(m.extra.flags))
         parts.append(Int64(m.data_type.rawValue))

@@ -44,3 +44,34 @@ func channelsAtLargerScale() throws {
     model.channelScales = [3: 1]
     #expect(try model.upsampledLogits(input).values() == single)
 }
+
+@Test("Channels at several scales, smaller and larger than the model's, each as a fresh model's pass on the resized input; the rest unchanged")
+func channelsAtSeveralScales() throws {
+    func fresh() throws -> SegmentationModel {
+        let model = try SegmentationModel(architecture: .small(width: 16, variant: .C))
+        randomiseWeights(model, seed: 23)
+        return model
+    }
+    var r = GradientCheckRandom(24)
+    let n = 1, H = 96, W = 144
+    let input = Tensor((0..<(n * 3 * H * W)).map { _ in Float(r.normal()) }, shape: [n, 3, H, W])
+    let ops = Ops(engine: ComputeEngine())
+    let factors: [Int: Double] = [0: 0.5, 1: 0.75, 3: 1.5]
+    // Each reference on a model that has run nothing else: what a pass depends on is its input alone.
+    var expected: [Int: [Float]] = [:]
+    for (k, f) in factors {
+        let resized = ops.resizeBilinearPlain(input, height: Int((Double(H) * f).rounded()), width: Int((Double(W) * f).rounded()))
+        expected[k] = ops.resizeBilinearPlain(try fresh().upsampledLogits(resized), height: H, width: W).values()
+    }
+    let single = try fresh().upsampledLogits(input).values()
+    let model = try fresh()
+    model.channelScales = factors
+    let scaled = try model.upsampledLogits(input).values()
+    let plane = H * W
+    for k in 0..<4 {
+        let reference = expected[k] ?? single
+        var gap: Float = 0
+        for i in k * plane ..< (k + 1) * plane { gap = max(gap, abs(scaled[i] - reference[i])) }
+        #expect(gap <= 1e-5, "channel \(k) (factor \(factors[k] ?? 1)) differs from its pass by \(gap)")
+    }
+}
