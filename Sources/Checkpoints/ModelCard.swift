@@ -24,8 +24,8 @@ public struct ModelCard: Codable, Sendable, Equatable {
     public var changelog: [String: String]
     /// The weight file this card describes (set by `WeightLoader.save`).
     public var weightsFile: String?
-    /// Classes read from a second pass at a larger input scale (class name → factor, e.g. "MA": 1.5): inference
-    /// runs the network again on the input enlarged by the factor and takes those channels from it. Empty: one scale.
+    /// Classes read from a second pass at another input scale (class name → factor, e.g. "MA": 1.5, "SE": 0.75):
+    /// inference runs the network again on the input resized by the factor and takes those channels from it. Empty: one scale.
     public var channelScales: [String: Double] = [:]
     /// How the weights were trained: command, time, machine (nil for cards written before it was recorded).
     public var training: TrainingRecord?

@@ -117,7 +117,7 @@ public final class SegmentationModel: @unchecked Sendable {
     /// Logits at the input size, with the channels of `channelScales` from their own passes.
     private func scaledLogits(_ input: Tensor, _ ops: Ops) -> Tensor {
         let logits = inputSizeLogits(input, ops)
-        // Channels read at a larger scale: the input enlarged (bilinear), the network run on it, those channels'
+        // Channels read at another scale: the input resized (bilinear), the network run on it, those channels'
         // logits brought back to the input size (bilinear) in place of the first pass's.
         for factor in Set(channelScales.values).sorted() where factor != 1 {
             let channels = channelScales.filter { $0.value == factor }.map(\.key).filter { $0 < logits.c }.sorted()
@@ -137,8 +137,8 @@ public final class SegmentationModel: @unchecked Sendable {
         return logits
     }
 
-    /// Output channels computed at a larger input scale (channel → factor): `upsampledLogits` and `probabilities` run the network once
-    /// more on the input enlarged by the factor and takes those channels from that pass (e.g. microaneurysms,
+    /// Output channels computed at another input scale (channel → factor): `upsampledLogits` and `probabilities` run the network once
+    /// more on the input resized by the factor and takes those channels from that pass (e.g. microaneurysms,
     /// a few pixels across, at 1.5×). Empty by default; a model card's `channel_scales` sets it.
     public var channelScales: [Int: Double] = [:]
 

@@ -64,7 +64,7 @@ public struct TrainingRequest: Sendable {
     /// Prepare the next batch on another thread while the network steps (`Trainer.prefetchBatches`): the same
     /// weights either way.
     public var prefetchBatches = true
-    /// Classes read from a second pass at a larger input scale (the card's `channel_scales`, by class code, e.g.
+    /// Classes read from a second pass at another input scale (the card's `channel_scales`, by class code, e.g.
     /// ["MA": 1.5]) in this run's validation and in the new card. nil: the starting model's card's, if any.
     public var channelScales: [String: Double]?
     /// The command line that asked for this training, for the model card (`TrainingRecord`); nil: none recorded.

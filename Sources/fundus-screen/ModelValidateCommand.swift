@@ -23,7 +23,7 @@ struct ModelValidate: ParsableCommand {
     var tta = true
     @Flag(help: "Convolutions in bf16 (f32 accumulation): to measure what bf16 inference costs in the official figures.")
     var bf16 = false
-    @Option(help: "Read this class from a second pass at a larger input scale, e.g. MA=1.5, MA=1 for one scale (repeatable; the model card's channel_scales otherwise).")
+    @Option(help: "Read this class from a second pass at another input scale, e.g. MA=1.5 or SE=0.75, MA=1 for one scale (repeatable; the model card's channel_scales otherwise).")
     var classScale: [String] = []
 
     @Option(help: ArgumentHelp("Write one picture per image here, <image>_truth-vs-model.png: the photograph with the truth masks (left) and with the model's masks at 0.5 (right), in the overlay colours, the true disc outlined on both.", valueName: "dir"))

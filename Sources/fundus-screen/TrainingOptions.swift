@@ -55,7 +55,7 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Share of the training draws taken from --vessels (default: every image equally often), e.g. 0.25.") var vesselShare: Double?
     @Flag(help: "No online flips and 90° rotations (the official code made them offline).") var noFlips = false
     @Flag(help: "No photometric distortion.") var noPhotometric = false
-    @Option(help: ArgumentHelp("Read this class from a second pass at a larger input scale, e.g. MA=1.5 (repeatable): in validation and in the new model card's channel_scales. Default: the starting model's card's.",
+    @Option(help: ArgumentHelp("Read this class from a second pass at another input scale, e.g. MA=1.5 or SE=0.75 (repeatable): in validation and in the new model card's channel_scales. Default: the starting model's card's.",
                                valueName: "class=factor"))
     var classScale: [String] = []
 
