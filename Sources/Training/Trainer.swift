@@ -225,9 +225,9 @@ final class BatchPreparation: @unchecked Sendable {
         }
     }
 
+    /// Called once per preparation (the training loop consumes each batch once).
     func wait() throws -> Prepared {
         finished.wait()
-        finished.signal()   // a second wait returns at once
         return try result!.get()
     }
 }
