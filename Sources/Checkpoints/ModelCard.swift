@@ -24,9 +24,11 @@ public struct ModelCard: Codable, Sendable, Equatable {
     public var changelog: [String: String]
     /// The weight file this card describes (set by `WeightLoader.save`).
     public var weightsFile: String?
-    /// Classes read from a second pass at another input scale (class name → factor, e.g. "MA": 1.5, "SE": 0.75):
-    /// inference runs the network again on the input resized by the factor and takes those channels from it. Empty: one scale.
-    public var channelScales: [String: Double] = [:]
+    /// Classes read at other input scales (class name → factors): inference runs the network again on the input
+    /// resized by each factor other than 1. One factor (written as a number, e.g. "MA": 1.5, "SE": 0.75): the class
+    /// is that pass's. Several (a list, e.g. "HE": [1, 0.75]): the mean of the class's probabilities at those scales,
+    /// 1 being the model's own pass. Empty: one scale.
+    public var channelScales: [String: [Double]] = [:]
     /// How the weights were trained: command, time, machine (nil for cards written before it was recorded).
     public var training: TrainingRecord?
     /// The cross-validation that chose the recipe (`train --crossval`).
@@ -36,12 +38,31 @@ public struct ModelCard: Codable, Sendable, Equatable {
     public var evaluation: [String: [String: Double]] = [:]
 
     /// `channelScales` by output channel index (names not among `classes` are ignored).
-    public var channelScaleIndices: [Int: Double] {
-        var out: [Int: Double] = [:]
-        for (name, factor) in channelScales {
-            if let k = classes.firstIndex(where: { $0.uppercased() == name.uppercased() }) { out[k] = factor }
+    public var channelScaleIndices: [Int: [Double]] {
+        var out: [Int: [Double]] = [:]
+        for (name, factors) in channelScales {
+            if let k = classes.firstIndex(where: { $0.uppercased() == name.uppercased() }) { out[k] = factors }
         }
         return out
+    }
+
+    /// A class's reading in words: "1.5×", or "mean of 1×, 0.75×".
+    public static func readingText(_ factors: [Double]) -> String {
+        factors.count == 1 ? "\(factors[0])×" : "mean of " + factors.map { "\($0)×" }.joined(separator: ", ")
+    }
+
+    /// One class's `channel_scales` entry: a number (one factor) or a list of them (the mean over those scales).
+    private struct Factors: Codable {
+        var values: [Double]
+        init(_ values: [Double]) { self.values = values }
+        init(from decoder: any Decoder) throws {
+            let c = try decoder.singleValueContainer()
+            if let one = try? c.decode(Double.self) { values = [one] } else { values = try c.decode([Double].self) }
+        }
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.singleValueContainer()
+            if values.count == 1 { try c.encode(values[0]) } else { try c.encode(values) }
+        }
     }
 
     /// The lesion classes, in channel order, of every model.
@@ -70,7 +91,7 @@ public struct ModelCard: Codable, Sendable, Equatable {
                 classes: [String]? = nil, normalisation: Normalisation = .idrid,
                 inputScale: InputScale = .idrid, threshold: Double = 0.5, trainingData: String = "",
                 metrics: [String: Double] = [:], created: Date = Date(), changelog: [String: String] = [:],
-                weightsFile: String? = nil, channelScales: [String: Double] = [:]) {
+                weightsFile: String? = nil, channelScales: [String: [Double]] = [:]) {
         self.name = name
         self.version = version
         self.architecture = architecture
@@ -112,14 +133,14 @@ public struct ModelCard: Codable, Sendable, Equatable {
         created = date
         changelog = try c.decodeIfPresent([String: String].self, forKey: .changelog) ?? [:]
         weightsFile = try c.decodeIfPresent(String.self, forKey: .weightsFile)
-        channelScales = try c.decodeIfPresent([String: Double].self, forKey: .channelScales) ?? [:]
+        channelScales = try c.decodeIfPresent([String: Factors].self, forKey: .channelScales)?.mapValues(\.values) ?? [:]
         training = try c.decodeIfPresent(TrainingRecord.self, forKey: .training)
         // Cards of 0.8.0 and before held a sentence here (why no cross-validation was run): not a record.
         crossValidation = (try? c.decodeIfPresent(String.self, forKey: .crossValidation)) != nil
             ? nil : try c.decodeIfPresent(CrossValidationRecord.self, forKey: .crossValidation)
         evaluation = try c.decodeIfPresent([String: [String: Double]].self, forKey: .evaluation) ?? [:]
-        if let bad = channelScales.first(where: { !($0.value > 0 && $0.value <= 4) }) {
-            throw DecodingError.dataCorruptedError(forKey: .channelScales, in: c, debugDescription: "channel_scales: \(bad.key) \(bad.value) is not a factor in (0, 4]")
+        if let bad = channelScales.first(where: { $0.value.isEmpty || $0.value.contains { !($0 > 0 && $0 <= 4) } || Set($0.value).count < $0.value.count }) {
+            throw DecodingError.dataCorruptedError(forKey: .channelScales, in: c, debugDescription: "channel_scales: \(bad.key) \(bad.value) is not a factor in (0, 4] or a list of different ones")
         }
     }
 
@@ -137,7 +158,7 @@ public struct ModelCard: Codable, Sendable, Equatable {
         try c.encode(Self.dateFormat.string(from: created), forKey: .created)
         try c.encode(changelog, forKey: .changelog)
         try c.encodeIfPresent(weightsFile, forKey: .weightsFile)
-        if !channelScales.isEmpty { try c.encode(channelScales, forKey: .channelScales) }
+        if !channelScales.isEmpty { try c.encode(channelScales.mapValues(Factors.init), forKey: .channelScales) }
         try c.encodeIfPresent(training, forKey: .training)
         try c.encodeIfPresent(crossValidation, forKey: .crossValidation)
         if !evaluation.isEmpty { try c.encode(evaluation, forKey: .evaluation) }

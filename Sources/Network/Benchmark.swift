@@ -177,7 +177,7 @@ public enum NetworkBenchmark {
     /// one profiled pass, and the heaviest convolution shapes alone.
     public static func run(architecture: ModelArchitecture = .w48(variant: .C), height: Int = 960, width: Int = 1440,
                            runs: Int = 3, bf16: Bool = false, winograd: Bool = true, shapes: Bool = false,
-                           channelScales: [Int: Double] = [:],
+                           channelScales: [Int: [Double]] = [:],
                            progress: (String) -> Void = { _ in }) throws(NetworkError) -> BenchmarkReport {
         EngineThreads.configureBLASForEngine()
         EngineThreads.configureMemoryForEngine()

@@ -117,30 +117,47 @@ public final class SegmentationModel: @unchecked Sendable {
     /// Logits at the input size, with the channels of `channelScales` from their own passes.
     private func scaledLogits(_ input: Tensor, _ ops: Ops) -> Tensor {
         let logits = inputSizeLogits(input, ops)
-        // Channels read at another scale: the input resized (bilinear), the network run on it, those channels'
-        // logits brought back to the input size (bilinear) in place of the first pass's.
-        for factor in Set(channelScales.values).sorted() where factor != 1 {
-            let channels = channelScales.filter { $0.value == factor }.map(\.key).filter { $0 < logits.c }.sorted()
-            guard !channels.isEmpty else { continue }
-            let larger = ops.resizeBilinearPlain(input, height: max(1, Int((Double(input.h) * factor).rounded())),
-                                                 width: max(1, Int((Double(input.w) * factor).rounded())))
-            let again = inputSizeLogits(larger, ops)
-            let back = ops.resizeBilinearPlain(again, height: input.h, width: input.w)
-            let plane = input.h * input.w
+        let readings = channelScales.filter { $0.key < logits.c && !$0.value.isEmpty && $0.value != [1] }
+        guard !readings.isEmpty else { return logits }
+        // Each other scale once: the input resized (bilinear), the network run on it, the logits brought back to the
+        // input size (bilinear).
+        var passes: [Double: Tensor] = [:]
+        for factor in Set(readings.values.joined()).sorted() where factor != 1 {
+            let resized = ops.resizeBilinearPlain(input, height: max(1, Int((Double(input.h) * factor).rounded())),
+                                                  width: max(1, Int((Double(input.w) * factor).rounded())))
+            passes[factor] = ops.resizeBilinearPlain(inputSizeLogits(resized, ops), height: input.h, width: input.w)
+        }
+        let plane = input.h * input.w
+        for (k, factors) in readings.sorted(by: { $0.key < $1.key }) {
             for n in 0..<input.n {
-                for k in channels {
-                    let at = (n * logits.c + k) * plane
-                    (logits.data + at).update(from: back.data + at, count: plane)
+                let at = (n * logits.c + k) * plane
+                if factors.count == 1 {
+                    // One other scale: that pass's logits in place of the first pass's.
+                    (logits.data + at).update(from: passes[factors[0]]!.data + at, count: plane)
+                    continue
+                }
+                // Several: the mean of the sigmoid probabilities at those scales (mmsegmentation's multi-scale
+                // test, per class), written back as its logit so the sigmoid downstream gives that mean.
+                var mean = [Double](repeating: 0, count: plane)
+                for factor in factors {
+                    let source = factor == 1 ? logits.data + at : passes[factor]!.data + at
+                    for i in 0..<plane { mean[i] += 1 / (1 + exp(-Double(source[i]))) }
+                }
+                let count = Double(factors.count), floor = 1e-12
+                for i in 0..<plane {
+                    let p = min(max(mean[i] / count, floor), 1 - floor)
+                    logits.data[at + i] = Float(log(p / (1 - p)))
                 }
             }
         }
         return logits
     }
 
-    /// Output channels computed at another input scale (channel → factor): `upsampledLogits` and `probabilities` run the network once
-    /// more on the input resized by the factor and takes those channels from that pass (e.g. microaneurysms,
-    /// a few pixels across, at 1.5×). Empty by default; a model card's `channel_scales` sets it.
-    public var channelScales: [Int: Double] = [:]
+    /// Output channels read at other input scales (channel → factors): `upsampledLogits` and `probabilities` run the
+    /// network once more on the input resized by each factor other than 1. One factor: the channel is that pass's
+    /// (e.g. microaneurysms, a few pixels across, at 1.5×). Several: the mean of the channel's probabilities at those
+    /// scales, 1 meaning the model's own pass (e.g. [1, 0.75]). Empty by default; a model card's `channel_scales` sets it.
+    public var channelScales: [Int: [Double]] = [:]
 
     /// The forward pass's logits resized bilinearly to the input's height and width.
     private func inputSizeLogits(_ input: Tensor, _ ops: Ops) -> Tensor {

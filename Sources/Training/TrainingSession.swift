@@ -65,8 +65,8 @@ public struct TrainingRequest: Sendable {
     /// weights either way.
     public var prefetchBatches = true
     /// Classes read from a second pass at another input scale (the card's `channel_scales`, by class code, e.g.
-    /// ["MA": 1.5]) in this run's validation and in the new card. nil: the starting model's card's, if any.
-    public var channelScales: [String: Double]?
+    /// ["MA": [1.5]]) in this run's validation and in the new card. nil: the starting model's card's, if any.
+    public var channelScales: [String: [Double]]?
     /// The command line that asked for this training, for the model card (`TrainingRecord`); nil: none recorded.
     public var command: String?
     /// The cross-validation that chose this recipe, copied into the model card.

@@ -56,7 +56,7 @@ extension ModelCommand {
                                                   channelScales: scales) {
                 print($0)
             }
-            print("architecture: \(architecture.displayName)" + (scales.isEmpty ? "" : "; channels \(scales.keys.sorted()) also at \(scales.values.sorted())× (the card's channel_scales)"))
+            print("architecture: \(architecture.displayName)" + (scales.isEmpty ? "" : "; " + scales.sorted { $0.key < $1.key }.map { "channel \($0.key) at \(ModelCard.readingText($0.value))" }.joined(separator: ", ") + " (the card's channel_scales)"))
             print(report.text)
         }
     }

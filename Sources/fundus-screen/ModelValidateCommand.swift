@@ -23,7 +23,7 @@ struct ModelValidate: ParsableCommand {
     var tta = true
     @Flag(help: "Convolutions in bf16 (f32 accumulation): to measure what bf16 inference costs in the official figures.")
     var bf16 = false
-    @Option(help: "Read this class from a second pass at another input scale, e.g. MA=1.5 or SE=0.75, MA=1 for one scale (repeatable; the model card's channel_scales otherwise).")
+    @Option(help: "Read this class from a second pass at another input scale, e.g. MA=1.5 or SE=0.75, MA=1 for one scale, or as the mean of its probabilities at several, e.g. HE=1+0.75 (repeatable; the model card's channel_scales otherwise).")
     var classScale: [String] = []
 
     @Option(help: ArgumentHelp("Write one picture per image here, <image>_truth-vs-model.png: the photograph with the truth masks (left) and with the model's masks at 0.5 (right), in the overlay colours, the true disc outlined on both.", valueName: "dir"))
@@ -41,8 +41,8 @@ struct ModelValidate: ParsableCommand {
         let network = try SegmentationModel(architecture: loaded.architecture, weights: loaded.tensors, weightsFile: model)
         network.bf16Inference = bf16
         network.channelScales = loaded.card?.channelScaleIndices ?? [:]
-        for (code, factor) in try ClassScales.parse(classScale) {
-            network.channelScales[LesionClass(code: code)!.rawValue] = factor
+        for (code, factors) in try ClassScales.parse(classScale) {
+            network.channelScales[LesionClass(code: code)!.rawValue] = factors
         }
         let card = loaded.card
         let normalisation = card?.normalisation

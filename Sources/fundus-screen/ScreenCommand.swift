@@ -105,7 +105,7 @@ struct ScreenCommand: ParsableCommand {
         if tta { options.augmentation = .mirroring }
         if oneScale { loaded.model.channelScales = [:] }
         let scales = loaded.model.channelScales.sorted { $0.key < $1.key }.map { k, f in
-            "\(k < ModelCard.lesionClasses.count ? ModelCard.lesionClasses[k] : "channel \(k)") also at \(f)×"
+            "\(k < ModelCard.lesionClasses.count ? ModelCard.lesionClasses[k] : "channel \(k)") " + (f.count == 1 ? "also at \(f[0])×" : "at the \(ModelCard.readingText(f))")
         }
         let inference = "\(options.augmentation.description) per image" + (tile.map { ", each in tiles of \($0) px" } ?? ", whole image")
             + (scales.isEmpty ? "" : "; " + scales.joined(separator: ", "))

@@ -55,8 +55,8 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Share of the training draws taken from --vessels (default: every image equally often), e.g. 0.25.") var vesselShare: Double?
     @Flag(help: "No online flips and 90° rotations (the official code made them offline).") var noFlips = false
     @Flag(help: "No photometric distortion.") var noPhotometric = false
-    @Option(help: ArgumentHelp("Read this class from a second pass at another input scale, e.g. MA=1.5 or SE=0.75 (repeatable): in validation and in the new model card's channel_scales. Default: the starting model's card's.",
-                               valueName: "class=factor"))
+    @Option(help: ArgumentHelp("Read this class from a second pass at another input scale, e.g. MA=1.5 or SE=0.75, or as the mean of its probabilities at several, e.g. HE=1+0.75 (repeatable): in validation and in the new model card's channel_scales. Default: the starting model's card's.",
+                               valueName: "class=factor[+factor…]"))
     var classScale: [String] = []
 
     func validate() throws {
@@ -163,25 +163,26 @@ extension TrainingOptions {
         }
         if !classScale.isEmpty {
             let scales = (try? ClassScales.parse(classScale)) ?? [:]
-            parts.append("class-scales=" + scales.sorted { $0.key < $1.key }.map { "\($0.key)@\($0.value)" }.joined(separator: ","))
+            parts.append("class-scales=" + scales.sorted { $0.key < $1.key }.map { "\($0.key)@" + $0.value.map { "\($0)" }.joined(separator: "+") }.joined(separator: ","))
         }
         if let augmentation { parts.append("tta=\(augmentation.passes)") }
         return parts.joined(separator: " ")
     }
 }
 
-/// `--class-scale CLASS=FACTOR` (repeatable), shared by `train`, `crossval` and `model validate`: the model card's
-/// `channel_scales` by class code.
+/// `--class-scale CLASS=FACTOR[+FACTOR…]` (repeatable), shared by `train`, `crossval` and `model validate`: the model
+/// card's `channel_scales` by class code (several factors: the mean of the class's probabilities at those scales).
 enum ClassScales {
-    static func parse(_ items: [String]) throws -> [String: Double] {
-        var scales: [String: Double] = [:]
+    static func parse(_ items: [String]) throws -> [String: [Double]] {
+        var scales: [String: [Double]] = [:]
         for item in items {
-            let parts = item.split(separator: "=")
-            guard parts.count == 2, let lesion = LesionClass(code: String(parts[0])), let factor = Double(parts[1]),
-                  factor > 0, factor <= 4 else {
-                throw ValidationError("--class-scale wants CLASS=FACTOR with a lesion class (EX, HE, SE, MA) and a factor in (0, 4], e.g. MA=1.5; got '\(item)'")
+            let parts = item.split(separator: "=", omittingEmptySubsequences: false)
+            let factors = parts.count == 2 ? parts[1].split(separator: "+", omittingEmptySubsequences: false).map { Double($0) } : []
+            guard parts.count == 2, let lesion = LesionClass(code: String(parts[0])), !factors.isEmpty,
+                  factors.allSatisfy({ $0 != nil && $0! > 0 && $0! <= 4 }), Set(factors).count == factors.count else {
+                throw ValidationError("--class-scale wants CLASS=FACTOR with a lesion class (EX, HE, SE, MA) and a factor in (0, 4], e.g. MA=1.5, or several different ones joined by '+' for the mean of the class's probabilities at those scales, e.g. HE=1+0.75; got '\(item)'")
             }
-            scales[lesion.code] = factor
+            scales[lesion.code] = factors.compactMap { $0 }
         }
         return scales
     }

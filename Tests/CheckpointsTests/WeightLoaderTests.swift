@@ -162,13 +162,17 @@ func cardChannelScales() throws {
     var card = ModelCard(name: "d", version: "0.8.0", architecture: architecture, created: Date(timeIntervalSince1970: 1_790_000_000))
     #expect(card.channelScales.isEmpty && card.channelScaleIndices.isEmpty)
     #expect(!String(decoding: card.encoded(), as: UTF8.self).contains("channel_scales"))
-    card.channelScales = ["MA": 1.5, "od": 2, "XX": 3]
-    #expect(card.channelScaleIndices == [3: 1.5, 4: 2])
+    card.channelScales = ["MA": [1.5], "od": [2], "XX": [3], "HE": [1, 0.75]]
+    #expect(card.channelScaleIndices == [3: [1.5], 4: [2], 1: [1, 0.75]])
     let again = try ModelCard.decode(card.encoded())
     #expect(again == card)
-    var text = String(decoding: card.encoded(), as: UTF8.self)
-    text = text.replacingOccurrences(of: "\"MA\" : 1.5", with: "\"MA\" : 0")
-    #expect(throws: CheckpointError.self) { try ModelCard.decode(Data(text.utf8)) }
+    // One factor is written as a number, as cards before lists had it; several as a list.
+    let written = String(decoding: card.encoded(), as: UTF8.self)
+    #expect(written.contains("\"MA\" : 1.5") && written.contains("\"HE\" : [") && !written.contains("\"MA\" : ["))
+    for bad in ["\"MA\" : 0", "\"MA\" : []", "\"MA\" : [1, 1]", "\"MA\" : [1, 5]"] {
+        let text = written.replacingOccurrences(of: "\"MA\" : 1.5", with: bad)
+        #expect(throws: CheckpointError.self, "\(bad)") { try ModelCard.decode(Data(text.utf8)) }
+    }
 }
 
 @Test("training and cross_validation: absent in older cards; round-trip; the command line quoted so a shell reads it back; settings differences listed")

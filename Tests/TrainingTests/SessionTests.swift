@@ -94,7 +94,7 @@ func session() async throws {
                                            statistics: ["mAUPR": .init([(1, 0.4), (2, 0.6)])],
                                            singlePassStatistics: nil, foldResults: [], differences: [], table: "| fold |")
         againRequest.crossValidation = record
-        againRequest.channelScales = ["MA": 1.5]   // `train --class-scale MA=1.5`: the card's, not the start's (none)
+        againRequest.channelScales = ["MA": [1.5]]   // `train --class-scale MA=1.5`: the card's, not the start's (none)
         let again = try TrainingSession.run(againRequest, connection: nil, logger: logger)
         // The card says how it was made: the command, the seconds of training, the machine, the cross-validation.
         let againCard = try ModelCard.read(root.appendingPathComponent("models/second-again/metadata.json"))
@@ -102,7 +102,7 @@ func session() async throws {
         #expect(againCard.training?.iterations == 2 && (againCard.training?.seconds ?? 0) > 0)
         #expect(againCard.training?.machine.contains("cores") == true)
         #expect(againCard.crossValidation == record)
-        #expect(againCard.channelScales == ["MA": 1.5] && card.channelScales.isEmpty)
+        #expect(againCard.channelScales == ["MA": [1.5]] && card.channelScales.isEmpty)
         #expect(card.training == nil && card.crossValidation == nil)   // a request without them records none
         let a = try Safetensors.read(again.weights), b = try Safetensors.read(second.weights)
         #expect(a.names == b.names && a.tensors == b.tensors)
