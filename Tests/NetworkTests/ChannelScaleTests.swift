@@ -47,11 +47,7 @@ func channelsAtLargerScale() throws {
 
 @Test("Channels at several scales, smaller and larger than the model's, each as a fresh model's pass on the resized input; the rest unchanged")
 func channelsAtSeveralScales() throws {
-    func fresh() throws -> SegmentationModel {
-        let model = try SegmentationModel(architecture: .small(width: 16, variant: .C))
-        randomiseWeights(model, seed: 23)
-        return model
-    }
+    func fresh() throws -> SegmentationModel { try freshSmallModel(seed: 23) }
     var r = GradientCheckRandom(24)
     let n = 1, H = 96, W = 144
     let input = Tensor((0..<(n * 3 * H * W)).map { _ in Float(r.normal()) }, shape: [n, 3, H, W])
@@ -78,11 +74,7 @@ func channelsAtSeveralScales() throws {
 
 @Test("A class read as the mean of its probabilities at several scales: the sigmoid of its logits is the mean of each scale's pass; the other channels unchanged")
 func channelAsMeanOfScales() throws {
-    func fresh() throws -> SegmentationModel {
-        let model = try SegmentationModel(architecture: .small(width: 16, variant: .C))
-        randomiseWeights(model, seed: 25)
-        return model
-    }
+    func fresh() throws -> SegmentationModel { try freshSmallModel(seed: 25) }
     var r = GradientCheckRandom(26)
     let n = 2, H = 80, W = 112
     let input = Tensor((0..<(n * 3 * H * W)).map { _ in Float(r.normal()) }, shape: [n, 3, H, W])
@@ -118,4 +110,11 @@ func channelAsMeanOfScales() throws {
     #expect(gaps[0] < 1e-6, "channel 0 (one scale) changed by \(gaps[0])")
     for k in 1..<4 { #expect(gaps[k] < 2e-6, "channel \(k) differs from the mean of its scales' probabilities by \(gaps[k])") }
     #expect(moved > 1e-3, "channel 1 is the first pass's (\(moved)): the 0.75× pass was not averaged in")
+}
+
+/// A W16-small model with random weights that has run nothing yet: a pass's reference that depends on its input alone.
+private func freshSmallModel(seed: UInt64) throws -> SegmentationModel {
+    let model = try SegmentationModel(architecture: .small(width: 16, variant: .C))
+    randomiseWeights(model, seed: seed)
+    return model
 }
