@@ -134,14 +134,14 @@ public struct ScreeningStages: Sendable {
     }
 
     /// The one inference of screening: logits [4, h, w] of the planar input [3, h, w], whole or tiled, once per
-    /// test-time-augmentation pass (each flipped back to the input's orientation).
+    /// test-time-augmentation pass (each mapped back to the input's orientation).
     static func logitPasses(model: SegmentationModel, input: [Float], width w: Int, height h: Int, tiling: ScreeningOptions.Tiling,
                             augmentation: TestTimeAugmentation) throws -> [[Float]] {
-        try augmentation.passes(input, height: h, width: w) { view in
-            guard case .tiles(let size, let overlap) = tiling, size < max(w, h) else {
-                return try model.upsampledLogits(Tensor(view, shape: [1, 3, h, w])).values()
+        try augmentation.passes(input, height: h, width: w) { view, vh, vw in
+            guard case .tiles(let size, let overlap) = tiling, size < max(vw, vh) else {
+                return try model.upsampledLogits(Tensor(view, shape: [1, 3, vh, vw])).values()
             }
-            return try tiledLogits(model: model, input: view, width: w, height: h, size: size, overlap: overlap)
+            return try tiledLogits(model: model, input: view, width: vw, height: vh, size: size, overlap: overlap)
         }
     }
 

@@ -64,8 +64,8 @@ public struct Validator: Sendable {
             }
             let h = input.height, w = input.width, plane = h * w
             // The one inference of validation: each pass's logits at the input size, in the input's orientation.
-            let passes = try augmentation.passes(normalisation.tensor(input), height: h, width: w) {
-                try model.logits($0, height: h, width: w)
+            let passes = try augmentation.passes(normalisation.tensor(input), height: h, width: w) { view, vh, vw in
+                try model.logits(view, height: vh, width: vw)
             }
             let channels = passes[0].count / plane
             let ow = prepared.decoded.originalWidth, oh = prepared.decoded.originalHeight

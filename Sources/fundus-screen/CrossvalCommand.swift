@@ -33,9 +33,12 @@ struct CrossvalCommand: ParsableCommand {
     @Option(help: "Run only this fold (1-based); the summary covers the folds finished so far.") var fold: Int?
     @Flag(inversion: .prefixedNo, help: "Validate with mirroring test-time augmentation (on by default; 4 passes per image, sigmoid probabilities averaged at the photograph's pixels). --no-tta: the official single pass.")
     var tta = true
+    @Flag(help: "With TTA: also the transposed image and its three mirrorings (8 passes per image).")
+    var dihedral = false
     @Option(help: "Work folder: fold results, checkpoints and the summary (crossval.json, crossval.md).") var workDir: String
 
     func validate() throws {
+        if dihedral && !tta { throw ValidationError("--dihedral adds passes to test-time augmentation: not with --no-tta") }
         if folds < 2 { throw ValidationError("--folds must be at least 2") }
         if let fold, !(1...folds).contains(fold) { throw ValidationError("--fold must lie in 1…\(folds)") }
     }
@@ -73,7 +76,7 @@ struct CrossvalCommand: ParsableCommand {
             if let names = training.negativeImages { _ = try extra.selecting(LesionDataset.expandSelection(names)) }
         }
         let assignment = try CrossValidation.folds(set.samples.map(\.name), count: folds)
-        let augmentation: TestTimeAugmentation = tta ? .mirroring : .none
+        let augmentation: TestTimeAugmentation = tta ? (dihedral ? .dihedral : .mirroring) : .none
         print("crossval: \(set.samples.count) images of \(set.source), \(folds) folds: \(CrossValidation.assignmentRule)")
         for (i, f) in assignment.enumerated() { print("  fold \(i + 1): \(f.joined(separator: ", "))") }
         print("validation inference: \(augmentation.description) per image")

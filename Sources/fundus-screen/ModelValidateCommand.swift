@@ -21,6 +21,8 @@ struct ModelValidate: ParsableCommand {
         "Test-time augmentation (on by default): image + horizontal, vertical and both-axes flips, sigmoid probabilities averaged at the photograph's pixels (4 passes).",
         discussion: "--no-tta: the official single pass. On IDRiD_21–24 (unseen) mirroring raised the 0.7 candidate's mAUPR 0.412 → 0.437 and exact mAP 0.379 → 0.410 at 3.7× the time per image."))
     var tta = true
+    @Flag(help: "With TTA: also the transposed image and its three mirrorings (the eight symmetries of the square, 8 passes; the training's online flips and 90° rotations).")
+    var dihedral = false
     @Flag(help: "Convolutions in bf16 (f32 accumulation): to measure what bf16 inference costs in the official figures.")
     var bf16 = false
     @Option(help: "Read this class from a second pass at another input scale, e.g. MA=1.5 or SE=0.75, MA=1 for one scale, or as the mean of its probabilities at several, e.g. HE=1+0.75 (repeatable; the model card's channel_scales otherwise).")
@@ -28,6 +30,10 @@ struct ModelValidate: ParsableCommand {
 
     @Option(help: ArgumentHelp("Write one picture per image here, <image>_truth-vs-model.png: the photograph with the truth masks (left) and with the model's masks at 0.5 (right), in the overlay colours, the true disc outlined on both.", valueName: "dir"))
     var overlays: String?
+
+    func validate() throws {
+        if dihedral && !tta { throw ValidationError("--dihedral adds passes to test-time augmentation: not with --no-tta") }
+    }
 
     func run() throws {
         let logger = global.makeLogger("fundus-screen.model")
@@ -48,7 +54,7 @@ struct ModelValidate: ParsableCommand {
         let normalisation = card?.normalisation
             ?? .idrid
         var validator = try Validator(set, normalisation: normalisation, scale: card?.inputScale ?? .idrid, logger: logger)
-        if tta { validator.augmentation = .mirroring }
+        if tta { validator.augmentation = dihedral ? .dihedral : .mirroring }
         if let overlays {
             // Before any inference: a folder that cannot be made is said at once, not after the first image.
             do { try MaskFiles.createFolder(URL(fileURLWithPath: overlays)) } catch { throw ValidationError("--overlays: \(error)") }
