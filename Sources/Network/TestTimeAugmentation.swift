@@ -109,6 +109,11 @@ public struct TestTimeAugmentation: Sendable, Equatable, Codable {
     /// The eight symmetries of the square: the mirroring's four passes and the same four transposed (8 passes).
     public static let dihedral = TestTimeAugmentation(mirrors: Mirror.allCases)
 
+    /// What the commands' `--tta` / `--no-tta` and `--dihedral` ask for: one pass, the four mirrorings, or all eight.
+    public static func chosen(tta: Bool, dihedral: Bool) -> TestTimeAugmentation {
+        tta ? (dihedral ? .dihedral : .mirroring) : .none
+    }
+
     public var passes: Int { mirrors.count }
 
     /// "1 pass (no TTA)" / "4 passes (mirroring TTA: none, horizontal, vertical, both)" / "8 passes (dihedral TTA: …)".

@@ -76,7 +76,7 @@ struct CrossvalCommand: ParsableCommand {
             if let names = training.negativeImages { _ = try extra.selecting(LesionDataset.expandSelection(names)) }
         }
         let assignment = try CrossValidation.folds(set.samples.map(\.name), count: folds)
-        let augmentation: TestTimeAugmentation = tta ? (dihedral ? .dihedral : .mirroring) : .none
+        let augmentation = TestTimeAugmentation.chosen(tta: tta, dihedral: dihedral)
         print("crossval: \(set.samples.count) images of \(set.source), \(folds) folds: \(CrossValidation.assignmentRule)")
         for (i, f) in assignment.enumerated() { print("  fold \(i + 1): \(f.joined(separator: ", "))") }
         print("validation inference: \(augmentation.description) per image")

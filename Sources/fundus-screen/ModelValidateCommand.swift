@@ -54,7 +54,7 @@ struct ModelValidate: ParsableCommand {
         let normalisation = card?.normalisation
             ?? .idrid
         var validator = try Validator(set, normalisation: normalisation, scale: card?.inputScale ?? .idrid, logger: logger)
-        if tta { validator.augmentation = dihedral ? .dihedral : .mirroring }
+        validator.augmentation = .chosen(tta: tta, dihedral: dihedral)
         if let overlays {
             // Before any inference: a folder that cannot be made is said at once, not after the first image.
             do { try MaskFiles.createFolder(URL(fileURLWithPath: overlays)) } catch { throw ValidationError("--overlays: \(error)") }

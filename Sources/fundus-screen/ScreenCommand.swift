@@ -105,7 +105,7 @@ struct ScreenCommand: ParsableCommand {
         options.writeOverlays = !noOverlays
         if let maxPixels { options.preparation.decode.maxPixels = maxPixels }
         if let tile { options.tiling = .tiles(size: tile, overlap: overlap) }
-        if tta { options.augmentation = dihedral ? .dihedral : .mirroring }
+        options.augmentation = .chosen(tta: tta, dihedral: dihedral)
         if oneScale { loaded.model.channelScales = [:] }
         let scales = loaded.model.channelScales.sorted { $0.key < $1.key }.map { k, f in
             "\(k < ModelCard.lesionClasses.count ? ModelCard.lesionClasses[k] : "channel \(k)") " + (f.count == 1 ? "also at \(f[0])×" : "at the \(ModelCard.readingText(f))")

@@ -78,6 +78,9 @@ func dihedralArithmetic() {
     #expect(TestTimeAugmentation.dihedral.mirrors.prefix(4) == TestTimeAugmentation.mirroring.mirrors[...])
     #expect(TestTimeAugmentation.dihedral.description.hasPrefix("8 passes (dihedral TTA"))
     #expect(TestTimeAugmentation.mirroring.description.hasPrefix("4 passes (mirroring TTA"))
+    #expect(TestTimeAugmentation.chosen(tta: false, dihedral: false) == .none)
+    #expect(TestTimeAugmentation.chosen(tta: true, dihedral: false) == .mirroring)
+    #expect(TestTimeAugmentation.chosen(tta: true, dihedral: true) == .dihedral)
 }
 
 @Test("TTA on a flip-equivariant network (per-pixel): every pass equals the plain one; the probability map equals the plain one within one 8-bit step")
@@ -152,7 +155,7 @@ func ttaOfTinyModel() throws {
         #expect(passes[1] != passes[0])
         if augmentation.passes == 8 { #expect(passes[4] != passes[0] && passes[5] != passes[4]) }
 
-        // The probability map: mean of the four sigmoids, as round(p̄·255), on the identity geometry.
+        // The probability map: mean of the passes' sigmoids, as round(p̄·255), on the identity geometry.
         let t = identity(width: w, height: h)
         for c in 0..<4 {
             let range = (c * plane)..<((c + 1) * plane)
