@@ -18,11 +18,13 @@ struct ModelValidate: ParsableCommand {
     @Option(help: "Validation set: a folder or db:validation (all four classes annotated). A model with the optic-disc channel is also scored on the set's OD masks (IoU.OD, Dice.OD).") var val: String
     @Option(help: "Only these images, by stem: comma-separated, ranges allowed (IDRiD_11-IDRiD_14).") var valImages: String?
     @Flag(inversion: .prefixedNo, help: ArgumentHelp(
-        "Test-time augmentation (on by default): image + horizontal, vertical and both-axes flips, sigmoid probabilities averaged at the photograph's pixels (4 passes).",
+        "Test-time augmentation (on by default): the eight symmetries of the square (--dihedral, the default) or the four mirrorings (--no-dihedral), sigmoid probabilities averaged at the photograph's pixels.",
         discussion: "--no-tta: the official single pass. On IDRiD_21–24 (unseen) mirroring raised the 0.7 candidate's mAUPR 0.412 → 0.437 and exact mAP 0.379 → 0.410 at 3.7× the time per image."))
     var tta = true
-    @Flag(help: "With TTA: also the transposed image and its three mirrorings (the eight symmetries of the square, 8 passes; the training's online flips and 90° rotations).")
-    var dihedral = false
+    @Flag(inversion: .prefixedNo, help: ArgumentHelp(
+        "With TTA: the image, its three mirrorings, the transposed image and its three mirrorings (the eight symmetries of the square, 8 passes; the training's online flips and 90° rotations). On by default with TTA; --no-dihedral: the four mirrorings (4 passes, half the time).",
+        discussion: "Chosen on the shipped recipe's five rebuilt fold models, each on its held-out images (models/crossval/README.md, w16-disc-ves-6k-rerun)."))
+    var dihedral: Bool?
     @Flag(help: "Convolutions in bf16 (f32 accumulation): to measure what bf16 inference costs in the official figures.")
     var bf16 = false
     @Option(help: "Read this class from a second pass at another input scale, e.g. MA=1.5 or SE=0.75, MA=1 for one scale, or as the mean of its probabilities at several, e.g. HE=1+0.75 (repeatable; the model card's channel_scales otherwise).")
@@ -32,7 +34,7 @@ struct ModelValidate: ParsableCommand {
     var overlays: String?
 
     func validate() throws {
-        if dihedral && !tta { throw ValidationError("--dihedral adds passes to test-time augmentation: not with --no-tta") }
+        if dihedral == true && !tta { throw ValidationError("--dihedral adds passes to test-time augmentation: not with --no-tta") }
     }
 
     func run() throws {
@@ -54,7 +56,7 @@ struct ModelValidate: ParsableCommand {
         let normalisation = card?.normalisation
             ?? .idrid
         var validator = try Validator(set, normalisation: normalisation, scale: card?.inputScale ?? .idrid, logger: logger)
-        validator.augmentation = .chosen(tta: tta, dihedral: dihedral)
+        validator.augmentation = .chosen(tta: tta, dihedral: dihedral ?? true)
         if let overlays {
             // Before any inference: a folder that cannot be made is said at once, not after the first image.
             do { try MaskFiles.createFolder(URL(fileURLWithPath: overlays)) } catch { throw ValidationError("--overlays: \(error)") }
