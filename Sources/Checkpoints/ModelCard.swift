@@ -29,6 +29,10 @@ public struct ModelCard: Codable, Sendable, Equatable {
     /// is that pass's. Several (a list, e.g. "HE": [1, 0.75]): the mean of the class's probabilities at those scales,
     /// 1 being the model's own pass. Empty: one scale.
     public var channelScales: [String: [Double]] = [:]
+    /// Other weight files in the bundle's folder (file names) whose sigmoid probabilities inference averages with this
+    /// card's weights, with equal weight (`SegmentationModel.ensemble`); each member's architecture comes from its own
+    /// file. The card's normalisation, input scale, threshold and channel_scales hold for every member. Empty: one model.
+    public var ensemble: [String] = []
     /// How the weights were trained: command, time, machine (nil for cards written before it was recorded).
     public var training: TrainingRecord?
     /// The cross-validation that chose the recipe (`train --crossval`).
@@ -110,7 +114,7 @@ public struct ModelCard: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case name, version, architecture, classes, normalisation, threshold, metrics, created, changelog
         case inputScale = "input_scale", trainingData = "training_data", weightsFile = "weights_file"
-        case channelScales = "channel_scales", training, crossValidation = "cross_validation", evaluation
+        case channelScales = "channel_scales", training, crossValidation = "cross_validation", evaluation, ensemble
     }
 
     // `created` is always an ISO-8601 string, whatever date strategy the coder uses, so the JSON reads the same
@@ -139,6 +143,10 @@ public struct ModelCard: Codable, Sendable, Equatable {
         crossValidation = (try? c.decodeIfPresent(String.self, forKey: .crossValidation)) != nil
             ? nil : try c.decodeIfPresent(CrossValidationRecord.self, forKey: .crossValidation)
         evaluation = try c.decodeIfPresent([String: [String: Double]].self, forKey: .evaluation) ?? [:]
+        ensemble = try c.decodeIfPresent([String].self, forKey: .ensemble) ?? []
+        if let bad = ensemble.first(where: { $0.isEmpty || $0.contains("/") || $0 == "." || $0 == ".." || $0 == weightsFile }) {
+            throw DecodingError.dataCorruptedError(forKey: .ensemble, in: c, debugDescription: "ensemble: '\(bad)' is not the name of another weight file in the model's folder")
+        }
         if let bad = channelScales.first(where: { $0.value.isEmpty || $0.value.contains { !($0 > 0 && $0 <= 4) } || Set($0.value).count < $0.value.count }) {
             throw DecodingError.dataCorruptedError(forKey: .channelScales, in: c, debugDescription: "channel_scales: \(bad.key) \(bad.value) is not a factor in (0, 4] or a list of different ones")
         }
@@ -162,6 +170,7 @@ public struct ModelCard: Codable, Sendable, Equatable {
         try c.encodeIfPresent(training, forKey: .training)
         try c.encodeIfPresent(crossValidation, forKey: .crossValidation)
         if !evaluation.isEmpty { try c.encode(evaluation, forKey: .evaluation) }
+        if !ensemble.isEmpty { try c.encode(ensemble, forKey: .ensemble) }
     }
 
     /// Whole seconds, UTC. A new formatter per use: cards are read rarely, and this avoids sharing one across threads.

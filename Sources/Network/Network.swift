@@ -18,7 +18,7 @@ public final class SegmentationModel: @unchecked Sendable {
     let engine: ComputeEngine
     /// Inference convolutions in bf16 (f32 accumulation), relative errors near 1e-3 instead of 1e-7: about twice as
     /// fast on Zen 4, slower than f32 on Intel CPUs without AMX (measured). Off by default; the parity fixtures need f32.
-    public var bf16Inference = false
+    public var bf16Inference = false { didSet { for m in ensemble { m.bf16Inference = bf16Inference } } }
     /// Mixed-precision training steps: convolutions forward and backward in bf16 (f32 accumulation), master
     /// weights, BatchNorm statistics, loss and weight gradients in f32, as PyTorch's CPU autocast. Off by default.
     public var bf16Training = false
@@ -98,20 +98,64 @@ public final class SegmentationModel: @unchecked Sendable {
         return thread.run { forward(input, Ops(engine: engine, bf16: bf16Inference)).toPlain() }
     }
 
-    /// Eval-mode probabilities [N, classes, H, W]: sigmoid of the logits resized bilinearly to the input size.
+    /// Eval-mode probabilities [N, classes, H, W]: sigmoid of the logits resized bilinearly to the input size
+    /// (with `ensemble`, the mean of the members' probabilities).
     public func probabilities(_ input: Tensor) throws(NetworkError) -> Tensor {
-        try validate(input)
-        return thread.run {
-            let ops = Ops(engine: engine, bf16: bf16Inference)
-            return ops.sigmoid(scaledLogits(input, ops))
-        }
+        let logits = try upsampledLogits(input)
+        return thread.run { Ops(engine: engine, bf16: bf16Inference).sigmoid(logits) }
     }
 
     /// Eval-mode logits resized bilinearly (align_corners = false) to the input size [N, classes, H, W], before the
     /// sigmoid: what the official `inference` resizes once more to the original photograph before its sigmoid.
+    /// With `ensemble`: the logit of the mean of this model's and the members' sigmoid probabilities, per channel.
     public func upsampledLogits(_ input: Tensor) throws(NetworkError) -> Tensor {
         try validate(input)
-        return thread.run { scaledLogits(input, Ops(engine: engine, bf16: bf16Inference)) }
+        let logits = thread.run { scaledLogits(input, Ops(engine: engine, bf16: bf16Inference)) }
+        guard !ensemble.isEmpty else { return logits }
+        var members: [Tensor] = []
+        for member in ensemble { members.append(try member.upsampledLogits(input)) }
+        Self.meanProbabilityLogits(into: logits, members)
+        return logits
+    }
+
+    /// Other models whose sigmoid probabilities `probabilities` and `upsampledLogits` average with this model's, with
+    /// equal weight (an ensemble, e.g. two recipes or two seeds trained on the same images). Each member runs with its
+    /// own weights, `channelScales` and engine thread; a channel is averaged over the models that have it (a member
+    /// without the vessel channel leaves it to the others). Members must take the same input (normalisation, scale):
+    /// the model card's `ensemble` is how a bundle names them. Empty by default.
+    public var ensemble: [SegmentationModel] = []
+
+    /// Writes into `logits` [N, C, H, W] the logit of the mean sigmoid probability of `logits` and each of `others`
+    /// ([N, C', H, W], same N, H, W), channel by channel over the tensors that have the channel.
+    static func meanProbabilityLogits(into logits: Tensor, _ others: [Tensor]) {
+        let plane = logits.h * logits.w
+        for n in 0..<logits.n {
+            for k in 0..<logits.c {
+                var sources = [UnsafePointer<Float>(logits.data + (n * logits.c + k) * plane)]
+                for other in others where k < other.c {
+                    precondition(other.n == logits.n && other.h == logits.h && other.w == logits.w,
+                                 "ensemble member logits \(other.shape) for \(logits.shape)")
+                    sources.append(UnsafePointer(other.data + (n * other.c + k) * plane))
+                }
+                guard sources.count > 1 else { continue }
+                writeMeanProbabilityLogit(logits.data + (n * logits.c + k) * plane, sources, count: plane)
+            }
+        }
+    }
+
+    /// `destination[i]` = logit(mean over `sources` of sigmoid(source[i])), in Double, the mean clamped to
+    /// [1e-12, 1 − 1e-12] so that the logit stays finite. `destination` may be one of the sources.
+    static func writeMeanProbabilityLogit(_ destination: UnsafeMutablePointer<Float>, _ sources: [UnsafePointer<Float>],
+                                          count: Int) {
+        var mean = [Double](repeating: 0, count: count)
+        for source in sources {
+            for i in 0..<count { mean[i] += 1 / (1 + exp(-Double(source[i]))) }
+        }
+        let n = Double(sources.count), floor = 1e-12
+        for i in 0..<count {
+            let p = min(max(mean[i] / n, floor), 1 - floor)
+            destination[i] = Float(log(p / (1 - p)))
+        }
     }
 
     /// Logits at the input size, with the channels of `channelScales` from their own passes.
@@ -138,16 +182,8 @@ public final class SegmentationModel: @unchecked Sendable {
                 }
                 // Several: the mean of the sigmoid probabilities at those scales (mmsegmentation's multi-scale
                 // test, per class), written back as its logit so the sigmoid downstream gives that mean.
-                var mean = [Double](repeating: 0, count: plane)
-                for factor in factors {
-                    let source = factor == 1 ? logits.data + at : passes[factor]!.data + at
-                    for i in 0..<plane { mean[i] += 1 / (1 + exp(-Double(source[i]))) }
-                }
-                let count = Double(factors.count), floor = 1e-12
-                for i in 0..<plane {
-                    let p = min(max(mean[i] / count, floor), 1 - floor)
-                    logits.data[at + i] = Float(log(p / (1 - p)))
-                }
+                let sources = factors.map { UnsafePointer<Float>(($0 == 1 ? logits.data : passes[$0]!.data) + at) }
+                Self.writeMeanProbabilityLogit(logits.data + at, sources, count: plane)
             }
         }
         return logits
@@ -157,7 +193,9 @@ public final class SegmentationModel: @unchecked Sendable {
     /// network once more on the input resized by each factor other than 1. One factor: the channel is that pass's
     /// (e.g. microaneurysms, a few pixels across, at 1.5×). Several: the mean of the channel's probabilities at those
     /// scales, 1 meaning the model's own pass (e.g. [1, 0.75]). Empty by default; a model card's `channel_scales` sets it.
-    public var channelScales: [Int: [Double]] = [:]
+    public var channelScales: [Int: [Double]] = [:] {
+        didSet { for m in ensemble { m.channelScales = channelScales.filter { $0.key < m.architecture.numClasses } } }
+    }
 
     /// The forward pass's logits resized bilinearly to the input's height and width.
     private func inputSizeLogits(_ input: Tensor, _ ops: Ops) -> Tensor {

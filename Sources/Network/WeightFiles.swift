@@ -20,4 +20,27 @@ public enum ModelWeights {
         let (architecture, tensors) = try read(url)
         return try SegmentationModel(architecture: architecture, weights: tensors, weightsFile: url.path)
     }
+
+    /// The network a loaded weight file describes, ready for inference: its weights, its card's `channel_scales`,
+    /// and the card's `ensemble` members (weight files in the same folder) loaded with the same channel scales.
+    public static func inferenceModel(_ loaded: LoadedWeights) throws(NetworkError) -> SegmentationModel {
+        let model = try SegmentationModel(architecture: loaded.architecture, weights: loaded.tensors,
+                                          weightsFile: loaded.source.path)
+        model.channelScales = loaded.card?.channelScaleIndices ?? [:]
+        for name in loaded.card?.ensemble ?? [] {
+            let url = loaded.source.deletingLastPathComponent().appendingPathComponent(name)
+            let member: SegmentationModel
+            do { member = try self.model(from: url) } catch {
+                throw .badInput("\(loaded.source.path): ensemble member '\(name)': \(error)")
+            }
+            member.channelScales = model.channelScales.filter { $0.key < member.architecture.numClasses }
+            model.ensemble.append(member)
+        }
+        return model
+    }
+
+    /// Every file whose bytes make up a loaded model: the weight file, then its card's ensemble members.
+    public static func files(of loaded: LoadedWeights) -> [URL] {
+        [loaded.source] + (loaded.card?.ensemble ?? []).map { loaded.source.deletingLastPathComponent().appendingPathComponent($0) }
+    }
 }

@@ -76,7 +76,10 @@ public enum ModelResolver {
     static func registerFile(_ url: URL, registry: ModelRegistry, logger: Logger) throws -> ModelVersion {
         let loaded = try WeightLoader.load(url)
         let path = loaded.source.standardizedFileURL.path
-        let checksum = try SHA256.hex(fileAt: URL(fileURLWithPath: path))
+        // An ensemble's checksum covers its members: the hash of the files' hashes, in the card's order.
+        let files = ModelWeights.files(of: loaded)
+        let checksum = files.count == 1 ? try SHA256.hex(fileAt: URL(fileURLWithPath: path))
+            : SHA256.hex(Data(try files.map { try SHA256.hex(fileAt: $0) }.joined(separator: "\n").utf8))
         // A bundle whose version is its name (what `train` writes) is registered under that name, not "x-x".
         let name = loaded.card.map { $0.version == $0.name ? $0.name : "\($0.name)-\($0.version)" }
             ?? url.deletingPathExtension().lastPathComponent
@@ -98,10 +101,8 @@ public enum ModelResolver {
 
     static func load(_ version: ModelVersion) throws -> LoadedModel {
         let loaded = try WeightLoader.load(URL(fileURLWithPath: version.weightsPath))
-        let model = try SegmentationModel(architecture: loaded.architecture, weights: loaded.tensors,
-                                          weightsFile: version.weightsPath)
+        let model = try ModelWeights.inferenceModel(loaded)
         let card = loaded.card
-        model.channelScales = card?.channelScaleIndices ?? [:]
         return LoadedModel(version: version, model: model, normalisation: card?.normalisation ?? .idrid,
                            scale: card?.inputScale ?? .idrid,
                            threshold: Float(card?.threshold ?? 0.5))

@@ -283,8 +283,7 @@ public enum TrainingSession {
     /// The active model's figures on the validation images.
     static func baseline(_ active: ModelVersion, validator: Validator, logger: Logger) throws -> ValidationMetrics.Baseline {
         let loaded = try WeightLoader.load(URL(fileURLWithPath: active.weightsPath))
-        let network = try SegmentationModel(architecture: loaded.architecture, weights: loaded.tensors, weightsFile: active.weightsPath)
-        network.channelScales = loaded.card?.channelScaleIndices ?? [:]
+        let network = try ModelWeights.inferenceModel(loaded)
         let model = NetworkModel(network)
         var v = validator
         if let n = loaded.card?.normalisation {

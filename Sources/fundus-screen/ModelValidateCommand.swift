@@ -30,6 +30,9 @@ struct ModelValidate: ParsableCommand {
     @Option(help: "Read this class from a second pass at another input scale, e.g. MA=1.5 or SE=0.75, MA=1 for one scale, or as the mean of its probabilities at several, e.g. HE=1+0.75 (repeatable; the model card's channel_scales otherwise).")
     var classScale: [String] = []
 
+    @Option(help: ArgumentHelp("Average this model's sigmoid probabilities with the main model's (repeatable; equal weights; the main model's card sets normalisation, scale and channel_scales for all): to measure an ensemble before writing it into a card's `ensemble`.", valueName: "weights"))
+    var ensemble: [String] = []
+
     @Option(help: ArgumentHelp("Write one picture per image here, <image>_truth-vs-model.png: the photograph with the truth masks (left) and with the model's masks at 0.5 (right), in the overlay colours, the true disc outlined on both.", valueName: "dir"))
     var overlays: String?
 
@@ -46,7 +49,14 @@ struct ModelValidate: ParsableCommand {
         let hasDisc = loaded.architecture.numClasses > OpticDisc.channel
         var set = try data.open(disc: hasDisc, connection: connection, logger: logger)
         if let valImages { set = try set.selecting(LesionDataset.expandSelection(valImages)) }
-        let network = try SegmentationModel(architecture: loaded.architecture, weights: loaded.tensors, weightsFile: model)
+        let network = try ModelWeights.inferenceModel(loaded)
+        for file in ensemble {
+            let member = try ModelWeights.model(from: URL(fileURLWithPath: file))
+            guard member.architecture.numClasses >= ModelCard.lesionClasses.count else {
+                throw ValidationError("--ensemble \(file): \(member.architecture.numClasses) output channels, a lesion model has at least 4")
+            }
+            network.ensemble.append(member)
+        }
         network.bf16Inference = bf16
         network.channelScales = loaded.card?.channelScaleIndices ?? [:]
         for (code, factors) in try ClassScales.parse(classScale) {
@@ -67,7 +77,7 @@ struct ModelValidate: ParsableCommand {
         let f = Validator.figures(report)
         func v(_ key: String) -> String { f[key].map { String(format: "%.4f", $0) } ?? "–" }
         let seconds = Date().timeIntervalSince(started)
-        print("\(card?.name ?? model) on \(set.source) (\(set.samples.count) images, \(validator.augmentation.description) per image\(bf16 ? ", bf16 convolutions" : ""), "
+        print("\(card?.name ?? model) on \(set.source) (\(set.samples.count) images, \(validator.augmentation.description) per image\(bf16 ? ", bf16 convolutions" : "")\(network.ensemble.isEmpty ? "" : ", mean of \(network.ensemble.count + 1) models"), "
               + String(format: "%.1f s per image)", seconds / Double(max(1, set.samples.count))))
         print("  official: mAUPR \(v("mAUPR"))  mIoU \(v("mIoU"))  mF1 \(v("mF1"))   exact mAP \(v("mAP"))")
         for c in ["EX", "HE", "SE", "MA"] {

@@ -112,6 +112,7 @@ struct ScreenCommand: ParsableCommand {
         }
         let inference = "\(options.augmentation.description) per image" + (tile.map { ", each in tiles of \($0) px" } ?? ", whole image")
             + (scales.isEmpty ? "" : "; " + scales.joined(separator: ", "))
+            + (loaded.model.ensemble.isEmpty ? "" : "; the mean of \(loaded.model.ensemble.count + 1) models' probabilities (the card's ensemble)")
         logger.info("inference: \(inference)")
         var settings = WorkerSettings()
         settings.slots = concurrency
