@@ -95,6 +95,12 @@ public struct WeightSummary: Codable, Sendable, Equatable {
             if !c.trainingData.isEmpty { row("  trained on", c.trainingData) }
             row("  input", "\(c.inputScale.longEdge)×\(c.inputScale.shortEdge)\(c.inputScale.keepRatio ? " keep-ratio" : ""), \(c.normalisation.channelOrder) mean \(c.normalisation.mean) std \(c.normalisation.std)")
             row("  threshold", "\(c.threshold)")
+            if !c.channelScales.isEmpty {
+                row("  scales", c.channelScales.sorted { $0.key < $1.key }.map { "\($0.key) \(ModelCard.readingText($0.value))" }.joined(separator: ", "))
+            }
+            if !c.ensemble.isEmpty {
+                row("  ensemble", "the mean of this file's probabilities and " + c.ensemble.joined(separator: ", ") + "'s (beside it)")
+            }
             for (k, v) in c.metrics.sorted(by: { $0.key < $1.key }) { row("  \(k)", String(format: "%.4g", v)) }
             if let t = c.training {
                 row("  training", "\(t.iterations) iterations\(t.seconds.map { " in " + Self.duration($0) } ?? "") on \(t.machine)")
