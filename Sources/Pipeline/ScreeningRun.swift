@@ -78,6 +78,10 @@ public enum ModelResolver {
         let path = loaded.source.standardizedFileURL.path
         // An ensemble's checksum covers its members: the hash of the files' hashes, in the card's order.
         let files = ModelWeights.files(of: loaded)
+        if let missing = files.dropFirst().first(where: { !FileManager.default.fileExists(atPath: $0.path) }) {
+            throw ScreeningRunError("\(path): its card's ensemble names \(missing.lastPathComponent), which is not in " +
+                                    "\(missing.deletingLastPathComponent().path)")
+        }
         let checksum = files.count == 1 ? try SHA256.hex(fileAt: URL(fileURLWithPath: path))
             : SHA256.hex(Data(try files.map { try SHA256.hex(fileAt: $0) }.joined(separator: "\n").utf8))
         // A bundle whose version is its name (what `train` writes) is registered under that name, not "x-x".

@@ -7,7 +7,7 @@ import TestSupport
 
 /// A model folder whose card names an ensemble: resolved and registered with its members (issue 16), against a
 /// private PostgreSQL, the tiny parity checkpoints as the models.
-@Test("An ensemble bundle registers with a checksum over every member and loads them; a member's bytes changed under the same name is refused",
+@Test("An ensemble bundle registers with a checksum over every member and loads them; a member's bytes changed under the same name is refused, a missing one named",
       .enabled(if: SharedFixtures.available, Comment(rawValue: SharedFixtures.skipReason)))
 func ensembleBundleRegisters() async throws {
     let folder = try ScreeningFixture.makeFolder("fundus-ensemble-")
@@ -39,5 +39,11 @@ func ensembleBundleRegisters() async throws {
             try ModelResolver.resolve(.named(directory.path), connection: connection, logger: ScreeningFixture.logger)
         }
         #expect(error?.description.contains("registered already with other weights") == true, "\(String(describing: error))")
+        // A member gone: said with its name, before any checksum.
+        try FileManager.default.removeItem(at: partner)
+        let missing = #expect(throws: ScreeningRunError.self) {
+            try ModelResolver.resolve(.named(directory.path), connection: connection, logger: ScreeningFixture.logger)
+        }
+        #expect(missing?.description.contains("ensemble names partner.pth") == true, "\(String(describing: missing))")
     }
 }
