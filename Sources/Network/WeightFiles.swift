@@ -26,16 +26,12 @@ public enum ModelWeights {
     public static func inferenceModel(_ loaded: LoadedWeights) throws(NetworkError) -> SegmentationModel {
         let model = try SegmentationModel(architecture: loaded.architecture, weights: loaded.tensors,
                                           weightsFile: loaded.source.path)
-        model.channelScales = loaded.card?.channelScaleIndices ?? [:]
-        for name in loaded.card?.ensemble ?? [] {
-            let url = loaded.source.deletingLastPathComponent().appendingPathComponent(name)
-            let member: SegmentationModel
-            do { member = try self.model(from: url) } catch {
-                throw .badInput("\(loaded.source.path): ensemble member '\(name)': \(error)")
+        for url in files(of: loaded).dropFirst() {
+            do { model.ensemble.append(try self.model(from: url)) } catch {
+                throw .badInput("\(loaded.source.path): ensemble member '\(url.lastPathComponent)': \(error)")
             }
-            member.channelScales = model.channelScales.filter { $0.key < member.architecture.numClasses }
-            model.ensemble.append(member)
         }
+        model.channelScales = loaded.card?.channelScaleIndices ?? [:]  // after the members joined: they follow
         return model
     }
 

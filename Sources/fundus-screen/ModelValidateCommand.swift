@@ -58,7 +58,7 @@ struct ModelValidate: ParsableCommand {
             network.ensemble.append(member)
         }
         network.bf16Inference = bf16
-        network.channelScales = loaded.card?.channelScaleIndices ?? [:]
+        network.channelScales = loaded.card?.channelScaleIndices ?? [:]  // again: the --ensemble members follow it
         for (code, factors) in try ClassScales.parse(classScale) {
             network.channelScales[LesionClass(code: code)!.rawValue] = factors
         }
