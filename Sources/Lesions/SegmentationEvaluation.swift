@@ -46,6 +46,17 @@ public struct SegmentationEvaluation: Sendable {
         imageIDs.append(imageID)
     }
 
+    /// Per class, the pixels counted at each distinct score, split by truth, scores ascending (for 8-bit planes
+    /// the values v/255, each its own bin, so the counts are exact): any monotone reading of the scores — a
+    /// calibration — can be scored from them without running the network again.
+    public func scoreCounts(_ lesionClass: LesionClass) -> [ScoreCount] {
+        let h = accumulators[lesionClass.rawValue].histogram
+        return (0..<ScoreBins.count).compactMap { b in
+            h[b * 2] == 0 && h[b * 2 + 1] == 0 ? nil
+                : ScoreCount(score: ScoreBins.lowerEdge(b), negatives: h[b * 2], positives: h[b * 2 + 1])
+        }
+    }
+
     /// The figures so far.
     public func report() -> EvaluationReport {
         let classes = LesionClass.allCases.map { accumulators[$0.rawValue].evaluation($0, operatingThreshold) }
@@ -69,6 +80,15 @@ public struct SegmentationEvaluation: Sendable {
             meanImageDice: mean { $0.meanImageDice },
             classes: classes)
     }
+}
+
+/// Pixels of one class at one score (the lower edge of the score's histogram bin; exact for 8-bit planes).
+public struct ScoreCount: Codable, Sendable, Equatable {
+    public var score: Float
+    /// Pixels without the lesion in the truth.
+    public var negatives: Int
+    /// Pixels with it.
+    public var positives: Int
 }
 
 /// Figures for one class.
@@ -108,6 +128,8 @@ public struct EvaluationReport: Codable, Sendable, Equatable {
     /// The optic disc's overlap with its truth, for a model with the disc channel on images with disc masks; never
     /// part of the lesion means above.
     public var disc: DiscOverlap?
+    /// Per class code, `SegmentationEvaluation.scoreCounts`, when asked for (nil otherwise; it is not a figure).
+    public var scoreCounts: [String: [ScoreCount]]?
 }
 
 /// Fine-histogram geometry: bin = float32 bit pattern >> 12; 1.0 (0x3F800000) is the last bin.

@@ -23,6 +23,9 @@ public struct Validator: Sendable {
     /// overlay colour and the true optic disc outlined on both; at most `overlayLongSide` pixels a side each.
     public var overlayDirectory: URL?
     public var overlayLongSide = 1200
+    /// Put the counts of pixels at each score, per class and split by truth, into the report (`scoreCounts`): to
+    /// study a calibration of the scores without running the network again.
+    public var recordScoreCounts = false
     let logger: Logger
 
     public init(_ dataset: LesionDataset, normalisation: Normalisation, scale: InputScale = .idrid, logger: Logger) throws(TrainingError) {
@@ -111,6 +114,9 @@ public struct Validator: Sendable {
         }
         var report = evaluation.report()
         if disc.images > 0 { report.disc = disc }
+        if recordScoreCounts {
+            report.scoreCounts = Dictionary(uniqueKeysWithValues: LesionClass.allCases.map { ($0.code, evaluation.scoreCounts($0)) })
+        }
         return (report, alsoSingle ? single.report() : nil)
     }
 

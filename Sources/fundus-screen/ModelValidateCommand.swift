@@ -36,6 +36,9 @@ struct ModelValidate: ParsableCommand {
     @Option(help: ArgumentHelp("Write one picture per image here, <image>_truth-vs-model.png: the photograph with the truth masks (left) and with the model's masks at 0.5 (right), in the overlay colours, the true disc outlined on both.", valueName: "dir"))
     var overlays: String?
 
+    @Option(help: ArgumentHelp("Write the evaluation here as JSON: every figure, and per class the pixels at each score split by truth (scoreCounts), from which any monotone reading of the scores (a calibration, other thresholds) can be scored without running the network again.", valueName: "file"))
+    var reportJSON: String?
+
     func validate() throws {
         if dihedral == true && !tta { throw ValidationError("--dihedral adds passes to test-time augmentation: not with --no-tta") }
     }
@@ -72,6 +75,14 @@ struct ModelValidate: ParsableCommand {
             do { try MaskFiles.createFolder(URL(fileURLWithPath: overlays)) } catch { throw ValidationError("--overlays: \(error)") }
             validator.overlayDirectory = URL(fileURLWithPath: overlays)
         }
+        if let reportJSON {
+            // Before any inference: a file that cannot be written is said at once, not after the last image.
+            let folder = URL(fileURLWithPath: reportJSON).deletingLastPathComponent().path
+            guard FileManager.default.isWritableFile(atPath: folder) else {
+                throw ValidationError("--report-json: cannot write \(reportJSON): \(folder) is not a writable folder")
+            }
+            validator.recordScoreCounts = true
+        }
         let started = Date()
         let report = try validator.evaluate(NetworkModel(network), label: card?.name ?? model)
         let f = Validator.figures(report)
@@ -89,6 +100,14 @@ struct ModelValidate: ParsableCommand {
             } else {
                 print("  OD: the model has the optic-disc channel, but no validation image has an OD mask")
             }
+        }
+        if let reportJSON {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            do { try encoder.encode(report).write(to: URL(fileURLWithPath: reportJSON)) } catch {
+                throw ValidationError("--report-json: cannot write \(reportJSON): \(error)")
+            }
+            print("report with score counts: \(reportJSON)")
         }
         if let overlays { print("truth beside the model's masks: \(overlays)/<image>_truth-vs-model.png") }
     }

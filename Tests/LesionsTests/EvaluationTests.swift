@@ -215,3 +215,25 @@ func agreesWithNumpyReference() throws {
     #expect(near(r.official.mS, 0.898, 1e-15))
     #expect(near(r.official.mAUPR, 0.7761771720862058, 1e-15))
 }
+
+@Test("Score counts: every pixel once, at its score, split by truth; 8-bit scores each in their own bin")
+func scoreCountsSplitByTruth() throws {
+    var e = SegmentationEvaluation()
+    let bytes: [UInt8] = [0, 0, 26, 26, 128, 255, 255, 7]
+    let truth: [UInt8] = [0, 1, 1, 0, 1, 1, 0, 0]
+    var planes: [LesionClass: ScorePlane] = [:]
+    for c in LesionClass.allCases {
+        planes[c] = try ScorePlane(width: 4, height: 2, probabilityBytes: c == .softExudate ? bytes : [UInt8](repeating: 0, count: 8))
+    }
+    try e.add(imageID: "a", scores: planes, truth: [.softExudate: truth])
+    try e.add(imageID: "b", scores: planes, truth: [:])
+    let counts = e.scoreCounts(.softExudate)
+    #expect(counts.map { Int(($0.score * 255).rounded()) } == [0, 7, 26, 128, 255], "\(counts)")
+    #expect(counts.map(\.positives) == [1, 0, 1, 1, 1])
+    #expect(counts.map(\.negatives) == [1 + 2, 1 + 1, 1 + 2, 0 + 1, 1 + 2])
+    #expect(counts.reduce(0) { $0 + $1.positives + $1.negatives } == 16)
+    #expect(e.scoreCounts(.hardExudate).map(\.negatives) == [16])
+    for c in counts {
+        #expect(abs(Double(c.score) - Double(ScorePlane.score(byte: UInt8((c.score * 255).rounded())))) < 1e-3 * Double(c.score) + 1e-9)
+    }
+}
