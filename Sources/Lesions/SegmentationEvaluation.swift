@@ -47,7 +47,7 @@ public struct SegmentationEvaluation: Sendable {
     }
 
     /// Per class, the pixels counted at each distinct score, split by truth, scores ascending (for 8-bit planes
-    /// the values v/255, each its own bin, so the counts are exact): any monotone reading of the scores — a
+    /// the values v/255, each its own bin, so the counts are exact; see `ScoreCount.score`): any monotone reading of the scores — a
     /// calibration — can be scored from them without running the network again.
     public func scoreCounts(_ lesionClass: LesionClass) -> [ScoreCount] {
         let h = accumulators[lesionClass.rawValue].histogram
@@ -82,7 +82,8 @@ public struct SegmentationEvaluation: Sendable {
     }
 }
 
-/// Pixels of one class at one score (the lower edge of the score's histogram bin; exact for 8-bit planes).
+/// Pixels of one class at one score. The counts are exact for 8-bit planes (each value v/255 has its own bin); `score`
+/// is the bin's lower edge, within 2⁻¹¹ (relative) of the scores it holds — round `score`·255 to recover v.
 public struct ScoreCount: Codable, Sendable, Equatable {
     public var score: Float
     /// Pixels without the lesion in the truth.
