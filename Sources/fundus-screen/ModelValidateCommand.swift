@@ -32,6 +32,8 @@ struct ModelValidate: ParsableCommand {
 
     @Option(help: ArgumentHelp("Average this model's sigmoid probabilities with the main model's (repeatable; equal weights; the main model's card sets normalisation, scale and channel_scales for all): to measure an ensemble before writing it into a card's `ensemble`.", valueName: "weights"))
     var ensemble: [String] = []
+    @Flag(help: "Leave out the models the card's `ensemble` names: the card's own weight file alone (with any --ensemble given here).")
+    var oneModel = false
 
     @Option(help: ArgumentHelp("Write one picture per image here, <image>_truth-vs-model.png: the photograph with the truth masks (left) and with the model's masks at 0.5 (right), in the overlay colours, the true disc outlined on both.", valueName: "dir"))
     var overlays: String?
@@ -53,6 +55,7 @@ struct ModelValidate: ParsableCommand {
         var set = try data.open(disc: hasDisc, connection: connection, logger: logger)
         if let valImages { set = try set.selecting(LesionDataset.expandSelection(valImages)) }
         let network = try ModelWeights.inferenceModel(loaded)
+        if oneModel { network.ensemble = [] }
         for file in ensemble {
             let member = try ModelWeights.model(from: URL(fileURLWithPath: file))
             guard member.architecture.numClasses >= ModelCard.lesionClasses.count else {
