@@ -153,11 +153,12 @@ public enum ScreeningRun {
         let connect = { try Connection(conninfo: conninfo, logger: logger) }
         let bookkeeping = try connect()
         let runs = ScreeningRuns(connection: bookkeeping)
-        let runID = try runs.start(modelVersionID: model.version.id, worker: worker)
         var options = options
         options.normalisation = model.normalisation
         options.preparation.modelScale = model.scale
         options.threshold = model.threshold
+        let runID = try runs.start(modelVersionID: model.version.id, worker: worker,
+                                   settingsJSON: InferenceSettings(options: options, model: model.model).json)
         let pending = try JobQueue(connection: bookkeeping, worker: worker, logger: logger).counts()
             .filter { $0.queue == queue && ($0.state == .available || $0.state == .retryable) }.map(\.jobs).reduce(0, +)
         let total = settings.limit.map { min($0, pending) } ?? pending

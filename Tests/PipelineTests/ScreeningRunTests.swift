@@ -68,9 +68,19 @@ struct ScreeningRunTests {
             #expect(!FileManager.default.fileExists(atPath: masks.appendingPathComponent("truncated_scan").path))
             #expect(!FileManager.default.fileExists(atPath: masks.appendingPathComponent("black_frame").path))
             #expect(ScreeningFixture.strayFiles(under: masks) == [])
-            let run = try connection.query("SELECT state::text AS state, images_screened FROM screening_runs").rows
+            let run = try connection.query("SELECT state::text AS state, images_screened, settings::text AS settings FROM screening_runs").rows
             #expect(run.count == 1)
             #expect(run.first?["state"] == "finished" && run.first?["images_screened"] == "3")
+            // The run says how it read the photographs (what the results link to): one model, one pass, whole image.
+            let stored = try #require(run.first?["settings"])
+            let settings = try JSONDecoder().decode(InferenceSettings.self, from: Data(stored.utf8))
+            #expect(settings == InferenceSettings(options: {
+                var o = ScreeningOptions(masksDirectory: masks)
+                o.threshold = model.threshold
+                return o
+            }(), model: model.model), "\(stored)")
+            #expect(settings.models == 1 && settings.augmentation == "1 pass (no TTA)" && settings.tiling == "whole image")
+            #expect(settings.flagRule == "lesion-presence-v1 v1" && settings.threshold == 0.5)
         }
     }
 
