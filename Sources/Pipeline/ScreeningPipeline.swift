@@ -68,16 +68,20 @@ public struct InferredImage: Sendable {
 public struct ScreeningStages: Sendable {
     public let model: SegmentationModel
     public let modelVersionID: Int64
+    /// The screening run the results belong to (`screening_results.screening_run_id`: what `report --run` selects by
+    /// and where the run's inference settings are); nil outside a recorded run.
+    public let screeningRunID: Int64?
     public let options: ScreeningOptions
     public let logger: Logger
     /// The finish stage's connection (the finish stage is serial).
     let finishQueue: JobQueue
     let clock: StageClock
 
-    public init(model: SegmentationModel, modelVersionID: Int64, options: ScreeningOptions, finishConnection: Connection,
-                worker: String, clock: StageClock, logger: Logger) {
+    public init(model: SegmentationModel, modelVersionID: Int64, screeningRunID: Int64? = nil, options: ScreeningOptions,
+                finishConnection: Connection, worker: String, clock: StageClock, logger: Logger) {
         self.model = model
         self.modelVersionID = modelVersionID
+        self.screeningRunID = screeningRunID
         self.options = options
         self.logger = logger
         self.finishQueue = JobQueue(connection: finishConnection, worker: worker, logger: logger)
@@ -171,7 +175,7 @@ public struct ScreeningStages: Sendable {
         let result: ScreeningResult
         let outcome: RunProgress.Outcome
         if r.prepared.input == nil {
-            result = ScreeningResult(imageID: job.image.id, modelVersionID: modelVersionID,
+            result = ScreeningResult(imageID: job.image.id, modelVersionID: modelVersionID, screeningRunID: screeningRunID,
                                      gradability: .ungradable(reasons: r.prepared.ungradableReasons), flag: nil, rule: nil,
                                      findings: [])
             outcome = .ungradable
@@ -280,7 +284,7 @@ public struct ScreeningStages: Sendable {
             try MaskFiles.writeImage(overlay, to: directory.appendingPathComponent("\(stem)_overlay.jpg"))
         }
         return ScreeningResult(
-            imageID: job.image.id, modelVersionID: modelVersionID, gradability: .gradable,
+            imageID: job.image.id, modelVersionID: modelVersionID, screeningRunID: screeningRunID, gradability: .gradable,
             flag: try options.rule.flag(for: imageFindings), rule: options.rule, findings: findings,
             disc: disc.map { d in
                 OpticDiscRecord(found: d.found, centreX: d.centreX, centreY: d.centreY, diameterPixels: d.diameterPixels,

@@ -169,7 +169,7 @@ public enum ScreeningRun {
         ])
         let clock = StageClock()
         let progress = RunProgress(total: total, logger: logger)
-        let stages = ScreeningStages(model: model.model, modelVersionID: model.version.id, options: options,
+        let stages = ScreeningStages(model: model.model, modelVersionID: model.version.id, screeningRunID: runID, options: options,
                                      finishConnection: try connect(), worker: worker, clock: clock, logger: logger)
         let source = try QueueJobSource(makeConnection: connect, queue: queue, worker: worker,
                                         modelVersionID: model.version.id, leaseSeconds: settings.leaseSeconds, logger: logger)

@@ -3,6 +3,24 @@ import Foundation
 /// How numbers and dates read on the pages and in the exports. Locale-independent on purpose: a report must read
 /// the same on every machine, and the exports must parse in any spreadsheet.
 enum Format {
+    /// A screening run's stored settings (`screening_runs.settings`, written by the pipeline's `InferenceSettings`)
+    /// for people: "8 passes (dihedral TTA: …), whole image, HE at the mean of 1×, 0.75×, MA also at 1.5×, the mean of
+    /// 2 models' probabilities". Nil for settings without the passes (runs before they were recorded) or not JSON.
+    static func inference(settingsJSON: String) -> String? {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(settingsJSON.utf8)) as? [String: Any],
+              let passes = object["augmentation"] as? String else { return nil }
+        var parts = [passes]
+        if let tiling = object["tiling"] as? String { parts.append(tiling) }
+        if let scales = object["channel_scales"] as? [String: [Double]] {
+            for (code, factors) in scales.sorted(by: { $0.key < $1.key }) where !factors.isEmpty {
+                let text = factors.map { fixed($0, digits: 2).replacingOccurrences(of: #"\.?0+$"#, with: "", options: .regularExpression) + "×" }
+                parts.append(factors.count == 1 ? "\(code) also at \(text[0])" : "\(code) at the mean of \(text.joined(separator: ", "))")
+            }
+        }
+        if let models = object["models"] as? Int, models > 1 { parts.append("the mean of \(models) models' probabilities") }
+        return parts.joined(separator: ", ")
+    }
+
     /// 1234567 → "1,234,567".
     static func grouped(_ n: Int) -> String {
         let digits = String(n.magnitude)

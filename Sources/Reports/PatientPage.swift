@@ -157,6 +157,7 @@ public enum PatientPage {
             return "\n<p class=\"disc\">\(text)</p>"
         } ?? ""
         let run: Markup = eye.screeningRun.map { " · run <code>\($0)</code>" } ?? ""
+        let inference: Markup = eye.inference.map { "<br>\nRead with \($0)" } ?? ""
         return """
             <section class="eye \(outcome.cssClass)">
             <div class="eye-head"><h2>\(side)\(eye.laterality == .unknown ? "" : " (" + eye.laterality.rawValue + ")")</h2>\
@@ -169,7 +170,7 @@ public enum PatientPage {
             \(legend)
             \(table)\(disc)
             <p class="provenance">Model <code>\(eye.modelVersion)</code> · screened \(Format.day(eye.screenedAt))\(run)<br>\
-            Source <code>\(eye.photograph)</code></p>
+            Source <code>\(eye.photograph)</code>\(inference)</p>
             </section>
 
             """

@@ -22,13 +22,16 @@ public struct EyeReport: Codable, Sendable, Equatable {
     public var screenedAt: Date
     /// The screening run that produced these findings, when known (for `--run` and the exports).
     public var screeningRun: String?
+    /// How that run read the photograph, e.g. "8 passes (dihedral TTA: …), whole image, MA also at 1.5×, the mean of
+    /// 2 models" (`Format.inference`); nil when not recorded.
+    public var inference: String?
     /// The optic disc, when the model has the disc channel (issue #16); nil otherwise.
     public var opticDisc: OpticDisc?
 
     public init(
         laterality: Laterality, imageID: String, photograph: String, overlay: String? = nil,
         gradability: Gradability, findings: [ClassTotals], flag: Flag, modelVersion: String,
-        screenedAt: Date, screeningRun: String? = nil, opticDisc: OpticDisc? = nil
+        screenedAt: Date, screeningRun: String? = nil, inference: String? = nil, opticDisc: OpticDisc? = nil
     ) {
         self.opticDisc = opticDisc
         self.laterality = laterality
@@ -41,6 +44,7 @@ public struct EyeReport: Codable, Sendable, Equatable {
         self.modelVersion = modelVersion
         self.screenedAt = screenedAt
         self.screeningRun = screeningRun
+        self.inference = inference
     }
 
     /// The flag's reason, or when the source gave none (Store keeps only the rule), what the findings show:

@@ -57,6 +57,7 @@ public struct StoreReportSource: ReportSource {
                                      ruleVersion: image.rule.map { String($0.version) } ?? "", reason: ""),
                 modelVersion: image.modelVersion, screenedAt: image.screenedAt,
                 screeningRun: image.screeningRunID.map(String.init),
+                inference: image.runSettings.flatMap(Format.inference(settingsJSON:)),
                 opticDisc: image.disc.map { d in
                     EyeReport.OpticDisc(found: d.found, centreX: d.centreX, centreY: d.centreY, diameterPixels: d.diameterPixels,
                                         areasEstimatedFromDisc: d.areaMM2FromDisc, assumedDiameterMM: d.assumedDiameterMM)

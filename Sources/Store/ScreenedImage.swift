@@ -17,6 +17,9 @@ public struct ScreenedImage: Sendable, Equatable {
     public let screeningRunID: Int64?
     /// The model version's name.
     public let modelVersion: String
+    /// How the run that wrote the result read the photograph (`screening_runs.settings`, JSON); nil when the run is
+    /// unknown or stored no settings (runs before they were recorded).
+    public let runSettings: String?
     /// One per lesion class stored, EX, HE, SE, MA.
     public var findings: [Finding]
     /// The optic disc, when the result's model has the disc channel.
@@ -29,7 +32,9 @@ public struct ScreenedImage: Sendable, Equatable {
             laterality: try row.decodeIfPresent("laterality", as: String.self).flatMap(Laterality.init(rawValue:)),
             resultID: try row.decode("result_id"), gradability: verdict.gradability,
             flag: verdict.flag, rule: verdict.rule, screenedAt: try row.decode("screened_at"), screeningRunID: try row.decodeIfPresent("screening_run_id"),
-            modelVersion: try row.decode("model_version"), findings: [], disc: nil)
+            modelVersion: try row.decode("model_version"),
+            runSettings: try row.decodeIfPresent("run_settings", as: String.self).flatMap { $0 == "{}" ? nil : $0 },
+            findings: [], disc: nil)
     }
 }
 

@@ -68,9 +68,12 @@ struct ScreeningRunTests {
             #expect(!FileManager.default.fileExists(atPath: masks.appendingPathComponent("truncated_scan").path))
             #expect(!FileManager.default.fileExists(atPath: masks.appendingPathComponent("black_frame").path))
             #expect(ScreeningFixture.strayFiles(under: masks) == [])
-            let run = try connection.query("SELECT state::text AS state, images_screened, settings::text AS settings FROM screening_runs").rows
+            let run = try connection.query("SELECT id, state::text AS state, images_screened, settings::text AS settings FROM screening_runs").rows
             #expect(run.count == 1)
             #expect(run.first?["state"] == "finished" && run.first?["images_screened"] == "3")
+            // Every result names the run that wrote it (what `report --run` selects by).
+            let runIDs = try connection.query("SELECT DISTINCT screening_run_id::text AS run FROM screening_results").rows.map { $0["run"] }
+            #expect(runIDs == [run.first?["id"]], "results' runs \(runIDs), the run \(String(describing: run.first?["id"]))")
             // The run says how it read the photographs (what the results link to): one model, one pass, whole image.
             let stored = try #require(run.first?["settings"])
             let settings = try JSONDecoder().decode(InferenceSettings.self, from: Data(stored.utf8))

@@ -37,7 +37,8 @@ struct StoreSourceTests {
         let new = try registry.register(name: "m2mrf-new", architecture: "m2mrf-hrnetv2", weightsPath: "/m/new", checksum: String(repeating: "b", count: 64))
         let runs = ScreeningRuns(connection: connection)
         let run1 = try runs.start(modelVersionID: old.id, worker: "test")
-        let run2 = try runs.start(modelVersionID: new.id, worker: "test")
+        // The new model's run recorded how it read the photographs (as the pipeline's InferenceSettings writes them).
+        let run2 = try runs.start(modelVersionID: new.id, worker: "test", settingsJSON: #"{"augmentation": "8 passes (dihedral TTA: none, h, v, hv, t, th, tv, thv)", "tiling": "whole image", "channel_scales": {"MA": [1.5], "HE": [1, 0.75]}, "models": 2, "threshold": 0.5}"#)
         let r1 = try db.image(connection, path: "/archive/p1/right.jpg", patient: "P1", laterality: "R")
         let l1 = try db.image(connection, path: "/archive/p1/left.jpg", patient: "P1", laterality: "L")
         let x2 = try db.image(connection, path: "/archive/p2/eye.jpg", patient: "<b>P2</b>", laterality: nil)
@@ -59,11 +60,16 @@ struct StoreSourceTests {
         #expect(right.modelVersion == "m2mrf-new" && right.flag.raised && right.flag.rule == "lesion-presence-v1")
         #expect(right.screeningRun == String(run2) && right.imageID == "right" && right.photograph == "/archive/p1/right.jpg")
         #expect(right.findingsInClassOrder.map(\.count) == [0, 3, 0, 2])
+        #expect(right.inference == "8 passes (dihedral TTA: none, h, v, hv, t, th, tv, thv), whole image, HE at the mean of 1×, 0.75×, MA also at 1.5×, the mean of 2 models' probabilities")
+        let card = PatientPage.eyeCard(right, images: EyeImages(photograph: nil, overlay: nil)).html
+        #expect(card.contains("Read with 8 passes (dihedral TTA: none, h, v, hv, t, th, tv, thv), whole image, HE at the mean of 1×, 0.75×, MA also at 1.5×, the mean of 2 models&#39; probabilities</p>"), "\(card)")
         #expect(right.findings.first { $0.lesionClass == .haemorrhage }?.maskPath == "/masks/x_HE.png")
         #expect(right.findings.first { $0.lesionClass == .haemorrhage }?.areaMM2 == 0.06)
         #expect(right.flagReason == "3 haemorrhages beyond microaneurysms")
         let left = try #require(p1.eyes.first { $0.laterality == .left })
         #expect(!left.gradability.isGradable && left.gradability.reasons == ["too dark"] && !left.flag.raised)
+        #expect(left.inference == nil, "a run that stored no settings says nothing about them")
+        #expect(!PatientPage.eyeCard(left, images: EyeImages(photograph: nil, overlay: nil)).html.contains("Read with"))
         #expect(p1.outcome == .flagged)
         #expect(all.first?.eyes.first?.laterality == .unknown)
 

@@ -2,10 +2,11 @@
 /// `findings`, `optic_discs` and `model_versions` (sql/0001, sql/0003, sql/0006, sql/0008). Read only.
 enum ReportSQL {
     /// The columns a `ScreenedImage` is decoded from (`ScreenedImage.decode`), over `images i`, `screening_results r`
-    /// and `model_versions m`.
+    /// and `model_versions m`, with the settings of the run that wrote the result (`screening_runs s`, left-joined).
     static let screenedImageColumns = """
         i.id AS image_id, i.patient_id, i.laterality, i.path, r.id AS result_id, r.gradable, r.ungradable_reasons,
-        r.flag, r.flag_rule, r.flag_rule_version, r.screened_at, r.screening_run_id, m.name AS model_version
+        r.flag, r.flag_rule, r.flag_rule_version, r.screened_at, r.screening_run_id, m.name AS model_version,
+        s.settings::text AS run_settings
         """
 
     /// Patients chosen by the selection ($1 patient id, $2 screening run id, $3 screened since; NULL = any), and for
@@ -25,6 +26,7 @@ enum ReportSQL {
             SELECT * FROM screening_results r WHERE r.image_id = i.id ORDER BY r.screened_at DESC, r.id DESC LIMIT 1
         ) r ON true
         JOIN model_versions m ON m.id = r.model_version_id
+        LEFT JOIN screening_runs s ON s.id = r.screening_run_id
         ORDER BY i.patient_id, i.laterality NULLS LAST, i.path
         """) }
 
@@ -36,6 +38,7 @@ enum ReportSQL {
         JOIN images i ON i.id = wanted.id
         JOIN screening_results r ON r.image_id = i.id AND r.model_version_id = $2::bigint
         JOIN model_versions m ON m.id = r.model_version_id
+        LEFT JOIN screening_runs s ON s.id = r.screening_run_id
         ORDER BY wanted.position
         """) }
 
