@@ -3,7 +3,7 @@
 
 The four reconstructed photographs of idrid-extra/ come from a third party's field-of-view crops, and each carries a
 green dotted circle drawn around the optic disc (about 14,000 pure-green pixels in a ~600 px box at the disc; none in
-IDRiD_01-14, none in IDRiD's own photographs). The shipped model paints hard exudate along it (at 0.5, 94 % of the EX it
+IDRiD_01-14, none in IDRiD's own photographs). The shipped model paints hard exudate along it (in screen's one-pass masks at 0.5, 94 % of the EX it
 predicts on IDRiD_23 and 93 % on IDRiD_24 lies within 12 px of the dots, none of it true), so figures measured on the
 images as they are understate what the model does on IDRiD photographs without the drawing.
 
