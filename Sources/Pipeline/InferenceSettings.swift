@@ -26,7 +26,7 @@ public struct InferenceSettings: Codable, Sendable, Equatable {
         case .whole: tiling = "whole image"
         case .tiles(let size, let overlap): tiling = "tiles of \(size) px, overlap \(overlap)"
         }
-        let names = ModelCard.lesionClasses + [ModelCard.discClass]
+        let names = ModelCard.classNames(numClasses: model.architecture.numClasses)
         channelScales = Dictionary(uniqueKeysWithValues: model.channelScales.map { k, f in
             (k < names.count ? names[k] : "channel \(k)", f)
         })
