@@ -74,7 +74,8 @@ side=$(sed -n 's/.*"shortEdge" *: *\([0-9]*\).*/\1/p' "$MODEL/metadata.json" | h
 side=${side:-960}
 echo "bench: the network alone at ${side}×${side}"
 time_args=()
-case " ${SCREEN_ARGS:-} " in *" --one-scale "*) time_args=(--one-scale) ;; esac
+case " ${SCREEN_ARGS:-} " in *" --one-scale "*) time_args+=(--one-scale) ;; esac
+case " ${SCREEN_ARGS:-} " in *" --one-model "*) time_args+=(--one-model) ;; esac
 "${pin[@]}" "$BIN" model time --weights "$MODEL" ${time_args[@]+"${time_args[@]}"} --height "$side" --width "$side" --runs 3 >"$WORK/time.txt" 2>&1 || {
     echo "bench: timing the network failed:" >&2; tail -n 20 "$WORK/time.txt" >&2; exit 1; }
 grep -E "^(architecture|seconds per image|work|peak RSS)" "$WORK/time.txt"

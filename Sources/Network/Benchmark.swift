@@ -174,10 +174,13 @@ public enum NetworkBenchmark {
     }
 
     /// Runs the network with random weights on a random input: one warm-up, then `runs` timed probability passes,
-    /// one profiled pass, and the heaviest convolution shapes alone.
+    /// one profiled pass, and the heaviest convolution shapes alone. `ensemble`: the architectures of the other
+    /// networks a model card's `ensemble` averages with this one (each with random weights and the same
+    /// `channelScales`), so that the time per image is a screening's; the profile and the single shapes stay the
+    /// first network's.
     public static func run(architecture: ModelArchitecture = .w48(variant: .C), height: Int = 960, width: Int = 1440,
                            runs: Int = 3, bf16: Bool = false, winograd: Bool = true, shapes: Bool = false,
-                           channelScales: [Int: [Double]] = [:],
+                           channelScales: [Int: [Double]] = [:], ensemble: [ModelArchitecture] = [],
                            progress: (String) -> Void = { _ in }) throws(NetworkError) -> BenchmarkReport {
         EngineThreads.configureBLASForEngine()
         EngineThreads.configureMemoryForEngine()
@@ -185,6 +188,13 @@ public enum NetworkBenchmark {
         model.bf16Inference = bf16
         model.channelScales = channelScales
         if !winograd { model.withEngine { $0.winogradMaxChannels = 0 } }
+        for memberArchitecture in ensemble {
+            let member = try SegmentationModel(architecture: memberArchitecture)
+            member.bf16Inference = bf16
+            member.channelScales = channelScales
+            if !winograd { member.withEngine { $0.winogradMaxChannels = 0 } }
+            model.ensemble.append(member)
+        }
         var random = SplitMix(seed: 42)
         let input = Tensor((0..<(3 * height * width)).map { _ in random.uniform() * 4 - 2 }, shape: [1, 3, height, width])
         func timed(_ body: () throws(NetworkError) -> Void) throws(NetworkError) -> Double {
@@ -205,13 +215,19 @@ public enum NetworkBenchmark {
         var cpu: [Double] = []
         var flops = 0.0
         for k in 0..<runs {
-            let before = model.withEngine { $0.flops }
+            // Every network's engine counts its own work (an ensemble's members run on theirs).
+            func counted() -> Double { ([model] + model.ensemble).reduce(0) { $0 + $1.withEngine { $0.flops } } }
+            let before = counted()
             let c0 = cpuTime()
             times.append(try timed { () throws(NetworkError) in _ = try model.probabilities(input) })
             cpu.append(cpuTime() - c0)
-            flops = model.withEngine { $0.flops } - before
+            flops = counted() - before
             progress(String(format: "run %d: %.3f s", k + 1, times.last!))
         }
+        // The profiled pass and the single shapes below: the first network alone.
+        let members = model.ensemble
+        model.ensemble = []
+        defer { model.ensemble = members }
         model.withEngine { $0.profile = [:]; $0.profiling = true; $0.profileShapes = shapes }
         _ = try model.probabilities(input)
         let split = model.withEngine { e -> [(String, Double)] in
@@ -244,7 +260,8 @@ public enum NetworkBenchmark {
                 return (name, f / best * 1e-9, e.convolutionImplementation(inputShape: xs, weightShape: ws, padding: ws[2] / 2, bf16: bf16))
             }
         }
-        return BenchmarkReport(model: architecture.displayName + (bf16 ? " (bf16 convolutions)" : ""), inputShape: input.shape, runs: times,
+        let name = architecture.displayName + (ensemble.isEmpty ? "" : " and \(ensemble.count) more network\(ensemble.count == 1 ? "" : "s") averaged (the card's ensemble; the profile and shapes are the first's)")
+        return BenchmarkReport(model: name + (bf16 ? " (bf16 convolutions)" : ""), inputShape: input.shape, runs: times,
                                cpuSeconds: cpu, implementations: implementations, warmUpSeconds: warm, gflopPerImage: flops * 1e-9, peakRSSBytes: usage.ru_maxrss * 1024, split: split,
                                convolutions: convolutions, winograd: winograd && !bf16, bf16: bf16)
     }

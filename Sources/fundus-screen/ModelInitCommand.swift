@@ -45,6 +45,7 @@ extension ModelCommand {
         @Option(help: "Input width.") var width = 960
         @Option(help: "Timed runs (after one warm-up).") var runs = 3
         @Flag(help: "Ignore the card's channel_scales (as screen --one-scale does).") var oneScale = false
+        @Flag(help: "Time the card's own weight file alone, not its ensemble (as screen --one-model does).") var oneModel = false
 
         func run() throws {
             EngineThreads.configureProcessForEngine()
@@ -52,8 +53,11 @@ extension ModelCommand {
             let architecture = try loaded?.architecture ?? FreshModel.architecture(named: arch)
             // The card's classes read at a larger scale cost their extra pass here too, as in screening.
             let scales = oneScale ? [:] : loaded?.card?.channelScaleIndices ?? [:]
+            // An ensemble card's other networks run for every image too (screen averages them).
+            let members = try oneModel ? [] : (loaded.map { ModelWeights.files(of: $0).dropFirst() } ?? [])
+                .map { try WeightLoader.load($0).architecture }
             let report = try NetworkBenchmark.run(architecture: architecture, height: height, width: width, runs: runs,
-                                                  channelScales: scales) {
+                                                  channelScales: scales, ensemble: members) {
                 print($0)
             }
             print("architecture: \(architecture.displayName)" + (scales.isEmpty ? "" : "; " + scales.sorted { $0.key < $1.key }.map { "channel \($0.key) at \(ModelCard.readingText($0.value))" }.joined(separator: ", ") + " (the card's channel_scales)"))

@@ -115,3 +115,14 @@ private func model(_ architecture: ModelArchitecture, seed: UInt64) throws -> Se
     randomiseWeights(model, seed: seed)
     return model
 }
+
+@Test("`model time` counts an ensemble's other networks: the work per image of a card with one partner is twice its network's")
+func benchmarkCountsEnsembleMembers() throws {
+    let architecture = ModelArchitecture.small(width: 16, variant: .C)
+    let one = try NetworkBenchmark.run(architecture: architecture, height: 64, width: 64, runs: 1)
+    let two = try NetworkBenchmark.run(architecture: architecture, height: 64, width: 64, runs: 1, ensemble: [architecture])
+    #expect(one.gflopPerImage > 0)
+    #expect(abs(two.gflopPerImage - 2 * one.gflopPerImage) < 1e-9 * one.gflopPerImage,
+            "work per image \(two.gflopPerImage) GFLOP with a partner, \(one.gflopPerImage) alone")
+    #expect(two.model.contains("1 more network"))
+}
