@@ -93,6 +93,23 @@ public struct ConnectedComponents: Sendable {
         }
     }
 
+    /// The pixels of the largest component (by pixel count; the first in raster order on a tie) as a 0/255 mask,
+    /// row-major; all zero when there is no component. The optic disc's outline is drawn around this region alone,
+    /// the one `DiscFinding.measure` reports: other specks of the disc channel are not discs.
+    public func largestComponentMask() -> [UInt8] {
+        var mask = [UInt8](repeating: 0, count: width * height)
+        guard count > 0 else { return mask }
+        var area = [Int](repeating: 0, count: count)
+        for (r, run) in runs.enumerated() { area[Int(componentOfRun[r])] += run.length }
+        var largest = 0
+        for c in 1..<count where area[c] > area[largest] { largest = c }
+        for (r, run) in runs.enumerated() where Int(componentOfRun[r]) == largest {
+            let base = Int(run.row) * width
+            for x in Int(run.start)..<Int(run.end) { mask[base + x] = 255 }
+        }
+        return mask
+    }
+
     /// A label image (0 = background, 1… = component number + 1), row-major. For tests and overlays; the
     /// statistics never need it.
     public func labelImage() -> [Int32] {

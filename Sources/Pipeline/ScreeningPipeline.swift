@@ -225,7 +225,14 @@ public struct ScreeningStages: Sendable {
             let p = probabilityMap(channel: OpticDisc.channel)
             disc = DiscFinding.measure(try ScorePlane(width: p.width, height: p.height, probabilityBytes: p.bytes),
                                        threshold: options.threshold)
-            if options.writeOverlays, disc?.found == true { discMask = thresholded(p) }
+            if options.writeOverlays, disc?.found == true {
+                // Outlined: the reported disc alone (the channel's largest region), not every speck of the channel.
+                let mask = thresholded(p)
+                let kept = mask.withPixels { px in
+                    ConnectedComponents(width: mask.width, height: mask.height) { px[$0] != 0 }.largestComponentMask()
+                }
+                discMask = Image(width: mask.width, height: mask.height, channels: 1, pixels: kept)
+            }
         }
         // A "disc" of implausible size beside the field of view: no mm² are estimated from it, and one far outside a
         // disc's size (most of the retina, a speck) is not the disc: reported as not found, not outlined.

@@ -77,3 +77,25 @@ func badSizes() {
     }
     #expect(throws: LesionsError.self) { try ScorePlane(width: 0, height: 2, probabilities: []) }
 }
+
+@Test("The largest component's mask (the disc outline's region) is the flood fill's largest region, the first in raster order on a tie; empty masks give none")
+func largestComponentMatchesFloodFill() throws {
+    var rng = SplitMix(seed: 11)
+    for (w, h) in [(1, 1), (1, 37), (41, 1), (13, 11), (64, 48), (97, 3)] {
+        for density in [0.0, 0.1, 0.35, 0.5] {
+            let mask = (0..<(w * h)).map { _ in rng.nextDouble() < density ? UInt8(1) : 0 }
+            let labels = floodFill(width: w, height: h, mask: mask)
+            var area = [Int](repeating: 0, count: Int(labels.max() ?? 0) + 1)
+            for l in labels where l > 0 { area[Int(l)] += 1 }
+            var best: Int32 = 0
+            for l in 1..<area.count where best == 0 || area[l] > area[Int(best)] { best = Int32(l) }
+            let expected = labels.map { best > 0 && $0 == best ? UInt8(255) : 0 }
+            let got = ConnectedComponents(width: w, height: h) { mask[$0] != 0 }.largestComponentMask()
+            #expect(got == expected, "\(w)×\(h) at density \(density)")
+        }
+    }
+    // A disc with a speck beside it: the speck is not kept.
+    let p = picture(".###....#/.###...../.###....#")
+    let kept = ConnectedComponents(width: p.width, height: p.height) { p.mask[$0] != 0 }.largestComponentMask()
+    #expect(kept.filter { $0 != 0 }.count == 9 && kept[8] == 0 && kept[1] == 255)
+}
