@@ -44,17 +44,24 @@ func eightConnectivity() throws {
     #expect(ConnectedComponents(try ScorePlane(width: apart.width, height: apart.height, mask: apart.mask)).count == 4)
 }
 
+/// Random 0/1 masks of many shapes, including single rows and columns, at each density.
+private func forEachRandomMask(seed: UInt64, densities: [Double],
+                               _ body: (_ width: Int, _ height: Int, _ density: Double, _ mask: [UInt8]) throws -> Void) rethrows {
+    var rng = SplitMix(seed: seed)
+    for (w, h) in [(1, 1), (1, 37), (41, 1), (13, 11), (64, 48), (97, 3)] {
+        for density in densities {
+            try body(w, h, density, (0..<(w * h)).map { _ in rng.nextDouble() < density ? UInt8(1) : 0 })
+        }
+    }
+}
+
 @Test("Labels equal a flood fill on random masks of many shapes, including single rows and columns")
 func randomMasksMatchFloodFill() throws {
-    var rng = SplitMix(seed: 7)
-    for (w, h) in [(1, 1), (1, 37), (41, 1), (13, 11), (64, 48), (97, 3)] {
-        for density in [0.1, 0.35, 0.5, 0.7] {
-            let mask = (0..<(w * h)).map { _ in rng.nextDouble() < density ? UInt8(1) : 0 }
+    try forEachRandomMask(seed: 7, densities: [0.1, 0.35, 0.5, 0.7]) { w, h, density, mask in
             let cc = ConnectedComponents(try ScorePlane(width: w, height: h, mask: mask))
             let reference = floodFill(width: w, height: h, mask: mask)
             #expect(cc.labelImage() == reference, "\(w)×\(h) at density \(density)")
             #expect(cc.count == Int(reference.max() ?? 0))
-        }
     }
 }
 
@@ -80,10 +87,7 @@ func badSizes() {
 
 @Test("The largest component's mask (the disc outline's region) is the flood fill's largest region, the first in raster order on a tie; empty masks give none")
 func largestComponentMatchesFloodFill() throws {
-    var rng = SplitMix(seed: 11)
-    for (w, h) in [(1, 1), (1, 37), (41, 1), (13, 11), (64, 48), (97, 3)] {
-        for density in [0.0, 0.1, 0.35, 0.5] {
-            let mask = (0..<(w * h)).map { _ in rng.nextDouble() < density ? UInt8(1) : 0 }
+    forEachRandomMask(seed: 11, densities: [0.0, 0.1, 0.35, 0.5]) { w, h, density, mask in
             let labels = floodFill(width: w, height: h, mask: mask)
             var area = [Int](repeating: 0, count: Int(labels.max() ?? 0) + 1)
             for l in labels where l > 0 { area[Int(l)] += 1 }
@@ -92,7 +96,6 @@ func largestComponentMatchesFloodFill() throws {
             let expected = labels.map { best > 0 && $0 == best ? UInt8(255) : 0 }
             let got = ConnectedComponents(width: w, height: h) { mask[$0] != 0 }.largestComponentMask()
             #expect(got == expected, "\(w)×\(h) at density \(density)")
-        }
     }
     // A disc with a speck beside it: the speck is not kept.
     let p = picture(".###....#/.###...../.###....#")
