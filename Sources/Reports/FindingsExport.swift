@@ -45,12 +45,16 @@ public struct FindingsRow: Codable, Sendable, Equatable {
     /// The optic disc as the model found it ("optic disc at (x, y), d px across" / "optic disc not found"); empty for
     /// models without the disc channel.
     public var opticDisc: String = ""
+    /// How the screening run read the photograph ("1 pass (no TTA), whole image, …, the mean of 2 models'
+    /// probabilities", `Format.inference` of the run's stored settings); empty when the run recorded none.
+    public var inference: String = ""
 
     /// Column names, in order; the CSV header and the JSON keys.
     public static let columns = [
         "patient_id", "eye", "image_id", "image_path", "screening_run", "gradable", "ungradable_reasons", "class_code",
         "class_name", "lesion_count", "area_px", "fov_share", "area_mm2", "largest_px", "mask_path", "flag_raised", "flag_rule",
         "flag_rule_version", "flag_reason", "model_version", "screened_at", "area_mm2_basis", "optic_disc",
+        "inference",
     ]
 
     enum CodingKeys: String, CodingKey, CaseIterable {
@@ -59,7 +63,7 @@ public struct FindingsRow: Codable, Sendable, Equatable {
             className = "class_name", lesionCount = "lesion_count", areaPx = "area_px", fovShare = "fov_share",
             areaMM2 = "area_mm2", largestPx = "largest_px", maskPath = "mask_path", flagRaised = "flag_raised", flagRule = "flag_rule",
             flagRuleVersion = "flag_rule_version", flagReason = "flag_reason", modelVersion = "model_version",
-            screenedAt = "screened_at", areaMM2Basis = "area_mm2_basis", opticDisc = "optic_disc"
+            screenedAt = "screened_at", areaMM2Basis = "area_mm2_basis", opticDisc = "optic_disc", inference
     }
 
     // Absent numbers are written as null, so every JSON row has every key (pandas, jq and FHIR mappers like that).
@@ -88,6 +92,7 @@ public struct FindingsRow: Codable, Sendable, Equatable {
         try c.encode(screenedAt, forKey: .screenedAt)
         try c.encode(areaMM2Basis, forKey: .areaMM2Basis)
         try c.encode(opticDisc, forKey: .opticDisc)
+        try c.encode(inference, forKey: .inference)
     }
 
     /// The cells in `columns` order, as CSV text (before quoting).
@@ -97,7 +102,7 @@ public struct FindingsRow: Codable, Sendable, Equatable {
             patientID, eye, imageID, imagePath, screeningRun, gradable ? "true" : "false", ungradableReasons, classCode,
             className, num(lesionCount), num(areaPx), fovShare.map { Format.fixed($0, digits: 8) } ?? "",
             areaMM2.map { Format.fixed($0, digits: 4) } ?? "", num(largestPx), maskPath, flagRaised ? "true" : "false", flagRule,
-            flagRuleVersion, flagReason, modelVersion, screenedAt, areaMM2Basis, opticDisc,
+            flagRuleVersion, flagReason, modelVersion, screenedAt, areaMM2Basis, opticDisc, inference,
         ]
     }
 
@@ -120,6 +125,7 @@ public enum FindingsExport {
                     lesionCount: nil, areaPx: nil, fovShare: nil, areaMM2: nil, largestPx: nil, maskPath: "",
                     flagRaised: eye.flag.raised, flagRule: eye.flag.rule, flagRuleVersion: eye.flag.ruleVersion,
                     flagReason: eye.flagReason, modelVersion: eye.modelVersion, screenedAt: Format.iso8601(eye.screenedAt))
+                base.inference = eye.inference ?? ""
                 if let disc = eye.opticDisc {
                     base.opticDisc = disc.found
                         ? "optic disc at (\(Int((disc.centreX ?? 0).rounded())), \(Int((disc.centreY ?? 0).rounded()))), \(Int((disc.diameterPixels ?? 0).rounded())) px across"

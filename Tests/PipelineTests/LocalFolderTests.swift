@@ -80,6 +80,7 @@ struct LocalFolderTests {
                 "patient_id", "eye", "image_id", "image_path", "screening_run", "gradable", "ungradable_reasons", "class_code",
                 "class_name", "lesion_count", "area_px", "fov_share", "area_mm2", "largest_px", "mask_path", "flag_raised",
                 "flag_rule", "flag_rule_version", "flag_reason", "model_version", "screened_at", "area_mm2_basis", "optic_disc",
+                "inference",
             ])
             #expect(lines.count == 1 + 4 + 1, "four classes of P1_R, one row for the ungradable P1_L, none for P2_R")
             let cells = lines.dropFirst().map(Self.fields)

@@ -23,6 +23,19 @@ struct ExportTests {
         #expect(last.patientID == "P2" && !last.gradable && last.classCode == "" && last.lesionCount == nil)
         #expect(last.ungradableReasons == "no field of view found")
         #expect(rows.allSatisfy { $0.modelVersion == "m2mrf-test" && $0.screenedAt == "2026-11-18T11:06:40Z" })
+        #expect(rows.allSatisfy { $0.inference == "" }, "runs that recorded no settings say nothing")
+    }
+
+    @Test("Every row of an image names how its run read the photograph (the patient page's \"Read with\")")
+    func inference() throws {
+        var eye = Fixture.eye(.right, image: "P9-R", he: 1)
+        eye.inference = "1 pass (no TTA), whole image, the mean of 2 models' probabilities"
+        let rows = FindingsExport.rows([PatientReport(patientID: "P9", eyes: [eye])])
+        #expect(rows.count == 4 && rows.allSatisfy { $0.inference == eye.inference })
+        let lines = FindingsExport.csv(rows).components(separatedBy: "\r\n")
+        #expect(lines[1].hasSuffix(",\"1 pass (no TTA), whole image, the mean of 2 models' probabilities\""))
+        let objects = try #require(try JSONSerialization.jsonObject(with: FindingsExport.json(rows)) as? [[String: Any]])
+        #expect(objects.allSatisfy { $0["inference"] as? String == eye.inference })
     }
 
     @Test("CSV: header as documented, RFC 4180 quoting, formulas defused")
