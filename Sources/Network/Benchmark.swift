@@ -214,9 +214,9 @@ public enum NetworkBenchmark {
         var times: [Double] = []
         var cpu: [Double] = []
         var flops = 0.0
+        // Every network's engine counts its own work (an ensemble's members run on theirs).
+        func counted() -> Double { ([model] + model.ensemble).reduce(0) { $0 + $1.withEngine { $0.flops } } }
         for k in 0..<runs {
-            // Every network's engine counts its own work (an ensemble's members run on theirs).
-            func counted() -> Double { ([model] + model.ensemble).reduce(0) { $0 + $1.withEngine { $0.flops } } }
             let before = counted()
             let c0 = cpuTime()
             times.append(try timed { () throws(NetworkError) in _ = try model.probabilities(input) })
@@ -225,9 +225,7 @@ public enum NetworkBenchmark {
             progress(String(format: "run %d: %.3f s", k + 1, times.last!))
         }
         // The profiled pass and the single shapes below: the first network alone.
-        let members = model.ensemble
         model.ensemble = []
-        defer { model.ensemble = members }
         model.withEngine { $0.profile = [:]; $0.profiling = true; $0.profileShapes = shapes }
         _ = try model.probabilities(input)
         let split = model.withEngine { e -> [(String, Double)] in

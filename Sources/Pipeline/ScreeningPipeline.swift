@@ -223,15 +223,12 @@ public struct ScreeningStages: Sendable {
         var disc: DiscFinding?, discMask: Image?
         if model.architecture.numClasses > OpticDisc.channel {
             let p = probabilityMap(channel: OpticDisc.channel)
-            disc = DiscFinding.measure(try ScorePlane(width: p.width, height: p.height, probabilityBytes: p.bytes),
-                                       threshold: options.threshold)
+            let plane = try ScorePlane(width: p.width, height: p.height, probabilityBytes: p.bytes)
+            disc = DiscFinding.measure(plane, threshold: options.threshold)
             if options.writeOverlays, disc?.found == true {
                 // Outlined: the reported disc alone (the channel's largest region), not every speck of the channel.
-                let mask = thresholded(p)
-                let kept = mask.withPixels { px in
-                    ConnectedComponents(width: mask.width, height: mask.height) { px[$0] != 0 }.largestComponentMask()
-                }
-                discMask = Image(width: mask.width, height: mask.height, channels: 1, pixels: kept)
+                discMask = Image(width: p.width, height: p.height, channels: 1,
+                                 pixels: ConnectedComponents(plane, threshold: options.threshold).largestComponentMask())
             }
         }
         // A "disc" of implausible size beside the field of view: no mm² are estimated from it, and one far outside a

@@ -58,10 +58,10 @@ private func forEachRandomMask(seed: UInt64, densities: [Double],
 @Test("Labels equal a flood fill on random masks of many shapes, including single rows and columns")
 func randomMasksMatchFloodFill() throws {
     try forEachRandomMask(seed: 7, densities: [0.1, 0.35, 0.5, 0.7]) { w, h, density, mask in
-            let cc = ConnectedComponents(try ScorePlane(width: w, height: h, mask: mask))
-            let reference = floodFill(width: w, height: h, mask: mask)
-            #expect(cc.labelImage() == reference, "\(w)×\(h) at density \(density)")
-            #expect(cc.count == Int(reference.max() ?? 0))
+        let cc = ConnectedComponents(try ScorePlane(width: w, height: h, mask: mask))
+        let reference = floodFill(width: w, height: h, mask: mask)
+        #expect(cc.labelImage() == reference, "\(w)×\(h) at density \(density)")
+        #expect(cc.count == Int(reference.max() ?? 0))
     }
 }
 
@@ -88,14 +88,14 @@ func badSizes() {
 @Test("The largest component's mask (the disc outline's region) is the flood fill's largest region, the first in raster order on a tie; empty masks give none")
 func largestComponentMatchesFloodFill() throws {
     forEachRandomMask(seed: 11, densities: [0.0, 0.1, 0.35, 0.5]) { w, h, density, mask in
-            let labels = floodFill(width: w, height: h, mask: mask)
-            var area = [Int](repeating: 0, count: Int(labels.max() ?? 0) + 1)
-            for l in labels where l > 0 { area[Int(l)] += 1 }
-            var best: Int32 = 0
-            for l in 1..<area.count where best == 0 || area[l] > area[Int(best)] { best = Int32(l) }
-            let expected = labels.map { best > 0 && $0 == best ? UInt8(255) : 0 }
-            let got = ConnectedComponents(width: w, height: h) { mask[$0] != 0 }.largestComponentMask()
-            #expect(got == expected, "\(w)×\(h) at density \(density)")
+        let labels = floodFill(width: w, height: h, mask: mask)
+        var area = [Int](repeating: 0, count: Int(labels.max() ?? 0) + 1)
+        for l in labels where l > 0 { area[Int(l)] += 1 }
+        var best: Int32 = 0
+        for l in 1..<area.count where best == 0 || area[l] > area[Int(best)] { best = Int32(l) }
+        let expected = labels.map { best > 0 && $0 == best ? UInt8(255) : 0 }
+        let got = ConnectedComponents(width: w, height: h) { mask[$0] != 0 }.largestComponentMask()
+        #expect(got == expected, "\(w)×\(h) at density \(density)")
     }
     // A disc with a speck beside it: the speck is not kept.
     let p = picture(".###....#/.###...../.###....#")
