@@ -8,7 +8,7 @@
 #
 # The photographs: $SAMPLE_ARCHIVE when set, else the IDRiD images of ../shared/data/idrid/images when present
 # (the project cannot ship IDRiD), else a small synthetic archive made here: fundus-like pictures with a circular
-# field of view and dark and bright spots, plus a black frame (ungradable; DEMO_SYNTHETIC=1 always uses these),
+# field of view, an optic disc with its vessels, and dark and bright spots, plus a black frame (ungradable; DEMO_SYNTHETIC=1 always uses these),
 # and beside them one real photograph: scikit-image's data/retina.jpg (CC0), taken from its wheel with
 # `pip download --no-deps scikit-image`, screened as it is and as a DICOM file made from it with DCMTK's img2dcm
 # (DEMO_NO_DOWNLOAD=1 skips it; without network the demo says so and goes on with the synthetic pictures).
@@ -42,8 +42,9 @@ if [ -z "$SAMPLE" ]; then
     mkdir -p "$SAMPLE"
     python3 - "$SAMPLE" <<'PY'
 # Fundus-like pictures from the standard library alone (zlib + struct write PNG): a dark frame, a round field of
-# view shaded orange-red with a darker rim, a bright optic disc, dark red spots (haemorrhage-like), tiny dark dots
-# (microaneurysm-like) and small yellow patches (exudate-like). Deterministic.
+# view shaded orange-red with a darker rim and a darker macula, an optic disc as a fundus shows it (about 0.15 of the
+# field's diameter, an orange-pink rim around a paler cup, a soft edge, the vessel arcades leaving it), dark red
+# spots (haemorrhage-like), tiny dark dots (microaneurysm-like) and small yellow patches (exudate-like). Deterministic.
 import math, os, random, struct, sys, zlib
 
 def png(path, width, height, rows):
@@ -55,10 +56,35 @@ def png(path, width, height, rows):
                 + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
     os.replace(path + ".part", path)
 
+def smooth(edge, d):
+    """1 inside, 0 outside, a linear ramp of 4 px across the edge at distance `edge`."""
+    return max(0.0, min(1.0, (edge - d) / 4 + 0.5))
+
+def vessels(cx, cy, r, disc, side):
+    """The arcades as (points, start width, colour): from the disc, above and below the macula (veins darker and
+    wider than arteries), and two shorter nasal vessels. `side` is +1 when the disc lies right of the macula."""
+    dx0, dy0 = disc[0] - cx, disc[1] - cy
+    out = []
+    for up in (-1, 1):
+        for b, width, colour in ((0.36 * r, 7.0, (115, 22, 12)), (0.30 * r, 5.0, (160, 42, 22))):
+            pts = []
+            for i in range(400):
+                t = 2.2 * i / 399  # around the macula, opening out as they go (the arcades do not close)
+                pts.append((cx + dx0 * math.cos(t), cy + dy0 * math.cos(t) + up * b * math.sin(t) * (1 + 0.3 * t)))
+            out.append((pts, width, colour))
+        for width, colour, bend in ((5.0, (115, 22, 12), 0.10), (4.0, (160, 42, 22), 0.22)):
+            pts = []
+            for i in range(200):
+                t = i / 199
+                pts.append((disc[0] + side * t * 0.45 * r, disc[1] + up * (t * 0.55 * r - bend * r * t * t)))
+            out.append((pts, width, colour))
+    return out
+
 def fundus(path, seed, width=1536, height=1024):
     rnd = random.Random(seed)
     cx, cy, r = width / 2, height / 2, height * 0.47
-    disc = (cx + (0.35 if seed % 2 else -0.35) * r, cy - 0.05 * r, 0.09 * r)
+    side = 1 if seed % 2 else -1
+    disc = (cx + side * 0.5 * r, cy - 0.05 * r, 0.15 * r)
     spots = []  # (x, y, radius, colour)
     for _ in range(rnd.randint(4, 9)):
         a, d = rnd.uniform(0, 2 * math.pi), rnd.uniform(0.1, 0.8) * r
@@ -69,9 +95,10 @@ def fundus(path, seed, width=1536, height=1024):
     for _ in range(rnd.randint(3, 10)):
         a, d = rnd.uniform(0, 2 * math.pi), rnd.uniform(0.15, 0.7) * r
         spots.append((cx + d * math.cos(a), cy + d * math.sin(a), rnd.uniform(3, 8), (235, 210, 90)))
-    rows = []
+    # Spots keep off the disc (a lesion on the disc is not what this picture is about).
+    spots = [s for s in spots if math.hypot(s[0] - disc[0], s[1] - disc[1]) > disc[2] + s[2] + 4]
+    img = [[None] * width for _ in range(height)]
     for y in range(height):
-        row = bytearray(3 * width)
         dy = y + 0.5 - cy
         for x in range(width):
             dx = x + 0.5 - cx
@@ -79,11 +106,34 @@ def fundus(path, seed, width=1536, height=1024):
             if q > 1:
                 continue
             shade = 1 - 0.45 * q  # vignetting towards the rim
-            c = [200 * shade, 85 * shade, 35 * shade]
-            ddx, ddy = x - disc[0], y - disc[1]
-            if ddx * ddx + ddy * ddy < disc[2] * disc[2]:
-                c = [250, 215, 150]
-            row[3 * x:3 * x + 3] = bytes(int(max(0, min(255, v))) for v in c)
+            mac = 1 - 0.22 * math.exp(-(dx * dx + dy * dy) / (2 * (0.12 * r) ** 2))  # darker macula
+            c = [200 * shade * mac, 85 * shade * mac, 35 * shade * mac]
+            d = math.hypot(x + 0.5 - disc[0], y + 0.5 - disc[1])
+            if d < disc[2] + 4:
+                a = smooth(disc[2], d)
+                rim = (235, 150, 95)
+                cup = (250, 220, 170)
+                k = smooth(0.4 * disc[2], d)  # the cup, cup/disc 0.4
+                inner = [rim[j] * (1 - k) + cup[j] * k for j in range(3)]
+                c = [c[j] * (1 - a) + inner[j] * a for j in range(3)]
+            img[y][x] = c
+    for pts, w0, colour in vessels(cx, cy, r, disc, side):
+        n = len(pts)
+        for i, (px, py) in enumerate(pts):
+            w = w0 * (1 - 0.65 * i / n) / 2
+            for y in range(int(py - w - 1), int(py + w + 2)):
+                for x in range(int(px - w - 1), int(px + w + 2)):
+                    if 0 <= x < width and 0 <= y < height and img[y][x] is not None:
+                        a = 0.85 * smooth(w, math.hypot(x + 0.5 - px, y + 0.5 - py))
+                        if a > 0:
+                            img[y][x] = [img[y][x][j] * (1 - a) + colour[j] * a for j in range(3)]
+    rows = []
+    for y in range(height):
+        row = bytearray(3 * width)
+        for x in range(width):
+            c = img[y][x]
+            if c is not None:
+                row[3 * x:3 * x + 3] = bytes(int(max(0, min(255, v))) for v in c)
         rows.append(row)
     for sx, sy, sr, colour in spots:
         for y in range(int(sy - sr), int(sy + sr) + 1):
