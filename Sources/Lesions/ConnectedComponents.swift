@@ -94,20 +94,62 @@ public struct ConnectedComponents: Sendable {
     }
 
     /// The pixels of the largest component (by pixel count; the first in raster order on a tie) as a 0/255 mask,
-    /// row-major; all zero when there is no component. The optic disc's outline is drawn around this region alone,
-    /// the one `DiscFinding.measure` reports: other specks of the disc channel are not discs.
+    /// row-major; all zero when there is no component. The optic disc is this region with its holes filled
+    /// (`largestComponentMaskFillingHoles`): other specks of the disc channel are not discs.
     public func largestComponentMask() -> [UInt8] {
         var mask = [UInt8](repeating: 0, count: width * height)
         guard count > 0 else { return mask }
-        var area = [Int](repeating: 0, count: count)
-        for (r, run) in runs.enumerated() { area[Int(componentOfRun[r])] += run.length }
-        var largest = 0
-        for c in 1..<count where area[c] > area[largest] { largest = c }
+        let largest = largestComponent()
         for (r, run) in runs.enumerated() where Int(componentOfRun[r]) == largest {
             let base = Int(run.row) * width
             for x in Int(run.start)..<Int(run.end) { mask[base + x] = 255 }
         }
         return mask
+    }
+
+    /// `largestComponentMask()` with the component's holes filled: background pixels from which no 4-connected path
+    /// of background reaches the image's edge (4-connected background is the complement's connectivity for
+    /// 8-connected foreground) are turned on, other components inside the holes with them. The optic disc is one
+    /// region: a patch inside it where the channel dipped below the threshold is disc, not a second border.
+    public func largestComponentMaskFillingHoles() -> [UInt8] {
+        var mask = largestComponentMask()
+        guard count > 0 else { return mask }
+        // The component's bounding box: background outside it, and on its border, reaches the edge.
+        let largest = largestComponent()
+        var x0 = width, x1 = 0, y0 = height, y1 = 0
+        for (r, run) in runs.enumerated() where Int(componentOfRun[r]) == largest {
+            x0 = min(x0, Int(run.start)); x1 = max(x1, Int(run.end) - 1)
+            y0 = min(y0, Int(run.row)); y1 = max(y1, Int(run.row))
+        }
+        var reached = [Bool](repeating: false, count: (x1 - x0 + 1) * (y1 - y0 + 1))
+        let bw = x1 - x0 + 1
+        var stack: [(Int, Int)] = []
+        func seed(_ x: Int, _ y: Int) {
+            let i = (y - y0) * bw + (x - x0)
+            if !reached[i] && mask[y * width + x] == 0 { reached[i] = true; stack.append((x, y)) }
+        }
+        for x in x0...x1 { seed(x, y0); seed(x, y1) }
+        for y in y0...y1 { seed(x0, y); seed(x1, y) }
+        while let (x, y) = stack.popLast() {
+            if x > x0 { seed(x - 1, y) }
+            if x < x1 { seed(x + 1, y) }
+            if y > y0 { seed(x, y - 1) }
+            if y < y1 { seed(x, y + 1) }
+        }
+        for y in y0...y1 {
+            for x in x0...x1 where !reached[(y - y0) * bw + (x - x0)] { mask[y * width + x] = 255 }
+        }
+        return mask
+    }
+
+    /// The number of the largest component (by pixel count; the first in raster order on a tie); 0 when none.
+    private func largestComponent() -> Int {
+        guard count > 0 else { return 0 }
+        var area = [Int](repeating: 0, count: count)
+        for (r, run) in runs.enumerated() { area[Int(componentOfRun[r])] += run.length }
+        var largest = 0
+        for c in 1..<count where area[c] > area[largest] { largest = c }
+        return largest
     }
 
     /// A label image (0 = background, 1… = component number + 1), row-major. For tests and overlays; the

@@ -31,7 +31,7 @@ public enum OpticDisc {
 }
 
 /// Where the optic disc is in one photograph: the largest 8-connected component of the disc channel above the
-/// threshold, in the pixels of the plane measured (the photograph's).
+/// threshold with its holes filled, in the pixels of the plane measured (the photograph's).
 public struct DiscFinding: Codable, Sendable, Equatable {
     /// False when no pixel of the disc channel is above the threshold; the other figures are then nil.
     public var found: Bool
@@ -40,7 +40,7 @@ public struct DiscFinding: Codable, Sendable, Equatable {
     public var centreY: Double?
     /// Equivalent-circle diameter of the largest component: 2·√(area/π), pixels.
     public var diameterPixels: Double?
-    /// Pixels of the largest component.
+    /// Pixels of the largest component, its holes filled.
     public var area: Int?
     public var boundingBox: BoundingBox?
 
@@ -56,13 +56,30 @@ public struct DiscFinding: Codable, Sendable, Equatable {
 
     public static let notFound = DiscFinding(found: false)
 
-    /// The disc in a plane: the largest component with score > `threshold` (ties: the first in raster order).
+    /// The disc in a plane: the largest component with score > `threshold` (ties: the first in raster order), its
+    /// holes filled (`ConnectedComponents.largestComponentMaskFillingHoles`).
     public static func measure(_ plane: ScorePlane, threshold: Float = 0.5) -> DiscFinding {
-        let measured = LesionMeasurement(threshold: threshold).measureClass(.hardExudate, plane)
-        guard let largest = measured.lesions.first else { return .notFound }
-        return DiscFinding(found: true, centreX: largest.centroidX, centreY: largest.centroidY,
-                           diameterPixels: 2 * (Double(largest.area) / Double.pi).squareRoot(), area: largest.area,
-                           boundingBox: largest.boundingBox)
+        locate(plane, threshold: threshold).finding
+    }
+
+    /// `measure`, and the region measured as a 0/255 mask of the plane's size (row-major; all zero when not found):
+    /// what an overlay outlines.
+    public static func locate(_ plane: ScorePlane, threshold: Float = 0.5) -> (finding: DiscFinding, region: [UInt8]) {
+        let region = ConnectedComponents(plane, threshold: threshold).largestComponentMaskFillingHoles()
+        var area = 0, sumX = 0.0, sumY = 0.0
+        var x0 = Int.max, x1 = -1, y0 = Int.max, y1 = -1
+        for y in 0..<plane.height {
+            let base = y * plane.width
+            for x in 0..<plane.width where region[base + x] != 0 {
+                area += 1; sumX += Double(x); sumY += Double(y)
+                x0 = min(x0, x); x1 = max(x1, x); y0 = min(y0, y); y1 = max(y1, y)
+            }
+        }
+        guard area > 0 else { return (.notFound, region) }
+        let finding = DiscFinding(found: true, centreX: sumX / Double(area), centreY: sumY / Double(area),
+                                  diameterPixels: 2 * (Double(area) / Double.pi).squareRoot(), area: area,
+                                  boundingBox: BoundingBox(x: x0, y: y0, width: x1 - x0 + 1, height: y1 - y0 + 1))
+        return (finding, region)
     }
 
     /// Pixel spacing estimated from the disc, taking its diameter as `OpticDisc.assumedDiameterMillimetres`;

@@ -224,11 +224,11 @@ public struct ScreeningStages: Sendable {
         if model.architecture.numClasses > OpticDisc.channel {
             let p = probabilityMap(channel: OpticDisc.channel)
             let plane = try ScorePlane(width: p.width, height: p.height, probabilityBytes: p.bytes)
-            disc = DiscFinding.measure(plane, threshold: options.threshold)
-            if options.writeOverlays, disc?.found == true {
-                // Outlined: the reported disc alone (the channel's largest region), not every speck of the channel.
-                discMask = Image(width: p.width, height: p.height, channels: 1,
-                                 pixels: ConnectedComponents(plane, threshold: options.threshold).largestComponentMask())
+            let located = DiscFinding.locate(plane, threshold: options.threshold)
+            disc = located.finding
+            if options.writeOverlays, located.finding.found {
+                // Outlined: the reported disc alone (the channel's largest region, holes filled), not every speck.
+                discMask = Image(width: p.width, height: p.height, channels: 1, pixels: located.region)
             }
         }
         // A "disc" of implausible size beside the field of view: no mm² are estimated from it, and one far outside a

@@ -85,6 +85,44 @@ func badSizes() {
     #expect(throws: LesionsError.self) { try ScorePlane(width: 0, height: 2, probabilities: []) }
 }
 
+@Test("Filling the largest component's holes matches a flood of the background from the image's edge (4-connected, over the whole image); a ring becomes a disc")
+func largestComponentHolesFilledMatchesEdgeFlood() throws {
+    forEachRandomMask(seed: 12, densities: [0.0, 0.35, 0.5, 0.6, 0.75]) { w, h, density, mask in
+        let labels = floodFill(width: w, height: h, mask: mask)
+        var area = [Int](repeating: 0, count: Int(labels.max() ?? 0) + 1)
+        for l in labels where l > 0 { area[Int(l)] += 1 }
+        var best: Int32 = 0
+        for l in 1..<area.count where best == 0 || area[l] > area[Int(best)] { best = Int32(l) }
+        // Background = everything not in the largest component; what the edge's background cannot reach is a hole.
+        var outside = [Bool](repeating: false, count: w * h)
+        var queue: [Int] = []
+        for i in 0..<(w * h) where (i % w == 0 || i % w == w - 1 || i / w == 0 || i / w == h - 1) && labels[i] != best {
+            outside[i] = true; queue.append(i)
+        }
+        var head = 0
+        while head < queue.count {
+            let i = queue[head]; head += 1
+            let x = i % w, y = i / w
+            for (nx, ny) in [(x - 1, y), (x + 1, y), (x, y - 1), (x, y + 1)] where nx >= 0 && nx < w && ny >= 0 && ny < h {
+                let j = ny * w + nx
+                if !outside[j] && labels[j] != best { outside[j] = true; queue.append(j) }
+            }
+        }
+        let expected = (0..<(w * h)).map { best > 0 && !outside[$0] ? UInt8(255) : 0 }
+        let got = ConnectedComponents(width: w, height: h) { mask[$0] != 0 }.largestComponentMaskFillingHoles()
+        #expect(got == expected, "\(w)×\(h) at density \(density)")
+        if density == 0.6 && w * h > 1000 {
+            #expect(got.filter { $0 != 0 }.count > labels.filter { $0 == best && best > 0 }.count,
+                    "a dense random mask has holes to fill (the check would prove nothing without)")
+        }
+    }
+    // A ring with a speck in its hole: ring, hole and speck are one region; a diagonal gap is no way out (8-connected
+    // foreground, 4-connected background).
+    let ring = picture("#####./#...#./#.#.#./#...#./####.#")
+    let filled = ConnectedComponents(width: ring.width, height: ring.height) { ring.mask[$0] != 0 }.largestComponentMaskFillingHoles()
+    #expect(filled == picture("#####./#####./#####./#####./####.#").mask)
+}
+
 @Test("The largest component's mask (the disc outline's region) is the flood fill's largest region, the first in raster order on a tie; empty masks give none")
 func largestComponentMatchesFloodFill() throws {
     forEachRandomMask(seed: 11, densities: [0.0, 0.1, 0.35, 0.5]) { w, h, density, mask in

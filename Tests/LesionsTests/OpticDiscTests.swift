@@ -41,6 +41,26 @@ struct OpticDiscTests {
         #expect(DiscFinding(found: false).reported(fieldOfViewDiameter: 400) == DiscFinding(found: false))
     }
 
+    @Test("A disc whose channel dips inside (a ring): measured and outlined as the whole disc, holes filled")
+    func ringIsOneDisc() throws {
+        let (full, area) = try Self.discPlane(width: 200, height: 150, cx: 120, cy: 70, r: 25)
+        guard case .probabilities(var p) = full.values else { Issue.record("expected probabilities"); return }
+        var hole = 0
+        for y in 0..<150 {
+            for x in 0..<200 where (Double(x) - 124) * (Double(x) - 124) + (Double(y) - 66) * (Double(y) - 66) <= 64 {
+                p[y * 200 + x] = 0.3; hole += 1
+            }
+        }
+        let ring = try ScorePlane(width: 200, height: 150, probabilities: p)
+        let (disc, region) = DiscFinding.locate(ring)
+        #expect(hole > 150)
+        #expect(disc.area == area, "the hole counts as disc")
+        #expect(abs(disc.centreX! - 120) < 1e-9 && abs(disc.centreY! - 70) < 1e-9)
+        #expect(disc == DiscFinding.measure(full))
+        #expect(region.filter { $0 != 0 }.count == area && region[66 * 200 + 124] == 255 && region[3 * 200 + 3] == 0,
+                "the region outlined is the filled disc, not the reflex speck")
+    }
+
     @Test("No pixel above the threshold: not found, no spacing estimate")
     func notFound() throws {
         let plane = try ScorePlane(width: 10, height: 10, probabilities: [Float](repeating: 0.5, count: 100))
