@@ -35,6 +35,9 @@ public struct ModelCard: Codable, Sendable, Equatable {
     public var ensemble: [String] = []
     /// How the weights were trained: command, time, machine (nil for cards written before it was recorded).
     public var training: TrainingRecord?
+    /// How each of the `ensemble`'s other networks was trained (weight file name → record), as `training` is for
+    /// this card's own weights; members without a record are absent.
+    public var ensembleTraining: [String: TrainingRecord] = [:]
     /// The cross-validation that chose the recipe (`train --crossval`).
     public var crossValidation: CrossValidationRecord?
     /// Figures measured after training, by evaluation (e.g. "0.9.0 on IDRiD_21-24 (unseen), mirroring TTA") →
@@ -115,6 +118,7 @@ public struct ModelCard: Codable, Sendable, Equatable {
         case name, version, architecture, classes, normalisation, threshold, metrics, created, changelog
         case inputScale = "input_scale", trainingData = "training_data", weightsFile = "weights_file"
         case channelScales = "channel_scales", training, crossValidation = "cross_validation", evaluation, ensemble
+        case ensembleTraining = "ensemble_training"
     }
 
     // `created` is always an ISO-8601 string, whatever date strategy the coder uses, so the JSON reads the same
@@ -147,6 +151,10 @@ public struct ModelCard: Codable, Sendable, Equatable {
         if let bad = ensemble.first(where: { $0.isEmpty || $0.contains("/") || $0 == "." || $0 == ".." || $0 == weightsFile }) {
             throw DecodingError.dataCorruptedError(forKey: .ensemble, in: c, debugDescription: "ensemble: '\(bad)' is not the name of another weight file in the model's folder")
         }
+        ensembleTraining = try c.decodeIfPresent([String: TrainingRecord].self, forKey: .ensembleTraining) ?? [:]
+        if let bad = ensembleTraining.keys.sorted().first(where: { !ensemble.contains($0) }) {
+            throw DecodingError.dataCorruptedError(forKey: .ensembleTraining, in: c, debugDescription: "ensemble_training: '\(bad)' is not one of the ensemble's weight files (\(ensemble.joined(separator: ", ")))")
+        }
         if let bad = channelScales.first(where: { $0.value.isEmpty || $0.value.contains { !($0 > 0 && $0 <= 4) } || Set($0.value).count < $0.value.count }) {
             throw DecodingError.dataCorruptedError(forKey: .channelScales, in: c, debugDescription: "channel_scales: \(bad.key) \(bad.value) is not a factor in (0, 4] or a list of different ones")
         }
@@ -171,6 +179,7 @@ public struct ModelCard: Codable, Sendable, Equatable {
         try c.encodeIfPresent(crossValidation, forKey: .crossValidation)
         if !evaluation.isEmpty { try c.encode(evaluation, forKey: .evaluation) }
         if !ensemble.isEmpty { try c.encode(ensemble, forKey: .ensemble) }
+        if !ensembleTraining.isEmpty { try c.encode(ensembleTraining, forKey: .ensembleTraining) }
     }
 
     /// Whole seconds, UTC. A new formatter per use: cards are read rarely, and this avoids sharing one across threads.

@@ -106,6 +106,10 @@ public struct WeightSummary: Codable, Sendable, Equatable {
                 row("  training", "\(t.iterations) iterations\(t.seconds.map { " in " + Self.duration($0) } ?? "") on \(t.machine)")
                 row("  command", t.command)
             }
+            for (file, t) in c.ensembleTraining.sorted(by: { $0.key < $1.key }) {
+                row("  training", "\(file): \(t.iterations) iterations\(t.seconds.map { " in " + Self.duration($0) } ?? "") on \(t.machine)")
+                row("  command", t.command)
+            }
             if let cv = c.crossValidation {
                 func figure(_ key: String) -> String {
                     guard let s = cv.statistics[key], let m = s.mean else { return "\(key) –" }

@@ -81,6 +81,14 @@ func cardEnsemble() throws {
         wrong.ensemble = [bad]
         #expect(throws: CheckpointError.self, "'\(bad)'") { try ModelCard.decode(wrong.encoded()) }
     }
+    // Each member's training: round-trips; a record for a file that is not a member is refused.
+    #expect(!String(decoding: card.encoded(), as: UTF8.self).contains("ensemble_training"))
+    card.ensembleTraining = ["partner.safetensors": TrainingRecord(command: "fundus-screen train --seed 42", seconds: 14_107.6,
+                                                                   iterations: 16_000, machine: "AMD EPYC, 2 cores")]
+    #expect(try ModelCard.decode(card.encoded()) == card)
+    var stray = card
+    stray.ensembleTraining["other.safetensors"] = stray.ensembleTraining["partner.safetensors"]
+    #expect(throws: CheckpointError.self) { try ModelCard.decode(stray.encoded()) }
 }
 
 @Test("A bundle whose card names an ensemble loads with its members (their own architectures); a missing member names the file")
