@@ -48,6 +48,8 @@ public struct LabelledSample: Sendable, Equatable {
 /// A folder of annotated fundus photographs in one of the layouts our users have:
 ///
 /// - IDRiD: `images/<stem>.jpg` and `masks/<CLS>/<stem>_<CLS>.png|tif` (CLS = EX, HE, SE, MA);
+/// - IDRiD's download as it comes: `1. Original Images/<set>/` and `2. All Segmentation Groundtruths/<set>/<n>. <Lesion>/`
+///   (`scanIDRiDDownload`);
 /// - DDR: `image/<stem>.jpg` and `label/<CLS>/<stem>.tif|png`;
 /// - nnU-Net: `dataset.json`, `imagesTr/<case>_0000.<ext>` (one RGB file) and `labelsTr/<case>.<ext>`.
 ///
@@ -56,7 +58,7 @@ public struct LabelledSample: Sendable, Equatable {
 /// Unlike the official `prepare_labels.py`, which silently skipped mask files whose names did not match and so
 /// produced all-black labels, a mask that matches no image is an error naming the file.
 public struct LesionDataset: Sendable {
-    public enum Layout: String, Sendable, Codable { case idrid, ddr, nnunet, database }
+    public enum Layout: String, Sendable, Codable { case idrid, idridDownload = "idrid-download", ddr, nnunet, database }
 
     public var root: URL
     public var layout: Layout
@@ -84,12 +86,16 @@ public struct LesionDataset: Sendable {
         let dataset: LesionDataset
         if isDirectory("imagesTr") {
             dataset = try scanNNUNet(root, logger: logger)
+        } else if isDirectory(idridDownloadImages) && isDirectory(idridDownloadTruth) {
+            dataset = try scanIDRiDDownload(root, classes: classes, disc: disc, logger: logger)
+        } else if isDirectory("A. Segmentation") {
+            return try open(root.appendingPathComponent("A. Segmentation"), classes: classes, disc: disc, logger: logger)
         } else if isDirectory("images") && isDirectory("masks") {
             dataset = try scanPerClassMasks(root, layout: .idrid, imageFolder: "images", maskFolder: "masks", classes: classes, disc: disc, logger: logger)
         } else if isDirectory("image") && isDirectory("label") {
             dataset = try scanPerClassMasks(root, layout: .ddr, imageFolder: "image", maskFolder: "label", classes: classes, disc: disc, logger: logger)
         } else {
-            throw TrainingError(.dataset, "\(root.path) is not a dataset folder: expected images/ + masks/ (IDRiD), image/ + label/ (DDR) or imagesTr/ + labelsTr/ + dataset.json (nnU-Net)")
+            throw TrainingError(.dataset, "\(root.path) is not a dataset folder: expected images/ + masks/ (IDRiD), \"1. Original Images/\" + \"2. All Segmentation Groundtruths/\" (IDRiD's download, its \"A. Segmentation\" folder), image/ + label/ (DDR) or imagesTr/ + labelsTr/ + dataset.json (nnU-Net)")
         }
         guard !dataset.samples.isEmpty else { throw TrainingError(.dataset, "\(root.path) holds no images") }
         guard !dataset.annotated.isEmpty else { throw TrainingError(.dataset, "\(root.path) annotates none of EX, HE, SE, MA") }
@@ -253,17 +259,7 @@ public struct LesionDataset: Sendable {
                                   classes: Set<LesionClass>?, disc: Bool = false, logger: Logger) throws(TrainingError) -> LesionDataset {
         let imageDir = root.appendingPathComponent(imageFolder), maskDir = root.appendingPathComponent(maskFolder)
         var images: [String: URL] = [:]
-        for name in try files(in: imageDir) {
-            let (stem, ext) = splitExtension(name)
-            guard imageExtensions.contains(ext) else {
-                logger.notice("dataset: ignoring \(imageFolder)/\(name): not a JPEG, PNG or TIFF image")
-                continue
-            }
-            if let other = images[stem] {
-                throw TrainingError(.dataset, "\(imageDir.path): two images share the name \(stem): \(other.lastPathComponent) and \(name)")
-            }
-            images[stem] = imageDir.appendingPathComponent(name)
-        }
+        try addImages(in: imageDir, shownAs: imageFolder, to: &images, logger: logger)
 
         var present = Set<LesionClass>()
         var masks: [String: [LesionClass: URL]] = [:]
@@ -278,34 +274,118 @@ public struct LesionDataset: Sendable {
                 continue
             }
             present.insert(lesion)
-            let dir = maskDir.appendingPathComponent(folder)
-            for name in try files(in: dir) {
-                let (base, ext) = splitExtension(name)
-                let file = dir.appendingPathComponent(name)
-                guard maskExtensions.contains(ext) else {
-                    throw TrainingError(.dataset, "\(file.path): a mask must be PNG or TIFF")
-                }
-                let suffix = "_" + lesion.code
-                let stem: String
-                switch layout {
-                case .idrid:
-                    guard base.hasSuffix(suffix) else {
-                        throw TrainingError(.dataset, "\(file.path): an IDRiD mask is named <image>\(suffix).\(ext)")
-                    }
-                    stem = String(base.dropLast(suffix.count))
-                default:
-                    stem = base
-                }
-                guard images[stem] != nil else {
-                    throw TrainingError(.dataset, "\(file.path) matches no image in \(imageDir.path) (looked for \(stem).*)")
-                }
-                if let other = masks[stem]?[lesion] {
-                    throw TrainingError(.dataset, "two \(lesion.code) masks for \(stem): \(other.lastPathComponent) and \(name)")
-                }
-                masks[stem, default: [:]][lesion] = file
+            try addMasks(in: maskDir.appendingPathComponent(folder), of: lesion, idridNames: layout == .idrid, images: images,
+                         imageDir: imageDir, to: &masks)
+        }
+        return try assemble(root: root, layout: layout, images: images, masks: masks, discMasks: discMasks, present: present,
+                            classes: classes, disc: disc, missing: { "no \(maskFolder)/\($0) folder" }, logger: logger)
+    }
+
+    /// The IDRiD segmentation download as it comes (its "A. Segmentation" folder, or a folder holding it):
+    /// `1. Original Images/<set>/<image>.jpg` and `2. All Segmentation Groundtruths/<set>/<n>. <Lesion>/<image>_<CLS>.tif`
+    /// (lesions "Microaneurysms", "Haemorrhages", "Hard Exudates", "Soft Exudates"; "Optic Disc" with `disc`), <set>
+    /// being "a. Training Set" and "b. Testing Set". Every set's images are read, their names unique across sets;
+    /// choose with `--images` / `--val-images` (the test set: IDRiD_55-IDRiD_81). No conversion by hand, unlike the
+    /// official code's (m2mrf-reference 4.1).
+    static let idridDownloadImages = "1. Original Images"
+    static let idridDownloadTruth = "2. All Segmentation Groundtruths"
+
+    static func scanIDRiDDownload(_ root: URL, classes: Set<LesionClass>?, disc: Bool, logger: Logger) throws(TrainingError) -> LesionDataset {
+        let imageRoot = root.appendingPathComponent(idridDownloadImages), truthRoot = root.appendingPathComponent(idridDownloadTruth)
+        func subfolders(_ dir: URL) throws(TrainingError) -> [String] {
+            try files(in: dir).filter { name in
+                var isDir: ObjCBool = false
+                return FileManager.default.fileExists(atPath: dir.appendingPathComponent(name).path, isDirectory: &isDir) && isDir.boolValue
             }
         }
+        var images: [String: URL] = [:]
+        for set in try subfolders(imageRoot) {
+            try addImages(in: imageRoot.appendingPathComponent(set), shownAs: "\(idridDownloadImages)/\(set)", to: &images, logger: logger)
+        }
+        var present = Set<LesionClass>()
+        var masks: [String: [LesionClass: URL]] = [:]
+        var discMasks: [String: URL] = [:]
+        for set in try subfolders(truthRoot) {
+            let setDir = truthRoot.appendingPathComponent(set)
+            for folder in try subfolders(setDir) {
+                let dir = setDir.appendingPathComponent(folder)
+                if folder.lowercased().filter(\.isLetter).hasSuffix("opticdisc") {
+                    guard disc else { continue }
+                    for (stem, file) in try scanDiscMasks(dir, layout: .idrid, images: images, imageDir: imageRoot) {
+                        if let other = discMasks[stem] {
+                            throw TrainingError(.dataset, "two \(OpticDisc.code) masks for \(stem): \(other.path) and \(file.path)")
+                        }
+                        discMasks[stem] = file
+                    }
+                    continue
+                }
+                // "3. Hard Exudates" → hard exudate: the name without its numbering.
+                let name = folder.drop { !$0.isLetter }
+                guard let lesion = lesionClass(named: String(name)) else {
+                    logger.notice("dataset: ignoring \(idridDownloadTruth)/\(set)/\(folder): not a lesion folder (Microaneurysms, Haemorrhages, Hard Exudates, Soft Exudates, Optic Disc)")
+                    continue
+                }
+                present.insert(lesion)
+                try addMasks(in: dir, of: lesion, idridNames: true, images: images, imageDir: imageRoot, to: &masks)
+            }
+        }
+        return try assemble(root: root, layout: .idridDownload, images: images, masks: masks, discMasks: discMasks,
+                            present: present, classes: classes, disc: disc,
+                            missing: { "no \(idridDownloadTruth)/<set>/ folder for \($0)" }, logger: logger)
+    }
 
+    /// The photographs of one folder into `images` (image stem → file); a name already there is an error.
+    static func addImages(in imageDir: URL, shownAs folder: String, to images: inout [String: URL], logger: Logger) throws(TrainingError) {
+        for name in try files(in: imageDir) {
+            let (stem, ext) = splitExtension(name)
+            guard imageExtensions.contains(ext) else {
+                logger.notice("dataset: ignoring \(folder)/\(name): not a JPEG, PNG or TIFF image")
+                continue
+            }
+            if let other = images[stem] {
+                throw TrainingError(.dataset, "\(imageDir.path): two images share the name \(stem): \(other.path) and \(name)")
+            }
+            images[stem] = imageDir.appendingPathComponent(name)
+        }
+    }
+
+    /// One class's mask folder into `masks`: files named `<image>_<CLS>.<ext>` (`idridNames`) or `<image>.<ext>`; a
+    /// mask that matches no image, or a second mask of the class for an image, is an error naming the file.
+    static func addMasks(in dir: URL, of lesion: LesionClass, idridNames: Bool, images: [String: URL], imageDir: URL,
+                         to masks: inout [String: [LesionClass: URL]]) throws(TrainingError) {
+        for name in try files(in: dir) {
+            let (base, ext) = splitExtension(name)
+            let file = dir.appendingPathComponent(name)
+            guard maskExtensions.contains(ext) else {
+                throw TrainingError(.dataset, "\(file.path): a mask must be PNG or TIFF")
+            }
+            let suffix = "_" + lesion.code
+            let stem: String
+            if idridNames {
+                guard base.hasSuffix(suffix) else {
+                    throw TrainingError(.dataset, "\(file.path): an IDRiD mask is named <image>\(suffix).\(ext)")
+                }
+                stem = String(base.dropLast(suffix.count))
+            } else {
+                stem = base
+            }
+            guard images[stem] != nil else {
+                throw TrainingError(.dataset, "\(file.path) matches no image in \(imageDir.path) (looked for \(stem).*)")
+            }
+            if let other = masks[stem]?[lesion] {
+                throw TrainingError(.dataset, "two \(lesion.code) masks for \(stem): \(other.path) and \(file.path)")
+            }
+            masks[stem, default: [:]][lesion] = file
+        }
+    }
+
+    /// The samples, once images and masks are found. Annotated classes: those asked for, else those `dataset.json`
+    /// states, else those with a mask folder (`missing` says, for a class without one, what was not found); a mask
+    /// of a class not annotated is an error unless fewer classes were asked for.
+    static func assemble(root: URL, layout: Layout, images: [String: URL], masks: [String: [LesionClass: URL]],
+                         discMasks: [String: URL], present: Set<LesionClass>, classes: Set<LesionClass>?, disc: Bool,
+                         missing: (String) -> String, logger: Logger) throws(TrainingError) -> LesionDataset {
+        var masks = masks
         let annotated: Set<LesionClass>
         if let classes {
             annotated = classes
@@ -314,7 +394,7 @@ public struct LesionDataset: Sendable {
         } else {
             annotated = present
             for c in LesionClass.allCases where !present.contains(c) {
-                logger.notice("dataset: \(root.lastPathComponent) has no \(maskFolder)/\(c.code) folder; \(c.code) is treated as not annotated")
+                logger.notice("dataset: \(root.lastPathComponent) has \(missing(c.code)); \(c.code) is treated as not annotated")
             }
         }
         if classes != nil {
@@ -331,7 +411,7 @@ public struct LesionDataset: Sendable {
                            discMask: discMasks[stem])
         }
         if disc && discMasks.isEmpty {
-            logger.warning("dataset: \(root.path) has no \(maskFolder)/\(OpticDisc.code) masks; the optic disc is not annotated on any image")
+            logger.warning("dataset: \(root.path) has no optic-disc masks (\(missing(OpticDisc.code))); the optic disc is not annotated on any image")
         }
         logger.info("dataset: \(root.path): \(layout.rawValue) layout, \(samples.count) images, annotated \(annotated.sorted().map(\.code).joined(separator: ","))\(disc ? ", optic disc on \(discMasks.count)" : "")")
         return LesionDataset(root: root, layout: layout, samples: samples, annotated: annotated)

@@ -150,3 +150,43 @@ func lesionFreePhotographs() throws {
     try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
     #expect { try LesionDataset.lesionFree(empty) } throws: { ($0 as? TrainingError)?.message.contains("holds no JPEG") == true }
 }
+
+@Test("IDRiD's download as it comes: both sets' images, lesion folders by name, the disc folder with --disc; the folder holding \"A. Segmentation\" works too")
+func idridDownloadLayout() throws {
+    let top = try temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: top) }
+    let root = top.appendingPathComponent("A. Segmentation")
+    let truth = "2. All Segmentation Groundtruths"
+    try makeTree(root, [
+        "1. Original Images/a. Training Set/IDRiD_01.jpg", "1. Original Images/a. Training Set/IDRiD_02.jpg",
+        "1. Original Images/b. Testing Set/IDRiD_55.jpg",
+        "\(truth)/a. Training Set/1. Microaneurysms/IDRiD_01_MA.tif", "\(truth)/a. Training Set/2. Haemorrhages/IDRiD_01_HE.tif",
+        "\(truth)/a. Training Set/3. Hard Exudates/IDRiD_01_EX.tif", "\(truth)/a. Training Set/3. Hard Exudates/IDRiD_02_EX.tif",
+        "\(truth)/a. Training Set/4. Soft Exudates/IDRiD_02_SE.tif", "\(truth)/a. Training Set/5. Optic Disc/IDRiD_01_OD.tif",
+        "\(truth)/b. Testing Set/1. Microaneurysms/IDRiD_55_MA.tif", "\(truth)/b. Testing Set/3. Hard Exudates/IDRiD_55_EX.tif",
+        "\(truth)/b. Testing Set/5. Optic Disc/IDRiD_55_OD.tif",
+    ])
+    for folder in [root, top] {
+        let d = try LesionDataset.open(folder, disc: true, logger: logger)
+        #expect(d.layout == .idridDownload)
+        #expect(d.samples.map(\.name) == ["IDRiD_01", "IDRiD_02", "IDRiD_55"])
+        #expect(d.annotated == Set(LesionClass.allCases))
+        let test = try d.selecting(["IDRiD_55"])
+        guard case let .masks(m) = test.samples[0].labels else { Issue.record("expected masks"); return }
+        #expect(m[.hardExudate]?.lastPathComponent == "IDRiD_55_EX.tif" && m[.microaneurysm]?.lastPathComponent == "IDRiD_55_MA.tif")
+        #expect(m.count == 2, "no HE or SE mask for IDRiD_55: no such lesion there")
+        #expect(test.samples[0].discMask?.lastPathComponent == "IDRiD_55_OD.tif")
+        #expect(d.samples[1].discMask == nil)
+    }
+    // Without --disc the disc folder is not read; a mask of no image and a name in both sets are errors naming the file.
+    #expect(try LesionDataset.open(root, logger: logger).samples.allSatisfy { $0.discMask == nil })
+    try makeTree(root, ["\(truth)/b. Testing Set/2. Haemorrhages/IDRiD_56_HE.tif"])
+    #expect { try LesionDataset.open(root, logger: logger) } throws: { error in
+        (error as? TrainingError)?.message.contains("IDRiD_56_HE.tif matches no image") == true
+    }
+    try FileManager.default.removeItem(at: root.appendingPathComponent("\(truth)/b. Testing Set/2. Haemorrhages"))
+    try makeTree(root, ["1. Original Images/b. Testing Set/IDRiD_01.jpg"])
+    #expect { try LesionDataset.open(root, logger: logger) } throws: { error in
+        (error as? TrainingError)?.message.contains("two images share the name IDRiD_01") == true
+    }
+}
