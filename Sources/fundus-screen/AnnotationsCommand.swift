@@ -14,7 +14,7 @@ struct AnnotationsCommand: ParsableCommand {
 
     struct Import: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Register an annotated folder (IDRiD or DDR layout) against the archive's images.",
+            abstract: "Register an annotated folder (IDRiD, IDRiD's download as it comes, DDR or nnU-Net layout) against the archive's images.",
             discussion: """
             Each photograph is matched to its archive image by path, else by content (SHA-256); photographs the \
             archive does not hold are listed and the command fails (import them with `archive import` first). \
@@ -22,7 +22,7 @@ struct AnnotationsCommand: ParsableCommand {
             Importing an image again replaces its annotation.
             """)
         @OptionGroup var global: GlobalOptions
-        @Argument(help: "Annotated folder: images/ + masks/<CLS>/ (IDRiD) or image/ + label/<CLS>/ (DDR).") var folder: String
+        @Argument(help: "Annotated folder: images/ + masks/<CLS>/ (IDRiD), IDRiD's download (its A. Segmentation folder), image/ + label/<CLS>/ (DDR) or imagesTr/ + labelsTr/ (nnU-Net).") var folder: String
         @Option(help: "train or validation.") var split: String = "train"
         @Option(help: "Only these images, by stem: comma-separated, ranges allowed (IDRiD_01-IDRiD_10).") var images: String?
         @Option(help: "Who annotated them.") var grader: String?
