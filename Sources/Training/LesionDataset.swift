@@ -359,24 +359,30 @@ public struct LesionDataset: Sendable {
             guard maskExtensions.contains(ext) else {
                 throw TrainingError(.dataset, "\(file.path): a mask must be PNG or TIFF")
             }
-            let suffix = "_" + lesion.code
-            let stem: String
-            if idridNames {
-                guard base.hasSuffix(suffix) else {
-                    throw TrainingError(.dataset, "\(file.path): an IDRiD mask is named <image>\(suffix).\(ext)")
-                }
-                stem = String(base.dropLast(suffix.count))
-            } else {
-                stem = base
-            }
-            guard images[stem] != nil else {
-                throw TrainingError(.dataset, "\(file.path) matches no image in \(imageDir.path) (looked for \(stem).*)")
-            }
+            let stem = try maskStem(file, base: base, ext: ext, code: lesion.code, idridNames: idridNames, images: images, imageDir: imageDir)
             if let other = masks[stem]?[lesion] {
                 throw TrainingError(.dataset, "two \(lesion.code) masks for \(stem): \(other.path) and \(file.path)")
             }
             masks[stem, default: [:]][lesion] = file
         }
+    }
+
+    /// The image a mask file belongs to: its name less `_<code>` (`idridNames`) or its name; an IDRiD name without
+    /// the suffix, or a stem that is no image, is an error naming the file.
+    static func maskStem(_ file: URL, base: String, ext: String, code: String, idridNames: Bool, images: [String: URL],
+                         imageDir: URL) throws(TrainingError) -> String {
+        var stem = base
+        if idridNames {
+            let suffix = "_" + code
+            guard base.hasSuffix(suffix) else {
+                throw TrainingError(.dataset, "\(file.path): an IDRiD \(code) mask is named <image>\(suffix).\(ext)")
+            }
+            stem = String(base.dropLast(suffix.count))
+        }
+        guard images[stem] != nil else {
+            throw TrainingError(.dataset, "\(file.path) matches no image in \(imageDir.path) (looked for \(stem).*)")
+        }
+        return stem
     }
 
     /// The samples, once images and masks are found. Annotated classes: those asked for, else those `dataset.json`
@@ -420,23 +426,11 @@ public struct LesionDataset: Sendable {
     /// The optic-disc masks of a per-class layout: image stem → file.
     static func scanDiscMasks(_ dir: URL, layout: Layout, images: [String: URL], imageDir: URL) throws(TrainingError) -> [String: URL] {
         var out: [String: URL] = [:]
-        let suffix = "_" + OpticDisc.code
         for name in try files(in: dir) {
             let (base, ext) = splitExtension(name)
             let file = dir.appendingPathComponent(name)
             guard maskExtensions.contains(ext) else { throw TrainingError(.dataset, "\(file.path): a mask must be PNG or TIFF") }
-            let stem: String
-            if layout == .idrid {
-                guard base.hasSuffix(suffix) else {
-                    throw TrainingError(.dataset, "\(file.path): an IDRiD optic-disc mask is named <image>\(suffix).\(ext)")
-                }
-                stem = String(base.dropLast(suffix.count))
-            } else {
-                stem = base
-            }
-            guard images[stem] != nil else {
-                throw TrainingError(.dataset, "\(file.path) matches no image in \(imageDir.path) (looked for \(stem).*)")
-            }
+            let stem = try maskStem(file, base: base, ext: ext, code: OpticDisc.code, idridNames: layout == .idrid, images: images, imageDir: imageDir)
             if let other = out[stem] {
                 throw TrainingError(.dataset, "two \(OpticDisc.code) masks for \(stem): \(other.lastPathComponent) and \(name)")
             }
