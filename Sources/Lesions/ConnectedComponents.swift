@@ -97,10 +97,14 @@ public struct ConnectedComponents: Sendable {
     /// row-major; all zero when there is no component. The optic disc is this region with its holes filled
     /// (`largestComponentMaskFillingHoles`): other specks of the disc channel are not discs.
     public func largestComponentMask() -> [UInt8] {
+        guard count > 0 else { return [UInt8](repeating: 0, count: width * height) }
+        return mask(ofComponent: largestComponent())
+    }
+
+    /// One component's pixels as a 0/255 mask, row-major.
+    private func mask(ofComponent component: Int) -> [UInt8] {
         var mask = [UInt8](repeating: 0, count: width * height)
-        guard count > 0 else { return mask }
-        let largest = largestComponent()
-        for (r, run) in runs.enumerated() where Int(componentOfRun[r]) == largest {
+        for (r, run) in runs.enumerated() where Int(componentOfRun[r]) == component {
             let base = Int(run.row) * width
             for x in Int(run.start)..<Int(run.end) { mask[base + x] = 255 }
         }
@@ -112,10 +116,10 @@ public struct ConnectedComponents: Sendable {
     /// 8-connected foreground) are turned on, other components inside the holes with them. The optic disc is one
     /// region: a patch inside it where the channel dipped below the threshold is disc, not a second border.
     public func largestComponentMaskFillingHoles() -> [UInt8] {
-        var mask = largestComponentMask()
-        guard count > 0 else { return mask }
-        // The component's bounding box: background outside it, and on its border, reaches the edge.
+        guard count > 0 else { return [UInt8](repeating: 0, count: width * height) }
         let largest = largestComponent()
+        var mask = mask(ofComponent: largest)
+        // The component's bounding box: background outside it, and on its border, reaches the edge.
         var x0 = width, x1 = 0, y0 = height, y1 = 0
         for (r, run) in runs.enumerated() where Int(componentOfRun[r]) == largest {
             x0 = min(x0, Int(run.start)); x1 = max(x1, Int(run.end) - 1)

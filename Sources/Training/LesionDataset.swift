@@ -266,7 +266,8 @@ public struct LesionDataset: Sendable {
         var discMasks: [String: URL] = [:]
         for folder in try files(in: maskDir) {
             if disc && folder == OpticDisc.code {
-                discMasks = try scanDiscMasks(maskDir.appendingPathComponent(folder), layout: layout, images: images, imageDir: imageDir)
+                try addDiscMasks(in: maskDir.appendingPathComponent(folder), idridNames: layout == .idrid, images: images,
+                                 imageDir: imageDir, to: &discMasks)
                 continue
             }
             guard let lesion = LesionClass(code: folder), folder == lesion.code else {
@@ -311,12 +312,7 @@ public struct LesionDataset: Sendable {
                 let dir = setDir.appendingPathComponent(folder)
                 if folder.lowercased().filter(\.isLetter).hasSuffix("opticdisc") {
                     guard disc else { continue }
-                    for (stem, file) in try scanDiscMasks(dir, layout: .idrid, images: images, imageDir: imageRoot) {
-                        if let other = discMasks[stem] {
-                            throw TrainingError(.dataset, "two \(OpticDisc.code) masks for \(stem): \(other.path) and \(file.path)")
-                        }
-                        discMasks[stem] = file
-                    }
+                    try addDiscMasks(in: dir, idridNames: true, images: images, imageDir: imageRoot, to: &discMasks)
                     continue
                 }
                 // "3. Hard Exudates" → hard exudate: the name without its numbering.
@@ -353,13 +349,7 @@ public struct LesionDataset: Sendable {
     /// mask that matches no image, or a second mask of the class for an image, is an error naming the file.
     static func addMasks(in dir: URL, of lesion: LesionClass, idridNames: Bool, images: [String: URL], imageDir: URL,
                          to masks: inout [String: [LesionClass: URL]]) throws(TrainingError) {
-        for name in try files(in: dir) {
-            let (base, ext) = splitExtension(name)
-            let file = dir.appendingPathComponent(name)
-            guard maskExtensions.contains(ext) else {
-                throw TrainingError(.dataset, "\(file.path): a mask must be PNG or TIFF")
-            }
-            let stem = try maskStem(file, base: base, ext: ext, code: lesion.code, idridNames: idridNames, images: images, imageDir: imageDir)
+        for (stem, file) in try maskFiles(in: dir, code: lesion.code, idridNames: idridNames, images: images, imageDir: imageDir) {
             if let other = masks[stem]?[lesion] {
                 throw TrainingError(.dataset, "two \(lesion.code) masks for \(stem): \(other.path) and \(file.path)")
             }
@@ -367,22 +357,30 @@ public struct LesionDataset: Sendable {
         }
     }
 
-    /// The image a mask file belongs to: its name less `_<code>` (`idridNames`) or its name; an IDRiD name without
-    /// the suffix, or a stem that is no image, is an error naming the file.
-    static func maskStem(_ file: URL, base: String, ext: String, code: String, idridNames: Bool, images: [String: URL],
-                         imageDir: URL) throws(TrainingError) -> String {
-        var stem = base
-        if idridNames {
-            let suffix = "_" + code
-            guard base.hasSuffix(suffix) else {
-                throw TrainingError(.dataset, "\(file.path): an IDRiD \(code) mask is named <image>\(suffix).\(ext)")
+    /// The mask files of one folder with the image each belongs to: its name less `_<code>` (`idridNames`) or its
+    /// name. A file that is not PNG or TIFF, an IDRiD name without the suffix, or a stem that is no image is an error
+    /// naming the file.
+    static func maskFiles(in dir: URL, code: String, idridNames: Bool, images: [String: URL],
+                          imageDir: URL) throws(TrainingError) -> [(stem: String, file: URL)] {
+        var out: [(stem: String, file: URL)] = []
+        for name in try files(in: dir) {
+            let (base, ext) = splitExtension(name)
+            let file = dir.appendingPathComponent(name)
+            guard maskExtensions.contains(ext) else { throw TrainingError(.dataset, "\(file.path): a mask must be PNG or TIFF") }
+            var stem = base
+            if idridNames {
+                let suffix = "_" + code
+                guard base.hasSuffix(suffix) else {
+                    throw TrainingError(.dataset, "\(file.path): an IDRiD \(code) mask is named <image>\(suffix).\(ext)")
+                }
+                stem = String(base.dropLast(suffix.count))
             }
-            stem = String(base.dropLast(suffix.count))
+            guard images[stem] != nil else {
+                throw TrainingError(.dataset, "\(file.path) matches no image in \(imageDir.path) (looked for \(stem).*)")
+            }
+            out.append((stem, file))
         }
-        guard images[stem] != nil else {
-            throw TrainingError(.dataset, "\(file.path) matches no image in \(imageDir.path) (looked for \(stem).*)")
-        }
-        return stem
+        return out
     }
 
     /// The samples, once images and masks are found. Annotated classes: those asked for, else those `dataset.json`
@@ -423,20 +421,15 @@ public struct LesionDataset: Sendable {
         return LesionDataset(root: root, layout: layout, samples: samples, annotated: annotated)
     }
 
-    /// The optic-disc masks of a per-class layout: image stem → file.
-    static func scanDiscMasks(_ dir: URL, layout: Layout, images: [String: URL], imageDir: URL) throws(TrainingError) -> [String: URL] {
-        var out: [String: URL] = [:]
-        for name in try files(in: dir) {
-            let (base, ext) = splitExtension(name)
-            let file = dir.appendingPathComponent(name)
-            guard maskExtensions.contains(ext) else { throw TrainingError(.dataset, "\(file.path): a mask must be PNG or TIFF") }
-            let stem = try maskStem(file, base: base, ext: ext, code: OpticDisc.code, idridNames: layout == .idrid, images: images, imageDir: imageDir)
-            if let other = out[stem] {
-                throw TrainingError(.dataset, "two \(OpticDisc.code) masks for \(stem): \(other.lastPathComponent) and \(name)")
+    /// The optic-disc masks of one folder into `discMasks` (image stem → file); a second mask for an image is an error.
+    static func addDiscMasks(in dir: URL, idridNames: Bool, images: [String: URL], imageDir: URL,
+                             to discMasks: inout [String: URL]) throws(TrainingError) {
+        for (stem, file) in try maskFiles(in: dir, code: OpticDisc.code, idridNames: idridNames, images: images, imageDir: imageDir) {
+            if let other = discMasks[stem] {
+                throw TrainingError(.dataset, "two \(OpticDisc.code) masks for \(stem): \(other.path) and \(file.path)")
             }
-            out[stem] = file
+            discMasks[stem] = file
         }
-        return out
     }
 
     /// Label names nnU-Net datasets use for our classes.
